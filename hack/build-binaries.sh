@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Builds the pinned kube-apiserver and etcd (and, on request, helm and kubeconform)
+# from the Go module proxy into $SIGNALBOX_CACHE/bin/<tool>-<version>/.
+# A binary that is already there is reused; a new pin builds a new one.
+#
+# usage: hack/build-binaries.sh [kube-apiserver] [etcd] [helm] [kubeconform]
+#        (no arguments: kube-apiserver and etcd), prints one "name path" line per tool.
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+bin_dir() { echo "$SIGNALBOX_CACHE/bin/$1-$2"; }
+
+# go_build NAME VERSION MODULE PACKAGE [GO.MOD EXTRA LINES] [LDFLAGS]
+go_build() {
+  local name="$1" version="$2" module="$3" pkg="$4" extra="${5:-}" ldflags="${6:-}"
+  local dir out work
+  dir="$(bin_dir "$name" "$version")"
+  out="$dir/$name"
+  if [[ -x "$out" ]]; then echo "$name $out"; return; fi
+  need_go
+  work="$(mktemp -d)"
+  log "building $name $version from the Go module proxy (first time only; this takes several minutes)"
+  local start=$SECONDS
+  (
+    cd "$work"
+    go mod init signalbox.local/build-"$name" >/dev/null 2>&1
+    printf '%s\n' "$extra" >>go.mod
+    GOFLAGS=-mod=mod go get "${module}@${version}" >build.log 2>&1 || { cat build.log >&2; exit 1; }
+    mkdir -p "$dir"
+    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w $ldflags" -o "$out.tmp" "$pkg" >>build.log 2>&1 \
+      || { tail -40 build.log >&2; exit 1; }
+    mv "$out.tmp" "$out"
+  ) || { rm -rf "$work"; die "building $name $version failed (output above)"; }
+  rm -rf "$work"
+  log "built $name in $((SECONDS - start))s -> $out"
+  echo "$name $out"
+}
+
+kube_replaces() {
+  # Each staging module that k8s.io/kubernetes replaces with a local path must be
+  # pinned to its published v0.X.Y twin instead.
+  local minor="${KUBE_VERSION#v1.}"
+  local staging="v0.${minor}"
+  local mod
+  mod="$(GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+  [[ -f "$mod" ]] || die "could not download k8s.io/kubernetes@$KUBE_VERSION go.mod"
+  awk '/=> \.\/staging\/src\//{print "replace " $1 " => " $1 " '"$staging"'"}' "$mod"
+}
+
+build_kube_apiserver() {
+  local out
+  out="$(bin_dir kube-apiserver "$KUBE_VERSION")/kube-apiserver"
+  if [[ -x "$out" ]]; then echo "kube-apiserver $out"; return; fi
+  need_go
+  local replaces minor="${KUBE_VERSION#v1.}"
+  replaces="$(cd "$(mktemp -d)" && go mod init tmp >/dev/null 2>&1 && kube_replaces)"
+  local v=k8s.io/component-base/version
+  go_build kube-apiserver "$KUBE_VERSION" k8s.io/kubernetes k8s.io/kubernetes/cmd/kube-apiserver "$replaces" \
+    "-X $v.gitVersion=$KUBE_VERSION -X $v.gitMajor=1 -X $v.gitMinor=${minor%%.*} -X $v.gitTreeState=clean"
+}
+
+main() {
+  local tools=("$@")
+  [[ ${#tools[@]} -gt 0 ]] || tools=(kube-apiserver etcd)
+  for tool in "${tools[@]}"; do
+    case "$tool" in
+      kube-apiserver) build_kube_apiserver ;;
+      etcd) go_build etcd "$ETCD_VERSION" go.etcd.io/etcd/server/v3 go.etcd.io/etcd/server/v3 ;;
+      helm) go_build helm "$HELM_VERSION" helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm ;;
+      kubeconform) go_build kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform github.com/yannh/kubeconform/cmd/kubeconform ;;
+      *) die "unknown tool: $tool" ;;
+    esac
+  done
+}
+
+main "$@"

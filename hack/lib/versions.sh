@@ -1,0 +1,9 @@
+# Pinned versions of the tools Signalbox builds from the Go module proxy.
+# Changing a pin here makes the next `hack/cluster.sh up` rebuild that binary.
+KUBE_VERSION="v1.35.4"
+ETCD_VERSION="v3.6.16"
+HELM_VERSION="v3.19.5"
+KUBECONFORM_VERSION="v0.7.0"
+
+# Where built binaries live: outside the repository, shared by every checkout.
+SIGNALBOX_CACHE="${SIGNALBOX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/signalbox}"
