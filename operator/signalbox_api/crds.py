@@ -46,7 +46,7 @@ PROVIDER_COLUMNS = [
     _column("Endpoint", ".status.endpoint", priority=1),
     _column("Latency", ".status.health.latencyMs", "integer", priority=1,
             description="Latency of the last probe in milliseconds."),
-    _column("Models", ".status.models[*].name", priority=1),
+    _column("Models", ".status.modelSummary", priority=1),
 ]
 
 POLICY_COLUMNS = [
@@ -63,6 +63,7 @@ POLICY_COLUMNS = [
 def _root_schema(model: type[pydantic.BaseModel], max_name: int) -> Schema:
     schema = model_schema(model)
     props = schema["properties"]
+    props["status"].pop("default", None)  # status is the operator's to write, from nothing
     schema["properties"] = {
         "apiVersion": {"type": "string", "description": f"{GROUP}/{VERSION}"},
         "kind": {"type": "string", "description": model.__name__},

@@ -493,6 +493,9 @@ class LLMProviderStatus(ApiModel):
         description="Models seen in discovery, plus the declared ones.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
+    model_summary: Annotated[str, StringConstraints(max_length=256)] | None = Field(
+        default=None, description="The first few model names, for kubectl get -o wide."
+    )
 
 
 class LLMProvider(ApiModel):

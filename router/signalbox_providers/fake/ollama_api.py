@@ -1,0 +1,7 @@
+"""Placeholder; being written."""
+
+from aiohttp import web
+
+
+def routes() -> list[web.RouteDef]:
+    return []
