@@ -34,7 +34,7 @@ class Reason(enum.StrEnum):
     VALID = "Valid"
     INVALID_SPEC = "InvalidSpec"
     RESOLVED = "Resolved"
-    SECRET_NOT_FOUND = "SecretNotFound"
+    SECRET_NOT_FOUND = "SecretNotFound"  # noqa: S105 (a reason, not a secret)
     SERVICE_NOT_FOUND = "ServiceNotFound"
     NO_READY_ENDPOINTS = "NoReadyEndpoints"
     PROBE_SUCCEEDED = "ProbeSucceeded"
@@ -75,7 +75,9 @@ class Condition(ApiModel):
     )
     reason: Annotated[
         str, StringConstraints(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=1024)
-    ] = Field(description="CamelCase, machine-readable cause of the status, stable across versions.")
+    ] = Field(
+        description="CamelCase, machine-readable cause of the status, stable across versions."
+    )
     message: Annotated[str, StringConstraints(max_length=32768)] = Field(
         default="", description="Human-readable details. Never contains secret values."
     )
@@ -105,7 +107,9 @@ def set_condition(
         reason=reason,
         message=message,
         observed_generation=generation,
-        last_transition_time=now if transitioned or previous is None else previous.last_transition_time,
+        last_transition_time=now
+        if transitioned or previous is None
+        else previous.last_transition_time,
     )
     others = [c for c in conditions if c.type != type_]
     return sorted([*others, updated], key=lambda c: _ORDER.get(c.type, len(_ORDER)))

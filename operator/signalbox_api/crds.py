@@ -44,8 +44,13 @@ PROVIDER_COLUMNS = [
     _column("Reason", _condition("Ready", "reason")),
     _AGE,
     _column("Endpoint", ".status.endpoint", priority=1),
-    _column("Latency", ".status.health.latencyMs", "integer", priority=1,
-            description="Latency of the last probe in milliseconds."),
+    _column(
+        "Latency",
+        ".status.health.latencyMs",
+        "integer",
+        priority=1,
+        description="Latency of the last probe in milliseconds.",
+    ),
     _column("Models", ".status.modelSummary", priority=1),
 ]
 
@@ -120,7 +125,9 @@ def crd(
 def all_crds() -> dict[str, dict[str, Any]]:
     """File name → CRD document, for every kind."""
     return {
-        f"{GROUP}_llmproviders.yaml": crd(LLMProvider, "llmproviders", "llmp", PROVIDER_COLUMNS, 63),
+        f"{GROUP}_llmproviders.yaml": crd(
+            LLMProvider, "llmproviders", "llmp", PROVIDER_COLUMNS, 63
+        ),
         f"{GROUP}_routingpolicies.yaml": crd(
             RoutingPolicy, "routingpolicies", "llmrp", POLICY_COLUMNS, 253
         ),

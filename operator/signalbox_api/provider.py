@@ -55,7 +55,7 @@ class Tier(enum.StrEnum):
 
 
 class RateLimitAlgorithm(enum.StrEnum):
-    TOKEN_BUCKET = "TokenBucket"
+    TOKEN_BUCKET = "TokenBucket"  # noqa: S105 (an algorithm name)
     SLIDING_WINDOW = "SlidingWindow"
     FIXED_WINDOW = "FixedWindow"
 
@@ -94,7 +94,8 @@ class ServiceRef(ApiModel):
         default="http", description="http or https, used to reach each pod."
     )
     path: HttpPath = Field(
-        default="", description="Path prefix before the API routes, e.g. /v1 for vLLM; empty for none."
+        default="",
+        description="Path prefix before the API routes, e.g. /v1 for vLLM; empty for none.",
     )
 
 
@@ -138,12 +139,12 @@ class Auth(ApiModel):
     """How to authenticate to the provider."""
 
     secret_ref: SecretKeyRef = Field(description="The Secret key holding the API key.")
-    header: Annotated[str, StringConstraints(pattern=HTTP_HEADER_PATTERN, max_length=128)] | None = (
-        Field(
-            default=None,
-            description="Header that carries the key; defaults by type (Authorization: Bearer, "
-            "x-api-key for Anthropic, api-key for Azure OpenAI).",
-        )
+    header: (
+        Annotated[str, StringConstraints(pattern=HTTP_HEADER_PATTERN, max_length=128)] | None
+    ) = Field(
+        default=None,
+        description="Header that carries the key; defaults by type (Authorization: Bearer, "
+        "x-api-key for Anthropic, api-key for Azure OpenAI).",
     )
 
 
@@ -159,10 +160,10 @@ class Cost(ApiModel):
     """Prices used for cost metering, per million tokens."""
 
     input_per_m_tok: Money = Field(
-        alias="inputPerMTok", description="Price of one million input tokens, e.g. \"2.50\"."
+        alias="inputPerMTok", description='Price of one million input tokens, e.g. "2.50".'
     )
     output_per_m_tok: Money = Field(
-        alias="outputPerMTok", description="Price of one million output tokens, e.g. \"10.00\"."
+        alias="outputPerMTok", description='Price of one million output tokens, e.g. "10.00".'
     )
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = Field(
         default="USD", description="ISO 4217 currency code."
@@ -226,7 +227,10 @@ class RateLimit(ApiModel):
         default=None, ge=1, le=1_000_000_000, description="Tokens (in plus out) allowed per minute."
     )
     burst: int | None = Field(
-        default=None, ge=1, le=100_000, description="Requests allowed at once above the steady rate."
+        default=None,
+        ge=1,
+        le=100_000,
+        description="Requests allowed at once above the steady rate.",
     )
     max_concurrency: int | None = Field(
         default=None, ge=1, le=100_000, description="Requests in flight at once."
@@ -281,9 +285,7 @@ class HealthCheck(ApiModel):
     unhealthy_threshold: int = Field(
         default=3, ge=1, le=10, description="Consecutive failures that make it unhealthy."
     )
-    probe_model: ModelName | None = Field(
-        default=None, description="Model used by ChatProbe."
-    )
+    probe_model: ModelName | None = Field(default=None, description="Model used by ChatProbe.")
 
 
 class CircuitBreaker(ApiModel):
@@ -421,8 +423,12 @@ class CircuitStatus(ApiModel):
     open_until: datetime | None = Field(
         default=None, description="When an open circuit turns half-open."
     )
-    consecutive_failures: int = Field(default=0, ge=0, description="Failures since the last success.")
-    trips: int = Field(default=0, ge=0, description="Times the circuit opened since it last closed.")
+    consecutive_failures: int = Field(
+        default=0, ge=0, description="Failures since the last success."
+    )
+    trips: int = Field(
+        default=0, ge=0, description="Times the circuit opened since it last closed."
+    )
     override: CircuitOverride | None = Field(
         default=None,
         description="Set when the signalbox.dev/circuit annotation forces the state.",
@@ -432,7 +438,9 @@ class CircuitStatus(ApiModel):
 class ProbeError(ApiModel):
     """The last failed probe."""
 
-    code: int = Field(default=0, ge=0, description="HTTP status code; 0 when there was no response.")
+    code: int = Field(
+        default=0, ge=0, description="HTTP status code; 0 when there was no response."
+    )
     reason: str = Field(max_length=64, description="Outcome class, e.g. Timeout or AuthFailed.")
     message: Annotated[str, StringConstraints(max_length=1024)] = Field(
         default="", description="Short description; never contains secrets."
@@ -503,4 +511,6 @@ class LLMProvider(ApiModel):
     OpenAI-compatible API, external or in-cluster, with its health, limits and prices."""
 
     spec: LLMProviderSpec = Field(description="Desired state.")
-    status: LLMProviderStatus = Field(default_factory=LLMProviderStatus, description="Observed state.")
+    status: LLMProviderStatus = Field(
+        default_factory=LLMProviderStatus, description="Observed state."
+    )

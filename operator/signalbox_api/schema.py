@@ -93,7 +93,7 @@ def _base_schema(tp: Any, origin: Any) -> Schema:
         (item,) = typing.get_args(tp)
         return {"type": "array", "items": type_schema(item, [])}
     if origin is dict:
-        key, value = typing.get_args(tp)
+        _, value = typing.get_args(tp)
         return {"type": "object", "additionalProperties": type_schema(value, [])}
     if origin is typing.Literal:
         return {"type": "string", "enum": list(typing.get_args(tp))}

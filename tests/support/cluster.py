@@ -34,8 +34,13 @@ class Cluster:
     ) -> subprocess.CompletedProcess[str]:
         """Run the real kubectl; with ``check``, a failure raises with kubectl's own words."""
         proc = subprocess.run(
-            ["kubectl", *args], input=stdin, capture_output=True, text=True,
-            env=self.env, timeout=timeout, check=False,
+            ["kubectl", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout,
+            check=False,
         )
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed:\n{proc.stderr}")
@@ -60,21 +65,33 @@ def start(name: str) -> Cluster:
     """Start (or reuse) the named local control plane and install the CRDs."""
     env = {**os.environ, "SIGNALBOX_CLUSTER": name}
     proc = subprocess.run(
-        ["bash", str(CLUSTER_SCRIPT), "up"], capture_output=True, text=True, env=env,
-        timeout=3600, check=False,
+        ["bash", str(CLUSTER_SCRIPT), "up"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=3600,
+        check=False,
     )
     if proc.returncode != 0:
         raise ClusterError(f"hack/cluster.sh up failed:\n{proc.stderr[-4000:]}")
     cluster = Cluster(kubeconfig=Path(proc.stdout.strip().splitlines()[-1]), name=name)
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
     cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=30s",
-        "crd/llmproviders.signalbox.dev", "crd/routingpolicies.signalbox.dev",
+        "wait",
+        "--for=condition=Established",
+        "--timeout=30s",
+        "crd/llmproviders.signalbox.dev",
+        "crd/routingpolicies.signalbox.dev",
     )
     return cluster
 
 
 def stop(name: str) -> None:
     env = {**os.environ, "SIGNALBOX_CLUSTER": name}
-    subprocess.run(["bash", str(CLUSTER_SCRIPT), "down"], capture_output=True, env=env,
-                   timeout=120, check=False)
+    subprocess.run(
+        ["bash", str(CLUSTER_SCRIPT), "down"],
+        capture_output=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )

@@ -27,8 +27,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="a loopback address")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--model", action="append", dest="models", help="repeat for several")
-    parser.add_argument("--api-key-env", metavar="VAR",
-                        help="require the API key held in this environment variable")
+    parser.add_argument(
+        "--api-key-env", metavar="VAR", help="require the API key held in this environment variable"
+    )
     return parser.parse_args(argv)
 
 
@@ -37,8 +38,14 @@ async def serve(args: argparse.Namespace) -> None:
 
     flavor = Flavor(args.flavor)
     faults = Faults(api_key=os.environ[args.api_key_env]) if args.api_key_env else None
-    fake = FakeProvider(args.name, flavor, args.models or DEFAULT_MODELS[flavor],
-                        host=args.host, port=args.port, faults=faults)
+    fake = FakeProvider(
+        args.name,
+        flavor,
+        args.models or DEFAULT_MODELS[flavor],
+        host=args.host,
+        port=args.port,
+        faults=faults,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -20,6 +20,8 @@ from signalbox_providers.fake.state import FakeState
 
 _BLOCK_TYPES = {"text", "image", "tool_use", "tool_result", "document", "thinking"}
 _MEDIA_TYPES = {"image/jpeg", "image/png", "image/gif", "image/webp"}
+_ROLES = ("user", "assistant", "system")  # the SDK's MessageParam also types system messages
+_ROLES_TEXT = "'user', 'assistant' or 'system'"
 _STOP_REASONS = {"length": "max_tokens", "tool_calls": "tool_use"}
 
 
@@ -36,6 +38,7 @@ async def list_models(request: web.Request) -> web.Response:
             "id": model,
             "display_name": " ".join(part.capitalize() for part in model.split("-")),
             "created_at": created.isoformat().replace("+00:00", "Z"),
+            "lifecycle": "active",
         }
         for model in state.models
     ]
@@ -88,8 +91,8 @@ def _check_messages(messages: Any) -> list[dict[str, Any]]:
     if not isinstance(messages, list) or not messages:
         raise wire.BadRequest("messages: at least one message is required")
     for i, msg in enumerate(messages):
-        if not isinstance(msg, dict) or msg.get("role") not in ("user", "assistant"):
-            raise wire.BadRequest(f"messages.{i}.role: Input should be 'user' or 'assistant'")
+        if not isinstance(msg, dict) or msg.get("role") not in _ROLES:
+            raise wire.BadRequest(f"messages.{i}.role: Input should be {_ROLES_TEXT}")
         blocks = msg.get("content")
         if isinstance(blocks, list):
             for j, block in enumerate(blocks):

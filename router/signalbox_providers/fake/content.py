@@ -39,7 +39,9 @@ def count_images(messages: Iterable[Mapping[str, Any]]) -> int:
         content = msg.get("content")
         if isinstance(content, list):
             total += sum(
-                1 for p in content if isinstance(p, Mapping) and p.get("type") in ("image_url", "image")
+                1
+                for p in content
+                if isinstance(p, Mapping) and p.get("type") in ("image_url", "image")
             )
     return total
 
@@ -69,7 +71,7 @@ def sample_for_schema(schema: Mapping[str, Any] | None) -> Any:
     """A small value that satisfies a JSON schema: used for tool arguments and JSON output."""
     if not schema:
         return {}
-    if "enum" in schema and schema["enum"]:
+    if schema.get("enum"):
         return schema["enum"][0]
     if "const" in schema:
         return schema["const"]

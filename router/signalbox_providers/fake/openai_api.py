@@ -30,8 +30,12 @@ async def list_models(request: web.Request) -> web.Response:
     owner = {"vllm": "vllm", "ollama": "library", "localai": "localai"}.get(state.flavor, "system")
     data = []
     for model in state.models:
-        item: dict[str, Any] = {"id": model, "object": "model", "created": state.created,
-                                "owned_by": owner}
+        item: dict[str, Any] = {
+            "id": model,
+            "object": "model",
+            "created": state.created,
+            "owned_by": owner,
+        }
         if state.flavor == Flavor.VLLM:
             item.update(root=model, parent=None, max_model_len=32768, permission=[])
         data.append(item)
@@ -68,7 +72,8 @@ def to_prompt(body: dict[str, Any]) -> reply.Prompt:
         tool_choice=choice if isinstance(choice, str) else None,
         max_tokens=max_tokens,
         stop=(stop,) if isinstance(stop, str) else tuple(stop),
-        json_schema=(fmt.get("json_schema") or {}).get("schema") if fmt.get("type") == "json_schema"
+        json_schema=(fmt.get("json_schema") or {}).get("schema")
+        if fmt.get("type") == "json_schema"
         else None,
         json_object=fmt.get("type") == "json_object",
     )
@@ -103,17 +108,19 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     message: dict[str, Any] = {"role": "assistant", "content": r.text or None, "refusal": None}
     if r.tool_calls:
         message["tool_calls"] = _tool_calls(r)
-    return web.json_response({
-        "id": cid,
-        "object": "chat.completion",
-        "created": wire.now(),
-        "model": model,
-        "choices": [
-            {"index": 0, "message": message, "logprobs": None, "finish_reason": r.finish}
-        ],
-        "usage": usage(r),
-        "system_fingerprint": f"fp_{state.name}",
-    })
+    return web.json_response(
+        {
+            "id": cid,
+            "object": "chat.completion",
+            "created": wire.now(),
+            "model": model,
+            "choices": [
+                {"index": 0, "message": message, "logprobs": None, "finish_reason": r.finish}
+            ],
+            "usage": usage(r),
+            "system_fingerprint": f"fp_{state.name}",
+        }
+    )
 
 
 def stream_chunks(
@@ -123,7 +130,10 @@ def stream_chunks(
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
         payload: dict[str, Any] = {
-            "id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
             "system_fingerprint": f"fp_{state.name}",
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
         }
@@ -134,8 +144,12 @@ def stream_chunks(
     out = [chunk({"role": "assistant", "content": "", "refusal": None})]
     out += [chunk({"content": piece}) for piece in r.pieces]
     for i, call in enumerate(r.tool_calls):
-        head = {"index": i, "id": call.id, "type": "function",
-                "function": {"name": call.name, "arguments": ""}}
+        head = {
+            "index": i,
+            "id": call.id,
+            "type": "function",
+            "function": {"name": call.name, "arguments": ""},
+        }
         out.append(chunk({"tool_calls": [head]}))
         out += [
             chunk({"tool_calls": [{"index": i, "function": {"arguments": part}}]})
@@ -143,10 +157,19 @@ def stream_chunks(
         ]
     out.append(chunk({}, r.finish))
     if include_usage:
-        out.append(wire.sse_data({
-            "id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-            "system_fingerprint": f"fp_{state.name}", "choices": [], "usage": usage(r),
-        }))
+        out.append(
+            wire.sse_data(
+                {
+                    "id": cid,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "system_fingerprint": f"fp_{state.name}",
+                    "choices": [],
+                    "usage": usage(r),
+                }
+            )
+        )
     out.append(wire.sse_data("[DONE]"))
     return out
 
@@ -170,7 +193,11 @@ async def embeddings(request: web.Request) -> web.Response:
         value: Any = base64.b64encode(content.pack_float32(vector)).decode() if b64 else vector
         data.append({"object": "embedding", "index": i, "embedding": value})
     tokens = sum(content.count_tokens(t) for t in texts)
-    return web.json_response({
-        "object": "list", "data": data, "model": model,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    })
+    return web.json_response(
+        {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )

@@ -67,8 +67,12 @@ def plan(prompt: Prompt, name: str, words: int | None) -> Reply:
     if call is not None:
         args = content.arguments_json(call.schema)
         tool_call = ToolCall(id=f"call_{uuid.uuid4().hex[:24]}", name=call.name, arguments=args)
-        return Reply(pieces=[], finish="tool_calls", prompt_tokens=prompt.prompt_tokens,
-                     tool_calls=[tool_call])
+        return Reply(
+            pieces=[],
+            finish="tool_calls",
+            prompt_tokens=prompt.prompt_tokens,
+            tool_calls=[tool_call],
+        )
     if prompt.json_schema is not None or prompt.json_object:
         value = (
             content.sample_for_schema(prompt.json_schema)
@@ -86,8 +90,12 @@ def plan(prompt: Prompt, name: str, words: int | None) -> Reply:
             break
     if prompt.max_tokens is not None and len(all_words) > prompt.max_tokens:
         all_words, finish = all_words[: prompt.max_tokens], "length"
-    return Reply(pieces=content.join_words(all_words), finish=finish,
-                 prompt_tokens=prompt.prompt_tokens, stop_sequence=stop_sequence)
+    return Reply(
+        pieces=content.join_words(all_words),
+        finish=finish,
+        prompt_tokens=prompt.prompt_tokens,
+        stop_sequence=stop_sequence,
+    )
 
 
 def _tool_to_call(prompt: Prompt) -> Tool | None:

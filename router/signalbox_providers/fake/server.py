@@ -166,8 +166,11 @@ def build_app(state: FakeState) -> web.Application:
     if flavor == Flavor.OLLAMA:
         routes += ollama_api.routes()
     if flavor == Flavor.VLLM:
-        routes += [web.get("/health", _empty_ok), web.get("/metrics", _vllm_metrics),
-                   web.get("/version", _vllm_version)]
+        routes += [
+            web.get("/health", _empty_ok),
+            web.get("/metrics", _vllm_metrics),
+            web.get("/version", _vllm_version),
+        ]
     if flavor == Flavor.LOCALAI:
         routes += [web.get("/readyz", _text_ok), web.get("/healthz", _text_ok)]
     app.add_routes(routes)
@@ -206,11 +209,17 @@ async def _record(state: FakeState, request: web.Request, authorized: bool | Non
             body = parsed if isinstance(parsed, dict) else None
         except (json.JSONDecodeError, UnicodeDecodeError):
             body = None
-    state.seen.append(SeenRequest(
-        method=request.method, path=request.path,
-        model=body.get("model") if body else None, authorized=authorized,
-        header_names=tuple(sorted(h.lower() for h in request.headers)), body=body, at=time.time(),
-    ))
+    state.seen.append(
+        SeenRequest(
+            method=request.method,
+            path=request.path,
+            model=body.get("model") if body else None,
+            authorized=authorized,
+            header_names=tuple(sorted(h.lower() for h in request.headers)),
+            body=body,
+            at=time.time(),
+        )
+    )
 
 
 @web.middleware
@@ -227,8 +236,11 @@ async def _faults_middleware(request: web.Request, handler: Handler) -> web.Stre
         state.unhang.clear()
         await state.unhang.wait()
     if authorized is False:
-        message = "Incorrect API key provided." if state.flavor != Flavor.ANTHROPIC else (
-            "invalid x-api-key")
+        message = (
+            "Incorrect API key provided."
+            if state.flavor != Flavor.ANTHROPIC
+            else ("invalid x-api-key")
+        )
         return errors.respond(error_body(state, request.path, 401, message), 401)
     status = state.take_status_fault()
     if status is not None:
@@ -300,12 +312,24 @@ async def _vllm_metrics(request: web.Request) -> web.Response:
     state = request.app[wire.STATE]
     lines = []
     for metric, kind, value, help_text in (
-        ("vllm:num_requests_running", "gauge", state.vllm.running,
-         "Number of requests in model execution batches."),
-        ("vllm:num_requests_waiting", "gauge", state.vllm.waiting,
-         "Number of requests waiting to be processed."),
-        ("vllm:kv_cache_usage_perc", "gauge", state.vllm.kv_cache_usage,
-         "KV-cache usage. 1 means 100 percent usage."),
+        (
+            "vllm:num_requests_running",
+            "gauge",
+            state.vllm.running,
+            "Number of requests in model execution batches.",
+        ),
+        (
+            "vllm:num_requests_waiting",
+            "gauge",
+            state.vllm.waiting,
+            "Number of requests waiting to be processed.",
+        ),
+        (
+            "vllm:kv_cache_usage_perc",
+            "gauge",
+            state.vllm.kv_cache_usage,
+            "KV-cache usage. 1 means 100 percent usage.",
+        ),
     ):
         lines.append(f"# HELP {metric} {help_text}")
         lines.append(f"# TYPE {metric} {kind}")

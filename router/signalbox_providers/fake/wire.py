@@ -43,7 +43,9 @@ def require_model(state: FakeState, body: dict[str, Any]) -> str:
     if not isinstance(model, str) or not model:
         raise BadRequest("you must provide a model parameter")
     if model not in state.models:
-        raise BadRequest(f"The model `{model}` does not exist or you do not have access to it.", 404)
+        raise BadRequest(
+            f"The model `{model}` does not exist or you do not have access to it.", 404
+        )
     return model
 
 
