@@ -192,12 +192,11 @@ def _authorized(state: FakeState, request: web.Request) -> bool | None:
     key = state.faults.api_key
     if key is None or not request.path.startswith("/v1/"):
         return None
-    if state.flavor == Flavor.ANTHROPIC:
-        given = request.headers.get("x-api-key", "")
-    else:
-        auth = request.headers.get("Authorization", "")
-        given = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else ""
-        given = given or request.headers.get("api-key", "")
+    auth = request.headers.get("Authorization", "")
+    given = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else ""
+    # Anthropic takes x-api-key (its SDK may also send a bearer token); Azure takes api-key.
+    extra = "x-api-key" if state.flavor == Flavor.ANTHROPIC else "api-key"
+    given = given or request.headers.get(extra, "")
     return hmac.compare_digest(given.encode(), key.encode())
 
 
