@@ -414,6 +414,18 @@ class LLMProviderSpec(ApiModel):
     )
     timeouts: Timeouts = Field(default_factory=Timeouts, description="Request timeouts.")
 
+    def effective_tier(self) -> Tier:
+        """The declared tier, or Cloud for external cloud and compatible APIs, else Local."""
+        if self.tier is not None:
+            return self.tier
+        external = self.endpoint.url is not None
+        cloudy = self.type in (*CLOUD_TYPES, ProviderType.OPENAI_COMPATIBLE)
+        return Tier.CLOUD if external and cloudy else Tier.LOCAL
+
+    def model(self, name: str) -> ModelSpec | None:
+        """The declared model called ``name`` or having it as an alias."""
+        return next((m for m in self.models if name == m.name or name in m.aliases), None)
+
 
 class CircuitStatus(ApiModel):
     """The shared circuit breaker's state."""
