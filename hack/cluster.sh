@@ -86,7 +86,7 @@ up() {
   fi
   down >/dev/null 2>&1 || true
   local binaries etcd_bin apiserver_bin
-  binaries="$("$HACK_DIR/build-binaries.sh" kube-apiserver etcd)" || die "could not build the control-plane binaries"
+  binaries="$(bash "$HACK_DIR/build-binaries.sh" kube-apiserver etcd)" || die "could not build the control-plane binaries"
   apiserver_bin="$(awk '$1=="kube-apiserver"{print $2}' <<<"$binaries")"
   etcd_bin="$(awk '$1=="etcd"{print $2}' <<<"$binaries")"
   local start=$SECONDS

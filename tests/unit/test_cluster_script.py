@@ -26,6 +26,7 @@ def test_missing_go_is_reported(tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in (
+        "bash",
         "python3",
         "awk",
         "sed",
