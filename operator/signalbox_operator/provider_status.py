@@ -75,10 +75,10 @@ class ProbeReport:
 class Facts:
     """Everything the status is computed from."""
 
-    spec: LLMProviderSpec
+    spec: LLMProviderSpec | None  # None when the spec is unacceptable; see ``invalid``
     generation: int | None
     now: datetime
-    invalid: str | None = None  # why the spec is unacceptable, if it is
+    invalid: str | None = None  # why the spec is unacceptable
     refs: Refs = field(default_factory=Refs)
     circuit: Circuit = field(default_factory=Circuit)
     override: CircuitOverride | None = None
@@ -125,7 +125,7 @@ def _verdicts(f: Facts) -> dict[str, Verdict]:
     out[ConditionType.ACCEPTED] = (
         ("False", Reason.INVALID_SPEC, f.invalid) if f.invalid else ("True", Reason.VALID, "")
     )
-    if f.invalid:
+    if f.invalid or f.spec is None:
         pending: Verdict = ("Unknown", Reason.INVALID_SPEC, "the spec was not accepted")
         out.update(
             {
@@ -147,6 +147,7 @@ def _verdicts(f: Facts) -> dict[str, Verdict]:
 
 
 def _healthy(f: Facts) -> Verdict:
+    assert f.spec is not None
     if f.spec.suspend:
         return ("Unknown", Reason.SUSPENDED, "probing is suspended")
     missing = missing_models(f.spec, f.discovered)
@@ -167,7 +168,7 @@ def _healthy(f: Facts) -> Verdict:
 
 
 def _available(f: Facts) -> Verdict:
-    if f.spec.suspend:
+    if f.spec is not None and f.spec.suspend:
         return ("False", Reason.SUSPENDED, "spec.suspend is true")
     state = effective_state(f.circuit, f.override)
     if state == CircuitState.OPEN:
@@ -234,7 +235,7 @@ def _health(f: Facts) -> HealthStatus | None:
 
 
 def _models(f: Facts) -> list[ObservedModel]:
-    declared = [m.name for m in f.spec.models]
+    declared = [m.name for m in f.spec.models] if f.spec else []
     names = list(dict.fromkeys([*declared, *(f.discovered or ())]))
     return [ObservedModel(name=n, declared=n in declared) for n in names[:1024]]
 

@@ -1,0 +1,138 @@
+"""kopf registrations: the watches and indexes, and the glue that feeds probers and policies.
+
+kopf only watches here. Its bookkeeping would go to annotations (never to status), and no
+handler adds finalizers, so deleting an object never waits for the operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from signalbox_api import GROUP, VERSION
+from signalbox_operator import refs
+from signalbox_operator.policies import Policies
+from signalbox_operator.prober import Prober, Runtime
+
+STATE_KEY = "signalbox"
+Key = tuple[str, str]
+
+
+@dataclass
+class OperatorState:
+    runtime: Runtime
+    policies: Policies
+    probers: dict[Key, tuple[Prober, asyncio.Task[None]]] = field(default_factory=dict)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def ensure_prober(self, key: Key, body: Mapping[str, Any]) -> None:
+        running = self.probers.get(key)
+        if running is not None and not running[1].done():
+            running[0].update(body)
+            return
+        prober = Prober(self.runtime, body)
+        task = asyncio.create_task(prober.run(), name=f"probe {key[0]}/{key[1]}")
+        self.probers[key] = (prober, task)
+
+    def stop_prober(self, key: Key) -> None:
+        running = self.probers.pop(key, None)
+        if running is not None:
+            running[1].cancel()
+
+
+def state_of(memo: Any) -> OperatorState:
+    state: OperatorState = memo[STATE_KEY]
+    return state
+
+
+def _first(index: kopf.Index[Key, Any], key: Key) -> Any:
+    store = index.get(key)
+    return next(iter(store), None) if store else None
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
+    secret_index: kopf.Index[Key, Mapping[str, str]] = kwargs["secret_index"]
+    service_index: kopf.Index[Key, Sequence[refs.ServicePort]] = kwargs["service_index"]
+    slice_index: kopf.Index[Key, Sequence[refs.SliceEndpoint]] = kwargs["slice_index"]
+    prefix = f"kopf.{GROUP}"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=prefix)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=prefix)
+    settings.posting.enabled = False  # Events are posted explicitly, for transitions only
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+
+    def endpoints(key: Key) -> list[refs.SliceEndpoint]:
+        return [e for value in slice_index.get(key) or () for e in value]
+
+    state = state_of(memo)
+    state.runtime.lookups = refs.Lookups(
+        secret=lambda key: _first(secret_index, key),
+        service=lambda key: _first(service_index, key),
+        endpoints=endpoints,
+    )
+    state.tasks.append(asyncio.create_task(state.policies.run(), name="policies"))
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    state = state_of(memo)
+    tasks = [t for _, t in state.probers.values()] + state.tasks
+    for task in tasks:
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.gather(*tasks, return_exceptions=True)
+    await state.runtime.http.aclose()
+
+
+@kopf.index("v1", "secrets")
+def secret_index(
+    namespace: str | None, name: str, body: kopf.Body, **_: Any
+) -> dict[Key, dict[str, str]]:
+    data = body.get("data") or {}
+    decoded = {k: base64.b64decode(v).decode("utf-8", "replace").strip() for k, v in data.items()}
+    return {(namespace or "", name): decoded}
+
+
+@kopf.index("v1", "services")
+def service_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    return {(namespace or "", name): refs.parse_service(body)}
+
+
+@kopf.index("discovery.k8s.io", "v1", "endpointslices")
+def slice_index(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> dict[Key, Any] | None:
+    service = labels.get("kubernetes.io/service-name")
+    if not service:
+        return None
+    return {(namespace or "", service): refs.parse_slice(body)}
+
+
+def _key(obj: Mapping[str, Any]) -> Key:
+    return (obj["metadata"]["namespace"], obj["metadata"]["name"])
+
+
+@kopf.on.event(GROUP, VERSION, "llmproviders")
+async def provider_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    state = state_of(memo)
+    obj = event["object"]
+    key = _key(obj)
+    if event["type"] == "DELETED":
+        state.stop_prober(key)
+        state.policies.provider_event(key, None)
+        return
+    state.ensure_prober(key, obj)
+    state.policies.provider_event(key, obj)
+
+
+@kopf.on.event(GROUP, VERSION, "routingpolicies")
+async def policy_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    obj = event["object"]
+    state_of(memo).policies.policy_event(_key(obj), None if event["type"] == "DELETED" else obj)

@@ -1,0 +1,132 @@
+"""Keeps every RoutingPolicy's status in step with the providers it uses.
+
+One loop for all policies: it wakes when a provider or policy in a namespace changes (or every
+``RESYNC_SECONDS``), recomputes the affected policies with ``policy_status`` and writes only
+the ones whose status changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import pydantic
+
+from signalbox_api.policy import RoutingPolicySpec, RoutingPolicyStatus
+from signalbox_api.provider import LLMProviderSpec, LLMProviderStatus
+from signalbox_operator import policy_status
+from signalbox_operator.kube import Kube
+
+log = logging.getLogger(__name__)
+RESYNC_SECONDS = 10.0
+Key = tuple[str, str]
+
+
+class Policies:
+    def __init__(self, kube: Kube, clock: Callable[[], datetime]) -> None:
+        self.kube = kube
+        self.clock = clock
+        self.policies: dict[Key, Mapping[str, Any]] = {}
+        self.providers: dict[Key, Mapping[str, Any]] = {}
+        self._views: dict[Key, tuple[str, policy_status.ProviderView | None]] = {}
+        self.written: dict[Key, dict[str, Any]] = {}
+        self.dirty: set[str] = set()
+        self.wake = asyncio.Event()
+
+    def policy_event(self, key: Key, body: Mapping[str, Any] | None) -> None:
+        if body is None:
+            self.policies.pop(key, None)
+            self.written.pop(key, None)
+        else:
+            self.policies[key] = body
+        self._touch(key[0])
+
+    def provider_event(self, key: Key, body: Mapping[str, Any] | None) -> None:
+        if body is None:
+            self.providers.pop(key, None)
+        else:
+            self.providers[key] = body
+        self._touch(key[0])
+
+    def touch(self, namespace: str) -> None:
+        self._touch(namespace)
+
+    def _touch(self, namespace: str) -> None:
+        self.dirty.add(namespace)
+        self.wake.set()
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), RESYNC_SECONDS)
+            self.wake.clear()
+            await asyncio.sleep(0.2)  # gather a burst of events into one pass
+            namespaces, self.dirty = self.dirty, set()
+            everything = not namespaces
+            for key in list(self.policies):
+                if everything or key[0] in namespaces:
+                    try:
+                        await self.reconcile(key)
+                    except Exception:
+                        log.exception("could not reconcile RoutingPolicy %s/%s", *key)
+
+    def _views_in(self, namespace: str) -> dict[str, policy_status.ProviderView]:
+        out = {}
+        for (ns, name), body in self.providers.items():
+            if ns != namespace:
+                continue
+            view = self._view((ns, name), body)
+            if view is not None:
+                out[name] = view
+        return out
+
+    def _view(self, key: Key, body: Mapping[str, Any]) -> policy_status.ProviderView | None:
+        meta = body["metadata"]
+        version = str(meta.get("resourceVersion"))
+        cached = self._views.get(key)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        try:
+            view: policy_status.ProviderView | None = policy_status.ProviderView(
+                name=meta["name"],
+                labels=meta.get("labels") or {},
+                generation=meta.get("generation"),
+                spec=LLMProviderSpec.model_validate(body.get("spec")),
+                status=LLMProviderStatus.model_validate(body.get("status") or {}),
+            )
+        except pydantic.ValidationError:
+            view = None
+        self._views[key] = (version, view)
+        return view
+
+    async def reconcile(self, key: Key) -> None:
+        body = self.policies.get(key)
+        if body is None:
+            return
+        try:
+            spec = RoutingPolicySpec.model_validate(body.get("spec"))
+        except pydantic.ValidationError as exc:
+            log.warning("RoutingPolicy %s/%s has an invalid spec: %s", *key, exc.errors()[0]["msg"])
+            return
+        previous = RoutingPolicyStatus.model_validate(
+            self.written.get(key) or body.get("status") or {}
+        )
+        status = policy_status.compute(
+            spec,
+            body["metadata"].get("generation"),
+            self._views_in(key[0]),
+            previous.conditions,
+            self.clock(),
+        )
+        wire = status.to_wire()
+        if wire == self.written.get(key) or (
+            key not in self.written and wire == body.get("status")
+        ):
+            self.written[key] = wire
+            return
+        if await self.kube.patch_status("routingpolicies", key[0], key[1], wire):
+            self.written[key] = wire
