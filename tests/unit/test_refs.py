@@ -115,9 +115,7 @@ def test_two_of_three_ready() -> None:
     slices = {
         (NS, "vllm"): [ep("10.0.0.1", ready=False), ep("10.0.0.2"), ep("10.0.0.3")],
     }
-    got = refs.resolve(
-        service_spec(), NS, lookups(services={(NS, "vllm"): [HTTP]}, slices=slices)
-    )
+    got = refs.resolve(service_spec(), NS, lookups(services={(NS, "vllm"): [HTTP]}, slices=slices))
     assert got == Refs(
         base_url="http://10.0.0.2:8000/v1",
         endpoints=EndpointCounts(ready=2, total=3),
@@ -313,9 +311,7 @@ def test_resolve_from_parsed_objects() -> None:
 
 def test_repr_never_shows_the_api_key() -> None:
     direct = Refs(base_url="https://api.openai.com/v1", api_key=API_KEY)
-    resolved = refs.resolve(
-        url_spec(), NS, lookups(secrets={(NS, "openai"): {"apiKey": API_KEY}})
-    )
+    resolved = refs.resolve(url_spec(), NS, lookups(secrets={(NS, "openai"): {"apiKey": API_KEY}}))
     assert resolved.api_key == API_KEY
     for r in (direct, resolved):
         assert API_KEY not in repr(r)
