@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import httpx
@@ -60,6 +61,8 @@ def _load_kube_config() -> kubernetes.client.ApiClient:
 
 async def run(args: argparse.Namespace) -> int:
     api = _load_kube_config()
+    # Status writes run in threads; allow enough of them for a burst after startup.
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(16, "kube"))
     metrics = Metrics()
     if args.metrics_port:
         prom.start_http_server(args.metrics_port, args.metrics_address, registry=metrics.registry)

@@ -38,6 +38,8 @@ from signalbox_providers.outcomes import Outcome
 log = logging.getLogger(__name__)
 WINDOW = 20
 IDLE_SECONDS = 300.0
+PENDING_AFTER = 1.0  # a new provider shows Unknown conditions if its first probe takes longer
+FIRST_TICK_SPREAD = 1.0  # start probe loops spread over this many seconds
 
 
 @dataclass
@@ -126,6 +128,7 @@ class Prober:
     async def run(self) -> None:
         self.rt.metrics.probers.inc()
         try:
+            await asyncio.sleep(random.uniform(0, FIRST_TICK_SPREAD))  # noqa: S311
             while True:
                 try:
                     delay = await self.tick()
@@ -157,13 +160,17 @@ class Prober:
             await self._publish(facts)
             return IDLE_SECONDS
         resolved = refs.resolve(spec, self.ref.namespace, self.rt.lookups)
-        if self.written is None and not self.body.get("status"):
-            await self._publish(self._facts(spec, generation, now, resolved, override))
+        fresh = self.written is None and not self.body.get("status")
         probed = False
         if not spec.suspend and resolved.ok:
             self.circuit = circuits.advance(self.circuit, now)
             if self.circuit.state != CircuitState.OPEN:
-                await self._probe(spec, resolved)
+                probing_task = asyncio.ensure_future(self._probe(spec, resolved))
+                if fresh:  # show Unknown conditions, unless the first verdict comes quickly
+                    done, _ = await asyncio.wait({probing_task}, timeout=PENDING_AFTER)
+                    if not done:
+                        await self._publish(self._facts(spec, generation, now, resolved, override))
+                await probing_task
                 probed = True
         now = self.rt.clock()
         await self._publish(self._facts(spec, generation, now, resolved, override))

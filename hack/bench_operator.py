@@ -1,0 +1,157 @@
+"""Scale benchmark of the operator (not a test): N LLMProviders against a few fake providers.
+
+    .venv/bin/python hack/bench_operator.py --providers 200 1000
+
+For each N it starts a fresh namespace and operator process on a local control plane
+(SIGNALBOX_CLUSTER=bench), applies N providers at once, and measures:
+- seconds from the last apply until every provider is Ready (target: <= 2 probe intervals),
+- the operator's resident memory once all are Ready (target at 1,000: <= 300 MB),
+- status writes per provider per minute in steady state (target: <= 1),
+- API server requests per second in steady state, read from the API server's own metrics.
+It prints a table and one JSON line of the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "operator"), str(REPO / "router")]
+
+from tests.support import cluster as clusters  # noqa: E402
+from tests.support.operator import OperatorProcess, wait_for  # noqa: E402
+
+from signalbox_providers.fake import FakeProvider, Flavor  # noqa: E402
+
+INTERVAL = 10.0
+MODEL = "gpt-4o-mini"
+
+
+def manifests(n: int, fakes: list[FakeProvider]) -> str:
+    items: list[dict[str, Any]] = []
+    for i in range(n):
+        fake = fakes[i % len(fakes)]
+        items.append(
+            {
+                "apiVersion": "signalbox.dev/v1alpha1",
+                "kind": "LLMProvider",
+                "metadata": {"name": f"p{i:04d}", "labels": {"bench": "yes"}},
+                "spec": {
+                    "type": "OpenAICompatible",
+                    "endpoint": {"url": fake.base_url},
+                    "models": [{"name": MODEL}],
+                    "healthCheck": {"interval": f"{INTERVAL:g}s", "timeout": "5s"},
+                },
+            }
+        )
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+
+
+def ready_count(cluster: clusters.Cluster, namespace: str) -> int:
+    out = cluster.kubectl(
+        "get",
+        "llmp",
+        "-n",
+        namespace,
+        "-o",
+        'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}',
+        timeout=120,
+    ).stdout
+    return sum(1 for line in out.splitlines() if line == "True")
+
+
+def apiserver_requests(cluster: clusters.Cluster) -> float:
+    text = cluster.kubectl("get", "--raw", "/metrics", timeout=60).stdout
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("apiserver_request_total{")
+    )
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run(
+    cluster: clusters.Cluster, n: int, fakes: list[FakeProvider], steady: float, logs: Path
+) -> dict[str, float]:
+    namespace = cluster.create_namespace(f"bench-{n}")
+    op = OperatorProcess(cluster, namespace, logs / f"operator-{n}.log").start()
+    try:
+        wait_for(op.metrics, 30, "operator metrics")
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=manifests(n, fakes), timeout=300)
+        applied = time.monotonic()
+        wait_for(
+            lambda: ready_count(cluster, namespace) == n,
+            10 * INTERVAL + n / 5,
+            f"{n} providers Ready",
+            every=1.0,
+        )
+        to_ready = time.monotonic() - applied
+        assert op.proc is not None
+        memory = rss_mb(op.proc.pid)
+        writes0 = op.metric('signalbox_status_writes_total{kind="llmproviders"}') or 0.0
+        requests0 = apiserver_requests(cluster)
+        time.sleep(steady)
+        writes = (op.metric('signalbox_status_writes_total{kind="llmproviders"}') or 0.0) - writes0
+        requests = apiserver_requests(cluster) - requests0 - 1  # minus our own metrics read
+        return {
+            "providers": n,
+            "seconds_to_all_ready": round(to_ready, 1),
+            "intervals_to_all_ready": round(to_ready / INTERVAL, 2),
+            "operator_rss_mb": round(memory, 1),
+            "steady_writes_per_provider_per_min": round(writes / n / (steady / 60), 3),
+            "apiserver_requests_per_s": round(requests / steady, 2),
+            "operator_rss_mb_end": round(rss_mb(op.proc.pid), 1),
+        }
+    finally:
+        op.stop()
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--providers", type=int, nargs="+", default=[200, 1000])
+    parser.add_argument("--fakes", type=int, default=4)
+    parser.add_argument("--steady", type=float, default=60.0, help="seconds of steady state")
+    parser.add_argument(
+        "--logs", type=Path, default=Path(tempfile.gettempdir()) / "signalbox-bench"
+    )
+    args = parser.parse_args()
+    args.logs.mkdir(parents=True, exist_ok=True)
+    cluster = clusters.start("bench")
+    fakes = [
+        FakeProvider(f"f{i}", Flavor.OPENAI, [MODEL], host=f"127.0.1.{i + 1}")
+        for i in range(args.fakes)
+    ]
+    contexts = [f.running_in_thread() for f in fakes]
+    for c in contexts:
+        c.__enter__()
+    try:
+        rows = [run(cluster, n, fakes, args.steady, args.logs) for n in args.providers]
+    finally:
+        for c in contexts:
+            c.__exit__(None, None, None)
+        clusters.stop("bench")
+    keys = list(rows[0])
+    print(" | ".join(keys))
+    for row in rows:
+        print(" | ".join(str(row[k]) for k in keys))
+    print(json.dumps({"interval_s": INTERVAL, "results": rows}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
