@@ -22,6 +22,7 @@ from signalbox_api.provider import CircuitOverride, CircuitState, LLMProviderSpe
 from signalbox_providers.outcomes import Outcome
 
 DEFAULT_RATE_LIMIT_COOLDOWN = 30.0
+MAX_RATE_LIMIT_WAIT = 86_400.0  # a Retry-After beyond a day is taken as a day
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class Circuit:
 
 def open_duration(trips: int, settings: Settings) -> float:
     """Seconds an open circuit stays open on its ``trips``-th consecutive trip."""
-    grown: float = settings.open_duration * 2.0 ** max(0, trips - 1)
+    grown: float = settings.open_duration * 2.0 ** min(max(0, trips - 1), 32)
     return min(grown, settings.max_open_duration)
 
 
@@ -91,6 +92,7 @@ def observe(
         return _success(c, now, settings)
     if outcome == Outcome.RATE_LIMITED:
         wait = settings.rate_limit_cooldown if retry_after is None else retry_after
+        wait = min(wait, MAX_RATE_LIMIT_WAIT)
         return dataclasses.replace(c, rate_limited_until=now + timedelta(seconds=wait))
     return _failure(c, outcome, now, settings)
 

@@ -61,7 +61,7 @@ def _meets_requirements(spec: RoutingPolicySpec, view: ProviderView, model: str 
         return False
     if not req.capabilities and req.min_context_window is None:
         return True
-    if not view.spec.models and model is None:
+    if not view.spec.models:
         return True  # nothing declared: the provider's models are not described, so trust it
     for m in _candidate_models(spec, view, model):
         caps_ok = set(req.capabilities) <= set(m.capabilities)

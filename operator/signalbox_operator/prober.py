@@ -21,7 +21,7 @@ import httpx
 import pydantic
 
 from signalbox_api import conditions
-from signalbox_api.conditions import ConditionType
+from signalbox_api.conditions import ConditionType, Reason
 from signalbox_api.primitives import parse_duration
 from signalbox_api.provider import (
     CIRCUIT_ANNOTATION,
@@ -83,15 +83,17 @@ def restore(status: Mapping[str, Any] | None) -> circuits.Circuit:
     except pydantic.ValidationError:
         return circuits.Circuit()
     healthy_cond = conditions.find(parsed.conditions, ConditionType.HEALTHY)
-    healthy = (
-        None
-        if healthy_cond is None or healthy_cond.status == "Unknown"
-        else (healthy_cond.status == "True")
-    )
+    healthy: bool | None = None
+    last_failure: Outcome | None = None
+    if healthy_cond is not None and healthy_cond.status != "Unknown":
+        # A missing model is no fault of the provider's health; the circuit saw it healthy.
+        healthy = healthy_cond.status == "True" or healthy_cond.reason == Reason.MODEL_NOT_FOUND
+        last_failure = provider_status.OUTCOME_OF_REASON.get(healthy_cond.reason)
     c = parsed.circuit
     if c is None or c.override is not None:
-        return circuits.Circuit(healthy=healthy)
+        return circuits.Circuit(healthy=healthy, last_failure=last_failure)
     return circuits.Circuit(
+        last_failure=last_failure,
         state=c.state,
         since=c.since,
         open_until=c.open_until,

@@ -45,7 +45,7 @@ def _safe_url(url: str) -> str:
     )
 
 
-async def _send(client: httpx.AsyncClient, call: dialects.HttpCall) -> Any:
+async def _send(client: httpx.AsyncClient, call: dialects.HttpCall, *, lists: bool = False) -> Any:
     """Send one call; return its JSON body (or None) on 2xx, raise _Failed otherwise."""
     where = f"{call.method} {_safe_url(call.url)}"
     try:
@@ -65,6 +65,8 @@ async def _send(client: httpx.AsyncClient, call: dialects.HttpCall) -> Any:
         except ValueError:
             body = None
     outcome = classify_status(resp.status_code, body)
+    if lists and outcome == Outcome.MODEL_NOT_FOUND:
+        outcome = Outcome.INVALID_RESPONSE  # a 404 on a listing means a wrong path, not a model
     if outcome != Outcome.SUCCESS:
         raise _Failed(
             outcome,
@@ -84,16 +86,17 @@ async def _run(
     opts: Mapping[str, str] = {"api_version": spec.azure.api_version} if spec.azure else {}
     hc = spec.health_check
     if hc.mode == HealthCheckMode.HTTP_GET:
-        await _send(client, dialects.HttpCall("GET", dialects.root_of(base) + (hc.path or "/")))
+        url = dialects.root_of(base) + (hc.path or "/")
+        await _send(client, dialects.HttpCall("GET", url), lists=True)
         return None
     if hc.mode == HealthCheckMode.CHAT_PROBE:
         model = hc.probe_model or ""
         await _send(client, dialect.chat_probe(base, model, refs.api_key, header, opts))
         return None
     for call in dialect.readiness(base):
-        await _send(client, call)
+        await _send(client, call, lists=True)
     listing = dialect.list_models(base, refs.api_key, header, opts)
-    body = await _send(client, listing)
+    body = await _send(client, listing, lists=True)
     try:
         return tuple(dialect.parse_models(body))
     except (ValueError, KeyError, TypeError) as exc:

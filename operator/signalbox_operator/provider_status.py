@@ -42,6 +42,8 @@ FAILURE_REASONS = {
     Outcome.RATE_LIMITED: Reason.RATE_LIMITED,
 }
 
+OUTCOME_OF_REASON = {reason.value: outcome for outcome, reason in FAILURE_REASONS.items()}
+
 
 @dataclass(frozen=True)
 class Refs:
@@ -211,7 +213,9 @@ def _circuit_status(f: Facts) -> CircuitStatus:
     return CircuitStatus(
         state=effective_state(c, f.override),
         since=c.since,
-        open_until=c.open_until if c.state == CircuitState.OPEN else None,
+        open_until=c.open_until
+        if effective_state(c, f.override) == c.state == CircuitState.OPEN
+        else None,
         consecutive_failures=c.consecutive_failures,
         trips=c.trips,
         override=f.override,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email.utils
 import enum
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -74,9 +75,11 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

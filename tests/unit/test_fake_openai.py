@@ -339,3 +339,24 @@ async def test_localai_readyz() -> None:
     async with FakeProvider("lai", Flavor.LOCALAI, ["gpt-4"]) as fake:
         async with httpx.AsyncClient(base_url=fake.url) as http:
             assert (await http.get("/readyz")).status_code == 200
+
+
+async def test_azure_flavor_with_the_azure_client() -> None:
+    async with FakeProvider("azure", Flavor.AZURE, ["my-deployment"]) as fake:
+        fake.set_faults(api_key="az-key")
+        client = openai.AsyncAzureOpenAI(
+            azure_endpoint=fake.url, api_key="az-key", api_version="2024-10-21", max_retries=0
+        )
+        r = await client.chat.completions.create(
+            model="my-deployment", messages=[{"role": "user", "content": "hi"}]
+        )
+        assert r.choices[0].message.content == "Hello from azure. You said: hi"
+        assert fake.seen[-1].path == "/openai/deployments/my-deployment/chat/completions"
+        assert fake.seen[-1].authorized is True
+        async with httpx.AsyncClient(base_url=fake.url) as http:
+            missing = await http.get("/openai/models", headers={"api-key": "az-key"})
+            listed = await http.get(
+                "/openai/models?api-version=2024-10-21", headers={"api-key": "az-key"}
+            )
+        assert missing.status_code == 400
+        assert [m["id"] for m in listed.json()["data"]] == ["my-deployment"]

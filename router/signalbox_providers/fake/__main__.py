@@ -17,6 +17,7 @@ DEFAULT_MODELS = {
     Flavor.OLLAMA: ["llama3.2:3b", "nomic-embed-text:latest"],
     Flavor.VLLM: ["meta-llama/Llama-3.1-8B-Instruct"],
     Flavor.LOCALAI: ["gpt-4", "text-embedding-ada-002"],
+    Flavor.AZURE: ["gpt-4o-mini", "text-embedding-3-small"],
 }
 
 

@@ -95,8 +95,11 @@ def _tool_calls(r: reply.Reply) -> list[dict[str, Any]]:
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
+    return await _chat(request, await wire.json_body(request))
+
+
+async def _chat(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
     state = wire.state_of(request)
-    body = await wire.json_body(request)
     model = wire.require_model(state, body)
     r = reply.plan(to_prompt(body), state.name, state.faults.reply_words)
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
@@ -175,8 +178,11 @@ def stream_chunks(
 
 
 async def embeddings(request: web.Request) -> web.Response:
+    return await _embeddings(request, await wire.json_body(request))
+
+
+async def _embeddings(request: web.Request, body: dict[str, Any]) -> web.Response:
     state = wire.state_of(request)
-    body = await wire.json_body(request)
     model = wire.require_model(state, body)
     raw = body.get("input")
     inputs = [raw] if isinstance(raw, str) else raw
@@ -201,3 +207,34 @@ async def embeddings(request: web.Request) -> web.Response:
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
     )
+
+
+# -- Azure OpenAI: deployments in the path, api-version in the query, key in api-key ----------
+
+
+def azure_routes() -> list[web.RouteDef]:
+    return [
+        web.get("/openai/models", _azure_models),
+        web.post("/openai/deployments/{deployment}/chat/completions", _azure_chat),
+        web.post("/openai/deployments/{deployment}/embeddings", _azure_embeddings),
+    ]
+
+
+def _azure_body(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
+    if not request.query.get("api-version"):
+        raise wire.BadRequest("Missing required query parameter: api-version")
+    deployment = request.match_info.get("deployment")
+    return {**body, "model": deployment} if deployment else body
+
+
+async def _azure_models(request: web.Request) -> web.Response:
+    _azure_body(request, {})  # checks api-version
+    return await list_models(request)
+
+
+async def _azure_chat(request: web.Request) -> web.StreamResponse:
+    return await _chat(request, _azure_body(request, await wire.json_body(request)))
+
+
+async def _azure_embeddings(request: web.Request) -> web.Response:
+    return await _embeddings(request, _azure_body(request, await wire.json_body(request)))

@@ -66,7 +66,8 @@ class FakeProvider:
     @property
     def base_url(self) -> str:
         """Where an SDK points: ``/v1`` for OpenAI-style flavors, the root for Anthropic."""
-        return self.url if self.state.flavor == Flavor.ANTHROPIC else f"{self.url}/v1"
+        root = self.state.flavor in (Flavor.ANTHROPIC, Flavor.AZURE)
+        return self.url if root else f"{self.url}/v1"
 
     # -- faults ------------------------------------------------------------------------------
 
@@ -161,6 +162,8 @@ def build_app(state: FakeState) -> web.Application:
     flavor = state.flavor
     if flavor == Flavor.ANTHROPIC:
         routes += anthropic_api.routes()
+    elif flavor == Flavor.AZURE:
+        routes += openai_api.azure_routes()
     else:
         routes += openai_api.routes("/v1")
     if flavor == Flavor.OLLAMA:
@@ -190,7 +193,7 @@ def error_body(state: FakeState, path: str, status: int, message: str) -> dict[s
 def _authorized(state: FakeState, request: web.Request) -> bool | None:
     """None when no key is required; else whether the request carried the right one."""
     key = state.faults.api_key
-    if key is None or not request.path.startswith("/v1/"):
+    if key is None or not request.path.startswith(("/v1/", "/openai/")):
         return None
     auth = request.headers.get("Authorization", "")
     given = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else ""

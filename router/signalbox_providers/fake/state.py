@@ -24,6 +24,7 @@ class Flavor(enum.StrEnum):
     OLLAMA = "ollama"
     VLLM = "vllm"
     LOCALAI = "localai"
+    AZURE = "azure"
 
 
 class Faults(pydantic.BaseModel):

@@ -1,0 +1,153 @@
+"""Health probes of every provider type, over real HTTP against the fake provider."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from signalbox_api.provider import LLMProviderSpec
+from signalbox_operator import probing
+from signalbox_operator.provider_status import Refs
+from signalbox_providers.fake import FakeProvider, Flavor
+from signalbox_providers.outcomes import Outcome
+from tests.support.operator import free_port
+
+KEY = "sk-probe"
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient() as client:
+        yield client
+
+
+def spec(type_: str, url: str, **extra: Any) -> LLMProviderSpec:
+    raw: dict[str, Any] = {
+        "type": type_,
+        "endpoint": {"url": url},
+        "healthCheck": {"timeout": "1s", "interval": "5s"},
+    }
+    raw.update(extra)
+    return LLMProviderSpec.model_validate(raw)
+
+
+CASES = [
+    ("OpenAI", Flavor.OPENAI, "/v1", ["/v1/models"]),
+    ("OpenAICompatible", Flavor.OPENAI, "/v1", ["/v1/models"]),
+    ("Anthropic", Flavor.ANTHROPIC, "", ["/v1/models"]),
+    ("AzureOpenAI", Flavor.AZURE, "", ["/openai/models"]),
+    ("Ollama", Flavor.OLLAMA, "", ["/api/tags"]),
+    ("VLLM", Flavor.VLLM, "/v1", ["/health", "/v1/models"]),
+    ("LocalAI", Flavor.LOCALAI, "/v1", ["/readyz", "/v1/models"]),
+]
+
+
+@pytest.mark.parametrize(("type_", "flavor", "suffix", "paths"), CASES, ids=[c[0] for c in CASES])
+async def test_list_models_probe_of_every_type(
+    http: httpx.AsyncClient, type_: str, flavor: Flavor, suffix: str, paths: list[str]
+) -> None:
+    async with FakeProvider("p", flavor, ["m1", "m2"]) as fake:
+        fake.set_faults(api_key=KEY)
+        report = await probing.probe(
+            http, spec(type_, fake.url + suffix), Refs(base_url=fake.url + suffix, api_key=KEY)
+        )
+        assert report.outcome == Outcome.SUCCESS, report.message
+        assert report.models == ("m1", "m2")
+        assert [s.path for s in fake.seen] == paths
+        assert all(s.authorized in (None, True) for s in fake.seen)
+
+
+async def test_anthropic_probe_sends_version_header(http: httpx.AsyncClient) -> None:
+    async with FakeProvider("a", Flavor.ANTHROPIC, ["claude"]) as fake:
+        await probing.probe(http, spec("Anthropic", fake.url), Refs(base_url=fake.url, api_key=KEY))
+        assert {"anthropic-version", "x-api-key"} <= set(fake.seen[0].header_names)
+
+
+@pytest.mark.parametrize(
+    ("type_", "flavor", "suffix", "path"),
+    [
+        ("OpenAI", Flavor.OPENAI, "/v1", "/v1/chat/completions"),
+        ("Anthropic", Flavor.ANTHROPIC, "", "/v1/messages"),
+        ("Ollama", Flavor.OLLAMA, "", "/api/chat"),
+        ("AzureOpenAI", Flavor.AZURE, "", "/openai/deployments/m1/chat/completions"),
+    ],
+)
+async def test_chat_probe(
+    http: httpx.AsyncClient, type_: str, flavor: Flavor, suffix: str, path: str
+) -> None:
+    async with FakeProvider("p", flavor, ["m1"]) as fake:
+        s = spec(
+            type_,
+            fake.url + suffix,
+            healthCheck={"mode": "ChatProbe", "probeModel": "m1", "timeout": "1s"},
+        )
+        report = await probing.probe(http, s, Refs(base_url=fake.url + suffix, api_key=KEY))
+        assert report.outcome == Outcome.SUCCESS, report.message
+        assert fake.seen[0].path == path
+        body = fake.seen[0].body or {}
+        assert body.get("max_tokens") == 1 or body.get("options") == {"num_predict": 1}
+
+
+async def test_http_get_probe(http: httpx.AsyncClient) -> None:
+    async with FakeProvider("p", Flavor.VLLM, ["m"]) as fake:
+        s = spec("VLLM", fake.url + "/v1", healthCheck={"mode": "HTTPGet", "path": "/health"})
+        report = await probing.probe(http, s, Refs(base_url=fake.url + "/v1"))
+        assert report.outcome == Outcome.SUCCESS
+        assert [x.path for x in fake.seen] == ["/health"]
+
+
+@pytest.mark.parametrize(
+    ("faults", "outcome", "code"),
+    [
+        ({"status": 503}, Outcome.SERVER_ERROR, 503),
+        ({"api_key": "other"}, Outcome.AUTH_FAILED, 401),
+        ({"status": 429, "retry_after": 12}, Outcome.RATE_LIMITED, 429),
+        ({"hang": True}, Outcome.TIMEOUT, 0),
+        ({"malformed": True}, Outcome.INVALID_RESPONSE, 0),
+    ],
+)
+async def test_failures_are_classified(
+    http: httpx.AsyncClient, faults: dict[str, Any], outcome: Outcome, code: int
+) -> None:
+    async with FakeProvider("p", Flavor.OPENAI, ["m"]) as fake:
+        fake.set_faults(**faults)
+        report = await probing.probe(
+            http,
+            spec("OpenAI", fake.base_url, healthCheck={"timeout": "300ms"}),
+            Refs(base_url=fake.base_url, api_key=KEY),
+        )
+        fake.clear_faults()
+    assert report.outcome == outcome
+    assert report.code == code
+    assert KEY not in report.message
+    if outcome == Outcome.RATE_LIMITED:
+        assert report.retry_after == 12
+
+
+async def test_connection_refused_and_query_strings_are_not_echoed(
+    http: httpx.AsyncClient,
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1?key=secret-in-url"
+    report = await probing.probe(http, spec("OpenAICompatible", url), Refs(base_url=url))
+    assert report.outcome == Outcome.CONNECT_FAILURE
+    assert "secret-in-url" not in report.message
+    assert "connection failed" in report.message
+
+
+async def test_probe_respects_its_timeout(http: httpx.AsyncClient) -> None:
+    async with FakeProvider("p", Flavor.OPENAI, ["m"]) as fake:
+        fake.set_faults(latency=5)
+        started = asyncio.get_running_loop().time()
+        report = await probing.probe(
+            http,
+            spec("OpenAI", fake.base_url, healthCheck={"timeout": "200ms"}),
+            Refs(base_url=fake.base_url),
+        )
+        elapsed = asyncio.get_running_loop().time() - started
+        fake.clear_faults()
+    assert report.outcome == Outcome.TIMEOUT
+    assert elapsed < 2
