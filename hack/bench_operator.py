@@ -8,62 +8,103 @@ For each N it starts a fresh namespace and operator process on a local control p
 - the operator's resident memory once all are Ready (target at 1,000: <= 300 MB),
 - status writes per provider per minute in steady state (target: <= 1),
 - API server requests per second in steady state, read from the API server's own metrics.
-It prints a table and one JSON line of the figures.
+Fake providers run as separate processes. It prints a table and one JSON line of the figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
+
+import kubernetes
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "operator"), str(REPO / "router")]
 
 from tests.support import cluster as clusters  # noqa: E402
-from tests.support.operator import OperatorProcess, wait_for  # noqa: E402
-
-from signalbox_providers.fake import FakeProvider, Flavor  # noqa: E402
+from tests.support.operator import OperatorProcess, free_port, wait_for  # noqa: E402
 
 INTERVAL = 10.0
 MODEL = "gpt-4o-mini"
 
 
-def manifests(n: int, fakes: list[FakeProvider]) -> str:
-    items: list[dict[str, Any]] = []
-    for i in range(n):
-        fake = fakes[i % len(fakes)]
-        items.append(
-            {
-                "apiVersion": "signalbox.dev/v1alpha1",
-                "kind": "LLMProvider",
-                "metadata": {"name": f"p{i:04d}", "labels": {"bench": "yes"}},
-                "spec": {
-                    "type": "OpenAICompatible",
-                    "endpoint": {"url": fake.base_url},
-                    "models": [{"name": MODEL}],
-                    "healthCheck": {"interval": f"{INTERVAL:g}s", "timeout": "5s"},
-                },
-            }
+def start_fakes(count: int) -> tuple[list[str], list[subprocess.Popen[bytes]]]:
+    """Fake providers, each a process of its own."""
+    urls, procs = [], []
+    for i in range(count):
+        host = f"127.0.1.{i + 1}"
+        port = free_port(host)
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "signalbox_providers.fake",
+                    "--flavor",
+                    "openai",
+                    "--host",
+                    host,
+                    "--port",
+                    str(port),
+                    "--model",
+                    MODEL,
+                ],
+                env={**os.environ, "PYTHONPATH": f"{REPO / 'router'}:{REPO / 'operator'}"},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         )
+        urls.append(f"http://{host}:{port}/v1")
+    for url in urls:
+        wait_for(lambda u=url: _up(u), 20, f"fake provider at {url}")  # type: ignore[misc]
+    return urls, procs
+
+
+def _up(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/models", timeout=1):  # noqa: S310 (loopback)
+            return True
+    except OSError:
+        return False
+
+
+def manifests(n: int, fakes: list[str]) -> str:
+    items: list[dict[str, Any]] = [
+        {
+            "apiVersion": "signalbox.dev/v1alpha1",
+            "kind": "LLMProvider",
+            "metadata": {"name": f"p{i:04d}", "labels": {"bench": "yes"}},
+            "spec": {
+                "type": "OpenAICompatible",
+                "endpoint": {"url": fakes[i % len(fakes)]},
+                "models": [{"name": MODEL}],
+                "healthCheck": {"interval": f"{INTERVAL:g}s", "timeout": "5s"},
+            },
+        }
+        for i in range(n)
+    ]
     return json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
 
 
-def ready_count(cluster: clusters.Cluster, namespace: str) -> int:
-    out = cluster.kubectl(
-        "get",
-        "llmp",
-        "-n",
-        namespace,
-        "-o",
-        'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}',
-        timeout=120,
-    ).stdout
-    return sum(1 for line in out.splitlines() if line == "True")
+def ready_count(api: Any, namespace: str) -> int:
+    """Providers whose Ready condition is True, read with one LIST (lighter than kubectl)."""
+    listed = api.list_namespaced_custom_object(
+        "signalbox.dev", "v1alpha1", namespace, "llmproviders"
+    )
+    return sum(
+        1
+        for item in listed["items"]
+        for c in item.get("status", {}).get("conditions", [])
+        if c["type"] == "Ready" and c["status"] == "True"
+    )
 
 
 def apiserver_requests(cluster: clusters.Cluster) -> float:
@@ -83,27 +124,32 @@ def rss_mb(pid: int) -> float:
 
 
 def run(
-    cluster: clusters.Cluster, n: int, fakes: list[FakeProvider], steady: float, logs: Path
+    cluster: clusters.Cluster, n: int, fakes: list[str], steady: float, logs: Path
 ) -> dict[str, float]:
     namespace = cluster.create_namespace(f"bench-{n}")
+    client = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
+        str(cluster.kubeconfig)
+    )
+    api = kubernetes.client.CustomObjectsApi(client)
     op = OperatorProcess(cluster, namespace, logs / f"operator-{n}.log").start()
     try:
         wait_for(op.metrics, 30, "operator metrics")
         cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=manifests(n, fakes), timeout=300)
         applied = time.monotonic()
         wait_for(
-            lambda: ready_count(cluster, namespace) == n,
+            lambda: ready_count(api, namespace) == n,
             10 * INTERVAL + n / 5,
             f"{n} providers Ready",
-            every=1.0,
+            every=2.0,
         )
         to_ready = time.monotonic() - applied
         assert op.proc is not None
         memory = rss_mb(op.proc.pid)
-        writes0 = op.metric('signalbox_status_writes_total{kind="llmproviders"}') or 0.0
+        writes_metric = 'signalbox_status_writes_total{kind="llmproviders"}'
+        writes0 = op.metric(writes_metric) or 0.0
         requests0 = apiserver_requests(cluster)
         time.sleep(steady)
-        writes = (op.metric('signalbox_status_writes_total{kind="llmproviders"}') or 0.0) - writes0
+        writes = (op.metric(writes_metric) or 0.0) - writes0
         requests = apiserver_requests(cluster) - requests0 - 1  # minus our own metrics read
         return {
             "providers": n,
@@ -116,7 +162,7 @@ def run(
         }
     finally:
         op.stop()
-        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        cluster.kubectl("delete", "llmp", "--all", "-n", namespace, "--wait=false", check=False)
 
 
 def main() -> int:
@@ -132,18 +178,12 @@ def main() -> int:
     args = parser.parse_args()
     args.logs.mkdir(parents=True, exist_ok=True)
     cluster = clusters.start("bench")
-    fakes = [
-        FakeProvider(f"f{i}", Flavor.OPENAI, [MODEL], host=f"127.0.1.{i + 1}")
-        for i in range(args.fakes)
-    ]
-    contexts = [f.running_in_thread() for f in fakes]
-    for c in contexts:
-        c.__enter__()
+    fakes, procs = start_fakes(args.fakes)
     try:
         rows = [run(cluster, n, fakes, args.steady, args.logs) for n in args.providers]
     finally:
-        for c in contexts:
-            c.__exit__(None, None, None)
+        for proc in procs:
+            proc.terminate()
         clusters.stop("bench")
     keys = list(rows[0])
     print(" | ".join(keys))

@@ -56,7 +56,9 @@ def _load_kube_config() -> kubernetes.client.ApiClient:
         kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
-    return kubernetes.client.ApiClient()
+    config = kubernetes.client.Configuration.get_default_copy()
+    config.connection_pool_maxsize = 32  # as many as the threads that write status
+    return kubernetes.client.ApiClient(config)
 
 
 async def run(args: argparse.Namespace) -> int:

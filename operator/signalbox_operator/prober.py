@@ -13,7 +13,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 WINDOW = 20
 IDLE_SECONDS = 300.0
 PENDING_AFTER = 1.0  # a new provider shows Unknown conditions if its first probe takes longer
-FIRST_TICK_SPREAD = 1.0  # start probe loops spread over this many seconds
+SPREAD_PER_PROBER = 0.005  # first probes of many providers are spread, 5 ms apart on average
+MAX_CONCURRENT_PROBES = 64
 
 
 @dataclass
@@ -52,6 +53,10 @@ class Runtime:
     lookups: refs.Lookups
     provider_changed: Callable[[str], None]  # wakes the policies of a namespace
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    probe_slots: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(MAX_CONCURRENT_PROBES)
+    )
+    running: int = 0  # probe loops alive, to spread their first probes
 
 
 def parse_spec(raw: Any) -> tuple[LLMProviderSpec | None, str | None]:
@@ -129,8 +134,10 @@ class Prober:
 
     async def run(self) -> None:
         self.rt.metrics.probers.inc()
+        self.rt.running += 1
         try:
-            await asyncio.sleep(random.uniform(0, FIRST_TICK_SPREAD))  # noqa: S311
+            spread = min(10.0, SPREAD_PER_PROBER * self.rt.running)
+            await asyncio.sleep(random.uniform(0, spread))  # noqa: S311 (jitter)
             while True:
                 try:
                     delay = await self.tick()
@@ -143,6 +150,7 @@ class Prober:
                     await asyncio.wait_for(self.wake.wait(), delay)
                 self.wake.clear()
         finally:
+            self.rt.running -= 1
             self.rt.metrics.probers.dec()
             spec_type = str(self.body.get("spec", {}).get("type", ""))
             self.rt.metrics.forget_provider(self.ref.namespace, self.ref.name, spec_type)
@@ -179,7 +187,8 @@ class Prober:
         return self._delay(spec, now, probed)
 
     async def _probe(self, spec: LLMProviderSpec, resolved: provider_status.Refs) -> None:
-        report = await probing.probe(self.rt.http, spec, resolved)
+        async with self.rt.probe_slots:  # the probe's own timeout starts once it has a slot
+            report = await probing.probe(self.rt.http, spec, resolved)
         settings = circuits.Settings.from_spec(spec)
         self.circuit = circuits.observe(
             self.circuit, report.outcome, report.at, settings, report.retry_after

@@ -154,7 +154,12 @@ def _healthy(f: Facts) -> Verdict:
         return ("Unknown", Reason.SUSPENDED, "probing is suspended")
     missing = missing_models(f.spec, f.discovered)
     if f.circuit.healthy is None:
-        return ("Unknown", Reason.PENDING, "waiting for the first probe")
+        probe = f.last_probe
+        if probe is None or probe.outcome == Outcome.SUCCESS:
+            return ("Unknown", Reason.PENDING, "waiting for the first probe")
+        failures = f.circuit.consecutive_failures
+        reason = FAILURE_REASONS.get(probe.outcome, Reason.PROBE_FAILED)
+        return ("Unknown", reason, f"{failures} failed probe(s) so far: {probe.message}")
     if not f.circuit.healthy:
         reason = FAILURE_REASONS.get(
             f.circuit.last_failure or Outcome.BAD_REQUEST, Reason.PROBE_FAILED
