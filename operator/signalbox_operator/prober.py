@@ -250,10 +250,11 @@ class Prober:
         self.rt.provider_changed(self.ref.namespace)
 
     async def _announce(self, before: LLMProviderStatus, after: LLMProviderStatus) -> None:
-        """Events for the transitions a human should see: circuit state and Ready flips."""
-        old_state = before.circuit.state if before.circuit else None
-        new_state = after.circuit.state if after.circuit else None
-        if old_state is not None and new_state is not None and old_state != new_state:
+        """Events for what a human should see: circuit transitions and Ready flips (and a
+        provider that is not Ready from the start)."""
+        old_state = before.circuit.state if before.circuit else CircuitState.CLOSED
+        new_state = after.circuit.state if after.circuit else CircuitState.CLOSED
+        if old_state != new_state:
             kind = "Warning" if new_state == CircuitState.OPEN else "Normal"
             until = after.circuit.open_until if after.circuit else None
             detail = f" until {until.isoformat()}" if until else ""
@@ -264,13 +265,19 @@ class Prober:
                 f"circuit {old_state.value} -> {new_state.value}{detail}",
             )
         was = conditions.find(before.conditions, ConditionType.READY)
-        now_ready = conditions.find(after.conditions, ConditionType.READY)
-        if now_ready is not None and was is not None and was.status != now_ready.status:
-            ok = now_ready.status == "True"
-            message = now_ready.message or now_ready.reason
-            await self.rt.kube.event(
-                self.ref, "Normal" if ok else "Warning", "Ready" if ok else "NotReady", message
-            )
+        now = conditions.find(after.conditions, ConditionType.READY)
+        was_status = was.status if was else "Unknown"
+        if now is None or now.status in (was_status, "Unknown"):
+            return
+        if now.status == "True" and was_status == "Unknown":
+            return  # becoming Ready for the first time is the expected, quiet case
+        ok = now.status == "True"
+        await self.rt.kube.event(
+            self.ref,
+            "Normal" if ok else "Warning",
+            "Ready" if ok else "NotReady",
+            now.message or now.reason,
+        )
 
     def _delay(self, spec: LLMProviderSpec, now: datetime, probed: bool) -> float:
         interval = parse_duration(spec.health_check.interval)
