@@ -1,0 +1,251 @@
+"""OpenAI Chat Completions <-> Anthropic Messages API, so the router can front Claude.
+
+Requests go through ``to_anthropic`` (in ``anthropic_request``); responses, streams and errors
+come back through ``from_anthropic``, ``AnthropicStream`` and ``error_to_openai``. The response
+side maps Anthropic's stop reasons and token counts onto OpenAI's (cache reads and writes count
+as prompt tokens, as OpenAI counts cached input), and turns the Messages event stream into the
+chunk sequence an OpenAI client expects: a role chunk, content and tool-call deltas, a closing
+chunk with the finish reason and, when ``stream_options.include_usage`` was set, a usage chunk.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from signalbox_providers.sse import SseEvent
+from signalbox_providers.translate.anthropic_request import to_anthropic
+from signalbox_providers.translate.openai_format import (
+    JSON,
+    ChunkWriter,
+    TokenUsage,
+    UpstreamStreamError,
+    assistant_message,
+    completion_body,
+    error_body,
+    kind_for_status,
+    new_id,
+    now,
+    tool_call,
+    usage_body,
+)
+
+__all__ = [
+    "AnthropicStream",
+    "UpstreamStreamError",
+    "error_to_openai",
+    "from_anthropic",
+    "to_anthropic",
+]
+
+_FINISH_REASONS = MappingProxyType(
+    {
+        "end_turn": "stop",
+        "stop_sequence": "stop",
+        "pause_turn": "stop",
+        "max_tokens": "length",
+        "model_context_window_exceeded": "length",
+        "tool_use": "tool_calls",
+        "refusal": "content_filter",
+    }
+)
+
+# Anthropic error type -> OpenAI (type, code).
+_ERROR_KINDS = MappingProxyType(
+    {
+        "invalid_request_error": ("invalid_request_error", None),
+        "authentication_error": ("invalid_request_error", "invalid_api_key"),
+        "permission_error": ("invalid_request_error", "permission_denied"),
+        "billing_error": ("insufficient_quota", "insufficient_quota"),
+        "not_found_error": ("invalid_request_error", "model_not_found"),
+        "request_too_large": ("invalid_request_error", "request_too_large"),
+        "rate_limit_error": ("requests", "rate_limit_exceeded"),
+        "api_error": ("server_error", None),
+        "overloaded_error": ("server_error", "overloaded"),
+        "timeout_error": ("server_error", "timeout"),
+        "gateway_timeout_error": ("server_error", "timeout"),
+    }
+)
+
+
+def _finish_reason(stop_reason: Any) -> str:
+    return _FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _prompt_tokens(usage: Mapping[str, Any]) -> int:
+    """Anthropic splits input into uncached, cache-write and cache-read; OpenAI sums them."""
+    keys = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+    return sum(_int(usage.get(key)) for key in keys)
+
+
+def _usage(usage: Mapping[str, Any]) -> JSON:
+    tokens = TokenUsage(_prompt_tokens(usage), _int(usage.get("output_tokens")))
+    return usage_body(tokens, cached=_int(usage.get("cache_read_input_tokens")))
+
+
+def from_anthropic(body: Mapping[str, Any], model: str, *, created: int | None = None) -> JSON:
+    """An Anthropic ``message`` as an OpenAI ``chat.completion`` for ``model`` (the client's name).
+
+    Thinking and server-tool blocks have no OpenAI counterpart and are left out.
+    """
+    blocks = [b for b in body.get("content") or [] if isinstance(b, Mapping)]
+    text = "".join(str(b.get("text", "")) for b in blocks if b.get("type") == "text")
+    calls = [_tool_call(b) for b in blocks if b.get("type") == "tool_use"]
+    usage = body.get("usage")
+    return completion_body(
+        cid=_completion_id(body.get("id")),
+        created=now() if created is None else created,
+        model=model,
+        message=assistant_message(text, calls),
+        finish_reason=_finish_reason(body.get("stop_reason")),
+        usage=_usage(usage if isinstance(usage, Mapping) else {}),
+    )
+
+
+def _tool_call(block: Mapping[str, Any]) -> JSON:
+    value = block.get("input")
+    arguments = json.dumps(
+        {} if value is None else value, separators=(",", ":"), ensure_ascii=False
+    )
+    return tool_call(
+        str(block.get("id") or new_id("toolu_")), str(block.get("name", "")), arguments
+    )
+
+
+def _completion_id(message_id: Any) -> str:
+    """Keeps Anthropic's message id inside the OpenAI one, so logs on both sides line up."""
+    return f"chatcmpl-{message_id}" if isinstance(message_id, str) else new_id("chatcmpl-")
+
+
+class AnthropicStream:
+    """Turns the events of one Anthropic Messages stream into OpenAI chunk payloads."""
+
+    def __init__(self, model: str, include_usage: bool, *, created: int | None = None) -> None:
+        self._out = ChunkWriter(
+            model,
+            include_usage,
+            cid=new_id("chatcmpl-"),
+            created=now() if created is None else created,
+        )
+        self._usage: JSON = {}
+        self._tools: dict[int, int] = {}  # Anthropic block index -> OpenAI tool call index
+        self._tool_has_args: dict[int, bool] = {}
+        self._stop_reason: Any = None
+        self.done = False
+
+    @property
+    def usage(self) -> TokenUsage | None:
+        """Prompt and completion tokens so far; None before ``message_start``."""
+        if not self._usage:
+            return None
+        return TokenUsage(_prompt_tokens(self._usage), _int(self._usage.get("output_tokens")))
+
+    def feed(self, event: SseEvent) -> list[JSON]:
+        """The chunks ``event`` produces (often none). Raises UpstreamStreamError on ``error``."""
+        if self.done:
+            return []
+        payload = _payload(event)
+        kind = payload.get("type", event.event)
+        if kind == "error":
+            raise _stream_error(payload)
+        if kind == "message_start":
+            return self._message_start(payload)
+        if kind == "content_block_start":
+            return self._block_start(_int(payload.get("index")), payload.get("content_block"))
+        if kind == "content_block_delta":
+            return self._block_delta(_int(payload.get("index")), payload.get("delta"))
+        if kind == "content_block_stop":
+            return self._block_stop(_int(payload.get("index")))
+        if kind == "message_delta":
+            self._message_delta(payload)
+        elif kind == "message_stop":
+            self.done = True
+            return self._out.finish(_finish_reason(self._stop_reason), _usage(self._usage))
+        return []  # ping, and event types added after this was written
+
+    def _message_start(self, payload: Mapping[str, Any]) -> list[JSON]:
+        message = payload.get("message")
+        if isinstance(message, Mapping):
+            if isinstance(message.get("id"), str):
+                self._out.cid = _completion_id(message["id"])
+            usage = message.get("usage")
+            self._usage = dict(usage) if isinstance(usage, Mapping) else {}
+        return self._out.start()
+
+    def _block_start(self, index: int, block: Any) -> list[JSON]:
+        if not isinstance(block, Mapping):
+            return []
+        if block.get("type") == "text":
+            return self._out.content(str(block.get("text") or ""))
+        if block.get("type") != "tool_use":
+            return []  # thinking and server-tool blocks have no OpenAI counterpart
+        call_index = self._tools[index] = len(self._tools)
+        self._tool_has_args[index] = False
+        call_id = str(block.get("id") or new_id("toolu_"))
+        return self._out.tool_call_start(call_index, call_id, str(block.get("name", "")), "")
+
+    def _block_delta(self, index: int, delta: Any) -> list[JSON]:
+        if not isinstance(delta, Mapping):
+            return []
+        if delta.get("type") == "text_delta":
+            return self._out.content(str(delta.get("text") or ""))
+        fragment = delta.get("partial_json")
+        if delta.get("type") != "input_json_delta" or index not in self._tools or not fragment:
+            return []
+        self._tool_has_args[index] = True
+        return self._out.tool_arguments(self._tools[index], str(fragment))
+
+    def _block_stop(self, index: int) -> list[JSON]:
+        """A tool called with no input streams no JSON at all; OpenAI clients expect ``{}``."""
+        if index in self._tools and not self._tool_has_args[index]:
+            return self._out.tool_arguments(self._tools[index], "{}")
+        return []
+
+    def _message_delta(self, payload: Mapping[str, Any]) -> None:
+        delta = payload.get("delta")
+        if isinstance(delta, Mapping) and delta.get("stop_reason") is not None:
+            self._stop_reason = delta["stop_reason"]
+        usage = payload.get("usage")
+        if isinstance(usage, Mapping):  # counts here are cumulative: they replace, not add
+            self._usage.update({k: v for k, v in usage.items() if v is not None})
+
+
+def _payload(event: SseEvent) -> Mapping[str, Any]:
+    try:
+        payload = json.loads(event.data)
+    except ValueError as exc:
+        raise UpstreamStreamError(f"malformed event data: {event.data[:80]!r}") from exc
+    if not isinstance(payload, Mapping):
+        raise UpstreamStreamError(f"event data is not an object: {event.data[:80]!r}")
+    return payload
+
+
+def _stream_error(payload: Mapping[str, Any]) -> UpstreamStreamError:
+    error = payload.get("error")
+    error = error if isinstance(error, Mapping) else {}
+    message = error.get("message")
+    kind = error.get("type")
+    return UpstreamStreamError(
+        message if isinstance(message, str) else "Anthropic stream error",
+        kind if isinstance(kind, str) else None,
+    )
+
+
+def error_to_openai(status: int, body: Any) -> JSON:
+    """An Anthropic error response (``{"type": "error", "error": {...}}``) as OpenAI's body.
+
+    ``body`` may be anything a failed request returned: parsed JSON, raw text, or None.
+    """
+    error = body.get("error") if isinstance(body, Mapping) else None
+    error = error if isinstance(error, Mapping) else {}
+    message = error.get("message")
+    if not isinstance(message, str) or not message:
+        message = body.strip()[:1000] if isinstance(body, str) and body.strip() else ""
+    kind, code = _ERROR_KINDS.get(str(error.get("type")), kind_for_status(status))
+    return error_body(message or f"Anthropic returned HTTP {status}", kind, code)

@@ -1,0 +1,374 @@
+"""Sends a request to the providers of its route, in order, until one answers.
+
+Failover rules: ConnectFailure, Timeout, ServerError and RateLimited (as the policy's
+``retryOn`` allows) move on to the next provider, with back-off, up to ``maxAttempts``;
+400, 404, 413 and 422 from upstream are answered at once; 401/403 count against that provider
+and move on. A 429 cools the provider for its Retry-After (5 s when absent). When every
+provider is at its rate limit the request waits (bounded; critical before standard; sheddable
+is refused at once) and then gets 429 with Retry-After. Nothing is retried once a streamed
+byte reached the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from signalbox_api.primitives import parse_duration
+from signalbox_api.provider import ModelSpec
+from signalbox_providers.outcomes import Outcome, classify_status, retry_after_seconds
+from signalbox_providers.translate import anthropic as anthropic_tx
+from signalbox_providers.translate import ollama as ollama_tx
+from signalbox_providers.translate.openai_format import TranslationError
+from signalbox_router import replies, streaming, upstream
+from signalbox_router.inspection import Kind
+from signalbox_router.limits import ProviderLimiter, RequestPriority, estimate_tokens
+from signalbox_router.selection import Candidate, Route
+from signalbox_router.snapshot import ProviderEntry
+from signalbox_router.state import RouterState
+
+DEFAULT_RETRY_AFTER = 5.0
+MAX_ERROR_BODY = 64 * 1024
+_FAIL_FAST = frozenset({Outcome.BAD_REQUEST, Outcome.MODEL_NOT_FOUND})
+_STATUS_FOR = {Outcome.TIMEOUT: 504, Outcome.RATE_LIMITED: 429}
+
+
+@dataclass(frozen=True)
+class Failure:
+    outcome: Outcome
+    status: int
+    message: str
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    kind: Kind
+    body: dict[str, Any]
+    route: Route
+    priority: RequestPriority
+    stream: bool
+    client_usage: bool
+    estimate: int
+
+
+def job_for(kind: Kind, body: dict[str, Any], route: Route, priority: RequestPriority) -> Job:
+    stream = kind == "chat" and bool(body.get("stream"))
+    usage = stream and bool((body.get("stream_options") or {}).get("include_usage"))
+    return Job(kind, body, route, priority, stream, usage, estimate_tokens(body))
+
+
+class Forwarder:
+    def __init__(self, session: aiohttp.ClientSession, state: RouterState) -> None:
+        self.session = session
+        self.state = state
+
+    async def forward(self, job: Job) -> replies.Reply | replies.StreamReply:
+        failover = job.route.failover
+        retry_on = {Outcome(r.value) for r in failover.retry_on} | {Outcome.AUTH_FAILED}
+        deadline = time.monotonic() + parse_duration(failover.retry_after_max_wait)
+        attempts, last = 0, None
+        while True:
+            limited: float | None = None
+            for cand in job.route.ordered:
+                if attempts >= failover.max_attempts:
+                    break
+                entry = self.state.snapshot.providers.get(cand.provider)
+                if entry is None:
+                    continue
+                limiter = self.state.limiter(entry)
+                admission = limiter.try_acquire(time.monotonic(), job.estimate)
+                if not admission.admitted:
+                    wait = admission.retry_after or 0.05
+                    limited = wait if limited is None else min(limited, wait)
+                    continue
+                attempts += 1
+                if attempts > 1:
+                    await asyncio.sleep(_backoff(job, attempts))
+                result = await self._attempt(job, entry, cand, limiter, attempts)
+                if not isinstance(result, Failure):
+                    self.state.meter.attempts.observe(attempts)
+                    return result
+                last = result
+                self.state.meter.errors.labels(cand.provider, result.outcome.value).inc()
+                if result.outcome not in retry_on:
+                    return self._give_up(job, last, attempts)
+                self.state.meter.failovers.labels(cand.provider, result.outcome.value).inc()
+            if attempts == 0 and limited is not None:
+                if not await self._wait_for_capacity(job, limited, deadline):
+                    self.state.meter.limited.labels(job.priority.name.lower()).inc()
+                    return replies.error(
+                        429,
+                        "all providers for this model are at their rate limits",
+                        code="rate_limit_exceeded",
+                        retry_after=limited,
+                    )
+                continue
+            break
+        self.state.meter.attempts.observe(max(attempts, 1))
+        if last is None:
+            return replies.error(
+                503,
+                f"no eligible provider for model '{job.route.model}'",
+                code="no_eligible_provider",
+                retry_after=DEFAULT_RETRY_AFTER,
+            )
+        return self._give_up(job, last, attempts)
+
+    async def _wait_for_capacity(self, job: Job, wait: float, deadline: float) -> bool:
+        """Wait out a rate limit; False when the request should be refused instead."""
+        if job.priority == RequestPriority.SHEDDABLE or time.monotonic() + wait > deadline:
+            return False
+        self.state.meter.limiter_waits.labels(job.priority.name.lower()).inc()
+        # Critical requests look again sooner, so they take capacity first as it frees.
+        await asyncio.sleep(min(wait, 0.02) if job.priority == RequestPriority.CRITICAL else wait)
+        return True
+
+    def _give_up(self, job: Job, last: Failure, attempts: int) -> replies.Reply:
+        status = _STATUS_FOR.get(last.outcome, 502)
+        return replies.error(
+            status,
+            f"upstream failed after {attempts} attempt(s): {last.message}",
+            code=last.outcome.value,
+            retry_after=last.retry_after if status == 429 else None,
+            headers=[(b"x-signalbox-attempts", str(attempts).encode())],
+        )
+
+    async def _attempt(
+        self,
+        job: Job,
+        entry: ProviderEntry,
+        cand: Candidate,
+        limiter: ProviderLimiter,
+        attempts: int,
+    ) -> replies.Reply | replies.StreamReply | Failure:
+        endpoint = self.state.pick_endpoint(entry)
+        try:
+            call = upstream.build(entry, endpoint, job.kind, job.body, cand.model)
+        except (upstream.Unsupported, TranslationError) as exc:
+            limiter.release(time.monotonic(), job.estimate, 0)
+            return replies.error(400, str(exc), code="unsupported_request")
+        t = entry.spec.timeouts
+        timeout = aiohttp.ClientTimeout(
+            total=None if job.stream else parse_duration(t.request),
+            connect=parse_duration(t.connect),
+            sock_read=None if job.stream else parse_duration(t.first_token),
+        )
+        started = time.monotonic()
+        self.state.started(entry.name, endpoint)
+        self.state.breakers.before_request(entry.name, started)
+        done = _Done(
+            self, job, entry=entry, cand=cand, limiter=limiter, endpoint=endpoint, started=started
+        )
+        try:
+            resp = await asyncio.wait_for(
+                self.session.post(
+                    call.url, json=call.body, headers=dict(call.headers), timeout=timeout
+                ),
+                parse_duration(t.first_token) if job.stream else None,
+            )
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            return done.failed(Failure(Outcome.TIMEOUT, 504, f"{entry.name}: timed out"))
+        except aiohttp.ClientError as exc:
+            return done.failed(
+                Failure(Outcome.CONNECT_FAILURE, 502, f"{entry.name}: {type(exc).__name__}")
+            )
+        headers = replies.signalbox_headers(entry.name, cand.model, attempts)
+        if resp.status >= 400:
+            return await self._upstream_error(done, resp, call.wire, headers)
+        if not job.stream:
+            return await self._complete(done, resp, call.wire, headers)
+        return await self._stream(done, resp, call.wire, headers)
+
+    async def _upstream_error(
+        self,
+        done: _Done,
+        resp: aiohttp.ClientResponse,
+        wire: upstream.Wire,
+        headers: replies.Headers,
+    ) -> replies.Reply | Failure:
+        raw = await resp.content.read(MAX_ERROR_BODY)
+        resp.release()
+        try:
+            parsed = json.loads(raw) if raw else None
+        except ValueError:
+            parsed = None
+        outcome = classify_status(resp.status, parsed)
+        retry_after = retry_after_seconds(resp.headers.get("retry-after"))
+        if outcome == Outcome.RATE_LIMITED:
+            self.state.breakers.rate_limited(
+                done.entry.name, time.monotonic(), retry_after or DEFAULT_RETRY_AFTER
+            )
+        failure = Failure(
+            outcome, resp.status, f"{done.entry.name}: HTTP {resp.status}", retry_after
+        )
+        if outcome in _FAIL_FAST:
+            done.failed(failure, counts=False)
+            body = _openai_error(wire, resp.status, parsed)
+            return replies.Reply(
+                resp.status, json.dumps(body).encode(), [replies.JSON_TYPE, *headers]
+            )
+        return done.failed(failure, counts=outcome != Outcome.RATE_LIMITED)
+
+    async def _complete(
+        self,
+        done: _Done,
+        resp: aiohttp.ClientResponse,
+        wire: upstream.Wire,
+        headers: replies.Headers,
+    ) -> replies.Reply | Failure:
+        try:
+            raw = await resp.read()
+            payload = json.loads(raw)
+            if wire != "openai":
+                convert = (
+                    anthropic_tx.from_anthropic if wire == "anthropic" else (ollama_tx.from_ollama)
+                )
+                payload = convert(payload, done.cand.model)
+                raw = json.dumps(payload).encode()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            outcome = (
+                Outcome.TIMEOUT if isinstance(exc, TimeoutError) else (Outcome.CONNECT_FAILURE)
+            )
+            return done.failed(Failure(outcome, 502, f"{done.entry.name}: {type(exc).__name__}"))
+        except (ValueError, TypeError, AttributeError):
+            return done.failed(
+                Failure(Outcome.INVALID_RESPONSE, 502, f"{done.entry.name}: invalid response body")
+            )
+        finally:
+            resp.release()
+        done.succeeded(_usage_of(payload))
+        return replies.Reply(200, raw, [replies.JSON_TYPE, *headers])
+
+    async def _stream(
+        self,
+        done: _Done,
+        resp: aiohttp.ClientResponse,
+        wire: upstream.Wire,
+        headers: replies.Headers,
+    ) -> replies.StreamReply | Failure:
+        t = done.entry.spec.timeouts
+        try:
+            first = await asyncio.wait_for(resp.content.readany(), parse_duration(t.first_token))
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            resp.release()
+            outcome = (
+                Outcome.TIMEOUT if isinstance(exc, TimeoutError) else (Outcome.CONNECT_FAILURE)
+            )
+            return done.failed(Failure(outcome, 504, f"{done.entry.name}: no first token"))
+        if not first:
+            resp.release()
+            return done.failed(
+                Failure(Outcome.INVALID_RESPONSE, 502, f"{done.entry.name}: empty stream")
+            )
+        self.state.meter.ttft.labels(done.job.route.model, done.entry.name).observe(
+            time.monotonic() - done.started
+        )
+        result = streaming.StreamResult()
+        chunks = streaming.relay(
+            resp,
+            first,
+            wire=wire,
+            model=done.cand.model,
+            client_usage=done.job.client_usage,
+            idle=parse_duration(t.stream_idle),
+            result=result,
+        )
+        return replies.StreamReply(
+            _finishing(chunks, done, result),
+            [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), *headers],
+        )
+
+
+async def _finishing(chunks: Any, done: _Done, result: streaming.StreamResult) -> Any:
+    try:
+        async for chunk in chunks:
+            yield chunk
+    finally:
+        if result.ok:
+            done.succeeded(result.usage)
+        else:
+            done.failed(
+                Failure(Outcome.SERVER_ERROR, 502, result.error or "stream closed"),
+                usage=result.usage,
+            )
+
+
+class _Done:
+    """Books one attempt's end: limiter, breaker, load, metrics."""
+
+    def __init__(
+        self,
+        fwd: Forwarder,
+        job: Job,
+        *,
+        entry: ProviderEntry,
+        cand: Candidate,
+        limiter: ProviderLimiter,
+        endpoint: str,
+        started: float,
+    ) -> None:
+        self.fwd, self.job, self.entry, self.cand = fwd, job, entry, cand
+        self.limiter, self.endpoint, self.started = limiter, endpoint, started
+
+    def _book(self, ok: bool, code: int, usage: tuple[int, int] | None) -> None:
+        now = time.monotonic()
+        seconds = now - self.started
+        actual = sum(usage) if usage else None
+        self.limiter.release(now, self.job.estimate, actual)
+        state = self.fwd.state
+        state.finished(self.entry.name, self.endpoint, ok, seconds)
+        state.meter.record(
+            self.job.route.model,
+            self.entry.name,
+            code=code,
+            seconds=seconds,
+            usage=usage,
+            price=_price(self.entry, self.cand.model),
+        )
+
+    def succeeded(self, usage: tuple[int, int] | None) -> None:
+        self.fwd.state.breakers.success(self.entry.name)
+        self._book(True, 200, usage)
+
+    def failed(
+        self, failure: Failure, *, counts: bool = True, usage: tuple[int, int] | None = None
+    ) -> Failure:
+        if counts:
+            self.fwd.state.breakers.failure(self.entry.name, time.monotonic())
+        self._book(False, failure.status, usage)
+        return failure
+
+
+def _price(entry: ProviderEntry, model: str) -> Any:
+    declared: ModelSpec | None = entry.spec.model(model)
+    return declared.cost if declared else None
+
+
+def _usage_of(payload: Any) -> tuple[int, int] | None:
+    usage = payload.get("usage") if isinstance(payload, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+
+
+def _openai_error(wire: upstream.Wire, status: int, parsed: Any) -> dict[str, Any]:
+    if wire == "anthropic":
+        return anthropic_tx.error_to_openai(status, parsed)
+    if wire == "ollama":
+        return ollama_tx.error_to_openai(status, parsed)
+    if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+        return parsed
+    message = parsed.get("message") if isinstance(parsed, dict) else None
+    return replies.error_body(status, str(message or f"upstream answered HTTP {status}"))
+
+
+def _backoff(job: Job, attempts: int) -> float:
+    b = job.route.failover.backoff
+    base, top = parse_duration(b.base), parse_duration(b.max)
+    return float(min(top, base * 2 ** (attempts - 2)))

@@ -1,0 +1,343 @@
+"""Admission decisions for ``LLMProvider.spec.rateLimit``: rate windows, concurrency, priority.
+
+Sending past a provider's declared limits only earns 429s that cost latency and can trip its
+circuit, so the router decides before sending whether a request fits and, if not, how long to
+wait. The decisions live here, apart from the async code, so they can be tested as tables: time is
+a float of seconds passed in (any monotonic clock); nothing reads a clock, sleeps or locks (one
+asyncio thread owns each object); every call is O(1) or amortised O(1). The router's waiters use
+:class:`PriorityQueueGate` so freed capacity goes to critical, then standard, then sheddable.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import OrderedDict, deque
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+from signalbox_api.provider import RateLimit, RateLimitAlgorithm
+
+WINDOW = 60.0  # every limit is per minute
+OVERSIZED_RETRY = 60.0  # retry_after for a cost above the whole budget, which can never fit
+SLOT = 0.1  # SlidingWindow keeps one log entry per SLOT of the clock
+_TOLERANCE = 1e-9  # relative slack so float rounding cannot refuse at the promised retry time
+_MESSAGE_OVERHEAD, _REPLY_OVERHEAD = 4, 3  # tokens of a message's role and separators; the reply
+_DEFAULT_COMPLETION = 256  # completion budget of a request without max_tokens
+_NON_TEXT_PART = 85  # an image or audio content part, counted flat
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A verdict; ``retry_after`` is also 0 when only concurrency refused (wait for a release)."""
+
+    admitted: bool
+    retry_after: float
+    reason: str  # "requests", "tokens", "concurrency"; "" when admitted
+
+
+class Window(Protocol):
+    """One per-minute budget; a cost is a request (1) or tokens."""
+
+    def wait(self, now: float, cost: float) -> float:
+        """Seconds until ``cost`` fits (0.0: it fits now); records nothing."""
+
+    def adjust(self, now: float, delta: float) -> None:
+        """Charge (positive) or refund (negative) cost after the fact; never raises."""
+
+    def admit(self, now: float, cost: float) -> float:
+        """0.0 with ``cost`` recorded, or the seconds to wait with nothing recorded."""
+        wait = self.wait(now, cost)
+        if wait == 0.0:
+            self.adjust(now, cost)
+        return wait
+
+
+def _positive(value: float) -> float:
+    if not value > 0:
+        raise ValueError(f"limits must be positive, got {value!r}")
+    return float(value)
+
+
+class TokenBucket(Window):
+    """Holds up to ``burst``, starts full and refills continuously at ``rate_per_minute / 60``/s.
+
+    Default burst: one second's worth, ``max(1, ceil(rate / 60))``: providers enforce per-minute
+    limits in sub-minute slices, so pacing avoids their 429s better than a minute's budget leaving
+    at once (pass ``burst=rate_per_minute`` for that). A late charge may put the bucket in debt
+    (below zero); a refund never fills it above ``burst``.
+    """
+
+    def __init__(self, rate_per_minute: float, burst: float | None = None) -> None:
+        self.per_second = _positive(rate_per_minute) / WINDOW
+        self.capacity = _positive(
+            max(1, math.ceil(rate_per_minute / WINDOW)) if burst is None else burst
+        )
+        self._level, self._last = self.capacity, -math.inf
+
+    def _refill(self, now: float) -> None:
+        if now > self._last:  # a clock that steps back refills nothing
+            self._level = min(self.capacity, self._level + (now - self._last) * self.per_second)
+            self._last = now
+
+    def wait(self, now: float, cost: float) -> float:
+        self._refill(now)
+        if cost > self.capacity:
+            return OVERSIZED_RETRY
+        deficit = cost - self._level
+        return 0.0 if deficit <= self.capacity * _TOLERANCE else deficit / self.per_second
+
+    def adjust(self, now: float, delta: float) -> None:
+        self._refill(now)
+        self._level = min(self.capacity, self._level - delta)
+
+
+class SlidingWindow(Window):
+    """An exact sliding log: a cost admitted at t counts until t + 60 s.
+
+    Costs of one SLOT share an entry stamped with the latest of their times, so a cost may count
+    up to 0.1 s too long but never too short: no 60 s interval holds more than the limit, and the
+    log holds at most about 600 entries, which bounds the retry_after scan. A refund takes back
+    the newest costs first and stops at an empty log.
+    """
+
+    def __init__(self, limit_per_minute: float) -> None:
+        self.limit = _positive(limit_per_minute)
+        self._log: deque[list[float]] = deque()  # [stamp, cost], oldest first
+        self._total = 0.0
+
+    def _evict(self, now: float) -> None:
+        while self._log and self._log[0][0] + WINDOW <= now:  # same sum as wait()
+            self._total -= self._log.popleft()[1]
+        if not self._log:
+            self._total = 0.0  # drop accumulated rounding
+
+    def wait(self, now: float, cost: float) -> float:
+        self._evict(now)
+        if cost > self.limit:
+            return OVERSIZED_RETRY
+        excess, slack = self._total + cost - self.limit, self.limit * _TOLERANCE
+        if excess <= slack:
+            return 0.0
+        for stamp, amount in self._log:  # oldest first, until enough has left
+            excess -= amount
+            if excess <= slack:
+                return stamp + WINDOW - now
+        return WINDOW  # not reached: cost <= limit fits an empty log
+
+    def adjust(self, now: float, delta: float) -> None:
+        self._evict(now)
+        last = self._log[-1] if self._log else None
+        if delta > 0 and last is not None and (now <= last[0] or now // SLOT == last[0] // SLOT):
+            last[0], last[1] = max(last[0], now), last[1] + delta
+        elif delta > 0:
+            self._log.append([now, delta])
+        self._total += max(0.0, delta)
+        refund = -delta
+        while refund > 0 and self._log:
+            last = self._log[-1]
+            taken = min(refund, last[1])
+            last[1], self._total, refund = last[1] - taken, self._total - taken, refund - taken
+            if last[1] <= 0:
+                self._log.pop()
+
+
+class FixedWindow(Window):
+    """A counter per clock minute [60k, 60k + 60); late charges may exceed it, refunds stop at 0."""
+
+    def __init__(self, limit_per_minute: float) -> None:
+        self.limit = _positive(limit_per_minute)
+        self._minute, self._used = -math.inf, 0.0
+
+    def _roll(self, now: float) -> None:
+        if now // WINDOW > self._minute:  # a clock that steps back stays in the newer minute
+            self._minute, self._used = now // WINDOW, 0.0
+
+    def wait(self, now: float, cost: float) -> float:
+        self._roll(now)
+        if cost > self.limit:
+            return OVERSIZED_RETRY
+        if self._used + cost <= self.limit * (1 + _TOLERANCE):
+            return 0.0
+        return (self._minute + 1) * WINDOW - now
+
+    def adjust(self, now: float, delta: float) -> None:
+        self._roll(now)
+        self._used = max(0.0, self._used + delta)
+
+
+def _window(algorithm: RateLimitAlgorithm, limit: int | None, burst: int | None) -> Window | None:
+    if limit is None:
+        return None
+    if algorithm == RateLimitAlgorithm.SLIDING_WINDOW:
+        return SlidingWindow(limit)
+    if algorithm == RateLimitAlgorithm.FIXED_WINDOW:
+        return FixedWindow(limit)
+    return TokenBucket(limit, burst)
+
+
+@dataclass
+class ProviderLimiter:
+    """One provider's limits in this router process: requests, tokens and concurrency.
+
+    From a spec with TokenBucket, ``burst`` sizes the request bucket (default as in
+    :class:`TokenBucket`) while the token bucket holds a whole minute's tokens, since one request
+    may need thousands. SlidingWindow and FixedWindow allow a minute's budget at once anyway.
+    """
+
+    requests: Window | None = None
+    tokens: Window | None = None
+    max_concurrency: int | None = None
+    _in_flight: int = field(default=0, init=False)
+
+    @classmethod
+    def from_spec(cls, rate_limit: RateLimit | None) -> ProviderLimiter:
+        if rate_limit is None:
+            return cls()
+        algorithm, tpm = rate_limit.algorithm, rate_limit.tokens_per_minute
+        return cls(
+            requests=_window(algorithm, rate_limit.requests_per_minute, rate_limit.burst),
+            tokens=_window(algorithm, tpm, tpm),
+            max_concurrency=rate_limit.max_concurrency,
+        )
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def unlimited(self) -> bool:
+        return self.requests is None and self.tokens is None and self.max_concurrency is None
+
+    def try_acquire(self, now: float, estimated_tokens: int) -> Admission:
+        """Admit if every limit admits; a refusal records nothing and names the longest wait."""
+        tokens = max(0, estimated_tokens)
+        charges = ((self.requests, 1, "requests"), (self.tokens, tokens, "tokens"))
+        refusals: list[tuple[float, str]] = []
+        if self.max_concurrency is not None and self._in_flight >= self.max_concurrency:
+            refusals.append((0.0, "concurrency"))
+        for window, cost, reason in charges:
+            if window is not None and (wait := window.wait(now, cost)) > 0.0:
+                refusals.append((wait, reason))
+        if refusals:
+            wait, reason = max(refusals, key=lambda refusal: refusal[0])
+            return Admission(admitted=False, retry_after=wait, reason=reason)
+        for window, cost, _ in charges:
+            if window is not None:
+                window.adjust(now, cost)
+        self._in_flight += 1
+        return Admission(admitted=True, retry_after=0.0, reason="")
+
+    def release(self, now: float, estimated_tokens: int, actual_tokens: int | None = None) -> None:
+        """Free the concurrency slot; charge or refund ``actual - estimated`` tokens if known."""
+        self._in_flight = max(0, self._in_flight - 1)
+        if actual_tokens is not None and self.tokens is not None:
+            self.tokens.adjust(now, max(0, actual_tokens) - max(0, estimated_tokens))
+
+
+def _text_tokens(value: object) -> int:
+    """About 4 characters a token for a string, its text for a content part, else nothing."""
+    if isinstance(value, dict):  # a content part
+        text = value.get("text")
+        return _text_tokens(text) if isinstance(text, str) else _NON_TEXT_PART
+    if isinstance(value, list):
+        return sum(_text_tokens(part) for part in value if isinstance(part, str | dict))
+    return -(-len(value) // 4) if isinstance(value, str) else 0
+
+
+def _message_tokens(message: object) -> int:
+    if not isinstance(message, dict):
+        return 0
+    total = _MESSAGE_OVERHEAD + _text_tokens(message.get("content"))
+    calls = message.get("tool_calls")
+    for call in calls if isinstance(calls, list) else ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            total += _text_tokens(function.get("name")) + _text_tokens(function.get("arguments"))
+    return total
+
+
+def _input_tokens(value: object) -> int:
+    """A prompt or embeddings input: a string, strings, token ids or lists of token ids."""
+    items = value if isinstance(value, list) else [value]
+    if items and all(isinstance(item, int) for item in items):
+        return len(items)
+    strings = [i for i in items if isinstance(i, str)]
+    return sum(map(_text_tokens, strings)) + sum(len(i) for i in items if isinstance(i, list))
+
+
+def _completion_budget(body: Mapping[str, object]) -> int:
+    n = body.get("n")
+    copies = n if isinstance(n, int) and n >= 1 else 1
+    for key in ("max_completion_tokens", "max_tokens"):
+        value = body.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value * copies
+    return _DEFAULT_COMPLETION * copies
+
+
+def estimate_tokens(body: Mapping[str, object]) -> int:
+    """A cheap estimate of a request's tokens, in plus out, before it is sent.
+
+    About 4 characters a token over message contents (strings and text parts; other parts count
+    85 each) and tool-call arguments, 4 tokens per message and 3 for the reply, plus the completion
+    budget: ``max_completion_tokens``, else ``max_tokens``, else 256, times ``n``. Embeddings count
+    their input only. Malformed fields count as nothing rather than raising.
+    """
+    if "input" in body and "messages" not in body:
+        return _input_tokens(body["input"])
+    messages = body.get("messages")
+    prompt = sum(_message_tokens(m) for m in messages) if isinstance(messages, list) else 0
+    prompt += _input_tokens(body.get("prompt"))  # legacy completions
+    return _REPLY_OVERHEAD + prompt + _completion_budget(body)
+
+
+class RequestPriority(enum.IntEnum):
+    """A request's class; lower values get freed capacity first."""
+
+    CRITICAL = 0
+    STANDARD = 1
+    SHEDDABLE = 2
+
+    @classmethod
+    def parse(cls, header_value: str | None) -> RequestPriority:
+        """The class a header names (any case); standard when absent or unknown."""
+        return cls.__members__.get((header_value or "").strip().upper(), cls.STANDARD)
+
+
+T = TypeVar("T", bound=Hashable)
+
+
+class PriorityQueueGate(Generic[T]):
+    """Waiting tickets in the order they should get capacity: by priority, then FIFO; all O(1)."""
+
+    def __init__(self) -> None:
+        self._queues: tuple[OrderedDict[T, float], ...] = tuple(
+            OrderedDict() for _ in RequestPriority
+        )
+        self._priority: dict[T, RequestPriority] = {}
+
+    def __len__(self) -> int:
+        return len(self._priority)
+
+    def enqueue(self, ticket_id: T, priority: RequestPriority, now: float) -> None:
+        if ticket_id in self._priority:
+            raise ValueError(f"ticket {ticket_id!r} is already waiting")
+        self._priority[ticket_id] = priority
+        self._queues[priority][ticket_id] = now
+
+    def enqueued_at(self, ticket_id: T) -> float | None:
+        priority = self._priority.get(ticket_id)
+        return None if priority is None else self._queues[priority][ticket_id]
+
+    def next_to_try(self) -> T | None:
+        """The ticket to offer capacity to next; it stays queued until removed."""
+        return next((next(iter(queue)) for queue in self._queues if queue), None)
+
+    def remove(self, ticket_id: T) -> bool:
+        """Forget a ticket (admitted, timed out or cancelled); False if it was not waiting."""
+        priority = self._priority.pop(ticket_id, None)
+        if priority is not None:
+            del self._queues[priority][ticket_id]
+        return priority is not None

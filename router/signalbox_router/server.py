@@ -1,0 +1,293 @@
+"""The router's HTTP face: a raw ASGI application (served by uvicorn).
+
+Routes: ``POST /v1/chat/completions``, ``POST /v1/embeddings``, ``GET /v1/models``,
+``GET /v1/usage``, ``GET /v1/explain?model=…&capabilities=…``, ``/healthz``, ``/readyz`` and
+``/metrics``. Every error is in the OpenAI shape. Raw ASGI keeps the per-request overhead to
+the few microseconds a pass-through can afford.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+import prometheus_client as prom
+
+from signalbox_api.provider import Capability
+from signalbox_router import inspection, replies, selection
+from signalbox_router.forwarding import Forwarder, job_for
+from signalbox_router.limits import RequestPriority
+from signalbox_router.state import RouterState
+
+log = logging.getLogger(__name__)
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Hook = Callable[[], Awaitable[None]]
+PRIORITY_HEADER = b"x-signalbox-priority"
+_PRIORITIES = {b"critical", b"standard", b"sheddable"}
+
+
+class _Refused(Exception):
+    def __init__(self, reply: replies.Reply) -> None:
+        self.reply = reply
+
+
+@dataclass
+class Settings:
+    max_body: int = 10 * 1024 * 1024
+    client_keys: frozenset[str] | None = None  # None: no client authentication
+    max_snapshot_age: float = 120.0
+
+
+@dataclass
+class RouterApp:
+    state: RouterState
+    settings: Settings = field(default_factory=Settings)
+    forwarder: Forwarder | None = None
+    on_startup: list[Hook] = field(default_factory=list)
+    on_shutdown: list[Hook] = field(default_factory=list)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        try:
+            reply = await self._dispatch(scope, receive)
+        except _Refused as refused:
+            reply = refused.reply
+        if isinstance(reply, replies.StreamReply):
+            await _send_stream(send, reply)
+        else:
+            await _send(send, reply)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                for hook in self.on_startup:
+                    await hook()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                for hook in self.on_shutdown:
+                    await hook()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _dispatch(
+        self, scope: Scope, receive: Receive
+    ) -> replies.Reply | replies.StreamReply:
+        method, path = scope["method"], scope["path"]
+        route = _ROUTES.get(path)
+        if route is None:
+            return replies.error(404, f"Unknown path: {path}", code="unknown_url")
+        wanted, handler = route
+        if method != wanted:
+            return replies.error(405, f"Use {wanted} for {path}", code="method_not_allowed")
+        if path.startswith("/v1/"):
+            self._authenticate(scope)
+        return await handler(self, scope, receive)
+
+    def _authenticate(self, scope: Scope) -> None:
+        keys = self.settings.client_keys
+        if keys is None:
+            return
+        auth = _header(scope, b"authorization").decode("latin-1")
+        given = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
+        if not any(hmac.compare_digest(given.encode(), k.encode()) for k in keys):
+            raise _Refused(
+                replies.error(
+                    401, "Missing or invalid API key for this router.", code="invalid_api_key"
+                )
+            )
+
+    async def _read_json(self, receive: Receive) -> Any:
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.settings.max_body:
+                raise _Refused(
+                    replies.error(
+                        413,
+                        f"Request body exceeds {self.settings.max_body} bytes.",
+                        code="request_too_large",
+                    )
+                )
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        try:
+            return json.loads(b"".join(chunks))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise _Refused(
+                replies.error(
+                    400, "We could not parse the JSON body of your request.", code="invalid_json"
+                )
+            ) from exc
+
+    async def _model_call(
+        self, scope: Scope, receive: Receive, kind: inspection.Kind
+    ) -> replies.Reply | replies.StreamReply:
+        priority = _priority(scope)
+        try:
+            body = inspection.validate(await self._read_json(receive), kind)
+        except inspection.InvalidRequest as exc:
+            return replies.error(400, str(exc), param=exc.param, code="invalid_request")
+        try:
+            route = selection.route(
+                body["model"], inspection.needs(body, kind), self.state.snapshot, self.state.view()
+            )
+        except selection.UnknownModel:
+            return replies.error(
+                404,
+                f"The model '{body['model']}' does not exist.",
+                code="model_not_found",
+                param="model",
+            )
+        assert self.forwarder is not None, "the forwarder is set at startup"
+        return await self.forwarder.forward(job_for(kind, body, route, priority))
+
+    async def chat(self, scope: Scope, receive: Receive) -> replies.Reply | replies.StreamReply:
+        return await self._model_call(scope, receive, "chat")
+
+    async def embeddings(
+        self, scope: Scope, receive: Receive
+    ) -> replies.Reply | replies.StreamReply:
+        return await self._model_call(scope, receive, "embeddings")
+
+    async def models(self, scope: Scope, receive: Receive) -> replies.Reply:
+        data = [
+            {"id": m, "object": "model", "created": 0, "owned_by": "signalbox"}
+            for m in self.state.snapshot.model_names()
+        ]
+        return replies.json_reply({"object": "list", "data": data})
+
+    async def usage(self, scope: Scope, receive: Receive) -> replies.Reply:
+        return replies.json_reply(self.state.meter.summary())
+
+    async def explain(self, scope: Scope, receive: Receive) -> replies.Reply:
+        query = parse_qs(scope.get("query_string", b"").decode())
+        model = (query.get("model") or [""])[0]
+        try:
+            caps = frozenset(
+                Capability(c) for q in query.get("capabilities", []) for c in q.split(",") if c
+            )
+        except ValueError:
+            return replies.error(400, "unknown capability", param="capabilities")
+        try:
+            route = selection.route(
+                model, selection.Needs(caps), self.state.snapshot, self.state.view()
+            )
+        except selection.UnknownModel:
+            return replies.error(
+                404, f"The model '{model}' does not exist.", code="model_not_found", param="model"
+            )
+        return replies.json_reply(
+            {
+                "model": model,
+                "policy": route.policy,
+                "strategy": route.strategy.value,
+                "eligible": [
+                    {
+                        "provider": c.provider,
+                        "model": c.model,
+                        "priority": c.priority,
+                        "weight": c.weight,
+                    }
+                    for c in route.ordered
+                ],
+                "excluded": [{"provider": e.provider, "reason": e.reason} for e in route.excluded],
+            }
+        )
+
+    async def healthz(self, scope: Scope, receive: Receive) -> replies.Reply:
+        return replies.json_reply({"status": "ok"})
+
+    async def readyz(self, scope: Scope, receive: Receive) -> replies.Reply:
+        snap = self.state.snapshot
+        age = time.monotonic() - snap.synced_at
+        now = time.monotonic()
+        eligible = [
+            n
+            for n, e in snap.providers.items()
+            if e.usable and not self.state.breakers.is_open(n, now)
+        ]
+        ready = age <= self.settings.max_snapshot_age and bool(eligible)
+        body = {
+            "ready": ready,
+            "snapshot_age_seconds": round(age, 1),
+            "eligible_providers": len(eligible),
+        }
+        return replies.json_reply(body, 200 if ready else 503)
+
+    async def metrics(self, scope: Scope, receive: Receive) -> replies.Reply:
+        return replies.Reply(
+            200,
+            prom.generate_latest(self.state.meter.registry),
+            [(b"content-type", prom.CONTENT_TYPE_LATEST.encode())],
+        )
+
+
+Handler = Callable[[RouterApp, Scope, Receive], Awaitable[replies.Reply | replies.StreamReply]]
+_ROUTES: dict[str, tuple[str, Handler]] = {
+    "/v1/chat/completions": ("POST", RouterApp.chat),
+    "/v1/embeddings": ("POST", RouterApp.embeddings),
+    "/v1/models": ("GET", RouterApp.models),
+    "/v1/usage": ("GET", RouterApp.usage),
+    "/v1/explain": ("GET", RouterApp.explain),
+    "/healthz": ("GET", RouterApp.healthz),
+    "/readyz": ("GET", RouterApp.readyz),
+    "/metrics": ("GET", RouterApp.metrics),
+}
+
+
+def _header(scope: Scope, name: bytes) -> bytes:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value)
+    return b""
+
+
+def _priority(scope: Scope) -> RequestPriority:
+    raw = _header(scope, PRIORITY_HEADER).strip().lower()
+    if raw and raw not in _PRIORITIES:
+        raise _Refused(
+            replies.error(
+                400,
+                "x-signalbox-priority must be critical, standard or sheddable",
+                param="x-signalbox-priority",
+                code="invalid_header",
+            )
+        )
+    return RequestPriority.parse(raw.decode() or None)
+
+
+async def _send(send: Send, reply: replies.Reply) -> None:
+    await send({"type": "http.response.start", "status": reply.status, "headers": reply.headers})
+    await send({"type": "http.response.body", "body": reply.body})
+
+
+async def _send_stream(send: Send, reply: replies.StreamReply) -> None:
+    chunks = reply.chunks
+    try:
+        await send(
+            {"type": "http.response.start", "status": reply.status, "headers": reply.headers}
+        )
+        async for chunk in chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()

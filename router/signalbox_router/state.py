@@ -1,0 +1,79 @@
+"""Everything the router keeps per process: the current snapshot and its own fast signals
+(local breakers, limiters, load and latency per provider and per endpoint)."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+
+from signalbox_api.provider import RateLimit
+from signalbox_router.breaker import Breakers
+from signalbox_router.limits import ProviderLimiter
+from signalbox_router.metering import Meter
+from signalbox_router.selection import LocalView
+from signalbox_router.snapshot import ProviderEntry, Snapshot
+
+EWMA = 0.2
+
+
+@dataclass
+class RouterState:
+    snapshot: Snapshot = field(default_factory=Snapshot)
+    meter: Meter = field(default_factory=Meter)
+    breakers: Breakers = field(default_factory=Breakers)
+    in_flight: dict[str, int] = field(default_factory=dict)
+    endpoint_load: dict[str, int] = field(default_factory=dict)
+    last_used: dict[str, float] = field(default_factory=dict)
+    success_rate: dict[str, float] = field(default_factory=dict)
+    latency: dict[str, float] = field(default_factory=dict)
+    queue_depth: dict[str, float] = field(default_factory=dict)  # vLLM waiting, by endpoint
+    turn: int = 0
+    rng: random.Random = field(default_factory=random.Random)
+    _limiters: dict[str, tuple[RateLimit | None, ProviderLimiter]] = field(default_factory=dict)
+
+    def view(self) -> LocalView:
+        now = time.monotonic()
+        self.turn += 1
+        return LocalView(
+            breaker_open=lambda name: self.breakers.is_open(name, now),
+            cooling=lambda name: self.breakers.cooling(name, now),
+            in_flight=self.in_flight,
+            last_used=self.last_used,
+            success_rate=self.success_rate,
+            latency=self.latency,
+            turn=self.turn,
+            rng=self.rng,
+        )
+
+    def limiter(self, entry: ProviderEntry) -> ProviderLimiter:
+        """The provider's limiter; rebuilt when its rateLimit changes."""
+        current = self._limiters.get(entry.name)
+        if current is None or current[0] != entry.spec.rate_limit:
+            current = (entry.spec.rate_limit, ProviderLimiter.from_spec(entry.spec.rate_limit))
+            self._limiters[entry.name] = current
+        return current[1]
+
+    def pick_endpoint(self, entry: ProviderEntry) -> str:
+        """Least outstanding requests; for vLLM, the shortest fresh queue breaks ties first."""
+        endpoints = entry.endpoints
+        if len(endpoints) == 1:
+            return endpoints[0]
+        return min(
+            endpoints,
+            key=lambda e: (self.queue_depth.get(e, 0.0) + self.endpoint_load.get(e, 0), e),
+        )
+
+    def started(self, name: str, endpoint: str) -> None:
+        self.in_flight[name] = self.in_flight.get(name, 0) + 1
+        self.endpoint_load[endpoint] = self.endpoint_load.get(endpoint, 0) + 1
+        self.last_used[name] = time.monotonic()
+
+    def finished(self, name: str, endpoint: str, ok: bool, seconds: float) -> None:
+        self.in_flight[name] = max(0, self.in_flight.get(name, 1) - 1)
+        self.endpoint_load[endpoint] = max(0, self.endpoint_load.get(endpoint, 1) - 1)
+        rate = self.success_rate.get(name, 1.0)
+        self.success_rate[name] = rate + EWMA * ((1.0 if ok else 0.0) - rate)
+        if ok:
+            lat = self.latency.get(name, seconds)
+            self.latency[name] = lat + EWMA * (seconds - lat)

@@ -1,0 +1,146 @@
+"""Relays one upstream stream to the client as OpenAI SSE chunks.
+
+OpenAI-style streams pass through event by event (only a usage chunk the client did not ask
+for is dropped); Anthropic and Ollama streams are translated. A stream cut or gone silent
+upstream ends with an OpenAI-style error event and never with ``[DONE]``: once the first byte
+reached the client, nothing is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from signalbox_providers.sse import NdjsonParser, SseParser
+from signalbox_providers.translate.anthropic import AnthropicStream
+from signalbox_providers.translate.ollama import OllamaStream
+from signalbox_providers.translate.openai_format import UpstreamStreamError
+from signalbox_router import replies
+from signalbox_router.upstream import Wire
+
+
+class StreamBroken(Exception):
+    """The upstream stream ended badly after the client got its first bytes."""
+
+
+@dataclass
+class StreamResult:
+    ok: bool = False
+    usage: tuple[int, int] | None = None
+    error: str = ""
+
+
+class _OpenAIRelay:
+    def __init__(self, client_usage: bool) -> None:
+        self.parser = SseParser()
+        self.client_usage = client_usage
+        self.usage: tuple[int, int] | None = None
+        self.done = False
+
+    def feed(self, data: bytes) -> list[bytes]:
+        out = []
+        for event in self.parser.feed(data):
+            if event.data == "[DONE]":
+                self.done = True
+                out.append(replies.DONE)
+                continue
+            if '"usage":{' in event.data:
+                payload = json.loads(event.data)
+                usage = payload.get("usage") or {}
+                self.usage = (
+                    int(usage.get("prompt_tokens", 0)),
+                    int(usage.get("completion_tokens", 0)),
+                )
+                if not self.client_usage and not payload.get("choices"):
+                    continue
+            if '"error"' in event.data and event.data.startswith('{"error"'):
+                raise UpstreamStreamError(event.data[:500])
+            out.append(b"data: " + event.data.encode() + b"\n\n")
+        return out
+
+
+class _TranslatedRelay:
+    def __init__(self, wire: Wire, model: str, client_usage: bool) -> None:
+        self.stream: AnthropicStream | OllamaStream
+        self.feed_parsed: Callable[[bytes], list[Any]]
+        if wire == "anthropic":
+            self.stream = AnthropicStream(model, client_usage)
+            self.feed_parsed = SseParser().feed
+        else:
+            self.stream = OllamaStream(model, client_usage)
+            self.feed_parsed = NdjsonParser().feed
+
+    @property
+    def usage(self) -> tuple[int, int] | None:
+        u = self.stream.usage
+        return (u.prompt, u.completion) if u is not None else None
+
+    @property
+    def done(self) -> bool:
+        return self.stream.done
+
+    def feed(self, data: bytes) -> list[bytes]:
+        out = []
+        for item in self.feed_parsed(data):
+            out += [replies.sse(chunk) for chunk in self.stream.feed(item)]
+        if self.stream.done:
+            out.append(replies.DONE)
+        return out
+
+
+async def relay(
+    resp: aiohttp.ClientResponse,
+    first: bytes,
+    *,
+    wire: Wire,
+    model: str,
+    client_usage: bool,
+    idle: float,
+    result: StreamResult,
+) -> AsyncIterator[bytes]:
+    """Yield the client's bytes; fill ``result`` as the stream ends, well or badly."""
+    translator: _OpenAIRelay | _TranslatedRelay = (
+        _OpenAIRelay(client_usage)
+        if wire == "openai"
+        else _TranslatedRelay(wire, model, client_usage)
+    )
+    data = first
+    try:
+        while data:
+            for piece in translator.feed(data):
+                yield piece
+            if translator.done:
+                break
+            data = await asyncio.wait_for(resp.content.readany(), idle)
+        if not translator.done:
+            raise StreamBroken("the upstream stream ended early")
+        result.ok = True
+    except (
+        TimeoutError,
+        aiohttp.ClientError,
+        StreamBroken,
+        UpstreamStreamError,
+        ValueError,
+    ) as exc:
+        result.error = _describe(exc)
+        yield replies.sse(
+            replies.error_body(
+                502, f"upstream stream failed: {result.error}", code="upstream_stream_error"
+            )
+        )
+    finally:
+        result.usage = translator.usage
+        resp.release()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "no data within the stream idle timeout"
+    if isinstance(exc, StreamBroken | UpstreamStreamError):
+        return str(exc)[:300]
+    return type(exc).__name__
