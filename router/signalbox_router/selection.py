@@ -125,16 +125,30 @@ def _check(
 
 
 def _candidate(
-    entry: ProviderEntry, requested: str, ref: ProviderRef | None
+    entry: ProviderEntry,
+    requested: str,
+    ref: ProviderRef | None,
+    wanted: frozenset[str],
+    *,
+    in_policy: bool,
 ) -> tuple[str, ModelSpec | None] | None:
-    """The upstream model for ``requested`` on this provider, or None if it is not served."""
+    """The upstream model for ``requested`` on this provider, or None if it is not served.
+
+    A policy's reference may name the model; else the requested name (or alias) when the
+    provider declares it; else, for a virtual name such as ``chat-default``, the first declared
+    model with the capabilities needed; a provider that declares nothing gets the name as is.
+    """
     if ref is not None and ref.model:
         return ref.model, _declared(entry, ref.model)
     declared = _declared(entry, requested)
     if declared is not None:
         return declared.name, declared
     if not entry.spec.models:
-        return requested, None  # nothing declared: pass the name through
+        return requested, None
+    if in_policy:
+        fitting = next((m for m in entry.spec.models if wanted <= set(m.capabilities)), None)
+        if fitting is not None:
+            return fitting.name, fitting
     return None
 
 
@@ -197,7 +211,10 @@ def _consider(
     *,
     view: LocalView,
 ) -> Candidate | Excluded:
-    found = _candidate(entry, model, ref)
+    wanted = frozenset(needs.capabilities) | frozenset(
+        spec.requirements.capabilities if spec and spec.requirements else ()
+    )
+    found = _candidate(entry, model, ref, wanted, in_policy=spec is not None)
     if found is None:
         return Excluded(entry.name, "ModelNotServed")
     upstream, declared = found

@@ -1,0 +1,137 @@
+"""The router in Kubernetes mode, with the operator writing status on a real API server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from signalbox_providers.fake import FakeProvider, Flavor
+from tests.support import cluster as clusters
+from tests.support.cluster import Cluster
+from tests.support.operator import OperatorProcess, condition, wait_for
+from tests.support.router_process import KubeRouter
+
+MODEL = "gpt-4o-mini"
+
+
+def provider(name: str, url: str, priority: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "signalbox.dev/v1alpha1",
+        "kind": "LLMProvider",
+        "metadata": {"name": name},
+        "spec": {
+            "type": "OpenAICompatible",
+            "endpoint": {"url": url},
+            "priority": priority,
+            "models": [{"name": MODEL, "capabilities": ["chat", "streaming"]}],
+            "healthCheck": {"interval": "1s", "timeout": "800ms", "unhealthyThreshold": 1},
+            "circuitBreaker": {"failureThreshold": 1, "openDuration": "30s"},
+        },
+    }
+
+
+POLICY = {
+    "apiVersion": "signalbox.dev/v1alpha1",
+    "kind": "RoutingPolicy",
+    "metadata": {"name": "chat"},
+    "spec": {"models": ["chat-default"], "providers": [{"name": "primary"}, {"name": "backup"}]},
+}
+
+
+@pytest.fixture
+def fakes() -> Iterator[tuple[FakeProvider, FakeProvider]]:
+    a = FakeProvider("primary", Flavor.OPENAI, [MODEL], host="127.0.0.7")
+    b = FakeProvider("backup", Flavor.OPENAI, [MODEL], host="127.0.0.8")
+    with a.running_in_thread(), b.running_in_thread():
+        yield a, b
+
+
+def _ask(client: openai.OpenAI) -> str:
+    raw = client.chat.completions.with_raw_response.create(
+        model="chat-default", messages=[{"role": "user", "content": "hi"}]
+    )
+    return raw.headers["x-signalbox-provider"]
+
+
+def _ready(cluster: Cluster, namespace: str, name: str) -> bool:
+    c = condition(cluster.get("llmp", name, namespace), "Ready")
+    return c is not None and c["status"] == "True"
+
+
+def test_not_ready_provider_gets_no_traffic_within_two_seconds(
+    cluster: Cluster, namespace: str, fakes: tuple[FakeProvider, FakeProvider], tmp_path: Path
+) -> None:
+    primary, backup = fakes
+    cluster.apply(provider("primary", primary.base_url, 10), namespace)
+    cluster.apply(provider("backup", backup.base_url, 20), namespace)
+    cluster.apply(POLICY, namespace)
+    op = OperatorProcess(cluster, namespace, tmp_path / "operator.log").start()
+    router = KubeRouter(cluster, namespace, tmp_path / "router.log").start()
+    try:
+        wait_for(
+            lambda: _ready(cluster, namespace, "primary") and _ready(cluster, namespace, "backup"),
+            15,
+            "both Ready",
+        )
+        client = openai.OpenAI(base_url=router.url + "/v1", api_key="x", max_retries=0)
+        wait_for(lambda: _ask(client) == "primary", 10, "traffic on the primary")
+        # The operator alone marks the primary down: requests to it still succeed, so only the
+        # status change can move traffic away.
+        cluster.kubectl(
+            "annotate", "llmp", "primary", "-n", namespace, "signalbox.dev/circuit=force-open"
+        )
+        wait_for(lambda: not _ready(cluster, namespace, "primary"), 10, "primary not Ready")
+        marked = time.monotonic()
+        wait_for(lambda: _ask(client) == "backup", 5, "traffic on the backup", every=0.05)
+        assert time.monotonic() - marked < 2.0
+        served_by_primary = len([s for s in primary.seen if s.path.endswith("/completions")])
+        for _ in range(5):
+            assert _ask(client) == "backup"
+        assert len([s for s in primary.seen if s.path.endswith("/completions")]) == (
+            served_by_primary
+        )
+    finally:
+        router.stop()
+        op.stop()
+
+
+def test_traffic_continues_when_the_api_server_stops(
+    fakes: tuple[FakeProvider, FakeProvider], tmp_path: Path
+) -> None:
+    name = "pytest-outage"
+    own = clusters.start(name)
+    try:
+        ns = own.create_namespace("outage")
+        primary, backup = fakes
+        own.apply(provider("primary", primary.base_url, 10), ns)
+        own.apply(provider("backup", backup.base_url, 20), ns)
+        own.apply(POLICY, ns)
+        op = OperatorProcess(own, ns, tmp_path / "operator.log").start()
+        router = KubeRouter(own, ns, tmp_path / "router.log").start()
+        try:
+            wait_for(lambda: _ready(own, ns, "primary"), 15, "primary Ready")
+            client = openai.OpenAI(base_url=router.url + "/v1", api_key="x", max_retries=0)
+            wait_for(lambda: _ask(client) == "primary", 10, "traffic on the primary")
+            op.stop()
+            state = Path(own.kubeconfig).parent
+            os.kill(int((state / "apiserver.pid").read_text()), signal.SIGKILL)
+            wait_for(lambda: httpx.get(router.url + "/healthz").status_code == 200, 5, "router")
+            time.sleep(1)
+            for _ in range(10):
+                assert _ask(client) == "primary"
+            # The local breaker still fails over with no API server at all.
+            primary.set_faults(status=503)
+            assert _ask(client) == "backup"
+        finally:
+            router.stop()
+            op.stop()
+    finally:
+        clusters.stop(name)
