@@ -1,0 +1,433 @@
+"""Router benchmark (not a test): the router beside the Python ceiling and LiteLLM, one run.
+
+    .venv/bin/python hack/bench_router.py [--duration 10] [--no-litellm]
+
+The system under test runs pinned to CPU 0; the fake provider and the load generators run on
+CPU 1, so they are kept off the router's core. Compared side by side:
+  (a) the fake provider called directly,
+  (b) a bare pass-through proxy written here (uvicorn + raw ASGI + aiohttp client): the
+      Python ceiling for a proxy,
+  (c) the router (a policy with two providers, Priority, rate limits configured but not
+      binding, metrics on),
+  (d) LiteLLM's proxy in its own virtualenv (one worker, logging off), when installed
+      (hack/bench_router.py --install-litellm).
+Measured: throughput at 32 connections (wrk), added latency at a fixed 200 req/s, time to
+first token and chunks per second of a 500-chunk stream, and the router's memory after
+100,000 requests. Prints a table and ends with one JSON line of the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "operator"), str(REPO / "router")]
+
+from tests.support.operator import free_port, wait_for  # noqa: E402
+
+LITELLM_VENV = Path.home() / ".cache" / "signalbox" / "litellm-venv"
+MODEL = "gpt-4o-mini"
+BODY = {"model": MODEL, "messages": [{"role": "user", "content": "hello there"}]}
+ENV = {**os.environ, "PYTHONPATH": f"{REPO / 'router'}:{REPO / 'operator'}"}
+
+BARE_PROXY = textwrap.dedent("""
+    import sys, aiohttp, uvicorn
+    UP = sys.argv[1]
+    state = {}
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                m = await receive()
+                if m["type"] == "lifespan.startup":
+                    state["s"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    await state["s"].close()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        body, more = b"", True
+        while more:
+            m = await receive(); body += m.get("body", b""); more = m.get("more_body", False)
+        async with state["s"].post(UP + scope["path"], data=body,
+                                   headers={"content-type": "application/json"}) as r:
+            data = await r.read()
+        await send({"type": "http.response.start", "status": r.status,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": data})
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), loop="uvloop",
+                http="httptools", log_level="warning", access_log=False)
+""")
+
+
+def pinned(cpu: int, args: list[str], **kw: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        ["taskset", "-c", str(cpu), *args],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        **kw,
+    )
+
+
+def wait_http(url: str) -> None:
+    import urllib.request
+
+    def up() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 (loopback)
+                return True
+        except OSError as exc:
+            return "HTTP Error" in str(exc)
+
+    wait_for(up, 60, url)
+
+
+def wrk(url: str, duration: float, connections: int = 32) -> dict[str, float]:
+    script = Path(tempfile.gettempdir()) / "signalbox-wrk.lua"
+    script.write_text(
+        f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(BODY))}\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
+    out = subprocess.run(
+        [
+            "taskset",
+            "-c",
+            "1",
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{duration:g}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": rps,
+        "requests": total,
+        "non2xx": int(errors.group(1)) if errors else 0,
+        "p50_ms": _wrk_ms(out, "50%"),
+        "p99_ms": _wrk_ms(out, "99%"),
+    }
+
+
+def _wrk_ms(out: str, label: str) -> float:
+    m = re.search(rf"{re.escape(label)}\s+([\d.]+)(us|ms|s)", out)
+    if not m:
+        return float("nan")
+    value, unit = float(m.group(1)), m.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+async def fixed_rate(url: str, rate: float, seconds: float) -> list[float]:
+    """Latencies (ms) of requests sent at a fixed rate, open loop."""
+    lat: list[float] = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+
+        async def one() -> None:
+            t0 = time.perf_counter()
+            async with s.post(url, json=BODY) as r:
+                await r.read()
+                if r.status == 200:
+                    lat.append((time.perf_counter() - t0) * 1000)
+
+        tasks = []
+        start = time.perf_counter()
+        for i in range(int(rate * seconds)):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one()))
+        await asyncio.gather(*tasks)
+    return sorted(lat)
+
+
+async def stream_timing(url: str, runs: int = 5) -> tuple[float, float]:
+    """Median time to first content chunk (ms) and chunks per second of a 500-chunk stream."""
+    ttfts, rates = [], []
+    body = {**BODY, "stream": True}
+    async with aiohttp.ClientSession() as s:
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            first, chunks = None, 0
+            async with s.post(url, json=body) as r:
+                async for line in r.content:
+                    if line.startswith(b"data: {") and b'"content":"' in line:
+                        chunks += 1
+                        first = first or time.perf_counter()
+            end = time.perf_counter()
+            if first is None or chunks < 500:
+                raise RuntimeError(f"the stream broke after {chunks} chunks")
+            ttfts.append((first - t0) * 1000)
+            rates.append(chunks / (end - first))
+    return statistics.median(ttfts), statistics.median(rates)
+
+
+def pct(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def router_manifests(folder: Path, upstream: str) -> None:
+    providers = [
+        {
+            "apiVersion": "signalbox.dev/v1alpha1",
+            "kind": "LLMProvider",
+            "metadata": {"name": name},
+            "spec": {
+                "type": "OpenAICompatible",
+                "endpoint": {"url": upstream},
+                "priority": prio,
+                "models": [
+                    {
+                        "name": MODEL,
+                        "capabilities": ["chat", "streaming"],
+                        "cost": {"inputPerMTok": "0.15", "outputPerMTok": "0.60"},
+                    }
+                ],
+                "rateLimit": {"requestsPerMinute": 1_000_000, "maxConcurrency": 10_000},
+            },
+        }
+        for name, prio in (("primary", 10), ("backup", 20))
+    ]
+    policy = {
+        "apiVersion": "signalbox.dev/v1alpha1",
+        "kind": "RoutingPolicy",
+        "metadata": {"name": "bench"},
+        "spec": {
+            "models": [MODEL],
+            "strategy": "Priority",
+            "providers": [{"name": "primary"}, {"name": "backup"}],
+        },
+    }
+    (folder / "bench.yaml").write_text("\n---\n".join(json.dumps(d) for d in [*providers, policy]))
+
+
+def litellm_proc(port: int, upstream: str, folder: Path) -> subprocess.Popen[bytes] | None:
+    binary = LITELLM_VENV / "bin" / "litellm"
+    if not binary.exists():
+        return None
+    config = folder / "litellm.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "model_list": [
+                    {
+                        "model_name": MODEL,
+                        "litellm_params": {
+                            "model": f"openai/{MODEL}",
+                            "api_base": upstream,
+                            "api_key": "sk-bench",
+                        },
+                    }
+                ],
+                "litellm_settings": {"set_verbose": False, "json_logs": False},
+                "general_settings": {"disable_spend_logs": True},
+            }
+        )
+    )
+    env = {**ENV, "LITELLM_LOG": "ERROR"}
+    return subprocess.Popen(
+        [
+            "taskset",
+            "-c",
+            "0",
+            str(binary),
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            "--num_workers",
+            "1",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def install_litellm() -> None:
+    subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
+    subprocess.run(
+        [str(LITELLM_VENV / "bin" / "pip"), "install", "-q", "litellm[proxy]"], check=True
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--no-litellm", action="store_true")
+    parser.add_argument("--install-litellm", action="store_true")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    if args.install_litellm:
+        install_litellm()
+    work = Path(tempfile.mkdtemp(prefix="signalbox-bench-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        return run(args, work, procs)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(10)
+
+
+def run(args: argparse.Namespace, work: Path, procs: list[subprocess.Popen[bytes]]) -> int:
+    fake_port, bare_port, router_port, litellm_port = (free_port() for _ in range(4))
+    procs.append(
+        pinned(
+            1,
+            [
+                sys.executable,
+                "-m",
+                "signalbox_providers.fake",
+                "--port",
+                str(fake_port),
+                "--model",
+                MODEL,
+            ],
+        )
+    )
+    upstream = f"http://127.0.0.1:{fake_port}/v1"
+    wait_http(upstream + "/models")
+    procs.append(
+        pinned(
+            0, [sys.executable, "-c", BARE_PROXY, f"http://127.0.0.1:{fake_port}", str(bare_port)]
+        )
+    )
+    router_manifests(work, upstream)
+    router = pinned(
+        0,
+        [
+            sys.executable,
+            "-m",
+            "signalbox_router",
+            "--manifests",
+            str(work),
+            "--port",
+            str(router_port),
+            "--log-level",
+            "warning",
+        ],
+    )
+    procs.append(router)
+    urls = {
+        "direct": f"http://127.0.0.1:{fake_port}/v1/chat/completions",
+        "bare": f"http://127.0.0.1:{bare_port}/v1/chat/completions",
+        "router": f"http://127.0.0.1:{router_port}/v1/chat/completions",
+    }
+    litellm = None if args.no_litellm else litellm_proc(litellm_port, upstream, work)
+    if litellm is not None:
+        procs.append(litellm)
+        urls["litellm"] = f"http://127.0.0.1:{litellm_port}/v1/chat/completions"
+    for name in ("bare", "router", "litellm"):
+        if name in urls:
+            wait_http(urls[name].replace("/v1/chat/completions", "/v1/models"))
+    rows: dict[str, dict[str, float]] = {}
+    for name, url in urls.items():
+        wrk(url, 2)  # warm up
+        rows[name] = wrk(url, args.duration)
+    for name in ("direct", "router"):
+        lat = asyncio.run(fixed_rate(urls[name], 200, args.duration))
+        rows[name].update(at200_p50_ms=pct(lat, 0.5), at200_p99_ms=pct(lat, 0.99))
+    import urllib.request
+
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{fake_port}/_fake/faults",
+        data=json.dumps({"reply_words": 500}).encode(),
+        method="PUT",
+    )
+    urllib.request.urlopen(req).read()  # noqa: S310 (loopback)
+    for name in ("direct", "router"):
+        ttft, cps = asyncio.run(stream_timing(urls[name]))
+        rows[name].update(ttft_ms=ttft, chunks_per_s=cps)
+    urllib.request.urlopen(
+        urllib.request.Request(f"http://127.0.0.1:{fake_port}/_fake/reset", method="POST")
+    ).read()
+    memory = soak(urls["router"], router.pid)
+    print_report(rows, memory)
+    return 0
+
+
+def soak(url: str, pid: int) -> dict[str, float]:
+    """RSS after 100,000 requests, and its growth over the last 50,000."""
+    served, samples = 0, []
+    while served < 100_000:
+        served += int(wrk(url, 8)["requests"])
+        samples.append((served, rss_mb(pid)))
+    half = next(rss for n, rss in samples if n >= 50_000)
+    return {
+        "requests": served,
+        "rss_mb": samples[-1][1],
+        "growth_last_half_mb": samples[-1][1] - half,
+    }
+
+
+def print_report(rows: dict[str, dict[str, float]], memory: dict[str, float]) -> None:
+    cols = [
+        "rps",
+        "p50_ms",
+        "p99_ms",
+        "non2xx",
+        "at200_p50_ms",
+        "at200_p99_ms",
+        "ttft_ms",
+        "chunks_per_s",
+    ]
+    print(f"{'stack':8} " + " ".join(f"{c:>13}" for c in cols))
+    for name, row in rows.items():
+        print(f"{name:8} " + " ".join(f"{row.get(c, float('nan')):13.2f}" for c in cols))
+    print(
+        f"router memory: {memory['rss_mb']:.1f} MB after {memory['requests']:.0f} requests, "
+        f"{memory['growth_last_half_mb']:+.1f} MB over the last half"
+    )
+    d, b, r = rows["direct"], rows["bare"], rows["router"]
+    ratios = {
+        "router_vs_bare_throughput": round(r["rps"] / b["rps"], 3),
+        "router_vs_litellm_throughput": round(r["rps"] / rows["litellm"]["rps"], 1)
+        if "litellm" in rows
+        else None,
+        "added_p50_ms_at_200rps": round(r["at200_p50_ms"] - d["at200_p50_ms"], 3),
+        "added_p99_ms_at_200rps": round(r["at200_p99_ms"] - d["at200_p99_ms"], 3),
+        "ttft_overhead_ms": round(r["ttft_ms"] - d["ttft_ms"], 3),
+        "stream_chunks_per_s_router_vs_direct": round(r["chunks_per_s"] / d["chunks_per_s"], 3),
+        "router_rss_mb_after_100k": round(memory["rss_mb"], 1),
+        "router_rss_growth_last_50k_mb": round(memory["growth_last_half_mb"], 1),
+    }
+    print(json.dumps(ratios))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
