@@ -6,6 +6,7 @@ the CRD schema rendered from it enforce the same rules.
 
 from __future__ import annotations
 
+import functools
 import re
 from decimal import Decimal
 from typing import Annotated, Any
@@ -35,6 +36,7 @@ ModelName = Annotated[str, StringConstraints(min_length=1, max_length=253)]
 """A model name as the upstream knows it, e.g. ``gpt-4o-mini`` or ``llama3.1:8b``."""
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_duration(text: str) -> float:
     """Return a Go-style duration (``1m30s``) in seconds; raise ValueError when malformed."""
     if not re.fullmatch(DURATION_PATTERN, text):
@@ -42,6 +44,7 @@ def parse_duration(text: str) -> float:
     return sum(float(num) * _UNIT_SECONDS[unit] for num, unit in _DURATION_PART.findall(text))
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_money(text: str) -> Decimal:
     """Return a decimal money string as a Decimal; raise ValueError when malformed."""
     if not re.fullmatch(MONEY_PATTERN, text):

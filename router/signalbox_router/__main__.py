@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import uvicorn
 
-from signalbox_router import manifests
+from signalbox_router import manifests, queues
 from signalbox_router.forwarding import Forwarder
 from signalbox_router.server import RouterApp, Settings
 from signalbox_router.snapshot import Snapshot
@@ -85,6 +85,7 @@ def build_app(args: argparse.Namespace) -> RouterApp:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
         holder["session"] = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         app.forwarder = Forwarder(holder["session"], state)
+        tasks.append(asyncio.create_task(queues.run(state, holder["session"])))
         if args.manifests is not None:
             state.snapshot = manifests.load(args.manifests, args.secrets_dir)
             tasks.append(asyncio.create_task(_watch_folder(args, state)))

@@ -59,6 +59,13 @@ class Breakers:
             s.open_until = now + min(self.cooldown * 2 ** min(s.trips - 1, 16), self.max_cooldown)
             s.failures, s.trial_in_flight = 0, False
 
+    def neutral(self, name: str) -> None:
+        """An attempt ended that says nothing about health (the client's error): a trial it was
+        is over, and the next request may be the trial."""
+        s = self._states.get(name)
+        if s is not None:
+            s.trial_in_flight = False
+
     def rate_limited(self, name: str, now: float, retry_after: float) -> None:
         s = self._get(name)
         s.cool_until = max(s.cool_until, now + retry_after)

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import orjson
 
 from signalbox_api.primitives import parse_duration
 from signalbox_api.provider import ModelSpec
 from signalbox_providers.outcomes import Outcome, classify_status, retry_after_seconds
 from signalbox_providers.translate import anthropic as anthropic_tx
 from signalbox_providers.translate import ollama as ollama_tx
-from signalbox_providers.translate.openai_format import TranslationError
+from signalbox_providers.translate.openai_format import TranslationError, kind_for_status
 from signalbox_router import replies, streaming, upstream
 from signalbox_router.inspection import Kind
 from signalbox_router.limits import ProviderLimiter, RequestPriority, estimate_tokens
@@ -70,7 +71,6 @@ class Forwarder:
 
     async def forward(self, job: Job) -> replies.Reply | replies.StreamReply:
         failover = job.route.failover
-        retry_on = {Outcome(r.value) for r in failover.retry_on} | {Outcome.AUTH_FAILED}
         deadline = time.monotonic() + parse_duration(failover.retry_after_max_wait)
         attempts, last = 0, None
         while True:
@@ -96,7 +96,7 @@ class Forwarder:
                     return result
                 last = result
                 self.state.meter.errors.labels(cand.provider, result.outcome.value).inc()
-                if result.outcome not in retry_on:
+                if not _retryable(result.outcome, failover.retry_on):
                     return self._give_up(job, last, attempts)
                 self.state.meter.failovers.labels(cand.provider, result.outcome.value).inc()
             if attempts == 0 and limited is not None:
@@ -166,12 +166,13 @@ class Forwarder:
             self, job, entry=entry, cand=cand, limiter=limiter, endpoint=endpoint, started=started
         )
         try:
-            resp = await asyncio.wait_for(
-                self.session.post(
-                    call.url, json=call.body, headers=dict(call.headers), timeout=timeout
-                ),
-                parse_duration(t.first_token) if job.stream else None,
+            request = self.session.post(
+                call.url, data=orjson.dumps(call.body), headers=call.headers, timeout=timeout
             )
+            if job.stream:
+                resp = await asyncio.wait_for(request, parse_duration(t.first_token))
+            else:
+                resp = await request
         except (TimeoutError, aiohttp.ServerTimeoutError):
             return done.failed(Failure(Outcome.TIMEOUT, 504, f"{entry.name}: timed out"))
         except aiohttp.ClientError as exc:
@@ -224,7 +225,7 @@ class Forwarder:
     ) -> replies.Reply | Failure:
         try:
             raw = await resp.read()
-            payload = json.loads(raw)
+            payload = orjson.loads(raw)
             if wire != "openai":
                 convert = (
                     anthropic_tx.from_anthropic if wire == "anthropic" else (ollama_tx.from_ollama)
@@ -341,6 +342,8 @@ class _Done:
     ) -> Failure:
         if counts:
             self.fwd.state.breakers.failure(self.entry.name, time.monotonic())
+        else:
+            self.fwd.state.breakers.neutral(self.entry.name)
         self._book(False, failure.status, usage)
         return failure
 
@@ -365,7 +368,15 @@ def _openai_error(wire: upstream.Wire, status: int, parsed: Any) -> dict[str, An
     if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
         return parsed
     message = parsed.get("message") if isinstance(parsed, dict) else None
-    return replies.error_body(status, str(message or f"upstream answered HTTP {status}"))
+    return replies.error_body(
+        status,
+        str(message or f"upstream answered HTTP {status}"),
+        code=kind_for_status(status)[1],
+    )
+
+
+def _retryable(outcome: Outcome, retry_on: Any) -> bool:
+    return outcome == Outcome.AUTH_FAILED or any(r.value == outcome.value for r in retry_on)
 
 
 def _backoff(job: Job, attempts: int) -> float:

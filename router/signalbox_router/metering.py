@@ -21,6 +21,9 @@ _MILLION = Decimal(1_000_000)
 
 @dataclass
 class _Row:
+    """Totals of one (model, provider) pair, with its metric children looked up once."""
+
+    children: tuple[Any, ...] = ()
     requests: int = 0
     successes: int = 0
     tokens: int = 0
@@ -102,6 +105,21 @@ class Meter:
             registry=r,
         )
         self._rows: dict[tuple[str, str], _Row] = {}
+        self._codes: dict[tuple[str, str, int], Any] = {}
+        self._costs: dict[tuple[str, str, str], Any] = {}
+
+    def _row(self, model: str, provider: str) -> _Row:
+        row = self._rows.get((model, provider))
+        if row is None:
+            row = _Row(
+                children=(
+                    self.latency.labels(model, provider),
+                    self.tokens.labels(model, provider, "input"),
+                    self.tokens.labels(model, provider, "output"),
+                )
+            )
+            self._rows[(model, provider)] = row
+        return row
 
     def record(
         self,
@@ -113,23 +131,32 @@ class Meter:
         usage: tuple[int, int] | None = None,
         price: Cost | None = None,
     ) -> None:
-        self.requests.labels(model, provider, str(code)).inc()
-        row = self._rows.setdefault((model, provider), _Row())
+        row = self._row(model, provider)
+        latency, tokens_in, tokens_out = row.children
+        counter = self._codes.get((model, provider, code))
+        if counter is None:
+            counter = self.requests.labels(model, provider, str(code))
+            self._codes[(model, provider, code)] = counter
+        counter.inc()
         row.requests += 1
         row.seconds += seconds
         if code < 400:
             row.successes += 1
-            self.latency.labels(model, provider).observe(seconds)
+            latency.observe(seconds)
         if usage is not None:
             prompt, completion = usage
-            self.tokens.labels(model, provider, "input").inc(prompt)
-            self.tokens.labels(model, provider, "output").inc(completion)
+            tokens_in.inc(prompt)
+            tokens_out.inc(completion)
             row.tokens += prompt + completion
             spent = cost_of(price, prompt, completion)
             if spent:
                 row.cost += spent
                 currency = price.currency if price else "USD"
-                self.cost.labels(model, provider, currency).inc(float(spent))
+                key = (model, provider, currency)
+                child = self._costs.get(key)
+                if child is None:
+                    child = self._costs[key] = self.cost.labels(*key)
+                child.inc(float(spent))
 
     def summary(self) -> dict[str, Any]:
         """The JSON usage summary per model and provider."""

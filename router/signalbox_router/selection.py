@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import groupby
+from typing import Any
 
 from signalbox_api import selectors
 from signalbox_api.policy import Failover, ProviderRef, RoutingPolicySpec, Strategy
@@ -68,6 +69,9 @@ class LocalView:
     latency: Mapping[str, float] = field(default_factory=dict)
     turn: int = 0  # a counter for round robin
     rng: random.Random = field(default_factory=random.Random)
+
+
+_MISSING: Any = object()
 
 
 class UnknownModel(LookupError):
@@ -154,7 +158,9 @@ def _candidate(
 
 def route(model: str, needs: Needs, snap: Snapshot, view: LocalView) -> Route:
     """The ordered providers for a request; raises UnknownModel when nothing serves ``model``."""
-    policy = find_policy(model, snap.policies)
+    policy = snap.policy_cache.get(model, _MISSING)
+    if policy is _MISSING:
+        policy = snap.policy_cache[model] = find_policy(model, snap.policies)
     eligible: list[Candidate] = []
     excluded: list[Excluded] = []
     if policy is not None:

@@ -9,7 +9,6 @@ the few microseconds a pass-through can afford.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
+import orjson
 import prometheus_client as prom
 
 from signalbox_api.provider import Capability
@@ -128,8 +128,8 @@ class RouterApp:
             if not message.get("more_body"):
                 break
         try:
-            return json.loads(b"".join(chunks))
-        except (ValueError, UnicodeDecodeError) as exc:
+            return orjson.loads(b"".join(chunks))
+        except orjson.JSONDecodeError as exc:
             raise _Refused(
                 replies.error(
                     400, "We could not parse the JSON body of your request.", code="invalid_json"
@@ -159,12 +159,12 @@ class RouterApp:
         return await self.forwarder.forward(job_for(kind, body, route, priority))
 
     async def chat(self, scope: Scope, receive: Receive) -> replies.Reply | replies.StreamReply:
-        return await self._model_call(scope, receive, "chat")
+        return _stamped(await self._model_call(scope, receive, "chat"))
 
     async def embeddings(
         self, scope: Scope, receive: Receive
     ) -> replies.Reply | replies.StreamReply:
-        return await self._model_call(scope, receive, "embeddings")
+        return _stamped(await self._model_call(scope, receive, "embeddings"))
 
     async def models(self, scope: Scope, receive: Receive) -> replies.Reply:
         data = [
@@ -250,6 +250,18 @@ _ROUTES: dict[str, tuple[str, Handler]] = {
     "/readyz": ("GET", RouterApp.readyz),
     "/metrics": ("GET", RouterApp.metrics),
 }
+
+
+_UNROUTED = replies.signalbox_headers("", "", 0)
+
+
+def _stamped(reply: replies.Reply | replies.StreamReply) -> replies.Reply | replies.StreamReply:
+    """Every model response names provider, model and attempts; blank when none was tried."""
+    names = {k for k, _ in reply.headers}
+    missing = [(k, v) for k, v in _UNROUTED if k not in names]
+    if missing:
+        reply.headers.extend(missing)
+    return reply
 
 
 def _header(scope: Scope, name: bytes) -> bytes:

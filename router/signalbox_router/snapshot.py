@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from signalbox_api.policy import RoutingPolicySpec
 from signalbox_api.provider import LLMProviderSpec
@@ -44,6 +45,8 @@ class Snapshot:
     providers: Mapping[str, ProviderEntry] = field(default_factory=dict)
     policies: tuple[PolicyEntry, ...] = ()
     synced_at: float = 0.0  # monotonic time of the last successful sync with the source
+    # Model name → policy, filled as requests ask (a new snapshot starts empty).
+    policy_cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def model_names(self) -> list[str]:
         """Every name a client may ask for: policy model names, declared models and aliases."""

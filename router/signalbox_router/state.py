@@ -28,6 +28,7 @@ class RouterState:
     success_rate: dict[str, float] = field(default_factory=dict)
     latency: dict[str, float] = field(default_factory=dict)
     queue_depth: dict[str, float] = field(default_factory=dict)  # vLLM waiting, by endpoint
+    queue_seen: dict[str, float] = field(default_factory=dict)  # when each depth was read
     turn: int = 0
     rng: random.Random = field(default_factory=random.Random)
     _limiters: dict[str, tuple[RateLimit | None, ProviderLimiter]] = field(default_factory=dict)

@@ -38,7 +38,9 @@ class Call:
 
 def _headers(entry: ProviderEntry) -> dict[str, str]:
     header = entry.spec.auth.header if entry.spec.auth else None
-    return dialects.dialect(entry.spec.type).headers(entry.api_key, header)
+    out = dialects.dialect(entry.spec.type).headers(entry.api_key, header)
+    out["Content-Type"] = "application/json"
+    return out
 
 
 def _openai_body(body: Mapping[str, Any], model: str) -> dict[str, Any]:
