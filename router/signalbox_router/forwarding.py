@@ -12,8 +12,10 @@ byte reached the client.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,19 +57,60 @@ class Job:
     priority: RequestPriority
     stream: bool
     client_usage: bool
-    estimate: int
+
+    @functools.cached_property
+    def estimate(self) -> int:
+        """Tokens the request may use, worked out only when a token limit needs it."""
+        return estimate_tokens(self.body)
+
+    def tokens_for(self, limiter: ProviderLimiter) -> int:
+        return self.estimate if limiter.tokens is not None else 0
 
 
 def job_for(kind: Kind, body: dict[str, Any], route: Route, priority: RequestPriority) -> Job:
     stream = kind == "chat" and bool(body.get("stream"))
     usage = stream and bool((body.get("stream_options") or {}).get("include_usage"))
-    return Job(kind, body, route, priority, stream, usage, estimate_tokens(body))
+    return Job(kind, body, route, priority, stream, usage)
+
+
+@dataclass(frozen=True)
+class _PerProvider:
+    """What every request to one provider reuses, worked out once per snapshot entry."""
+
+    entry: ProviderEntry
+    headers: Mapping[str, str]
+    plain: aiohttp.ClientTimeout
+    streaming: aiohttp.ClientTimeout
+    first_token: float
+    stream_idle: float
+
+    @classmethod
+    def of(cls, entry: ProviderEntry) -> _PerProvider:
+        t = entry.spec.timeouts
+        connect, first = parse_duration(t.connect), parse_duration(t.first_token)
+        return cls(
+            entry=entry,
+            headers=upstream.headers_for(entry),
+            plain=aiohttp.ClientTimeout(
+                total=parse_duration(t.request), connect=connect, sock_read=first
+            ),
+            streaming=aiohttp.ClientTimeout(total=None, connect=connect),
+            first_token=first,
+            stream_idle=parse_duration(t.stream_idle),
+        )
 
 
 class Forwarder:
     def __init__(self, session: aiohttp.ClientSession, state: RouterState) -> None:
         self.session = session
         self.state = state
+        self._per_provider: dict[str, _PerProvider] = {}
+
+    def _prepared(self, entry: ProviderEntry) -> _PerProvider:
+        cached = self._per_provider.get(entry.name)
+        if cached is None or cached.entry is not entry:
+            cached = self._per_provider[entry.name] = _PerProvider.of(entry)
+        return cached
 
     async def forward(self, job: Job) -> replies.Reply | replies.StreamReply:
         failover = job.route.failover
@@ -82,7 +125,7 @@ class Forwarder:
                 if entry is None:
                     continue
                 limiter = self.state.limiter(entry)
-                admission = limiter.try_acquire(time.monotonic(), job.estimate)
+                admission = limiter.try_acquire(time.monotonic(), job.tokens_for(limiter))
                 if not admission.admitted:
                     wait = admission.retry_after or 0.05
                     limited = wait if limited is None else min(limited, wait)
@@ -148,17 +191,13 @@ class Forwarder:
         attempts: int,
     ) -> replies.Reply | replies.StreamReply | Failure:
         endpoint = self.state.pick_endpoint(entry)
+        prepared = self._prepared(entry)
         try:
-            call = upstream.build(entry, endpoint, job.kind, job.body, cand.model)
+            call = upstream.build(entry, endpoint, job.kind, job.body, cand.model, prepared.headers)
         except (upstream.Unsupported, TranslationError) as exc:
-            limiter.release(time.monotonic(), job.estimate, 0)
+            limiter.release(time.monotonic(), job.tokens_for(limiter), 0)
             return replies.error(400, str(exc), code="unsupported_request")
-        t = entry.spec.timeouts
-        timeout = aiohttp.ClientTimeout(
-            total=None if job.stream else parse_duration(t.request),
-            connect=parse_duration(t.connect),
-            sock_read=None if job.stream else parse_duration(t.first_token),
-        )
+        timeout = prepared.streaming if job.stream else prepared.plain
         started = time.monotonic()
         self.state.started(entry.name, endpoint)
         self.state.breakers.before_request(entry.name, started)
@@ -170,7 +209,7 @@ class Forwarder:
                 call.url, data=orjson.dumps(call.body), headers=call.headers, timeout=timeout
             )
             if job.stream:
-                resp = await asyncio.wait_for(request, parse_duration(t.first_token))
+                resp = await asyncio.wait_for(request, prepared.first_token)
             else:
                 resp = await request
         except (TimeoutError, aiohttp.ServerTimeoutError):
@@ -321,7 +360,7 @@ class _Done:
         now = time.monotonic()
         seconds = now - self.started
         actual = sum(usage) if usage else None
-        self.limiter.release(now, self.job.estimate, actual)
+        self.limiter.release(now, self.job.tokens_for(self.limiter), actual)
         state = self.fwd.state
         state.finished(self.entry.name, self.endpoint, ok, seconds)
         state.meter.record(

@@ -41,6 +41,9 @@ def validate(body: Any, kind: Kind) -> dict[str, Any]:
             raise InvalidRequest("'input' must be a string or a non-empty array.", "input")
     if "stream" in body and not isinstance(body["stream"], bool):
         raise InvalidRequest("'stream' must be a boolean.", "stream")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise InvalidRequest("'stream_options' must be an object.", "stream_options")
     return body
 
 
@@ -60,6 +63,11 @@ def _validate_chat(body: Mapping[str, Any]) -> None:
     tools = body.get("tools")
     if tools is not None and not isinstance(tools, list):
         raise InvalidRequest("'tools' must be an array.", "tools")
+    stop = body.get("stop")
+    if stop is not None and not (
+        isinstance(stop, str) or (isinstance(stop, list) and all(isinstance(s, str) for s in stop))
+    ):
+        raise InvalidRequest("'stop' must be a string or an array of strings.", "stop")
 
 
 def _text_size(content: Any) -> int:

@@ -6,11 +6,13 @@ is tokens times the model's declared prices. Nothing here ever sees keys or prom
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 import prometheus_client as prom
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from signalbox_api.primitives import parse_money
 from signalbox_api.provider import Cost
@@ -21,13 +23,15 @@ _MILLION = Decimal(1_000_000)
 
 @dataclass
 class _Row:
-    """Totals of one (model, provider) pair, with its metric children looked up once."""
+    """Totals of one (model, provider) pair; published to Prometheus when it scrapes."""
 
-    children: tuple[Any, ...] = ()
+    latency: Any = None
+    codes: dict[int, int] = field(default_factory=dict)
     requests: int = 0
     successes: int = 0
-    tokens: int = 0
-    cost: Decimal = Decimal(0)
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: dict[str, Decimal] = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -42,12 +46,6 @@ def cost_of(cost: Cost | None, prompt: int, completion: int) -> Decimal:
 class Meter:
     def __init__(self, registry: prom.CollectorRegistry | None = None) -> None:
         r = self.registry = registry or prom.CollectorRegistry()
-        self.requests = prom.Counter(
-            "signalbox_router_requests_total",
-            "Requests answered, by model, provider and status code.",
-            ["model", "provider", "code"],
-            registry=r,
-        )
         self.errors = prom.Counter(
             "signalbox_router_upstream_errors_total",
             "Failed upstream attempts by outcome class.",
@@ -80,18 +78,6 @@ class Meter:
             buckets=_LATENCY,
             registry=r,
         )
-        self.tokens = prom.Counter(
-            "signalbox_router_tokens_total",
-            "Tokens from upstream usage.",
-            ["model", "provider", "direction"],
-            registry=r,
-        )
-        self.cost = prom.Counter(
-            "signalbox_router_cost_total",
-            "Cost from declared prices.",
-            ["model", "provider", "currency"],
-            registry=r,
-        )
         self.limiter_waits = prom.Counter(
             "signalbox_router_limiter_waits_total",
             "Requests that waited for a rate limit, by priority.",
@@ -105,19 +91,12 @@ class Meter:
             registry=r,
         )
         self._rows: dict[tuple[str, str], _Row] = {}
-        self._codes: dict[tuple[str, str, int], Any] = {}
-        self._costs: dict[tuple[str, str, str], Any] = {}
+        r.register(self)
 
     def _row(self, model: str, provider: str) -> _Row:
         row = self._rows.get((model, provider))
         if row is None:
-            row = _Row(
-                children=(
-                    self.latency.labels(model, provider),
-                    self.tokens.labels(model, provider, "input"),
-                    self.tokens.labels(model, provider, "output"),
-                )
-            )
+            row = _Row(latency=self.latency.labels(model, provider))
             self._rows[(model, provider)] = row
         return row
 
@@ -131,32 +110,48 @@ class Meter:
         usage: tuple[int, int] | None = None,
         price: Cost | None = None,
     ) -> None:
+        """Count one answered request; plain arithmetic, so the hot path takes no locks."""
         row = self._row(model, provider)
-        latency, tokens_in, tokens_out = row.children
-        counter = self._codes.get((model, provider, code))
-        if counter is None:
-            counter = self.requests.labels(model, provider, str(code))
-            self._codes[(model, provider, code)] = counter
-        counter.inc()
+        row.codes[code] = row.codes.get(code, 0) + 1
         row.requests += 1
         row.seconds += seconds
         if code < 400:
             row.successes += 1
-            latency.observe(seconds)
+            row.latency.observe(seconds)
         if usage is not None:
             prompt, completion = usage
-            tokens_in.inc(prompt)
-            tokens_out.inc(completion)
-            row.tokens += prompt + completion
+            row.tokens_in += prompt
+            row.tokens_out += completion
             spent = cost_of(price, prompt, completion)
             if spent:
-                row.cost += spent
                 currency = price.currency if price else "USD"
-                key = (model, provider, currency)
-                child = self._costs.get(key)
-                if child is None:
-                    child = self._costs[key] = self.cost.labels(*key)
-                child.inc(float(spent))
+                row.cost[currency] = row.cost.get(currency, Decimal(0)) + spent
+
+    def collect(self) -> Iterator[Metric]:
+        """The per-request counters, built from the totals at scrape time."""
+        requests = CounterMetricFamily(
+            "signalbox_router_requests",
+            "Requests answered, by model, provider and status code.",
+            labels=["model", "provider", "code"],
+        )
+        tokens = CounterMetricFamily(
+            "signalbox_router_tokens",
+            "Tokens from upstream usage.",
+            labels=["model", "provider", "direction"],
+        )
+        cost = CounterMetricFamily(
+            "signalbox_router_cost",
+            "Cost from declared prices.",
+            labels=["model", "provider", "currency"],
+        )
+        for (model, provider), row in list(self._rows.items()):
+            for code, count in row.codes.items():
+                requests.add_metric([model, provider, str(code)], count)
+            tokens.add_metric([model, provider, "input"], row.tokens_in)
+            tokens.add_metric([model, provider, "output"], row.tokens_out)
+            for currency, amount in row.cost.items():
+                cost.add_metric([model, provider, currency], float(amount))
+        yield from (requests, tokens, cost)
 
     def summary(self) -> dict[str, Any]:
         """The JSON usage summary per model and provider."""
@@ -167,8 +162,8 @@ class Meter:
                     "model": model,
                     "provider": provider,
                     "request_count": row.requests,
-                    "total_tokens": row.tokens,
-                    "total_cost": str(row.cost.normalize()),
+                    "total_tokens": row.tokens_in + row.tokens_out,
+                    "total_cost": str(sum(row.cost.values(), Decimal(0)).normalize()),
                     "avg_response_time": round(row.seconds / row.requests, 4)
                     if row.requests
                     else 0,

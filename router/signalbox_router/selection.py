@@ -39,6 +39,7 @@ class Candidate:
     priority: int
     weight: int
     cost: Decimal | None = None  # input + output price per million tokens
+    context_window: int | None = None
 
 
 @dataclass(frozen=True)
@@ -102,9 +103,9 @@ def _check(
     model: ModelSpec | None,
     needs: Needs,
     policy: RoutingPolicySpec | None,
-    view: LocalView,
 ) -> str | None:
-    """Why ``entry`` cannot serve, or None."""
+    """Why ``entry`` cannot serve, as far as the snapshot tells (the router's own breaker and
+    the request's size are checked per request), or None."""
     if entry.spec.suspend:
         return "Suspended"
     if entry.ready is False:
@@ -118,13 +119,9 @@ def _check(
     if model is not None:
         if not wanted <= set(model.capabilities) and model.capabilities:
             return "CapabilityMismatch"
-        minimum = max(needs.prompt_tokens, (req.min_context_window or 0) if req else 0)
+        minimum = (req.min_context_window or 0) if req else 0
         if model.context_window is not None and model.context_window < minimum:
             return "ContextTooSmall"
-    if view.breaker_open(entry.name):
-        return "BreakerOpen"
-    if view.cooling(entry.name):
-        return "RateLimited"
     return None
 
 
@@ -156,8 +153,19 @@ def _candidate(
     return None
 
 
-def route(model: str, needs: Needs, snap: Snapshot, view: LocalView) -> Route:
-    """The ordered providers for a request; raises UnknownModel when nothing serves ``model``."""
+@dataclass(frozen=True)
+class Plan:
+    """The part of a route that depends only on the snapshot and the capabilities needed."""
+
+    policy: str | None
+    strategy: Strategy
+    eligible: tuple[Candidate, ...]
+    excluded: tuple[Excluded, ...]
+    failover: Failover
+
+
+def plan(model: str, needs: Needs, snap: Snapshot) -> Plan:
+    """Providers that could serve ``model`` at all; raises UnknownModel when none could."""
     policy = snap.policy_cache.get(model, _MISSING)
     if policy is _MISSING:
         policy = snap.policy_cache[model] = find_policy(model, snap.policies)
@@ -180,25 +188,57 @@ def route(model: str, needs: Needs, snap: Snapshot, view: LocalView) -> Route:
             if entry is None:
                 excluded.append(Excluded(name, "NotFound"))
                 continue
-            _sort(
-                _consider(entry, model, needs, spec, refs.get(name), view=view), eligible, excluded
-            )
+            _sort(_consider(entry, model, needs, spec, refs.get(name)), eligible, excluded)
         failover, strategy = spec.failover, spec.strategy
     else:
         declaring = [e for e in snap.providers.values() if _declared(e, model) is not None]
         if not declaring:
             raise UnknownModel(model)
         for entry in sorted(declaring, key=lambda e: e.name):
-            _sort(_consider(entry, model, needs, None, None, view=view), eligible, excluded)
+            _sort(_consider(entry, model, needs, None, None), eligible, excluded)
         failover, strategy = Failover(), Strategy.PRIORITY
+    return Plan(
+        policy.name if policy else None, strategy, tuple(eligible), tuple(excluded), failover
+    )
+
+
+_PLAN_CACHE_LIMIT = 4096
+
+
+def route(model: str, needs: Needs, snap: Snapshot, view: LocalView) -> Route:
+    """The ordered providers for a request; raises UnknownModel when nothing serves ``model``."""
+    key = (model, needs.capabilities)
+    cached = snap.plan_cache.get(key)
+    if cached is None:
+        if len(snap.plan_cache) > _PLAN_CACHE_LIMIT:
+            snap.plan_cache.clear()
+        cached = snap.plan_cache[key] = plan(model, Needs(needs.capabilities), snap)
+    eligible: list[Candidate] = []
+    excluded = list(cached.excluded)
+    for cand in cached.eligible:
+        reason = _dynamic_check(cand, needs, view)
+        if reason is None:
+            eligible.append(cand)
+        else:
+            excluded.append(Excluded(cand.provider, reason))
     return Route(
         model=model,
-        policy=policy.name if policy else None,
-        strategy=strategy,
-        ordered=tuple(order(eligible, strategy, view)),
+        policy=cached.policy,
+        strategy=cached.strategy,
+        ordered=tuple(order(eligible, cached.strategy, view)),
         excluded=tuple(excluded),
-        failover=failover,
+        failover=cached.failover,
     )
+
+
+def _dynamic_check(cand: Candidate, needs: Needs, view: LocalView) -> str | None:
+    if cand.context_window is not None and cand.context_window < needs.prompt_tokens:
+        return "ContextTooSmall"
+    if view.breaker_open(cand.provider):
+        return "BreakerOpen"
+    if view.cooling(cand.provider):
+        return "RateLimited"
+    return None
 
 
 def _sort(item: Candidate | Excluded, eligible: list[Candidate], excluded: list[Excluded]) -> None:
@@ -214,8 +254,6 @@ def _consider(
     needs: Needs,
     spec: RoutingPolicySpec | None,
     ref: ProviderRef | None,
-    *,
-    view: LocalView,
 ) -> Candidate | Excluded:
     wanted = frozenset(needs.capabilities) | frozenset(
         spec.requirements.capabilities if spec and spec.requirements else ()
@@ -224,12 +262,13 @@ def _consider(
     if found is None:
         return Excluded(entry.name, "ModelNotServed")
     upstream, declared = found
-    reason = _check(entry, declared, needs, spec, view)
+    reason = _check(entry, declared, needs, spec)
     if reason is not None:
         return Excluded(entry.name, reason)
     priority = ref.priority if ref and ref.priority is not None else entry.spec.priority
     weight = ref.weight if ref and ref.weight is not None else entry.spec.weight
-    return Candidate(entry.name, upstream, priority, weight, _cost(declared))
+    context = declared.context_window if declared else None
+    return Candidate(entry.name, upstream, priority, weight, _cost(declared), context)
 
 
 def order(cands: Sequence[Candidate], strategy: Strategy, view: LocalView) -> list[Candidate]:

@@ -47,6 +47,7 @@ class Snapshot:
     synced_at: float = 0.0  # monotonic time of the last successful sync with the source
     # Model name → policy, filled as requests ask (a new snapshot starts empty).
     policy_cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    plan_cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def model_names(self) -> list[str]:
         """Every name a client may ask for: policy model names, declared models and aliases."""

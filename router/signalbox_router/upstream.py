@@ -53,13 +53,25 @@ def _openai_body(body: Mapping[str, Any], model: str) -> dict[str, Any]:
     return out
 
 
+def headers_for(entry: ProviderEntry) -> dict[str, str]:
+    """The provider's request headers (auth included); callers may cache them per entry."""
+    return _headers(entry)
+
+
 def build(
-    entry: ProviderEntry, base_url: str, kind: Kind, body: Mapping[str, Any], model: str
+    entry: ProviderEntry,
+    base_url: str,
+    kind: Kind,
+    body: Mapping[str, Any],
+    model: str,
+    *,
+    headers: Mapping[str, str] | None = None,
 ) -> Call:
     """The upstream call for ``body`` on ``entry`` at ``base_url``, asking for ``model``."""
     kind_path = "/chat/completions" if kind == "chat" else "/embeddings"
     ptype = entry.spec.type
-    headers = _headers(entry)
+    if headers is None:
+        headers = _headers(entry)
     if ptype in _OPENAI_STYLE:
         return Call(base_url.rstrip("/") + kind_path, _openai_body(body, model), "openai", headers)
     root = dialects.root_of(base_url)

@@ -130,7 +130,15 @@ KINDS = [
         "/v1/chat/completions",
         "authorization",
     ),
-    Kind("localai", "LocalAI", Flavor.LOCALAI, "hermes-2-pro", "all-minilm", "/v1/chat/completions", None),
+    Kind(
+        "localai",
+        "LocalAI",
+        Flavor.LOCALAI,
+        "hermes-2-pro",
+        "all-minilm",
+        "/v1/chat/completions",
+        None,
+    ),
     Kind("ollama", "Ollama", Flavor.OLLAMA, "llama3.2:3b", "nomic-embed-text", "/api/chat", None),
     Kind(
         "anthropic",
@@ -153,7 +161,9 @@ def _provider_doc(kind: Kind, fake: FakeProvider) -> Doc:
         {"name": kind.upstream, "aliases": [kind.alias], "capabilities": CHAT_CAPS}
     ]
     if kind.embed:
-        models.append({"name": kind.embed, "aliases": [kind.embed_alias], "capabilities": ["embeddings"]})
+        models.append(
+            {"name": kind.embed, "aliases": [kind.embed_alias], "capabilities": ["embeddings"]}
+        )
     if kind.id == "openai":
         models[0]["cost"] = {"inputPerMTok": "2.00", "outputPerMTok": "8.00"}
     extra: dict[str, Any] = {}
@@ -194,10 +204,14 @@ def router(
         secret(SECRET_NAME, {**keys, "badkey": BAD_KEY}),
         *[_provider_doc(k, fakes[k.id]) for k in KINDS],
         # The OpenAI fake again, with a key it refuses, reachable only through a policy.
-        provider("openai-badkey", "OpenAI", fakes["openai"].base_url, secret=(SECRET_NAME, "badkey")),
+        provider(
+            "openai-badkey", "OpenAI", fakes["openai"].base_url, secret=(SECRET_NAME, "badkey")
+        ),
         policy("badkey", ["badkey-chat"], [{"name": "openai-badkey", "model": "gpt-4o-mini"}]),
         policy("house", ["house-*"], [{"name": "compat", "model": "qwen2.5-7b-instruct"}]),
-        policy("claude-embed", ["claude-embed"], [{"name": "anthropic", "model": "claude-haiku-4-5"}]),
+        policy(
+            "claude-embed", ["claude-embed"], [{"name": "anthropic", "model": "claude-haiku-4-5"}]
+        ),
     ]
     folder = tmp_path_factory.mktemp("router-api") / "manifests"
     with running_router(folder, docs, "--log-level", "debug") as running:
@@ -299,7 +313,11 @@ def _tool_turns(call_id: str, name: str, arguments: str) -> list[dict[str, Any]]
             "role": "assistant",
             "content": None,
             "tool_calls": [
-                {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+                {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": name, "arguments": arguments},
+                }
             ],
         },
         {"role": "tool", "tool_call_id": call_id, "content": '{"temperature": 21}'},
@@ -500,24 +518,27 @@ def test_models_list(client: openai.OpenAI) -> None:
 def test_policy_glob_sends_the_ref_model(
     client: openai.OpenAI, fakes: dict[str, FakeProvider]
 ) -> None:
-    raw = client.chat.completions.with_raw_response.create(
-        model="house-special", messages=_user()
-    )
+    raw = client.chat.completions.with_raw_response.create(model="house-special", messages=_user())
     _check_headers(raw.headers, "compat", "qwen2.5-7b-instruct")
     assert raw.parse().choices[0].message.content == BY_ID["compat"].reply()
     _upstream(fakes["compat"], BY_ID["compat"])
 
 
-def test_usage_is_metered_with_declared_prices(client: openai.OpenAI, router: RouterProcess) -> None:
+def test_usage_is_metered_with_declared_prices(
+    client: openai.OpenAI, router: RouterProcess
+) -> None:
     client.chat.completions.create(model="openai-chat", messages=_user())
     rows = router.get("/v1/usage").json()["data"]
     row = next(r for r in rows if r["model"] == "openai-chat" and r["provider"] == "openai")
     assert row["request_count"] >= 1
     assert row["total_tokens"] > 0
     assert float(row["total_cost"]) > 0
-    assert router.metric(
-        "signalbox_router_requests_total", model="openai-chat", provider="openai", code="200"
-    ) >= 1
+    assert (
+        router.metric(
+            "signalbox_router_requests_total", model="openai-chat", provider="openai", code="200"
+        )
+        >= 1
+    )
 
 
 # -- the asynchronous client ----------------------------------------------------------------

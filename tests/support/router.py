@@ -69,6 +69,11 @@ def secret(name: str, data: Mapping[str, str]) -> Doc:
     return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": data}
 
 
+def router_env() -> dict[str, str]:
+    """The environment a router process runs with: no proxies, this checkout's packages."""
+    return {**environ_without_proxy(), "PYTHONPATH": f"{REPO / 'router'}:{REPO / 'operator'}"}
+
+
 def closed_port_url() -> str:
     """A loopback URL where nothing listens (a port just freed by the OS)."""
     return f"http://127.0.0.1:{free_port()}/v1"
@@ -118,14 +123,10 @@ class RouterProcess:
         ]
 
     def start(self, timeout: float = 20) -> RouterProcess:
-        env = {
-            **environ_without_proxy(),
-            "PYTHONPATH": f"{REPO / 'router'}:{REPO / 'operator'}",
-        }
         self.folder.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                self.command(), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO
+                self.command(), stdout=log, stderr=subprocess.STDOUT, env=router_env(), cwd=REPO
             )
         wait_for(self._healthy, timeout, f"the router's /healthz (log: {self.log_path})")
         return self
@@ -153,7 +154,9 @@ class RouterProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def reload(self, docs: Sequence[Doc], name: str = "resources.yaml", timeout: float = 10) -> None:
+    def reload(
+        self, docs: Sequence[Doc], name: str = "resources.yaml", timeout: float = 10
+    ) -> None:
         """Write ``docs`` and wait until the router has read them (or refused them)."""
         before = self._reloads()
         time.sleep(0.01)  # a distinct modification time, even on coarse clocks
@@ -193,9 +196,7 @@ class RouterProcess:
             metric, _, raw = series.partition("{")
             if metric != name:
                 continue
-            found = dict(
-                part.split("=", 1) for part in raw.rstrip("}").split(",") if "=" in part
-            )
+            found = dict(part.split("=", 1) for part in raw.rstrip("}").split(",") if "=" in part)
             if all(found.get(k) == f'"{v}"' for k, v in labels.items()):
                 return float(value)
         return 0.0
