@@ -193,7 +193,9 @@ class Forwarder:
         endpoint = self.state.pick_endpoint(entry)
         prepared = self._prepared(entry)
         try:
-            call = upstream.build(entry, endpoint, job.kind, job.body, cand.model, prepared.headers)
+            call = upstream.build(
+                entry, endpoint, job.kind, job.body, cand.model, headers=prepared.headers
+            )
         except (upstream.Unsupported, TranslationError) as exc:
             limiter.release(time.monotonic(), job.tokens_for(limiter), 0)
             return replies.error(400, str(exc), code="unsupported_request")

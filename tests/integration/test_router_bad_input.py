@@ -253,7 +253,13 @@ def test_a_non_loopback_router_without_client_keys_refuses_to_start(tmp_path: Pa
     router = RouterProcess(tmp_path / "manifests", tmp_path / "router.log", host="0.0.0.0")
     router.write([])
     done = subprocess.run(
-        router.command(), env=router_env(), cwd=REPO, capture_output=True, text=True, timeout=30
+        router.command(),
+        env=router_env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert done.returncode != 0
     assert "non-loopback" in done.stderr
