@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import copy
 import sys
 from pathlib import Path
 from typing import Any
@@ -140,11 +141,23 @@ def render(doc: dict[str, Any]) -> str:
     return header + yaml.safe_dump(doc, sort_keys=False, width=100, allow_unicode=True)
 
 
+def for_chart(doc: dict[str, Any]) -> dict[str, Any]:
+    """The CRD as the Helm chart installs it: kept when the release is uninstalled."""
+    out = copy.deepcopy(doc)
+    out["metadata"]["annotations"] = {"helm.sh/resource-policy": "keep"}
+    return out
+
+
 def main(argv: list[str]) -> int:
+    """``python -m signalbox_api.crds CRD_DIR [CHART_CRD_DIR]``"""
     out_dir = Path(argv[0] if argv else "crds")
+    chart_dir = Path(argv[1]) if len(argv) > 1 else None
     for name, doc in all_crds().items():
         (out_dir / name).write_text(render(doc))
         print(out_dir / name)
+        if chart_dir is not None:
+            (chart_dir / name).write_text(render(for_chart(doc)))
+            print(chart_dir / name)
     return 0
 
 

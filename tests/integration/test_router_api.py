@@ -354,7 +354,9 @@ def test_stream_text_equals_plain(
     )
     _check_headers(raw.headers, kind.id, kind.upstream)
     assert raw.headers["content-type"].startswith("text/event-stream")
-    chunks = list(raw.parse())
+    stream = raw.parse()
+    assert isinstance(stream, openai.Stream)
+    chunks = list(stream)
     assert len(chunks) > 2  # really streamed, not one blob
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == plain.choices[0].message.content == kind.reply()
@@ -567,7 +569,9 @@ async def test_async_stream(
         model=kind.alias, messages=_user(), stream=True
     )
     _check_headers(raw.headers, kind.id, kind.upstream)
-    chunks = [c async for c in raw.parse()]
+    parsed = raw.parse()
+    assert isinstance(parsed, openai.AsyncStream)
+    chunks = [c async for c in parsed]
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == plain.choices[0].message.content == kind.reply()
     assert all(c.usage is None for c in chunks)

@@ -246,6 +246,35 @@ def test_the_sdk_sees_bad_requests_as_bad_request_errors(world: World) -> None:
     assert missing.value.code == "model_not_found"
 
 
+# -- manifests ---------------------------------------------------------------------------------
+
+
+def test_manifest_changes_are_picked_up_and_broken_ones_refused(tmp_path: Path) -> None:
+    fake = FakeProvider("reloaded", Flavor.OPENAI, [MODEL, "gpt-4o"])
+
+    def upstream(*models: str) -> dict[str, Any]:
+        return provider("one", "OpenAICompatible", fake.base_url, models=list(models))
+
+    with running_fakes(fake), running_router(tmp_path / "m", [upstream(MODEL)]) as router:
+
+        def status(model: str) -> int:
+            body = {"model": model, "messages": MESSAGES}
+            return router.post("/v1/chat/completions", json=body).status_code
+
+        assert (status(MODEL), status("gpt-4o")) == (200, 404)
+        router.reload([upstream(MODEL, "gpt-4o")])
+        assert (status(MODEL), status("gpt-4o")) == (200, 200)
+        assert "reloaded manifests" in router.log()
+
+        broken = upstream(MODEL)
+        broken["spec"]["type"] = "NoSuchType"
+        router.reload([broken])
+        # The log names the file, the object and the field.
+        assert "keeping the previous manifests" in router.log()
+        assert "resources.yaml: LLMProvider one: spec.type:" in router.log()
+        assert (status(MODEL), status("gpt-4o")) == (200, 200), "the last good manifests serve on"
+
+
 # -- client API keys -----------------------------------------------------------------------------
 
 

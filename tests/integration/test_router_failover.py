@@ -464,13 +464,13 @@ def test_stream_cut_midway_ends_with_an_error_event_and_is_not_retried(world: Wo
 
     # The official SDK sees the same stream end as an error, not as a finished answer.
     client = openai.OpenAI(base_url=world.router.base_url, api_key="x", max_retries=0)
-    text = ""
+    stream = client.chat.completions.create(
+        model="stream-cut", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    text: list[str] = []
     with pytest.raises(openai.APIError, match="upstream stream failed"):
-        for chunk in client.chat.completions.create(
-            model="stream-cut", messages=[{"role": "user", "content": "hi"}], stream=True
-        ):
-            text += chunk.choices[0].delta.content or ""
-    assert text == "Hello from"
+        text.extend(chunk.choices[0].delta.content or "" for chunk in stream)
+    assert "".join(text) == "Hello from"
     assert world.paced.requests == 2
     assert other.seen == []
 

@@ -103,7 +103,9 @@ class RouterProcess:
         """Write ``docs`` as one multi-document YAML file, replacing it atomically."""
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / name
-        scratch = self.folder / f".{name}.tmp"  # not *.yaml, so a half-written file is never read
+        # Written beside the folder, then moved in: the router never sees a half-written file,
+        # and no scratch file in the folder can set off a reload of the old contents.
+        scratch = self.folder.parent / f".{self.folder.name}-{name}.tmp"
         scratch.write_text(yaml.safe_dump_all(docs, sort_keys=False))
         scratch.replace(path)
         return path

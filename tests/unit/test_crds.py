@@ -105,3 +105,14 @@ def test_models_apply_the_same_defaults_as_the_schema() -> None:
         "RateLimited",
     ]
     assert p.to_wire()["spec"]["healthCheck"]["mode"] == "ListModels"
+
+
+@pytest.mark.parametrize("name", sorted(crds.all_crds()))
+def test_chart_crds_match_models(name: str) -> None:
+    chart_copy = (REPO / "charts" / "signalbox" / "files" / "crds" / name).read_text()
+    doc = crds.all_crds()[name]
+    assert chart_copy == crds.render(crds.for_chart(doc)), "run hack/update-crds.sh"
+    parsed = yaml.safe_load(chart_copy)
+    assert parsed["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    del parsed["metadata"]["annotations"]
+    assert parsed == yaml.safe_load((CRD_DIR / name).read_text()), "same CRD as crds/"

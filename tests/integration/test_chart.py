@@ -1,0 +1,222 @@
+"""The Helm chart: lint, render, validate on the real API server, install, upgrade, RBAC."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.cluster import REPO, Cluster
+
+CHART = REPO / "charts" / "signalbox"
+# The Kubernetes version offline rendering assumes (the test cluster's own minor).
+KUBE = ["--kube-version", "v1.35.0"]
+FULL = CHART / "values-full.yaml"
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    proc = subprocess.run(
+        ["bash", str(REPO / "hack" / "build-binaries.sh"), "helm"],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=False,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"could not build helm:\n{proc.stderr[-3000:]}", pytrace=False)
+    return Path(proc.stdout.split()[-1])
+
+
+def run_helm(helm: Path, cluster: Cluster | None, *args: str) -> str:
+    env = cluster.env if cluster else None
+    proc = subprocess.run(
+        [str(helm), *args], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+    assert proc.returncode == 0, f"helm {' '.join(args)}:\n{proc.stderr}{proc.stdout}"
+    return proc.stdout
+
+
+@pytest.fixture(scope="session")
+def monitoring_crds(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "-f", str(REPO / "tests" / "fixtures" / "monitoring-crds.yaml"))
+    cluster.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=30s",
+        "crd/servicemonitors.monitoring.coreos.com",
+        "crd/prometheusrules.monitoring.coreos.com",
+    )
+
+
+def test_lint(helm: Path) -> None:
+    out = run_helm(helm, None, "lint", "--strict", *KUBE, str(CHART))
+    assert "0 chart(s) failed" in out
+    run_helm(helm, None, "lint", "--strict", *KUBE, str(CHART), "-f", str(FULL))
+
+
+def test_values_schema_rejects_bad_values(helm: Path) -> None:
+    proc = subprocess.run(
+        [str(helm), "template", "x", str(CHART), *KUBE, "--set", "operator.replicas=9"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "replicas" in proc.stderr
+
+
+def _docs(rendered: str) -> list[dict[str, object]]:
+    return [d for d in yaml.safe_load_all(rendered) if d]
+
+
+@pytest.mark.parametrize("values", [None, FULL], ids=["default", "full"])
+def test_rendered_manifests_pass_server_side_validation(
+    helm: Path, cluster: Cluster, namespace: str, monitoring_crds: None, values: Path | None
+) -> None:
+    extra = ["-f", str(values)] if values else []
+    for ns in ("team-a", "team-b"):
+        cluster.kubectl("create", "namespace", ns, check=False)
+    rendered = run_helm(helm, None, "template", "sb", str(CHART), "-n", namespace, *KUBE, *extra)
+    kinds = {str(d["kind"]) for d in _docs(rendered)}
+    assert {"CustomResourceDefinition", "Deployment", "ClusterRole", "Role", "Service"} <= kinds
+    if values:
+        assert {
+            "ServiceMonitor",
+            "PrometheusRule",
+            "NetworkPolicy",
+            "PodDisruptionBudget",
+            "ConfigMap",
+        } <= kinds
+    proc = cluster.kubectl("apply", "--dry-run=server", "-f", "-", stdin=rendered, check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_security_context_is_hardened(helm: Path) -> None:
+    rendered = run_helm(helm, None, "template", "sb", str(CHART), *KUBE, "-f", str(FULL))
+    deployments = [d for d in _docs(rendered) if d["kind"] == "Deployment"]
+    assert len(deployments) == 2
+    for dep in deployments:
+        pod = dep["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        for container in pod["containers"]:
+            sc = container["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"]["drop"] == ["ALL"]
+            assert sc["seccompProfile"]["type"] == "RuntimeDefault"
+
+
+@pytest.fixture
+def installed(helm: Path, cluster: Cluster, namespace: str) -> Iterator[str]:
+    # The session already installed the CRDs with kubectl, as a platform team might.
+    run_helm(
+        helm,
+        cluster,
+        "install",
+        "sb",
+        str(CHART),
+        "-n",
+        namespace,
+        "--wait=false",
+        "--set",
+        "crds.install=false",
+    )
+    yield namespace
+    subprocess.run(
+        [str(helm), "uninstall", "sb", "-n", namespace],
+        env=cluster.env,
+        capture_output=True,
+        check=False,
+    )
+
+
+def test_install_upgrade_and_rbac(helm: Path, cluster: Cluster, installed: str) -> None:
+    ns = installed
+    dep = json.loads(
+        cluster.kubectl("get", "deploy", "sb-signalbox-operator", "-n", ns, "-o", "json").stdout
+    )
+    assert dep["spec"]["replicas"] == 1
+    run_helm(
+        helm,
+        cluster,
+        "upgrade",
+        "sb",
+        str(CHART),
+        "-n",
+        ns,
+        "--reuse-values",
+        "--set",
+        "operator.replicas=2",
+    )
+    dep = json.loads(
+        cluster.kubectl("get", "deploy", "sb-signalbox-operator", "-n", ns, "-o", "json").stdout
+    )
+    assert dep["spec"]["replicas"] == 2
+    rendered = run_helm(helm, None, "template", "sb", str(CHART), *KUBE)
+    crds = [d for d in _docs(rendered) if d["kind"] == "CustomResourceDefinition"]
+    assert len(crds) == 2
+    assert all(d["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep" for d in crds)
+    keys = cluster.kubectl(
+        "get",
+        "secret",
+        "sb-signalbox-router-client-keys",
+        "-n",
+        ns,
+        "-o",
+        "jsonpath={.data.api-keys}",
+    ).stdout
+    run_helm(helm, cluster, "upgrade", "sb", str(CHART), "-n", ns, "--reuse-values")
+    assert (
+        cluster.kubectl(
+            "get",
+            "secret",
+            "sb-signalbox-router-client-keys",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.data.api-keys}",
+        ).stdout
+        == keys
+    ), "key kept"
+
+    operator = f"system:serviceaccount:{ns}:sb-signalbox-operator"
+    router = f"system:serviceaccount:{ns}:sb-signalbox-router"
+    cluster.kubectl("create", "namespace", "elsewhere", check=False)
+    allowed = [
+        (operator, ["list", "llmproviders.signalbox.dev", "-n", ns]),
+        (operator, ["watch", "routingpolicies.signalbox.dev", "-n", ns]),
+        (operator, ["patch", "llmproviders.signalbox.dev", "--subresource=status", "-n", ns]),
+        (operator, ["patch", "routingpolicies.signalbox.dev", "--subresource=status", "-n", ns]),
+        (operator, ["create", "events", "-n", ns]),
+        (operator, ["list", "secrets", "-n", ns]),
+        (operator, ["list", "endpointslices.discovery.k8s.io", "-n", ns]),
+        (operator, ["get", "services", "-n", ns]),
+        (operator, ["update", "leases.coordination.k8s.io", "-n", ns]),
+        (router, ["watch", "llmproviders.signalbox.dev", "-n", ns]),
+        (router, ["list", "secrets", "-n", ns]),
+        (router, ["list", "endpointslices.discovery.k8s.io", "-n", ns]),
+    ]
+    denied = [
+        (operator, ["update", "llmproviders.signalbox.dev", "-n", ns]),
+        (operator, ["delete", "llmproviders.signalbox.dev", "-n", ns]),
+        (operator, ["get", "secrets", "-n", "elsewhere"]),
+        (operator, ["create", "secrets", "-n", ns]),
+        (operator, ["update", "leases.coordination.k8s.io", "-n", "elsewhere"]),
+        (operator, ["create", "pods", "-n", ns]),
+        (operator, ["update", "services", "-n", ns]),
+        (router, ["patch", "llmproviders.signalbox.dev", "--subresource=status", "-n", ns]),
+        (router, ["get", "secrets", "-n", "elsewhere"]),
+        (router, ["list", "llmproviders.signalbox.dev", "-n", "elsewhere"]),
+        (router, ["create", "events", "-n", ns]),
+    ]
+    for who, check in allowed:
+        proc = cluster.kubectl("auth", "can-i", *check, f"--as={who}", check=False)
+        assert proc.stdout.strip() == "yes", f"{who} should be allowed to {' '.join(check)}"
+    for who, check in denied:
+        proc = cluster.kubectl("auth", "can-i", *check, f"--as={who}", check=False)
+        assert proc.stdout.strip() == "no", f"{who} must not be allowed to {' '.join(check)}"
