@@ -4,11 +4,8 @@
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-demo: ## Run the local demo (control plane, CRDs, samples)
+demo: ## Run the local demo of the whole system (Ctrl-C stops it)
 	hack/demo.sh
-
-demo-down: ## Stop the local demo
-	hack/demo.sh down
 
 test: ## Install everything and run every check and test
 	hack/test.sh
@@ -31,4 +28,4 @@ cluster-up: ## Start a local kube-apiserver + etcd
 cluster-down: ## Stop it
 	hack/cluster.sh down
 
-.PHONY: help demo demo-down test test-unit lint update-crds verify-crds cluster-up cluster-down
+.PHONY: help demo test test-unit lint update-crds verify-crds cluster-up cluster-down

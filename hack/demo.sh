@@ -1,44 +1,166 @@
 #!/usr/bin/env bash
-# The local demo: a real control plane on loopback, the CRDs and the sample providers and
-# policies applied, and what `kubectl get llm` shows. Stop it with `hack/demo.sh down`.
+# The local demo of the whole system, without Docker: a real kube-apiserver and etcd on
+# loopback, the operator and the router as local processes, and three fake providers (a
+# cloud-like OpenAI, a local Ollama and a flaky one). It applies providers and a policy, sends
+# requests through the router with curl and the openai SDK, then breaks a provider and shows
+# the failover and the circuit opening. Ctrl-C stops everything it started.
+#
+#   hack/demo.sh            run, then keep everything up until Ctrl-C
+#   hack/demo.sh --no-wait  run the show and stop at once (used by the tests)
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 source "$HACK_DIR/lib/python.sh"
-export SIGNALBOX_CLUSTER=demo
+export SIGNALBOX_CLUSTER="${SIGNALBOX_CLUSTER:-demo}"
 NS=signalbox-demo
+WAIT=1
+[[ "${1:-}" == --no-wait ]] && WAIT=0
+RUN="$(mktemp -d "${TMPDIR:-/tmp}/signalbox-demo.XXXXXX")"
+PIDS=()
 
-if [[ "${1:-}" == down ]]; then exec "$HACK_DIR/cluster.sh" down; fi
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+kc() { kubectl "$@" 2> >(grep -v 'version difference' >&2); }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
+cleanup() {
+  trap - EXIT INT TERM
+  step "stopping everything the demo started"
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  "$HACK_DIR/cluster.sh" down >/dev/null 2>&1 || true
+  rm -rf "$RUN"
+  log "done; nothing is left running"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+background() {  # background NAME CMD...
+  local name="$1"; shift
+  PYTHONPATH="$REPO_ROOT/operator:$REPO_ROOT/router" "$@" >"$RUN/$name.log" 2>&1 &
+  PIDS+=($!)
+}
+
+step "Python environment"
 ensure_venv
-log "starting the local control plane (the first run builds kube-apiserver and etcd: ~10 min)"
+step "local control plane (the first run builds kube-apiserver and etcd from the Go module proxy: about 8 minutes on 2 cores)"
 KUBECONFIG="$("$HACK_DIR/cluster.sh" up | tail -1)"
 export KUBECONFIG
-kc() { kubectl "$@" 2> >(grep -v 'version difference' >&2); }
-
-log "installing the CRDs"
 kc apply --server-side --force-conflicts -f "$REPO_ROOT/crds" >/dev/null
 kc wait --for=condition=Established --timeout=30s crd/llmproviders.signalbox.dev crd/routingpolicies.signalbox.dev >/dev/null
-
-log "applying the samples to namespace $NS"
 kc create namespace "$NS" --dry-run=client -o yaml | kc apply -f - >/dev/null
-kc apply -n "$NS" -f "$REPO_ROOT/crds/samples"
 
-echo
-log "kubectl get llm -n $NS"
-kc get llm -n "$NS"
-echo
-log "kubectl explain llmprovider.spec.healthCheck (excerpt)"
-kc explain llmprovider.spec.healthCheck | head -20
-echo
-log "an invalid manifest is refused by the API server:"
-kc apply -n "$NS" -f - <<'YAML' || true
+step "three fake providers on loopback"
+CLOUD_PORT="$(free_port)"; LOCAL_PORT="$(free_port)"; FLAKY_PORT="$(free_port)"; ROUTER_PORT="$(free_port)"
+export DEMO_CLOUD_KEY="sk-demo-$RANDOM$RANDOM"
+background fake-cloud "$PY" -m signalbox_providers.fake --flavor openai --name cloud \
+  --host 127.0.0.1 --port "$CLOUD_PORT" --model gpt-4o-mini --api-key-env DEMO_CLOUD_KEY
+background fake-local "$PY" -m signalbox_providers.fake --flavor ollama --name local-llama \
+  --host 127.0.0.1 --port "$LOCAL_PORT" --model llama3.2:3b
+background fake-flaky "$PY" -m signalbox_providers.fake --flavor vllm --name flaky-vllm \
+  --host 127.0.0.1 --port "$FLAKY_PORT" --model meta-llama/Llama-3.1-8B-Instruct
+echo "cloud (OpenAI) :$CLOUD_PORT   local (Ollama) :$LOCAL_PORT   flaky (vLLM) :$FLAKY_PORT"
+
+step "kubectl apply: a Secret, three LLMProviders and a RoutingPolicy"
+kc apply -n "$NS" -f - <<YAML
+apiVersion: v1
+kind: Secret
+metadata: {name: cloud-credentials}
+stringData: {api-key: "$DEMO_CLOUD_KEY"}
+---
 apiVersion: signalbox.dev/v1alpha1
 kind: LLMProvider
-metadata: {name: broken}
+metadata: {name: flaky-vllm}
+spec:
+  type: VLLM
+  endpoint: {url: "http://127.0.0.1:$FLAKY_PORT/v1"}
+  priority: 10
+  models: [{name: meta-llama/Llama-3.1-8B-Instruct, capabilities: [chat, streaming, tools]}]
+  healthCheck: {interval: 2s, timeout: 1s, unhealthyThreshold: 2}
+  circuitBreaker: {failureThreshold: 2, openDuration: 30s}
+---
+apiVersion: signalbox.dev/v1alpha1
+kind: LLMProvider
+metadata: {name: local-llama}
+spec:
+  type: Ollama
+  endpoint: {url: "http://127.0.0.1:$LOCAL_PORT"}
+  priority: 20
+  models: [{name: "llama3.2:3b", capabilities: [chat, streaming, tools]}]
+  healthCheck: {interval: 2s, timeout: 1s}
+---
+apiVersion: signalbox.dev/v1alpha1
+kind: LLMProvider
+metadata: {name: cloud}
 spec:
   type: OpenAI
-  endpoint: {url: "https://api.example.com/v1", service: {name: svc, port: 80}}
+  endpoint: {url: "http://127.0.0.1:$CLOUD_PORT/v1"}
+  auth: {secretRef: {name: cloud-credentials, key: api-key}}
+  priority: 30
+  models:
+    - name: gpt-4o-mini
+      capabilities: [chat, streaming, tools, jsonMode]
+      cost: {inputPerMTok: "0.15", outputPerMTok: "0.60"}
+  healthCheck: {interval: 2s, timeout: 1s}
+---
+apiVersion: signalbox.dev/v1alpha1
+kind: RoutingPolicy
+metadata: {name: chat-default}
+spec:
+  models: [chat-default]
+  providers: [{name: flaky-vllm}, {name: local-llama}, {name: cloud}]
+  strategy: Priority
+  failover: {maxAttempts: 3}
 YAML
-echo
-log "the control plane keeps running; use it with:"
-echo "  export KUBECONFIG=$KUBECONFIG"
-echo "stop it with: hack/demo.sh down"
+
+step "operator and router (Kubernetes mode) as local processes"
+background operator "$PY" -m signalbox_operator -n "$NS" --metrics-port 0 --lease-namespace "$NS"
+background router "$PY" -m signalbox_router -n "$NS" --port "$ROUTER_PORT"
+kc wait -n "$NS" --for=condition=Ready --timeout=60s llmp/flaky-vllm llmp/local-llama llmp/cloud >/dev/null
+for _ in $(seq 50); do curl -fsS "127.0.0.1:$ROUTER_PORT/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+sleep 1.5  # the policy status follows the providers within about a second
+
+step "kubectl get llmp,llmrp -n $NS"
+kc get llmp,llmrp -n "$NS" -o wide
+
+step "a request with curl (response headers name the provider)"
+curl -sS -D "$RUN/headers" "127.0.0.1:$ROUTER_PORT/v1/chat/completions" \
+  -H 'content-type: application/json' \
+  -d '{"model": "chat-default", "messages": [{"role": "user", "content": "Where does this go?"}]}'
+echo; grep -i '^x-signalbox' "$RUN/headers"
+
+step "the same with the openai SDK, streaming"
+"$PY" - "$ROUTER_PORT" <<'PY'
+import sys, openai
+client = openai.OpenAI(base_url=f"http://127.0.0.1:{sys.argv[1]}/v1", api_key="unused")
+stream = client.chat.completions.create(model="chat-default", stream=True,
+    messages=[{"role": "user", "content": "Stream me a reply"}])
+print("".join(c.choices[0].delta.content or "" for c in stream if c.choices))
+PY
+
+step "breaking flaky-vllm (it now answers HTTP 503)"
+curl -sS -X PUT "127.0.0.1:$FLAKY_PORT/_fake/faults" -d '{"status": 503}' >/dev/null
+for i in 1 2 3; do
+  curl -sS -D "$RUN/headers" -o /dev/null "127.0.0.1:$ROUTER_PORT/v1/chat/completions" \
+    -H 'content-type: application/json' \
+    -d '{"model": "chat-default", "messages": [{"role": "user", "content": "still there?"}]}'
+  printf 'request %s served by %s after %s attempt(s)\n' "$i" \
+    "$(awk -F': ' 'tolower($1)=="x-signalbox-provider"{print $2}' "$RUN/headers" | tr -d '\r')" \
+    "$(awk -F': ' 'tolower($1)=="x-signalbox-attempts"{print $2}' "$RUN/headers" | tr -d '\r')"
+done
+for _ in $(seq 40); do
+  [[ "$(kc get llmp flaky-vllm -n "$NS" -o jsonpath='{.status.circuit.state}')" == Open ]] && break
+  sleep 0.5
+done
+
+step "kubectl get llmp,llmrp -n $NS (the circuit of flaky-vllm is open)"
+kc get llmp,llmrp -n "$NS"
+step "kubectl get events -n $NS"
+kc get events -n "$NS" --field-selector involvedObject.name=flaky-vllm \
+  -o custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message
+step "router usage summary (GET /v1/usage)"
+curl -sS "127.0.0.1:$ROUTER_PORT/v1/usage"; echo
+
+if [[ "$WAIT" == 1 ]]; then
+  step "everything keeps running; Ctrl-C stops it"
+  echo "  export KUBECONFIG=$KUBECONFIG"
+  echo "  router: http://127.0.0.1:$ROUTER_PORT/v1   logs: $RUN"
+  while true; do sleep 3600; done
+fi
