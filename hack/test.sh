@@ -7,7 +7,7 @@
 #   PYTEST_ARGS="-k crd" hack/test.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 source "$HACK_DIR/lib/python.sh"
-cd "$REPO_ROOT"
+cd "$REPO_ROOT" || exit 1
 what="${1:-all}"
 
 ensure_venv

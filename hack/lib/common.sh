@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Small helpers shared by the hack/ scripts. Source, do not execute.
 set -o errexit -o nounset -o pipefail
 

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The project's virtualenv: created and filled on first use, reused afterwards.
 # Source after common.sh.
 VENV="${SIGNALBOX_VENV:-$REPO_ROOT/.venv}"
@@ -14,7 +15,7 @@ ensure_venv() {
   if [[ ! -f "$stamp" || "$REPO_ROOT/pyproject.toml" -nt "$stamp" ]]; then
     log "installing Python dependencies into $VENV"
     "$PY" -m pip install --quiet --upgrade pip >/dev/null
-    "$PY" -m pip install --quiet -e "$REPO_ROOT[dev]" || die "pip install failed"
+    "$PY" -m pip install --quiet -e "${REPO_ROOT}[dev]" || die "pip install failed"
     touch "$stamp"
   fi
 }

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Pinned versions of the tools Signalbox builds from the Go module proxy.
 # Changing a pin here makes the next `hack/cluster.sh up` rebuild that binary.
 KUBE_VERSION="v1.35.4"

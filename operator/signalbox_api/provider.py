@@ -407,12 +407,26 @@ class LLMProviderSpec(ApiModel):
     discover_models: bool = Field(
         default=True, description="Fill status.models from the provider's own model list."
     )
-    rate_limit: RateLimit | None = Field(default=None, description="Request and token limits.")
-    health_check: HealthCheck = Field(default_factory=HealthCheck, description="Health probing.")
-    circuit_breaker: CircuitBreaker = Field(
-        default_factory=CircuitBreaker, description="Circuit-breaker settings."
+    rate_limit: RateLimit | None = Field(
+        default=None,
+        description="Limits the router enforces towards this provider, per router process: "
+        "requests and tokens per minute, burst and concurrency.",
     )
-    timeouts: Timeouts = Field(default_factory=Timeouts, description="Request timeouts.")
+    health_check: HealthCheck = Field(
+        default_factory=HealthCheck,
+        description="How the operator probes the provider: ListModels (the default, free), "
+        "ChatProbe or HTTPGet, on an interval, with healthy and unhealthy thresholds.",
+    )
+    circuit_breaker: CircuitBreaker = Field(
+        default_factory=CircuitBreaker,
+        description="When the shared circuit opens and how long it stays open; the operator "
+        "drives it from probe outcomes and the router obeys it.",
+    )
+    timeouts: Timeouts = Field(
+        default_factory=Timeouts,
+        description="Timeouts the router applies to requests to this provider: connect, first "
+        "token, stream idle and the whole request.",
+    )
 
     def effective_tier(self) -> Tier:
         """The declared tier, or Cloud for external cloud and compatible APIs, else Local."""

@@ -116,3 +116,12 @@ def test_chart_crds_match_models(name: str) -> None:
     assert parsed["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
     del parsed["metadata"]["annotations"]
     assert parsed == yaml.safe_load((CRD_DIR / name).read_text()), "same CRD as crds/"
+
+
+def test_field_reference_is_current() -> None:
+    from signalbox_api import reference
+
+    committed = (CRD_DIR / "README.md").read_text()
+    assert committed == reference.render(), "crds/README.md is stale; run hack/update-crds.sh"
+    assert "### `spec.healthCheck`" in committed
+    assert "exactly one of spec.endpoint.url or spec.endpoint.service" in committed
