@@ -427,3 +427,47 @@ def test_second_replica_takes_over_when_the_leader_dies(
     finally:
         first.stop()
         second.stop()
+
+
+def _subset(applied: Any, live: Any) -> bool:
+    if isinstance(applied, dict):
+        return isinstance(live, dict) and all(_subset(v, live.get(k)) for k, v in applied.items())
+    return bool(applied == live)
+
+
+def test_git_owned_fields_never_drift(
+    cluster: Cluster, namespace: str, fake: FakeProvider, operator: OperatorProcess
+) -> None:
+    cluster.apply(secret("sk-test"), namespace)
+    applied = provider("cloud", fake.base_url)
+    applied["metadata"]["labels"] = {"team": "search", "signalbox.dev/tier": "cloud"}
+    applied["metadata"]["annotations"] = {"owner": "platform@example.com"}
+    cluster.apply(applied, namespace)
+    cluster.apply(
+        {
+            "apiVersion": "signalbox.dev/v1alpha1",
+            "kind": "RoutingPolicy",
+            "metadata": {"name": "chat", "labels": {"team": "search"}},
+            "spec": {"models": ["chat-default"], "providers": [{"name": "cloud"}]},
+        },
+        namespace,
+    )
+    wait_condition(cluster, namespace, "cloud", "Ready", "True")
+    wait_condition(cluster, namespace, "chat", "Ready", "True", kind="llmrp")
+    fake.set_faults(status=503)  # a transition or two, so status is written several times
+    wait_condition(cluster, namespace, "cloud", "Ready", "False")
+    live = get(cluster, namespace, "cloud")
+    meta = live["metadata"]
+    assert meta["generation"] == 1, "nothing but status was ever written"
+    assert meta["labels"] == applied["metadata"]["labels"]
+    owned = {
+        k: v
+        for k, v in meta.get("annotations", {}).items()
+        if k != "kubectl.kubernetes.io/last-applied-configuration"
+    }
+    assert owned == applied["metadata"]["annotations"]
+    assert _subset(applied["spec"], live["spec"]), "every applied spec field is as applied"
+    assert not meta.get("finalizers")
+    policy = get(cluster, namespace, "chat", "llmrp")
+    assert policy["metadata"]["generation"] == 1
+    assert policy["metadata"]["labels"] == {"team": "search"}
