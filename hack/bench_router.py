@@ -42,6 +42,7 @@ from tests.support.operator import free_port, wait_for  # noqa: E402
 
 LITELLM_VENV = Path.home() / ".cache" / "signalbox" / "litellm-venv"
 MODEL = "gpt-4o-mini"
+LITELLM_KEY = "sk-" + "5f1e" * 16  # LiteLLM's proxy refuses to start without a master key
 BODY = {"model": MODEL, "messages": [{"role": "user", "content": "hello there"}]}
 ENV = {**os.environ, "PYTHONPATH": f"{REPO / 'router'}:{REPO / 'operator'}"}
 
@@ -102,6 +103,7 @@ def wrk(url: str, duration: float, connections: int = 32) -> dict[str, float]:
     script.write_text(
         f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(BODY))}\n'
         'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {LITELLM_KEY}"\n'
     )
     out = subprocess.run(
         [
@@ -250,7 +252,7 @@ def litellm_proc(port: int, upstream: str, folder: Path) -> subprocess.Popen[byt
                     }
                 ],
                 "litellm_settings": {"set_verbose": False, "json_logs": False},
-                "general_settings": {"disable_spend_logs": True},
+                "general_settings": {"disable_spend_logs": True, "master_key": LITELLM_KEY},
             }
         )
     )

@@ -211,7 +211,8 @@ class Forwarder:
                 call.url, data=orjson.dumps(call.body), headers=call.headers, timeout=timeout
             )
             if job.stream:
-                resp = await asyncio.wait_for(request, prepared.first_token)
+                async with asyncio.timeout(prepared.first_token):
+                    resp = await request
             else:
                 resp = await request
         except (TimeoutError, aiohttp.ServerTimeoutError):
@@ -296,7 +297,8 @@ class Forwarder:
     ) -> replies.StreamReply | Failure:
         t = done.entry.spec.timeouts
         try:
-            first = await asyncio.wait_for(resp.content.readany(), parse_duration(t.first_token))
+            async with asyncio.timeout(parse_duration(t.first_token)):
+                first = await resp.content.readany()
         except (TimeoutError, aiohttp.ClientError) as exc:
             resp.release()
             outcome = (

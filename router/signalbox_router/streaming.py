@@ -116,7 +116,8 @@ async def relay(
                 yield piece
             if translator.done:
                 break
-            data = await asyncio.wait_for(resp.content.readany(), idle)
+            async with asyncio.timeout(idle):  # no task per read, unlike wait_for
+                data = await resp.content.readany()
         if not translator.done:
             raise StreamBroken("the upstream stream ended early")
         result.ok = True
