@@ -26,8 +26,13 @@ go_build() {
     printf '%s\n' "$extra" >>go.mod
     GOFLAGS=-mod=mod go get "${module}@${version}" >build.log 2>&1 || { cat build.log >&2; exit 1; }
     mkdir -p "$dir"
-    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w $ldflags" -o "$out.tmp" "$pkg" >>build.log 2>&1 \
-      || { tail -40 build.log >&2; exit 1; }
+    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w $ldflags" -o "$out.tmp" "$pkg" >>build.log 2>&1 &
+    local pid=$!
+    while kill -0 "$pid" 2>/dev/null; do  # a heartbeat, so a long first build shows progress
+      sleep 15
+      kill -0 "$pid" 2>/dev/null && log "still building $name ($((SECONDS - start))s so far)"
+    done
+    wait "$pid" || { tail -40 build.log >&2; exit 1; }
     mv "$out.tmp" "$out"
   ) || { rm -rf "$work"; die "building $name $version failed (output above)"; }
   rm -rf "$work"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fails when crds/*.yaml or the chart's copies differ from what the models render.
+# Fails when crds/*.yaml, the chart's copies or the field reference (crds/README.md) differ
+# from what the models render.
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 source "$HACK_DIR/lib/python.sh"
 ensure_venv
@@ -12,4 +13,7 @@ for f in "$tmp"/crds/*.yaml; do
   diff -u "$REPO_ROOT/charts/signalbox/files/crds/$name" "$tmp/chart/$name" \
     || die "charts/signalbox/files/crds/$name is stale; run hack/update-crds.sh"
 done
-log "CRDs are up to date (crds/ and the Helm chart)"
+"$PY" -m signalbox_api.reference >"$tmp/README.md"
+diff -u "$REPO_ROOT/crds/README.md" "$tmp/README.md" \
+  || die "crds/README.md (the field reference) is stale; run hack/update-crds.sh"
+log "CRDs and their field reference are up to date (crds/ and the Helm chart)"

@@ -108,7 +108,7 @@ async def _lead(
         return datetime.now(UTC)
 
     kube = Kube(api, metrics, args.identity)
-    policies = Policies(kube, clock)
+    policies = Policies(kube, clock, metrics)
     http = httpx.AsyncClient(
         timeout=httpx.Timeout(None),  # each probe has its own deadline
         follow_redirects=False,

@@ -46,6 +46,12 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.policy_eligible = prom.Gauge(
+            "signalbox_policy_eligible_providers",
+            "Providers that can take a RoutingPolicy's traffic now.",
+            ["namespace", "policy"],
+            registry=r,
+        )
         self.probers = prom.Gauge("signalbox_probers", "Provider probe loops running.", registry=r)
 
     def set_provider(

@@ -20,6 +20,7 @@ from signalbox_api.policy import RoutingPolicySpec, RoutingPolicyStatus
 from signalbox_api.provider import LLMProviderSpec, LLMProviderStatus
 from signalbox_operator import policy_status
 from signalbox_operator.kube import Kube
+from signalbox_operator.metrics import Metrics
 
 log = logging.getLogger(__name__)
 RESYNC_SECONDS = 10.0
@@ -27,8 +28,11 @@ Key = tuple[str, str]
 
 
 class Policies:
-    def __init__(self, kube: Kube, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, kube: Kube, clock: Callable[[], datetime], metrics: Metrics | None = None
+    ) -> None:
         self.kube = kube
+        self.metrics = metrics
         self.clock = clock
         self.policies: dict[Key, Mapping[str, Any]] = {}
         self.providers: dict[Key, Mapping[str, Any]] = {}
@@ -41,6 +45,9 @@ class Policies:
         if body is None:
             self.policies.pop(key, None)
             self.written.pop(key, None)
+            if self.metrics is not None:
+                with contextlib.suppress(KeyError):
+                    self.metrics.policy_eligible.remove(*key)
         else:
             self.policies[key] = body
         self._touch(key[0])
@@ -122,6 +129,9 @@ class Policies:
             previous.conditions,
             self.clock(),
         )
+        if self.metrics is not None:
+            eligible = sum(1 for p in status.providers if p.eligible)
+            self.metrics.policy_eligible.labels(*key).set(eligible)
         wire = status.to_wire()
         if wire == self.written.get(key) or (
             key not in self.written and wire == body.get("status")

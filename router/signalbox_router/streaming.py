@@ -36,32 +36,45 @@ class StreamResult:
 
 
 class _OpenAIRelay:
+    """Passes OpenAI-style SSE through as bytes, looking only at the few events that matter:
+    ``[DONE]``, usage chunks (kept for metering; dropped if the client did not ask for them)
+    and error events. Splitting on blank lines is C-fast; CRLF streams go through the full
+    SSE parser instead."""
+
     def __init__(self, client_usage: bool) -> None:
-        self.parser = SseParser()
         self.client_usage = client_usage
         self.usage: tuple[int, int] | None = None
         self.done = False
+        self._tail = b""
+        self._parser: SseParser | None = None
 
     def feed(self, data: bytes) -> list[bytes]:
-        out = []
-        for event in self.parser.feed(data):
-            if event.data == "[DONE]":
-                self.done = True
-                out.append(replies.DONE)
-                continue
-            if '"usage":{' in event.data:
-                payload = json.loads(event.data)
-                usage = payload.get("usage") or {}
-                self.usage = (
-                    int(usage.get("prompt_tokens", 0)),
-                    int(usage.get("completion_tokens", 0)),
-                )
-                if not self.client_usage and not payload.get("choices"):
-                    continue
-            if '"error"' in event.data and event.data.startswith('{"error"'):
-                raise UpstreamStreamError(event.data[:500])
-            out.append(b"data: " + event.data.encode() + b"\n\n")
-        return out
+        if self._parser is None and b"\r" in data:
+            self._parser = SseParser()
+            data, self._tail = self._tail + data, b""
+        if self._parser is not None:
+            events = [e.data.encode() for e in self._parser.feed(data)]
+            return [piece for e in events if (piece := self._event(b"data: " + e))]
+        *complete, self._tail = (self._tail + data).split(b"\n\n")
+        return [piece for e in complete if e and (piece := self._event(e))]
+
+    def _event(self, event: bytes) -> bytes:
+        """The bytes to send the client for one event (empty to drop it)."""
+        if event.startswith(b"data: [DONE]"):
+            self.done = True
+            return replies.DONE
+        if b'"usage":{' in event:
+            payload = json.loads(event.partition(b"data:")[2])
+            usage = payload.get("usage") or {}
+            self.usage = (
+                int(usage.get("prompt_tokens", 0)),
+                int(usage.get("completion_tokens", 0)),
+            )
+            if not self.client_usage and not payload.get("choices"):
+                return b""
+        if event.startswith(b'data: {"error"'):
+            raise UpstreamStreamError(event[6:506].decode(errors="replace"))
+        return event + b"\n\n"
 
 
 class _TranslatedRelay:
@@ -112,8 +125,9 @@ async def relay(
     data = first
     try:
         while data:
-            for piece in translator.feed(data):
-                yield piece
+            pieces = translator.feed(data)
+            if pieces:
+                yield b"".join(pieces)  # one write per upstream read, not per event
             if translator.done:
                 break
             async with asyncio.timeout(idle):  # no task per read, unlike wait_for
