@@ -286,7 +286,8 @@ def _priority(scope: Scope) -> RequestPriority:
 
 
 async def _send(send: Send, reply: replies.Reply) -> None:
-    await send({"type": "http.response.start", "status": reply.status, "headers": reply.headers})
+    headers = [*reply.headers, (b"content-length", str(len(reply.body)).encode())]
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": reply.body})
 
 
