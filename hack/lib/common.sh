@@ -11,5 +11,5 @@ log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 need_go() {
-  command -v go >/dev/null 2>&1 || die "Go is not installed (needed to build the control plane from the Go module proxy); install Go >= 1.24 and retry"
+  command -v go >/dev/null 2>&1 || die "Go is not installed (needed to build the control plane from the Go module proxy); install Go >= 1.26 and retry"
 }
