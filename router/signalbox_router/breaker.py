@@ -29,7 +29,10 @@ class Breakers:
     _states: dict[str, _State] = field(default_factory=dict)
 
     def _get(self, name: str) -> _State:
-        return self._states.setdefault(name, _State())
+        state = self._states.get(name)
+        if state is None:
+            state = self._states[name] = _State()
+        return state
 
     def is_open(self, name: str, now: float) -> bool:
         """Whether to skip ``name`` now (open and not yet due for its trial)."""
