@@ -154,6 +154,13 @@ class Forwarder:
                 continue
             break
         self.state.meter.attempts.observe(max(attempts, 1))
+        if last is None and any(e.reason == "RateLimited" for e in job.route.excluded):
+            return replies.error(
+                429,
+                "every provider for this model asked to slow down",
+                code="rate_limit_exceeded",
+                retry_after=DEFAULT_RETRY_AFTER,
+            )
         if last is None:
             return replies.error(
                 503,
@@ -178,7 +185,7 @@ class Forwarder:
             status,
             f"upstream failed after {attempts} attempt(s): {last.message}",
             code=last.outcome.value,
-            retry_after=last.retry_after if status == 429 else None,
+            retry_after=(last.retry_after or DEFAULT_RETRY_AFTER) if status == 429 else None,
             headers=[(b"x-signalbox-attempts", str(attempts).encode())],
         )
 
@@ -419,7 +426,11 @@ def _openai_error(wire: upstream.Wire, status: int, parsed: Any) -> dict[str, An
 
 
 def _retryable(outcome: Outcome, retry_on: Any) -> bool:
-    return outcome == Outcome.AUTH_FAILED or any(r.value == outcome.value for r in retry_on)
+    if outcome == Outcome.AUTH_FAILED:
+        return True
+    # A malformed answer is a server fault as far as failover is concerned.
+    as_class = Outcome.SERVER_ERROR if outcome == Outcome.INVALID_RESPONSE else outcome
+    return any(r.value == as_class.value for r in retry_on)
 
 
 def _backoff(job: Job, attempts: int) -> float:

@@ -80,6 +80,8 @@ SCENARIOS: dict[str, tuple[tuple[Member, ...], dict[str, Any]]] = {
     "stream-cut-early": (AB, {}),
     "breaker": (AB, {}),
     "breaker-trial": (AB, {}),
+    "malformed": (AB, {}),
+    "all-429": (AB, {}),
 }
 
 
@@ -543,3 +545,30 @@ def test_breaker_trial_answered_with_a_client_error_does_not_block_the_provider(
     # That said nothing against the provider; it must stay usable, not wait forever on a trial.
     assert world.router.excluded("breaker-trial") == {}
     _served_by(world.chat("breaker-trial"), "breaker-trial-a", attempts=1)
+
+
+def test_malformed_answer_moves_to_the_next_provider(world: World) -> None:
+    broken, good = world.fake("malformed", "a"), world.fake("malformed", "b")
+    broken.set_faults(malformed=True)
+    _served_by(world.chat("malformed"), "malformed-b", attempts=2)
+    assert len(broken.seen) == 1
+    assert len(good.seen) == 1
+    broken.clear_faults()
+
+
+def test_every_provider_saying_429_is_a_429_with_retry_after(world: World) -> None:
+    a, b = world.fake("all-429", "a"), world.fake("all-429", "b")
+    a.set_faults(status=429)  # no Retry-After from upstream
+    b.set_faults(status=429)
+    first = world.chat("all-429")
+    assert first.status_code == 429
+    assert int(first.headers["retry-after"]) >= 1
+    assert first.json()["error"]["type"] == "rate_limit_error"
+    # Both are cooling now: the router answers 429 itself, without calling them.
+    calls = len(a.seen) + len(b.seen)
+    again = world.chat("all-429")
+    assert again.status_code == 429
+    assert int(again.headers["retry-after"]) >= 1
+    assert len(a.seen) + len(b.seen) == calls
+    a.clear_faults()
+    b.clear_faults()
