@@ -50,7 +50,10 @@ class RouterState:
     def limiter(self, entry: ProviderEntry) -> ProviderLimiter:
         """The provider's limiter; rebuilt when its rateLimit changes."""
         current = self._limiters.get(entry.name)
-        if current is None or current[0] != entry.spec.rate_limit:
+        # Identity first: a snapshot keeps the same spec objects until something changes.
+        if current is None or (
+            current[0] is not entry.spec.rate_limit and current[0] != entry.spec.rate_limit
+        ):
             current = (entry.spec.rate_limit, ProviderLimiter.from_spec(entry.spec.rate_limit))
             self._limiters[entry.name] = current
         return current[1]
