@@ -16,7 +16,7 @@ import pytest
 from signalbox_providers.fake import FakeProvider, Flavor
 from tests.support import cluster as clusters
 from tests.support.cluster import Cluster
-from tests.support.operator import OperatorProcess, condition, wait_for
+from tests.support.operator import OperatorProcess, condition, free_port, wait_for
 from tests.support.router_process import KubeRouter
 
 MODEL = "gpt-4o-mini"
@@ -135,3 +135,59 @@ def test_traffic_continues_when_the_api_server_stops(
             op.stop()
     finally:
         clusters.stop(name)
+
+
+def test_vllm_pods_with_the_shortest_queue_get_the_traffic(
+    cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    port = free_port("127.0.0.21")
+    busy = FakeProvider("busy", Flavor.VLLM, [MODEL], host="127.0.0.21", port=port)
+    idle = FakeProvider("idle", Flavor.VLLM, [MODEL], host="127.0.0.22", port=port)
+    with busy.running_in_thread(), idle.running_in_thread():
+        busy.state.vllm.waiting = 25.0
+        cluster.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "vllm"},
+                "spec": {"ports": [{"name": "http", "port": 80, "targetPort": port}]},
+            },
+            namespace,
+        )
+        cluster.apply(
+            {
+                "apiVersion": "discovery.k8s.io/v1",
+                "kind": "EndpointSlice",
+                "metadata": {"name": "vllm-1", "labels": {"kubernetes.io/service-name": "vllm"}},
+                # The API server refuses loopback IPs in IPv4 slices; an FQDN slice may name them.
+                "addressType": "FQDN",
+                "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+                "endpoints": [
+                    {"addresses": ["127.0.0.21"], "conditions": {"ready": True}},
+                    {"addresses": ["127.0.0.22"], "conditions": {"ready": True}},
+                ],
+            },
+            namespace,
+        )
+        spec = provider("vllm", "unused", 10)
+        spec["spec"]["type"] = "VLLM"
+        spec["spec"]["endpoint"] = {"service": {"name": "vllm", "port": 80, "path": "/v1"}}
+        cluster.apply(spec, namespace)
+        op = OperatorProcess(cluster, namespace, tmp_path / "operator.log").start()
+        router = KubeRouter(cluster, namespace, tmp_path / "router.log").start()
+        try:
+            wait_for(lambda: _ready(cluster, namespace, "vllm"), 15, "vllm Ready")
+            client = openai.OpenAI(base_url=router.url + "/v1", api_key="x", max_retries=0)
+            time.sleep(4)  # two scrapes of both pods' /metrics
+            before = len([s for s in busy.seen if s.path.endswith("/completions")])
+            for _ in range(10):
+                client.chat.completions.create(
+                    model=MODEL, messages=[{"role": "user", "content": "hi"}]
+                )
+            served_busy = len([s for s in busy.seen if s.path.endswith("/completions")])
+            served_idle = len([s for s in idle.seen if s.path.endswith("/completions")])
+            assert served_busy == before, "the pod with the long queue got no new request"
+            assert served_idle == 10
+        finally:
+            router.stop()
+            op.stop()

@@ -1,0 +1,42 @@
+"""vLLM queue readings and the endpoint choice they steer."""
+
+from __future__ import annotations
+
+from signalbox_api.provider import LLMProviderSpec
+from signalbox_router import queues
+from signalbox_router.snapshot import ProviderEntry
+from signalbox_router.state import RouterState
+
+METRICS = """# HELP vllm:num_requests_waiting Number of requests waiting to be processed.
+# TYPE vllm:num_requests_waiting gauge
+vllm:num_requests_waiting{engine="0",model_name="a"} 3.0
+vllm:num_requests_waiting{engine="0",model_name="b"} 2
+vllm:num_requests_running{engine="0",model_name="a"} 7.0
+"""
+
+
+def test_waiting_sums_every_model() -> None:
+    assert queues.waiting(METRICS) == 5.0
+    assert queues.waiting("vllm:num_requests_waiting 4\n") == 4.0
+    assert queues.waiting("# nothing here\n") is None
+
+
+def _entry(*endpoints: str) -> ProviderEntry:
+    spec = LLMProviderSpec.model_validate(
+        {"type": "VLLM", "endpoint": {"service": {"name": "vllm", "port": 80}}}
+    )
+    return ProviderEntry(name="vllm", spec=spec, endpoints=endpoints)
+
+
+def test_shortest_fresh_queue_wins_then_least_outstanding() -> None:
+    state = RouterState()
+    entry = _entry("http://a/v1", "http://b/v1")
+    assert state.pick_endpoint(entry) == "http://a/v1"  # a tie: the first, by name
+    state.queue_depth["http://a/v1"] = 9.0
+    state.queue_depth["http://b/v1"] = 1.0
+    assert state.pick_endpoint(entry) == "http://b/v1"
+    state.queue_depth.clear()
+    state.started("vllm", "http://a/v1")
+    assert state.pick_endpoint(entry) == "http://b/v1", "least outstanding without queue data"
+    state.finished("vllm", "http://a/v1", ok=True, seconds=0.1)
+    assert state.pick_endpoint(entry) == "http://a/v1"
