@@ -96,7 +96,10 @@ up() {
   local etcd_port peer_port api_port
   etcd_port="$(free_port)"; peer_port="$(free_port)"
   api_port="${SIGNALBOX_APISERVER_PORT:-$(free_port)}"
-  if port_busy "$api_port"; then die "port $api_port is busy (SIGNALBOX_APISERVER_PORT)"; fi
+  if port_busy "$api_port"; then
+    rm -rf "$STATE"
+    die "port $api_port is busy (SIGNALBOX_APISERVER_PORT)"
+  fi
 
   head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$STATE/admin.token"
   echo "$(cat "$STATE/admin.token"),admin,admin,system:masters" >"$STATE/tokens.csv"

@@ -76,6 +76,8 @@ def test_busy_port_is_reported(tmp_path: Path) -> None:
         proc = _run(env, "up")
     assert proc.returncode != 0
     assert f"port {port} is busy" in proc.stderr
+    status = _run({**os.environ, "SIGNALBOX_CLUSTER": "busy"}, "status")
+    assert status.returncode == 1, "nothing is left behind"
 
 
 def test_status_of_a_cluster_that_is_not_running() -> None:
