@@ -76,8 +76,10 @@ def test_busy_port_is_reported(tmp_path: Path) -> None:
         proc = _run(env, "up")
     assert proc.returncode != 0
     assert f"port {port} is busy" in proc.stderr
-    status = _run({**os.environ, "SIGNALBOX_CLUSTER": "busy"}, "status")
-    assert status.returncode == 1, "nothing is left behind"
+    cache = os.environ.get("SIGNALBOX_CACHE") or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "signalbox"
+    )
+    assert not (Path(cache) / "clusters" / "busy").exists(), "nothing is left behind"
 
 
 def test_status_of_a_cluster_that_is_not_running() -> None:
