@@ -120,6 +120,9 @@ class Prober:
         self.circuit = restore(body.get("status"))
         self.written: dict[str, Any] | None = None
         self.written_at: datetime | None = None
+        # The status last written, parsed: the next round's transition times and Events start
+        # from it without parsing the wire form again.
+        self.status: LLMProviderStatus | None = None
         self.last_probe: provider_status.ProbeReport | None = None
         self.last_success: datetime | None = None
         self.window: collections.deque[bool] = collections.deque(maxlen=WINDOW)
@@ -171,20 +174,20 @@ class Prober:
             return IDLE_SECONDS
         resolved = refs.resolve(spec, self.ref.namespace, self.rt.lookups)
         fresh = self.written is None and not self.body.get("status")
-        probed = False
         if not spec.suspend and resolved.ok:
             self.circuit = circuits.advance(self.circuit, now)
-            if self.circuit.state != CircuitState.OPEN:
-                probing_task = asyncio.ensure_future(self._probe(spec, resolved))
-                if fresh:  # show Unknown conditions, unless the first verdict comes quickly
-                    done, _ = await asyncio.wait({probing_task}, timeout=PENDING_AFTER)
-                    if not done:
-                        await self._publish(self._facts(spec, generation, now, resolved, override))
-                await probing_task
-                probed = True
+            if self.circuit.state != CircuitState.OPEN and not fresh:
+                await self._probe(spec, resolved)
+            elif self.circuit.state != CircuitState.OPEN:
+                # A new provider shows Unknown conditions, unless its first verdict comes quickly.
+                probing = asyncio.ensure_future(self._probe(spec, resolved))
+                done, _ = await asyncio.wait({probing}, timeout=PENDING_AFTER)
+                if not done:
+                    await self._publish(self._facts(spec, generation, now, resolved, override))
+                await probing
         now = self.rt.clock()
         await self._publish(self._facts(spec, generation, now, resolved, override))
-        return self._delay(spec, now, probed)
+        return self._delay(spec, now)
 
     async def _probe(self, spec: LLMProviderSpec, resolved: provider_status.Refs) -> None:
         async with self.rt.probe_slots:  # the probe's own timeout starts once it has a slot
@@ -227,7 +230,7 @@ class Prober:
         )
 
     async def _publish(self, facts: provider_status.Facts) -> None:
-        previous = LLMProviderStatus.model_validate(self.written or self.body.get("status") or {})
+        previous = self.status or LLMProviderStatus.model_validate(self.body.get("status") or {})
         status = provider_status.compute(facts, previous.conditions)
         wire = status.to_wire()
         if not provider_status.should_write(self.written, wire, self.written_at, facts.now):
@@ -236,7 +239,7 @@ class Prober:
             self.ref.plural, self.ref.namespace, self.ref.name, wire
         ):
             return
-        self.written, self.written_at = wire, facts.now
+        self.written, self.written_at, self.status = wire, facts.now, status
         await self._announce(previous, status)
         ready = conditions.find(status.conditions, ConditionType.READY)
         state = status.circuit.state if status.circuit else CircuitState.CLOSED
@@ -279,13 +282,13 @@ class Prober:
             now.message or now.reason,
         )
 
-    def _delay(self, spec: LLMProviderSpec, now: datetime, probed: bool) -> float:
+    def _delay(self, spec: LLMProviderSpec, now: datetime) -> float:
         interval = parse_duration(spec.health_check.interval)
         delay = interval * random.uniform(0.9, 1.1)  # noqa: S311 (jitter, not crypto)
         c = self.circuit
         if c.state == CircuitState.OPEN and c.open_until is not None:
             delay = max(0.05, min(delay, (c.open_until - now).total_seconds()))
-        return delay if probed or spec.suspend else min(delay, interval)
+        return delay
 
 
 def _annotation(meta: Mapping[str, Any]) -> str | None:

@@ -17,7 +17,6 @@ import uvicorn
 from signalbox_router import manifests, queues
 from signalbox_router.forwarding import Forwarder
 from signalbox_router.server import RouterApp, Settings
-from signalbox_router.snapshot import Snapshot
 from signalbox_router.state import RouterState
 
 log = logging.getLogger("signalbox_router")
@@ -88,6 +87,7 @@ def build_app(args: argparse.Namespace) -> RouterApp:
         tasks.append(asyncio.create_task(queues.run(state, holder["session"])))
         if args.manifests is not None:
             state.snapshot = manifests.load(args.manifests, args.secrets_dir)
+            state.synced_at = time.monotonic()
             tasks.append(asyncio.create_task(_watch_folder(args, state)))
         else:
             from signalbox_router import watching
@@ -106,12 +106,14 @@ def build_app(args: argparse.Namespace) -> RouterApp:
 
 
 async def _watch_folder(args: argparse.Namespace, state: RouterState) -> None:
+    """Re-read the folder when a file in it changes; the snapshot (and its caches) is replaced
+    only then."""
     seen = manifests.fingerprint(args.manifests)
     while True:
         await asyncio.sleep(2.0)
         now = manifests.fingerprint(args.manifests)
+        state.synced_at = time.monotonic()
         if now == seen:
-            state.snapshot = _touched(state)
             continue
         seen = now
         try:
@@ -119,12 +121,6 @@ async def _watch_folder(args: argparse.Namespace, state: RouterState) -> None:
             log.info("reloaded manifests from %s", args.manifests)
         except manifests.ManifestError as exc:
             log.error("keeping the previous manifests: %s", exc)
-
-
-def _touched(state: RouterState) -> Snapshot:
-    import dataclasses
-
-    return dataclasses.replace(state.snapshot, synced_at=time.monotonic())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,10 +3,10 @@
 Failover rules: ConnectFailure, Timeout, ServerError and RateLimited (as the policy's
 ``retryOn`` allows) move on to the next provider, with back-off, up to ``maxAttempts``;
 400, 404, 413 and 422 from upstream are answered at once; 401/403 count against that provider
-and move on. A 429 cools the provider for its Retry-After (5 s when absent). When every
-provider is at its rate limit the request waits (bounded; critical before standard; sheddable
-is refused at once) and then gets 429 with Retry-After. Nothing is retried once a streamed
-byte reached the client.
+and move on; a malformed answer counts as a server error. A 429 cools the provider for its
+Retry-After (5 s when absent). When every provider is at its rate limit the request waits in
+line, one line per model (bounded; critical before standard; sheddable is refused at once),
+and then gets 429 with Retry-After. Nothing is retried once a streamed byte reached the client.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import aiohttp
 import orjson
 
 from signalbox_api.primitives import parse_duration
-from signalbox_api.provider import ModelSpec
 from signalbox_providers.outcomes import Outcome, classify_status, retry_after_seconds
 from signalbox_providers.translate import anthropic as anthropic_tx
 from signalbox_providers.translate import ollama as ollama_tx
@@ -113,6 +112,15 @@ class Forwarder:
         return cached
 
     async def forward(self, job: Job) -> replies.Reply | replies.StreamReply:
+        ticket = object()  # this request's place in line, should it wait for capacity
+        try:
+            return await self._forward(job, ticket)
+        finally:
+            line = self.state.waiting.get(job.route.model)
+            if line is not None:
+                line.remove(ticket)
+
+    async def _forward(self, job: Job, ticket: object) -> replies.Reply | replies.StreamReply:
         failover = job.route.failover
         deadline = time.monotonic() + parse_duration(failover.retry_after_max_wait)
         attempts, last = 0, None
@@ -130,6 +138,8 @@ class Forwarder:
                     wait = admission.retry_after or 0.05
                     limited = wait if limited is None else min(limited, wait)
                     continue
+                if job.route.model in self.state.waiting:  # let the next in line have its turn
+                    self.state.waiting[job.route.model].remove(ticket)
                 attempts += 1
                 if attempts > 1:
                     await asyncio.sleep(_backoff(job, attempts))
@@ -143,7 +153,7 @@ class Forwarder:
                     return self._give_up(job, last, attempts)
                 self.state.meter.failovers.labels(cand.provider, result.outcome.value).inc()
             if attempts == 0 and limited is not None:
-                if not await self._wait_for_capacity(job, limited, deadline):
+                if not await self._wait_for_capacity(job, ticket, limited, deadline):
                     self.state.meter.limited.labels(job.priority.name.lower()).inc()
                     return replies.error(
                         429,
@@ -170,14 +180,25 @@ class Forwarder:
             )
         return self._give_up(job, last, attempts)
 
-    async def _wait_for_capacity(self, job: Job, wait: float, deadline: float) -> bool:
-        """Wait out a rate limit; False when the request should be refused instead."""
+    async def _wait_for_capacity(
+        self, job: Job, ticket: object, wait: float, deadline: float
+    ) -> bool:
+        """Wait out a rate limit in line: critical first, then standard, first come first
+        served; sheddable requests do not wait. False when the request should be refused."""
         if job.priority == RequestPriority.SHEDDABLE or time.monotonic() + wait > deadline:
             return False
-        self.state.meter.limiter_waits.labels(job.priority.name.lower()).inc()
-        # Critical requests look again sooner, so they take capacity first as it frees.
-        await asyncio.sleep(min(wait, 0.02) if job.priority == RequestPriority.CRITICAL else wait)
-        return True
+        line = self.state.line(job.route.model)
+        if line.enqueued_at(ticket) is None:
+            line.enqueue(ticket, job.priority, time.monotonic())
+            self.state.meter.limiter_waits.labels(job.priority.name.lower()).inc()
+        while True:  # only the head of the line retries; a later critical request overtakes
+            while line.next_to_try() is not ticket:
+                if time.monotonic() + wait > deadline:
+                    return False
+                await asyncio.sleep(0.005)
+            await asyncio.sleep(wait)
+            if line.next_to_try() is ticket:
+                return True
 
     def _give_up(self, job: Job, last: Failure, attempts: int) -> replies.Reply:
         status = _STATUS_FOR.get(last.outcome, 502)
@@ -380,7 +401,7 @@ class _Done:
             code=code,
             seconds=seconds,
             usage=usage,
-            price=_price(self.entry, self.cand.model),
+            price=self.cand.price,
         )
 
     def succeeded(self, usage: tuple[int, int] | None) -> None:
@@ -396,11 +417,6 @@ class _Done:
             self.fwd.state.breakers.neutral(self.entry.name)
         self._book(False, failure.status, usage)
         return failure
-
-
-def _price(entry: ProviderEntry, model: str) -> Any:
-    declared: ModelSpec | None = entry.spec.model(model)
-    return declared.cost if declared else None
 
 
 def _usage_of(payload: Any) -> tuple[int, int] | None:

@@ -13,7 +13,6 @@ import base64
 import logging
 import os
 import re
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -116,7 +115,7 @@ def load(
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             raise ManifestError(f"{path}: {kind} {name}: {where}: {first['msg']}") from exc
-    return Snapshot(providers=providers, policies=tuple(policies), synced_at=time.monotonic())
+    return Snapshot(providers=providers, policies=tuple(policies))
 
 
 def fingerprint(folder: Path) -> tuple[tuple[str, float], ...]:

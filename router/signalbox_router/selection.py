@@ -20,7 +20,7 @@ from typing import Any
 from signalbox_api import selectors
 from signalbox_api.policy import Failover, ProviderRef, RoutingPolicySpec, Strategy
 from signalbox_api.primitives import parse_money
-from signalbox_api.provider import Capability, ModelSpec
+from signalbox_api.provider import Capability, Cost, ModelSpec
 from signalbox_router.snapshot import PolicyEntry, ProviderEntry, Snapshot
 
 
@@ -40,6 +40,7 @@ class Candidate:
     weight: int
     cost: Decimal | None = None  # input + output price per million tokens
     context_window: int | None = None
+    price: Cost | None = None  # the declared prices, for metering
 
 
 @dataclass(frozen=True)
@@ -268,7 +269,8 @@ def _consider(
     priority = ref.priority if ref and ref.priority is not None else entry.spec.priority
     weight = ref.weight if ref and ref.weight is not None else entry.spec.weight
     context = declared.context_window if declared else None
-    return Candidate(entry.name, upstream, priority, weight, _cost(declared), context)
+    price = declared.cost if declared else None
+    return Candidate(entry.name, upstream, priority, weight, _cost(declared), context, price)
 
 
 def order(cands: Sequence[Candidate], strategy: Strategy, view: LocalView) -> list[Candidate]:

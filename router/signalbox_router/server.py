@@ -216,7 +216,7 @@ class RouterApp:
 
     async def readyz(self, scope: Scope, receive: Receive) -> replies.Reply:
         snap = self.state.snapshot
-        age = time.monotonic() - snap.synced_at
+        age = time.monotonic() - self.state.synced_at
         now = time.monotonic()
         eligible = [
             n

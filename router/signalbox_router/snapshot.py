@@ -44,7 +44,6 @@ class PolicyEntry:
 class Snapshot:
     providers: Mapping[str, ProviderEntry] = field(default_factory=dict)
     policies: tuple[PolicyEntry, ...] = ()
-    synced_at: float = 0.0  # monotonic time of the last successful sync with the source
     # Model name → policy, filled as requests ask (a new snapshot starts empty).
     policy_cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     plan_cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)

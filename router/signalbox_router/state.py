@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from signalbox_api.provider import RateLimit
 from signalbox_router.breaker import Breakers
-from signalbox_router.limits import ProviderLimiter
+from signalbox_router.limits import PriorityQueueGate, ProviderLimiter
 from signalbox_router.metering import Meter
 from signalbox_router.selection import LocalView
 from signalbox_router.snapshot import ProviderEntry, Snapshot
@@ -20,6 +20,7 @@ EWMA = 0.2
 @dataclass
 class RouterState:
     snapshot: Snapshot = field(default_factory=Snapshot)
+    synced_at: float = 0.0  # monotonic time the source (cluster or folder) was last read
     meter: Meter = field(default_factory=Meter)
     breakers: Breakers = field(default_factory=Breakers)
     in_flight: dict[str, int] = field(default_factory=dict)
@@ -31,6 +32,8 @@ class RouterState:
     queue_seen: dict[str, float] = field(default_factory=dict)  # when each depth was read
     turn: int = 0
     rng: random.Random = field(default_factory=random.Random)
+    # Requests waiting for rate-limited capacity, one line per model name.
+    waiting: dict[str, PriorityQueueGate[object]] = field(default_factory=dict)
     _limiters: dict[str, tuple[RateLimit | None, ProviderLimiter]] = field(default_factory=dict)
 
     def view(self) -> LocalView:
@@ -46,6 +49,12 @@ class RouterState:
             turn=self.turn,
             rng=self.rng,
         )
+
+    def line(self, model: str) -> PriorityQueueGate[object]:
+        line = self.waiting.get(model)
+        if line is None:
+            line = self.waiting[model] = PriorityQueueGate()
+        return line
 
     def limiter(self, entry: ProviderEntry) -> ProviderLimiter:
         """The provider's limiter; rebuilt when its rateLimit changes."""

@@ -36,7 +36,8 @@ class Call:
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
-def _headers(entry: ProviderEntry) -> dict[str, str]:
+def headers_for(entry: ProviderEntry) -> dict[str, str]:
+    """The provider's request headers (auth included); callers may cache them per entry."""
     header = entry.spec.auth.header if entry.spec.auth else None
     out = dialects.dialect(entry.spec.type).headers(entry.api_key, header)
     out["Content-Type"] = "application/json"
@@ -53,11 +54,6 @@ def _openai_body(body: Mapping[str, Any], model: str) -> dict[str, Any]:
     return out
 
 
-def headers_for(entry: ProviderEntry) -> dict[str, str]:
-    """The provider's request headers (auth included); callers may cache them per entry."""
-    return _headers(entry)
-
-
 def build(
     entry: ProviderEntry,
     base_url: str,
@@ -71,7 +67,7 @@ def build(
     kind_path = "/chat/completions" if kind == "chat" else "/embeddings"
     ptype = entry.spec.type
     if headers is None:
-        headers = _headers(entry)
+        headers = headers_for(entry)
     if ptype in _OPENAI_STYLE:
         return Call(base_url.rstrip("/") + kind_path, _openai_body(body, model), "openai", headers)
     root = dialects.root_of(base_url)

@@ -114,7 +114,7 @@ def build(store: Store, namespace: str) -> Snapshot:
                     created=str(obj["metadata"].get("creationTimestamp")),
                 )
             )
-    return Snapshot(providers=providers, policies=tuple(policies), synced_at=store.synced_at)
+    return Snapshot(providers=providers, policies=tuple(policies))
 
 
 @dataclass(frozen=True)
@@ -229,5 +229,6 @@ async def run(state: RouterState, namespace: str, resync: float) -> None:
             dirty.clear()
             await asyncio.sleep(0.05)  # one rebuild for a burst of events
             state.snapshot = build(store, namespace)
+            state.synced_at = store.synced_at
     finally:
         stop.set()

@@ -40,6 +40,7 @@ SCENARIOS: dict[str, tuple[list[dict[str, Any] | None], dict[str, Any]]] = {
     "refuse": ([{"requestsPerMinute": 1}], {"retryAfterMaxWait": "2s"}),
     "bounded": ([{"requestsPerMinute": 60}], {"retryAfterMaxWait": "500ms"}),
     "priority": ([{"requestsPerMinute": 60}], {}),
+    "line": ([{"requestsPerMinute": 60}], {}),
     "concurrency": ([{"maxConcurrency": 1}, None], {}),
     "concurrency-alone": ([{"maxConcurrency": 1}], {}),
 }
@@ -222,3 +223,22 @@ def test_an_invalid_priority_header_is_a_400(world: World, value: str) -> None:
     assert error["code"] == "invalid_header"
     assert error["type"] == "invalid_request_error"
     assert len(world.fake("wait", 0).seen) == before
+
+
+async def test_waiting_critical_requests_overtake_standard_ones(
+    world: World, http: httpx.AsyncClient
+) -> None:
+    assert _provider(chat(world, "line")) == "line-0"  # uses the one request of this second
+    done: list[str] = []
+
+    async def ask(priority: str, delay: float) -> httpx.Response:
+        await asyncio.sleep(delay)
+        resp = await http.post(
+            "/v1/chat/completions", json=_body("line"), headers={"x-signalbox-priority": priority}
+        )
+        done.append(priority)
+        return resp
+
+    standard, critical = await asyncio.gather(ask("standard", 0.0), ask("critical", 0.15))
+    assert standard.status_code == critical.status_code == 200
+    assert done == ["critical", "standard"], "the later critical request was served first"
