@@ -15,12 +15,12 @@ import asyncio
 import functools
 import json
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import orjson
+from multidict import CIMultiDict
 
 from signalbox_api.primitives import parse_duration
 from signalbox_providers.outcomes import Outcome, classify_status, retry_after_seconds
@@ -28,6 +28,7 @@ from signalbox_providers.translate import anthropic as anthropic_tx
 from signalbox_providers.translate import ollama as ollama_tx
 from signalbox_providers.translate.openai_format import TranslationError, kind_for_status
 from signalbox_router import replies, streaming, upstream
+from signalbox_router.deadlines import Deadlines
 from signalbox_router.inspection import Kind
 from signalbox_router.limits import ProviderLimiter, RequestPriority, estimate_tokens
 from signalbox_router.selection import Candidate, Route
@@ -48,7 +49,7 @@ class Failure:
     retry_after: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass
 class Job:
     kind: Kind
     body: dict[str, Any]
@@ -56,6 +57,7 @@ class Job:
     priority: RequestPriority
     stream: bool
     client_usage: bool
+    raw: bytes | None = None  # the body as the client sent it
 
     @functools.cached_property
     def estimate(self) -> int:
@@ -66,10 +68,16 @@ class Job:
         return self.estimate if limiter.tokens is not None else 0
 
 
-def job_for(kind: Kind, body: dict[str, Any], route: Route, priority: RequestPriority) -> Job:
+def job_for(
+    kind: Kind,
+    body: dict[str, Any],
+    route: Route,
+    priority: RequestPriority,
+    raw: bytes | None = None,
+) -> Job:
     stream = kind == "chat" and bool(body.get("stream"))
     usage = stream and bool((body.get("stream_options") or {}).get("include_usage"))
-    return Job(kind, body, route, priority, stream, usage)
+    return Job(kind, body, route, priority, stream, usage, raw)
 
 
 @dataclass(frozen=True)
@@ -77,25 +85,22 @@ class _PerProvider:
     """What every request to one provider reuses, worked out once per snapshot entry."""
 
     entry: ProviderEntry
-    headers: Mapping[str, str]
-    plain: aiohttp.ClientTimeout
-    streaming: aiohttp.ClientTimeout
+    headers: CIMultiDict[str]
+    connect: aiohttp.ClientTimeout  # aiohttp times new connections only; the rest is ours
     first_token: float
     stream_idle: float
+    request: float
 
     @classmethod
     def of(cls, entry: ProviderEntry) -> _PerProvider:
         t = entry.spec.timeouts
-        connect, first = parse_duration(t.connect), parse_duration(t.first_token)
         return cls(
             entry=entry,
-            headers=upstream.headers_for(entry),
-            plain=aiohttp.ClientTimeout(
-                total=parse_duration(t.request), connect=connect, sock_read=first
-            ),
-            streaming=aiohttp.ClientTimeout(total=None, connect=connect),
-            first_token=first,
+            headers=CIMultiDict(upstream.headers_for(entry)),
+            connect=aiohttp.ClientTimeout(total=None, sock_connect=parse_duration(t.connect)),
+            first_token=parse_duration(t.first_token),
             stream_idle=parse_duration(t.stream_idle),
+            request=parse_duration(t.request),
         )
 
 
@@ -103,6 +108,7 @@ class Forwarder:
     def __init__(self, session: aiohttp.ClientSession, state: RouterState) -> None:
         self.session = session
         self.state = state
+        self.deadlines = Deadlines()
         self._per_provider: dict[str, _PerProvider] = {}
 
     def _prepared(self, entry: ProviderEntry) -> _PerProvider:
@@ -222,27 +228,35 @@ class Forwarder:
         prepared = self._prepared(entry)
         try:
             call = upstream.build(
-                entry, endpoint, job.kind, job.body, cand.model, headers=prepared.headers
+                entry,
+                endpoint,
+                job.kind,
+                job.body,
+                cand.model,
+                headers=prepared.headers,
+                raw=job.raw,
             )
         except (upstream.Unsupported, TranslationError) as exc:
             limiter.release(time.monotonic(), job.tokens_for(limiter), 0)
             return replies.error(400, str(exc), code="unsupported_request")
-        timeout = prepared.streaming if job.stream else prepared.plain
         started = time.monotonic()
         self.state.started(entry.name, endpoint)
         self.state.breakers.before_request(entry.name, started)
         done = _Done(
-            self, job, entry=entry, cand=cand, limiter=limiter, endpoint=endpoint, started=started
+            self,
+            job,
+            entry=entry,
+            cand=cand,
+            limiter=limiter,
+            endpoint=endpoint,
+            started=started,
+            prepared=prepared,
         )
         try:
-            request = self.session.post(
-                call.url, data=orjson.dumps(call.body), headers=call.headers, timeout=timeout
-            )
-            if job.stream:
-                async with asyncio.timeout(prepared.first_token):
-                    resp = await request
-            else:
-                resp = await request
+            with self.deadlines.at(done.first_byte_due):
+                resp = await self.session.post(
+                    call.url, data=call.data(), headers=call.headers, timeout=prepared.connect
+                )
         except (TimeoutError, aiohttp.ServerTimeoutError):
             return done.failed(Failure(Outcome.TIMEOUT, 504, f"{entry.name}: timed out"))
         except aiohttp.ClientError as exc:
@@ -263,8 +277,13 @@ class Forwarder:
         wire: upstream.Wire,
         headers: replies.Headers,
     ) -> replies.Reply | Failure:
-        raw = await resp.content.read(MAX_ERROR_BODY)
-        resp.release()
+        try:
+            with self.deadlines.at(done.due):
+                raw = await resp.content.read(MAX_ERROR_BODY)
+        except (TimeoutError, aiohttp.ClientError):
+            raw = b""
+        finally:
+            resp.release()
         try:
             parsed = json.loads(raw) if raw else None
         except ValueError:
@@ -294,7 +313,8 @@ class Forwarder:
         headers: replies.Headers,
     ) -> replies.Reply | Failure:
         try:
-            raw = await resp.read()
+            with self.deadlines.at(done.due):
+                raw = await resp.read()
             payload = orjson.loads(raw)
             if wire != "openai":
                 convert = (
@@ -323,9 +343,8 @@ class Forwarder:
         wire: upstream.Wire,
         headers: replies.Headers,
     ) -> replies.StreamReply | Failure:
-        t = done.entry.spec.timeouts
         try:
-            async with asyncio.timeout(parse_duration(t.first_token)):
+            with self.deadlines.at(done.first_byte_due):
                 first = await resp.content.readany()
         except (TimeoutError, aiohttp.ClientError) as exc:
             resp.release()
@@ -338,8 +357,8 @@ class Forwarder:
             return done.failed(
                 Failure(Outcome.INVALID_RESPONSE, 502, f"{done.entry.name}: empty stream")
             )
-        self.state.meter.ttft.labels(done.job.route.model, done.entry.name).observe(
-            time.monotonic() - done.started
+        self.state.meter.first_token(
+            done.job.route.model, done.entry.name, time.monotonic() - done.started
         )
         result = streaming.StreamResult()
         chunks = streaming.relay(
@@ -348,7 +367,7 @@ class Forwarder:
             wire=wire,
             model=done.cand.model,
             client_usage=done.job.client_usage,
-            idle=parse_duration(t.stream_idle),
+            timing=streaming.Timing(self.deadlines, done.prepared.stream_idle, done.due),
             result=result,
         )
         return replies.StreamReply(
@@ -384,9 +403,13 @@ class _Done:
         limiter: ProviderLimiter,
         endpoint: str,
         started: float,
+        prepared: _PerProvider,
     ) -> None:
         self.fwd, self.job, self.entry, self.cand = fwd, job, entry, cand
         self.limiter, self.endpoint, self.started = limiter, endpoint, started
+        self.prepared = prepared
+        self.due = started + prepared.request  # the whole request, streaming included
+        self.first_byte_due = min(started + prepared.first_token, self.due)
 
     def _book(self, ok: bool, code: int, usage: tuple[int, int] | None) -> None:
         now = time.monotonic()

@@ -37,6 +37,9 @@ class Admission:
     reason: str  # "requests", "tokens", "concurrency"; "" when admitted
 
 
+ADMITTED = Admission(admitted=True, retry_after=0.0, reason="")
+
+
 class Window(Protocol):
     """One per-minute budget; a cost is a request (1) or tokens."""
 
@@ -212,22 +215,25 @@ class ProviderLimiter:
 
     def try_acquire(self, now: float, estimated_tokens: int) -> Admission:
         """Admit if every limit admits; a refusal records nothing and names the longest wait."""
-        tokens = max(0, estimated_tokens)
-        charges = ((self.requests, 1, "requests"), (self.tokens, tokens, "tokens"))
-        refusals: list[tuple[float, str]] = []
-        if self.max_concurrency is not None and self._in_flight >= self.max_concurrency:
-            refusals.append((0.0, "concurrency"))
-        for window, cost, reason in charges:
-            if window is not None and (wait := window.wait(now, cost)) > 0.0:
-                refusals.append((wait, reason))
-        if refusals:
+        requests, tokens, cost = self.requests, self.tokens, max(0, estimated_tokens)
+        busy = self.max_concurrency is not None and self._in_flight >= self.max_concurrency
+        wait_requests = requests.wait(now, 1) if requests is not None else 0.0
+        wait_tokens = tokens.wait(now, cost) if tokens is not None else 0.0
+        if busy or wait_requests > 0.0 or wait_tokens > 0.0:
+            refusals = [(0.0, "concurrency")] if busy else []
+            refusals += [
+                (wait, reason)
+                for wait, reason in ((wait_requests, "requests"), (wait_tokens, "tokens"))
+                if wait > 0.0
+            ]
             wait, reason = max(refusals, key=lambda refusal: refusal[0])
             return Admission(admitted=False, retry_after=wait, reason=reason)
-        for window, cost, _ in charges:
-            if window is not None:
-                window.adjust(now, cost)
+        if requests is not None:
+            requests.adjust(now, 1)
+        if tokens is not None:
+            tokens.adjust(now, cost)
         self._in_flight += 1
-        return Admission(admitted=True, retry_after=0.0, reason="")
+        return ADMITTED
 
     def release(self, now: float, estimated_tokens: int, actual_tokens: int | None = None) -> None:
         """Free the concurrency slot; charge or refund ``actual - estimated`` tokens if known."""

@@ -1,18 +1,21 @@
 """Usage and cost metering: Prometheus metrics and the JSON usage summary.
 
 Tokens come from the upstream's own usage (the router asks OpenAI-style streams for it); cost
-is tokens times the model's declared prices. Nothing here ever sees keys or prompts.
+is tokens times the model's declared prices. Nothing here ever sees keys or prompts. What every
+request touches is kept with plain arithmetic (the request path takes no locks) and turned into
+Prometheus metrics when it scrapes.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 import prometheus_client as prom
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from signalbox_api.primitives import parse_money
 from signalbox_api.provider import Cost
@@ -21,26 +24,50 @@ _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120
 _MILLION = Decimal(1_000_000)
 
 
+class Histogram:
+    """Counts per bucket (``le``: at most the bound) and the sum of what was observed."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        out: list[tuple[str, float]] = []
+        running = 0
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            running += count
+            out.append(("+Inf" if bound == float("inf") else repr(float(bound)), running))
+        return out
+
+
 @dataclass
 class _Row:
-    """Totals of one (model, provider) pair; published to Prometheus when it scrapes."""
+    """Totals of one (model, provider) pair."""
 
-    latency: Any = None
+    latency: Histogram = field(default_factory=lambda: Histogram(_LATENCY))
+    ttft: Histogram = field(default_factory=lambda: Histogram(_LATENCY))
     codes: dict[int, int] = field(default_factory=dict)
     requests: int = 0
     successes: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
-    cost: dict[str, Decimal] = field(default_factory=dict)
+    # Tokens by the prices they were served at: (input, output per million, currency).
+    priced: dict[tuple[str, str, str], list[int]] = field(default_factory=dict)
     seconds: float = 0.0
 
-
-def cost_of(cost: Cost | None, prompt: int, completion: int) -> Decimal:
-    if cost is None:
-        return Decimal(0)
-    return (
-        parse_money(cost.input_per_m_tok) * prompt + parse_money(cost.output_per_m_tok) * completion
-    ) / _MILLION
+    def cost(self) -> dict[str, Decimal]:
+        out: dict[str, Decimal] = {}
+        for (per_in, per_out, currency), (prompt, completion) in list(self.priced.items()):
+            spent = (parse_money(per_in) * prompt + parse_money(per_out) * completion) / _MILLION
+            out[currency] = out.get(currency, Decimal(0)) + spent
+        return out
 
 
 class Meter:
@@ -52,30 +79,11 @@ class Meter:
             ["provider", "outcome"],
             registry=r,
         )
-        self.attempts = prom.Histogram(
-            "signalbox_router_attempts",
-            "Attempts per request.",
-            buckets=(1, 2, 3, 4, 5, 10),
-            registry=r,
-        )
+        self.attempts = Histogram((1, 2, 3, 4, 5, 10))
         self.failovers = prom.Counter(
             "signalbox_router_failovers_total",
             "Requests moved on from a provider, by the reason.",
             ["provider", "outcome"],
-            registry=r,
-        )
-        self.latency = prom.Histogram(
-            "signalbox_router_request_duration_seconds",
-            "Time to the whole answer.",
-            ["model", "provider"],
-            buckets=_LATENCY,
-            registry=r,
-        )
-        self.ttft = prom.Histogram(
-            "signalbox_router_time_to_first_token_seconds",
-            "Time to the first streamed chunk.",
-            ["model", "provider"],
-            buckets=_LATENCY,
             registry=r,
         )
         self.limiter_waits = prom.Counter(
@@ -96,8 +104,7 @@ class Meter:
     def _row(self, model: str, provider: str) -> _Row:
         row = self._rows.get((model, provider))
         if row is None:
-            row = _Row(latency=self.latency.labels(model, provider))
-            self._rows[(model, provider)] = row
+            row = self._rows[(model, provider)] = _Row()
         return row
 
     def record(
@@ -110,7 +117,7 @@ class Meter:
         usage: tuple[int, int] | None = None,
         price: Cost | None = None,
     ) -> None:
-        """Count one answered request; plain arithmetic, so the hot path takes no locks."""
+        """Count one answered request."""
         row = self._row(model, provider)
         row.codes[code] = row.codes.get(code, 0) + 1
         row.requests += 1
@@ -118,17 +125,24 @@ class Meter:
         if code < 400:
             row.successes += 1
             row.latency.observe(seconds)
-        if usage is not None:
-            prompt, completion = usage
-            row.tokens_in += prompt
-            row.tokens_out += completion
-            spent = cost_of(price, prompt, completion)
-            if spent:
-                currency = price.currency if price else "USD"
-                row.cost[currency] = row.cost.get(currency, Decimal(0)) + spent
+        if usage is None:
+            return
+        prompt, completion = usage
+        row.tokens_in += prompt
+        row.tokens_out += completion
+        if price is not None:  # priced at scrape time, exactly
+            key = (price.input_per_m_tok, price.output_per_m_tok, price.currency)
+            totals = row.priced.get(key)
+            if totals is None:
+                totals = row.priced[key] = [0, 0]
+            totals[0] += prompt
+            totals[1] += completion
+
+    def first_token(self, model: str, provider: str, seconds: float) -> None:
+        self._row(model, provider).ttft.observe(seconds)
 
     def collect(self) -> Iterator[Metric]:
-        """The per-request counters, built from the totals at scrape time."""
+        """The per-request metrics, built from the totals at scrape time."""
         requests = CounterMetricFamily(
             "signalbox_router_requests",
             "Requests answered, by model, provider and status code.",
@@ -144,14 +158,29 @@ class Meter:
             "Cost from declared prices.",
             labels=["model", "provider", "currency"],
         )
+        latency = HistogramMetricFamily(
+            "signalbox_router_request_duration_seconds",
+            "Time to the whole answer.",
+            labels=["model", "provider"],
+        )
+        ttft = HistogramMetricFamily(
+            "signalbox_router_time_to_first_token_seconds",
+            "Time to the first streamed chunk.",
+            labels=["model", "provider"],
+        )
+        attempts = HistogramMetricFamily("signalbox_router_attempts", "Attempts per request.")
+        attempts.add_metric([], self.attempts.cumulative(), self.attempts.total)
         for (model, provider), row in list(self._rows.items()):
-            for code, count in row.codes.items():
+            for code, count in list(row.codes.items()):
                 requests.add_metric([model, provider, str(code)], count)
             tokens.add_metric([model, provider, "input"], row.tokens_in)
             tokens.add_metric([model, provider, "output"], row.tokens_out)
-            for currency, amount in row.cost.items():
+            for currency, amount in row.cost().items():
                 cost.add_metric([model, provider, currency], float(amount))
-        yield from (requests, tokens, cost)
+            latency.add_metric([model, provider], row.latency.cumulative(), row.latency.total)
+            if any(row.ttft.counts):
+                ttft.add_metric([model, provider], row.ttft.cumulative(), row.ttft.total)
+        yield from (requests, tokens, cost, latency, ttft, attempts)
 
     def summary(self) -> dict[str, Any]:
         """The JSON usage summary per model and provider."""
@@ -163,7 +192,7 @@ class Meter:
                     "provider": provider,
                     "request_count": row.requests,
                     "total_tokens": row.tokens_in + row.tokens_out,
-                    "total_cost": str(sum(row.cost.values(), Decimal(0)).normalize()),
+                    "total_cost": str(sum(row.cost().values(), Decimal(0)).normalize()),
                     "avg_response_time": round(row.seconds / row.requests, 4)
                     if row.requests
                     else 0,

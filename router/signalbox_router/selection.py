@@ -10,6 +10,7 @@ group is ordered by the policy's strategy. Failover walks the resulting list in 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from signalbox_api.provider import Capability, Cost, ModelSpec
 from signalbox_router.snapshot import PolicyEntry, ProviderEntry, Snapshot
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Needs:
     """What the request requires of a model."""
 
@@ -49,7 +50,7 @@ class Excluded:
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Route:
     model: str
     policy: str | None
@@ -164,6 +165,10 @@ class Plan:
     excluded: tuple[Excluded, ...]
     failover: Failover
 
+    @functools.cached_property
+    def groups(self) -> tuple[tuple[Candidate, ...], ...]:
+        return priority_groups(self.eligible)
+
 
 def plan(model: str, needs: Needs, snap: Snapshot) -> Plan:
     """Providers that could serve ``model`` at all; raises UnknownModel when none could."""
@@ -214,20 +219,23 @@ def route(model: str, needs: Needs, snap: Snapshot, view: LocalView) -> Route:
         if len(snap.plan_cache) > _PLAN_CACHE_LIMIT:
             snap.plan_cache.clear()
         cached = snap.plan_cache[key] = plan(model, Needs(needs.capabilities), snap)
-    eligible: list[Candidate] = []
-    excluded = list(cached.excluded)
-    for cand in cached.eligible:
-        reason = _dynamic_check(cand, needs, view)
-        if reason is None:
-            eligible.append(cand)
-        else:
-            excluded.append(Excluded(cand.provider, reason))
+    ordered: list[Candidate] = []
+    dropped: list[Excluded] = []
+    for group in cached.groups:
+        fit = []
+        for cand in group:
+            reason = _dynamic_check(cand, needs, view)
+            if reason is None:
+                fit.append(cand)
+            else:
+                dropped.append(Excluded(cand.provider, reason))
+        ordered += fit if len(fit) < 2 else _ORDER[cached.strategy](fit, view)
     return Route(
         model=model,
         policy=cached.policy,
         strategy=cached.strategy,
-        ordered=tuple(order(eligible, cached.strategy, view)),
-        excluded=tuple(excluded),
+        ordered=tuple(ordered),
+        excluded=cached.excluded + tuple(dropped) if dropped else cached.excluded,
         failover=cached.failover,
     )
 
@@ -273,12 +281,17 @@ def _consider(
     return Candidate(entry.name, upstream, priority, weight, _cost(declared), context, price)
 
 
+def priority_groups(cands: Sequence[Candidate]) -> tuple[tuple[Candidate, ...], ...]:
+    """Candidates grouped by priority, lowest first; each group sorted by provider name."""
+    by_priority = sorted(cands, key=lambda c: (c.priority, c.provider))
+    return tuple(tuple(group) for _, group in groupby(by_priority, key=lambda c: c.priority))
+
+
 def order(cands: Sequence[Candidate], strategy: Strategy, view: LocalView) -> list[Candidate]:
     """Priority groups, lowest first; each group ordered by ``strategy``."""
     out: list[Candidate] = []
-    by_priority = sorted(cands, key=lambda c: c.priority)
-    for _, group in groupby(by_priority, key=lambda c: c.priority):
-        out += _ORDER[strategy](sorted(group, key=lambda c: c.provider), view)
+    for group in priority_groups(cands):
+        out += _ORDER[strategy](list(group), view)
     return out
 
 

@@ -110,7 +110,8 @@ class RouterApp:
                 )
             )
 
-    async def _read_json(self, receive: Receive) -> Any:
+    async def _read_json(self, receive: Receive) -> tuple[bytes, Any]:
+        """The body as sent, and parsed."""
         chunks, size = [], 0
         while True:
             message = await receive()
@@ -127,8 +128,9 @@ class RouterApp:
             chunks.append(chunk)
             if not message.get("more_body"):
                 break
+        raw = b"".join(chunks)
         try:
-            return orjson.loads(b"".join(chunks))
+            return raw, orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise _Refused(
                 replies.error(
@@ -140,8 +142,9 @@ class RouterApp:
         self, scope: Scope, receive: Receive, kind: inspection.Kind
     ) -> replies.Reply | replies.StreamReply:
         priority = _priority(scope)
+        raw, parsed = await self._read_json(receive)
         try:
-            body = inspection.validate(await self._read_json(receive), kind)
+            body = inspection.validate(parsed, kind)
         except inspection.InvalidRequest as exc:
             return replies.error(400, str(exc), param=exc.param, code="invalid_request")
         try:
@@ -156,7 +159,7 @@ class RouterApp:
                 param="model",
             )
         assert self.forwarder is not None, "the forwarder is set at startup"
-        return await self.forwarder.forward(job_for(kind, body, route, priority))
+        return await self.forwarder.forward(job_for(kind, body, route, priority, raw))
 
     async def chat(self, scope: Scope, receive: Receive) -> replies.Reply | replies.StreamReply:
         return _stamped(await self._model_call(scope, receive, "chat"))

@@ -30,25 +30,26 @@ class RouterState:
     latency: dict[str, float] = field(default_factory=dict)
     queue_depth: dict[str, float] = field(default_factory=dict)  # vLLM waiting, by endpoint
     queue_seen: dict[str, float] = field(default_factory=dict)  # when each depth was read
-    turn: int = 0
     rng: random.Random = field(default_factory=random.Random)
     # Requests waiting for rate-limited capacity, one line per model name.
     waiting: dict[str, PriorityQueueGate[object]] = field(default_factory=dict)
     _limiters: dict[str, tuple[RateLimit | None, ProviderLimiter]] = field(default_factory=dict)
 
-    def view(self) -> LocalView:
-        now = time.monotonic()
-        self.turn += 1
-        return LocalView(
-            breaker_open=lambda name: self.breakers.is_open(name, now),
-            cooling=lambda name: self.breakers.cooling(name, now),
+    def __post_init__(self) -> None:
+        self._view = LocalView(
+            breaker_open=lambda name: self.breakers.is_open(name, time.monotonic()),
+            cooling=lambda name: self.breakers.cooling(name, time.monotonic()),
             in_flight=self.in_flight,
             last_used=self.last_used,
             success_rate=self.success_rate,
             latency=self.latency,
-            turn=self.turn,
             rng=self.rng,
         )
+
+    def view(self) -> LocalView:
+        """What selection may know of this process, for one request (it turns round robin)."""
+        self._view.turn += 1
+        return self._view
 
     def line(self, model: str) -> PriorityQueueGate[object]:
         line = self.waiting.get(model)

@@ -8,8 +8,8 @@ reached the client, nothing is retried.
 
 from __future__ import annotations
 
-import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,11 +21,21 @@ from signalbox_providers.translate.anthropic import AnthropicStream
 from signalbox_providers.translate.ollama import OllamaStream
 from signalbox_providers.translate.openai_format import UpstreamStreamError
 from signalbox_router import replies
+from signalbox_router.deadlines import Deadlines
 from signalbox_router.upstream import Wire
 
 
 class StreamBroken(Exception):
     """The upstream stream ended badly after the client got its first bytes."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How long the stream may go quiet, and when the whole request must be over."""
+
+    deadlines: Deadlines
+    idle: float
+    due: float
 
 
 @dataclass
@@ -113,7 +123,7 @@ async def relay(
     wire: Wire,
     model: str,
     client_usage: bool,
-    idle: float,
+    timing: Timing,
     result: StreamResult,
 ) -> AsyncIterator[bytes]:
     """Yield the client's bytes; fill ``result`` as the stream ends, well or badly."""
@@ -130,7 +140,7 @@ async def relay(
                 yield b"".join(pieces)  # one write per upstream read, not per event
             if translator.done:
                 break
-            async with asyncio.timeout(idle):  # no task per read, unlike wait_for
+            with timing.deadlines.at(min(time.monotonic() + timing.idle, timing.due)):
                 data = await resp.content.readany()
         if not translator.done:
             raise StreamBroken("the upstream stream ended early")
@@ -142,7 +152,7 @@ async def relay(
         UpstreamStreamError,
         ValueError,
     ) as exc:
-        result.error = _describe(exc)
+        result.error = _describe(exc, timing)
         yield replies.sse(
             replies.error_body(
                 502, f"upstream stream failed: {result.error}", code="upstream_stream_error"
@@ -153,8 +163,10 @@ async def relay(
         resp.release()
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, timing: Timing) -> str:
     if isinstance(exc, TimeoutError):
+        if time.monotonic() >= timing.due:
+            return "the request timeout passed"
         return "no data within the stream idle timeout"
     if isinstance(exc, StreamBroken | UpstreamStreamError):
         return str(exc)[:300]

@@ -1,15 +1,18 @@
 """How a request is sent to one provider: URL, headers and body per provider type.
 
 OpenAI, OpenAI-compatible, vLLM and LocalAI get the request untouched except the model name,
-auth and, for streams, the option that asks for usage. Azure OpenAI gets its deployment URL.
+auth and, for streams, the option that asks for usage; when neither needs changing, they get the
+client's own bytes. Azure OpenAI gets its deployment URL.
 Anthropic and Ollama get a translated body (``signalbox_providers.translate``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
+
+import orjson
 
 from signalbox_api.provider import ProviderType
 from signalbox_providers import dialects
@@ -28,12 +31,19 @@ class Unsupported(ValueError):
     """The provider type cannot serve this kind of request."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Call:
     url: str
-    body: dict[str, Any]
+    body: Mapping[str, Any]
     wire: Wire
-    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    headers: Mapping[str, str]
+    raw: bytes | None = None  # the client's own bytes, when ``body`` is sent unchanged
+
+    def __repr__(self) -> str:  # never the headers: they carry the key
+        return f"Call(url={self.url!r}, wire={self.wire!r})"
+
+    def data(self) -> bytes:
+        return self.raw if self.raw is not None else orjson.dumps(self.body)
 
 
 def headers_for(entry: ProviderEntry) -> dict[str, str]:
@@ -44,10 +54,17 @@ def headers_for(entry: ProviderEntry) -> dict[str, str]:
     return out
 
 
-def _openai_body(body: Mapping[str, Any], model: str) -> dict[str, Any]:
+def _openai_body(body: Mapping[str, Any], model: str) -> Mapping[str, Any]:
+    """The body with the upstream model name and, for a stream, usage asked for; ``body``
+    itself when nothing changes."""
+    stream = body.get("stream")
+    if body.get("model") == model and (
+        not stream or (body.get("stream_options") or {}).get("include_usage") is True
+    ):
+        return body
     out = dict(body)
     out["model"] = model
-    if out.get("stream"):
+    if stream:
         options = dict(out.get("stream_options") or {})
         options["include_usage"] = True  # for metering; stripped again if the client did not ask
         out["stream_options"] = options
@@ -62,25 +79,29 @@ def build(
     model: str,
     *,
     headers: Mapping[str, str] | None = None,
+    raw: bytes | None = None,
 ) -> Call:
-    """The upstream call for ``body`` on ``entry`` at ``base_url``, asking for ``model``."""
+    """The upstream call for ``body`` (whose bytes are ``raw``, when known) on ``entry`` at
+    ``base_url``, asking for ``model``."""
     kind_path = "/chat/completions" if kind == "chat" else "/embeddings"
     ptype = entry.spec.type
     if headers is None:
         headers = headers_for(entry)
     if ptype in _OPENAI_STYLE:
-        return Call(base_url.rstrip("/") + kind_path, _openai_body(body, model), "openai", headers)
-    root = dialects.root_of(base_url)
-    if ptype == ProviderType.AZURE_OPENAI:
-        version = entry.spec.azure.api_version if entry.spec.azure else "2024-10-21"
-        url = f"{root}/openai/deployments/{model}{kind_path}?api-version={version}"
-        return Call(url, _openai_body(body, model), "openai", headers)
-    if ptype == ProviderType.OLLAMA:
-        if kind == "embeddings":
-            return Call(f"{root}/v1/embeddings", _openai_body(body, model), "openai", headers)
-        return Call(f"{root}/api/chat", ollama.to_ollama(body, model), "ollama", headers)
-    if kind == "embeddings":
-        raise Unsupported(f"{ptype.value} providers do not serve embeddings")
-    return Call(
-        f"{root}/v1/messages", anthropic_request.to_anthropic(body, model), "anthropic", headers
-    )
+        url = base_url.rstrip("/") + kind_path
+    else:
+        root = dialects.root_of(base_url)
+        if ptype == ProviderType.AZURE_OPENAI:
+            version = entry.spec.azure.api_version if entry.spec.azure else "2024-10-21"
+            url = f"{root}/openai/deployments/{model}{kind_path}?api-version={version}"
+        elif ptype == ProviderType.OLLAMA and kind == "embeddings":
+            url = f"{root}/v1/embeddings"
+        elif ptype == ProviderType.OLLAMA:
+            return Call(f"{root}/api/chat", ollama.to_ollama(body, model), "ollama", headers)
+        elif kind == "embeddings":
+            raise Unsupported(f"{ptype.value} providers do not serve embeddings")
+        else:
+            body = anthropic_request.to_anthropic(body, model)
+            return Call(f"{root}/v1/messages", body, "anthropic", headers)
+    sent = _openai_body(body, model)
+    return Call(url, sent, "openai", headers, raw if sent is body else None)
