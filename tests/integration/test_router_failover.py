@@ -78,6 +78,11 @@ SCENARIOS: dict[str, tuple[tuple[Member, ...], dict[str, Any]]] = {
     "stream-cut": ((Member("a", None), Member("b")), {}),
     "stream-cut-fake": (AB, {}),
     "stream-cut-early": (AB, {}),
+    "stream-idle": (AB, {}),
+    "stream-deadline": (
+        (Member("a", spec={"timeouts": {"streamIdle": "10s", "request": "1s"}}), Member("b")),
+        {},
+    ),
     "breaker": (AB, {}),
     "breaker-trial": (AB, {}),
     "malformed": (AB, {}),
@@ -177,6 +182,8 @@ def _docs(fakes: dict[str, FakeProvider], urls: dict[str, str]) -> list[Doc]:
         refs = []
         for priority, m in enumerate(members, start=1):
             name = f"{scenario}-{m.suffix}"
+            spec = dict(m.spec)
+            timeouts = {**TIMEOUTS, **spec.pop("timeouts", {})}
             fake = fakes.get(name)
             if m.flavor is None or fake is None:
                 url, ptype = urls.get(name) or closed_port_url(), "OpenAICompatible"
@@ -189,8 +196,8 @@ def _docs(fakes: dict[str, FakeProvider], urls: dict[str, str]) -> list[Doc]:
                     url,
                     secret=("keys", "wrong") if m.sends_key == WRONG_KEY else None,
                     priority=priority,
-                    timeouts=TIMEOUTS,
-                    **m.spec,
+                    timeouts=timeouts,
+                    **spec,
                 )
             )
             refs.append({"name": name, "model": MODEL})
@@ -508,6 +515,32 @@ def test_stream_that_fails_before_its_first_byte_is_retried(world: World) -> Non
     assert _sse_events(resp.text)[-1] == "[DONE]"
     assert (len(cut.seen), len(other.seen)) == (1, 1)
     cut.clear_faults()
+
+
+@pytest.mark.parametrize(
+    ("scenario", "after", "reason"),
+    [
+        ("stream-idle", 1.0, "no data within the stream idle timeout"),  # streamIdle
+        ("stream-deadline", 1.0, "the request timeout passed"),  # request, streamIdle 10s
+    ],
+)
+def test_a_stream_gone_silent_ends_with_an_error_event_in_time(
+    world: World, scenario: str, after: float, reason: str
+) -> None:
+    silent, other = world.fake(scenario, "a"), world.fake(scenario, "b")
+    silent.set_faults(stall_stream_after=3)
+    started = time.monotonic()
+    headers, events = _stream(world, scenario)
+    elapsed = time.monotonic() - started
+    silent.clear_faults()
+    assert headers["x-signalbox-provider"] == f"{scenario}-a"
+    assert "[DONE]" not in events
+    chunks = [json.loads(e) for e in events]
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"  # the start got through
+    assert chunks[-1]["error"]["code"] == "upstream_stream_error"
+    assert reason in chunks[-1]["error"]["message"]
+    assert after <= elapsed < after + 1.0
+    assert other.seen == [], "a stream that reached the client must not be retried"
 
 
 def test_breaker_skips_a_failing_provider_then_lets_a_trial_through(world: World) -> None:

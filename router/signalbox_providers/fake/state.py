@@ -46,6 +46,11 @@ class Faults(pydantic.BaseModel):
     cut_stream_after: int | None = pydantic.Field(
         default=None, ge=0, description="Drop the connection after this many stream chunks."
     )
+    stall_stream_after: int | None = pydantic.Field(
+        default=None,
+        ge=0,
+        description="Go silent, connection open, after this many stream chunks (until cleared).",
+    )
     malformed: bool = pydantic.Field(default=False, description="Send invalid JSON with a 200.")
     api_key: str | None = pydantic.Field(
         default=None, description="Require this API key (401 otherwise)."

@@ -71,12 +71,17 @@ async def start_stream(request: web.Request, content_type: str) -> web.StreamRes
 
 
 async def send_chunks(request: web.Request, resp: web.StreamResponse, chunks: list[bytes]) -> None:
-    """Write chunks, honouring the cut-stream fault by dropping the connection midway."""
-    cut = state_of(request).faults.cut_stream_after
+    """Write chunks, honouring the cut-stream fault by dropping the connection midway and the
+    stall fault by going silent midway."""
+    state = state_of(request)
+    cut, stall = state.faults.cut_stream_after, state.faults.stall_stream_after
     for i, chunk in enumerate(chunks):
         if cut is not None and i >= cut:
             if request.transport is not None:
                 request.transport.abort()  # the client sees an incomplete chunked body
             return
+        if i == stall and state.unhang is not None:
+            state.unhang.clear()
+            await state.unhang.wait()  # until the faults are changed or cleared
         await resp.write(chunk)
     await resp.write_eof()

@@ -1,0 +1,97 @@
+"""The router's sweeping deadlines: a block times out once its deadline passes (at most one tick
+late), finishes untouched before it, leaves other cancellations alone and leaves no timer
+behind."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from signalbox_router.deadlines import Deadlines
+
+TICK = 0.01
+
+
+async def test_a_block_past_its_deadline_raises_timeout_within_a_tick() -> None:
+    board = Deadlines(tick=TICK)
+    started = time.monotonic()
+
+    async def sleeps() -> None:
+        with board.at(started + 0.05):
+            await asyncio.sleep(5)
+
+    with pytest.raises(TimeoutError):
+        await sleeps()
+    elapsed = time.monotonic() - started
+    assert 0.05 <= elapsed < 0.05 + 5 * TICK
+    assert len(board) == 0
+    assert asyncio.current_task().cancelling() == 0
+
+
+async def test_a_block_that_finishes_in_time_is_untouched_and_the_timer_stops() -> None:
+    board = Deadlines(tick=TICK)
+    with board.at(time.monotonic() + 0.5):
+        await asyncio.sleep(0.02)
+    assert len(board) == 0
+    await asyncio.sleep(3 * TICK)  # nothing left to fire
+    assert board._sweeper is None
+    await asyncio.sleep(0)  # and no cancellation is pending on this task
+
+
+async def test_an_outside_cancellation_stays_a_cancellation() -> None:
+    board = Deadlines(tick=TICK)
+
+    async def waits() -> None:
+        with board.at(time.monotonic() + 10):
+            await asyncio.sleep(10)
+
+    task = asyncio.create_task(waits())
+    await asyncio.sleep(2 * TICK)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(board) == 0
+
+
+async def test_many_tasks_each_get_their_own_deadline() -> None:
+    board = Deadlines(tick=TICK)
+
+    async def wait(seconds: float, limit: float) -> str:
+        try:
+            with board.at(time.monotonic() + limit):
+                await asyncio.sleep(seconds)
+        except TimeoutError:
+            return "timeout"
+        return "done"
+
+    results = await asyncio.gather(
+        *(wait(0.01, 0.2) for _ in range(20)), *(wait(1.0, 0.05) for _ in range(20))
+    )
+    assert results == ["done"] * 20 + ["timeout"] * 20
+    assert len(board) == 0
+
+
+async def test_nested_blocks_time_out_at_the_earlier_deadline() -> None:
+    board = Deadlines(tick=TICK)
+    started = time.monotonic()
+
+    async def nested() -> None:
+        with board.at(started + 0.05), board.at(started + 5):
+            await asyncio.sleep(5)
+
+    with pytest.raises(TimeoutError):
+        await nested()
+    assert time.monotonic() - started < 0.05 + 5 * TICK
+    assert len(board) == 0
+    with board.at(started + 5):  # the inner block's end restores the outer deadline
+        with board.at(started + 6):
+            await asyncio.sleep(0)
+        assert board._pending[asyncio.current_task()] == started + 5
+
+
+def test_a_deadline_needs_a_running_loop() -> None:
+    deadline = Deadlines().at(0.0)
+    with pytest.raises(RuntimeError):
+        deadline.__enter__()
