@@ -70,28 +70,25 @@ def _validate_chat(body: Mapping[str, Any]) -> None:
         raise InvalidRequest("'stop' must be a string or an array of strings.", "stop")
 
 
-def _text_size(content: Any) -> int:
-    if isinstance(content, str):
-        return len(content)
-    if isinstance(content, list):
-        return sum(
-            len(p.get("text", ""))
-            for p in content
-            if isinstance(p, dict) and isinstance(p.get("text"), str)
-        )
-    return 0
+_IMAGE_PARTS = frozenset({"image_url", "input_image"})
 
 
-def _has_images(messages: Any) -> bool:
-    return any(
-        isinstance(m, dict)
-        and isinstance(m.get("content"), list)
-        and any(
-            isinstance(p, dict) and p.get("type") in ("image_url", "input_image")
-            for p in m["content"]
-        )
-        for m in messages or []
-    )
+def _scan(messages: Any) -> tuple[int, bool]:
+    """Characters of text in ``messages``, and whether any message carries an image."""
+    chars, images = 0, False
+    for m in messages if isinstance(messages, list) else ():
+        content = m.get("content") if isinstance(m, dict) else None
+        if isinstance(content, str):
+            chars += len(content)
+        elif isinstance(content, list):
+            for part in content:
+                if not isinstance(part, dict):
+                    continue
+                text = part.get("text")
+                if isinstance(text, str):
+                    chars += len(text)
+                images = images or part.get("type") in _IMAGE_PARTS
+    return chars, images
 
 
 def needs(body: Mapping[str, Any], kind: Kind) -> Needs:
@@ -101,9 +98,10 @@ def needs(body: Mapping[str, Any], kind: Kind) -> Needs:
         texts = [raw] if isinstance(raw, str) else [x for x in raw or [] if isinstance(x, str)]
         return Needs(frozenset({Capability.EMBEDDINGS}), sum(len(t) for t in texts) // 4)
     caps = {Capability.CHAT}
+    chars, images = _scan(body.get("messages"))
     if body.get("tools"):
         caps.add(Capability.TOOLS)
-    if _has_images(body.get("messages")):
+    if images:
         caps.add(Capability.VISION)
     fmt = body.get("response_format")
     if isinstance(fmt, dict):
@@ -113,7 +111,4 @@ def needs(body: Mapping[str, Any], kind: Kind) -> Needs:
             caps.add(Capability.JSON_SCHEMA)
     if body.get("stream"):
         caps.add(Capability.STREAMING)
-    chars = sum(
-        _text_size(m.get("content")) for m in body.get("messages") or [] if isinstance(m, dict)
-    )
     return Needs(frozenset(caps), chars // 4)

@@ -32,7 +32,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 Hook = Callable[[], Awaitable[None]]
 PRIORITY_HEADER = b"x-signalbox-priority"
-_PRIORITIES = {b"critical", b"standard", b"sheddable"}
+_PRIORITIES = {p.name.lower().encode(): p for p in RequestPriority}
 
 
 class _Refused(Exception):
@@ -275,8 +275,11 @@ def _header(scope: Scope, name: bytes) -> bytes:
 
 
 def _priority(scope: Scope) -> RequestPriority:
-    raw = _header(scope, PRIORITY_HEADER).strip().lower()
-    if raw and raw not in _PRIORITIES:
+    raw = _header(scope, PRIORITY_HEADER).strip()
+    if not raw:
+        return RequestPriority.STANDARD
+    priority = _PRIORITIES.get(raw.lower())
+    if priority is None:
         raise _Refused(
             replies.error(
                 400,
@@ -285,7 +288,7 @@ def _priority(scope: Scope) -> RequestPriority:
                 code="invalid_header",
             )
         )
-    return RequestPriority.parse(raw.decode() or None)
+    return priority
 
 
 async def _send(send: Send, reply: replies.Reply) -> None:
