@@ -12,11 +12,11 @@ and this script's own clients) run on CPU 1, off the router's core. Compared sid
   (d) LiteLLM's proxy in its own virtualenv (one worker, logging off), when installed
       (hack/bench_router.py --install-litellm).
 Measured: throughput at 32 connections (wrk; the bare proxy and the router in alternating
-rounds, so drifts of this shared machine hit both alike), added latency at a fixed 200 req/s,
-time to first token and chunks per second of a 500-chunk stream (direct and routed streams
-alternate; the fake yields its core to the client so arrival times are taken promptly), and
-the router's memory after 100,000 requests. Prints a table and ends with one JSON line of the
-ratios.
+rounds, so drifts of this shared machine hit both alike), added latency at a fixed 200 req/s
+(the bare proxy's too: what any Python hop adds here), time to first token and chunks per
+second of a 500-chunk stream (direct and routed streams alternate; the fake yields its core to
+the client so arrival times are taken promptly), and the router's memory after 100,000
+requests. Prints a table and ends with one JSON line of the ratios.
 """
 
 from __future__ import annotations
@@ -388,7 +388,7 @@ def run(args: argparse.Namespace, work: Path, procs: list[subprocess.Popen[bytes
             for b, r in zip(rounds["bare"], rounds["router"], strict=True)
         )
     )
-    for name in ("direct", "router"):
+    for name in ("direct", "bare", "router"):  # the bare proxy's added latency is the floor
         lat = asyncio.run(fixed_rate(urls[name], 200, args.duration))
         rows[name].update(at200_p50_ms=pct(lat, 0.5), at200_p99_ms=pct(lat, 0.99))
     import urllib.request
@@ -457,6 +457,8 @@ def print_report(rows: dict[str, dict[str, float]], memory: dict[str, float]) ->
         else None,
         "added_p50_ms_at_200rps": round(r["at200_p50_ms"] - d["at200_p50_ms"], 3),
         "added_p99_ms_at_200rps": round(r["at200_p99_ms"] - d["at200_p99_ms"], 3),
+        "bare_added_p50_ms_at_200rps": round(b["at200_p50_ms"] - d["at200_p50_ms"], 3),
+        "bare_added_p99_ms_at_200rps": round(b["at200_p99_ms"] - d["at200_p99_ms"], 3),
         "ttft_overhead_ms": round(r["ttft_ms"] - d["ttft_ms"], 3),
         "stream_chunks_per_s_router_vs_direct": round(r["chunks_per_s"] / d["chunks_per_s"], 3),
         "router_rss_mb_after_100k": round(memory["rss_mb"], 1),
