@@ -87,7 +87,8 @@ def _scan(messages: Any) -> tuple[int, bool]:
                 text = part.get("text")
                 if isinstance(text, str):
                     chars += len(text)
-                images = images or part.get("type") in _IMAGE_PARTS
+                kind = part.get("type")
+                images = images or (isinstance(kind, str) and kind in _IMAGE_PARTS)
     return chars, images
 
 

@@ -300,9 +300,14 @@ async def _send(send: Send, reply: replies.Reply) -> None:
 async def _send_stream(send: Send, reply: replies.StreamReply) -> None:
     chunks = reply.chunks
     try:
+        # The first chunk before the headers: once the stream has started, closing it below
+        # always runs its clean-up (an async generator never started skips its ``finally``).
+        first = await anext(chunks, b"")
         await send(
             {"type": "http.response.start", "status": reply.status, "headers": reply.headers}
         )
+        if first:
+            await send({"type": "http.response.body", "body": first, "more_body": True})
         async for chunk in chunks:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})

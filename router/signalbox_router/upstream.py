@@ -104,4 +104,11 @@ def build(
             body = anthropic_request.to_anthropic(body, model)
             return Call(f"{root}/v1/messages", body, "anthropic", headers)
     sent = _openai_body(body, model)
-    return Call(url, sent, "openai", headers, raw if sent is body else None)
+    return Call(url, sent, "openai", headers, raw if sent is body and _one_model(raw) else None)
+
+
+def _one_model(raw: bytes | None) -> bool:
+    """Whether ``raw`` names a model once: with a repeated key, the router and the upstream
+    might read different models (parsers differ on which one wins), so such a body is sent as
+    the router read it. A string value "model" also counts; that only costs a re-encoding."""
+    return raw is not None and raw.count(b'"model"') == 1

@@ -95,3 +95,42 @@ def test_a_deadline_needs_a_running_loop() -> None:
     deadline = Deadlines().at(0.0)
     with pytest.raises(RuntimeError):
         deadline.__enter__()
+
+
+async def test_a_cancellation_that_meets_an_expiry_stays_a_cancellation() -> None:
+    board = Deadlines(tick=60)  # this test sweeps by hand
+    entered = asyncio.Event()
+
+    async def waits() -> None:
+        with board.at(time.monotonic() + 0.01):
+            entered.set()
+            await asyncio.sleep(10)
+
+    task = asyncio.create_task(waits())
+    await entered.wait()
+    await asyncio.sleep(0.02)  # past the deadline
+    board._sweep()  # the expiry cancels the task ...
+    task.cancel()  # ... and so does someone else, before it runs again
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(board) == 0
+
+
+async def test_after_an_inner_timeout_the_outer_deadline_still_holds() -> None:
+    board = Deadlines(tick=TICK)
+    started = time.monotonic()
+
+    async def nested() -> str:
+        with board.at(started + 0.1):
+            try:
+                with board.at(started + 0.03):
+                    await asyncio.sleep(5)
+            except TimeoutError:
+                pass  # carry on inside the outer block
+            await asyncio.sleep(5)
+        return "not reached"
+
+    with pytest.raises(TimeoutError):
+        await nested()
+    assert 0.1 <= time.monotonic() - started < 0.1 + 5 * TICK
+    assert len(board) == 0

@@ -625,6 +625,14 @@ def test_needs_of_embeddings_and_of_a_plain_chat() -> None:
     assert inspection.needs(text_parts, "chat") == Needs(CHAT, 20)
 
 
+def test_needs_ignores_odd_content_parts() -> None:
+    odd = [{"type": ["image_url"]}, {"type": {"x": 1}}, "just a string", {"text": 5}]
+    body = {"model": "m", "messages": [{"role": "user", "content": [*odd, {"text": "abcd"}]}]}
+    assert inspection.needs(body, "chat") == Needs(CHAT, 1)
+    images = {"model": "m", "messages": [{"role": "user", "content": [{"type": "input_image"}]}]}
+    assert Capability.VISION in inspection.needs(images, "chat").capabilities
+
+
 # -- breaker.Breakers ---------------------------------------------------------------------------
 
 Step = tuple[str, float, bool]  # (what happens, at time, is_open right after)

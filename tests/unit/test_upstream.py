@@ -68,11 +68,20 @@ def test_translated_calls_are_rebuilt_and_azure_takes_the_client_bytes() -> None
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
     assert call(body, "m", "Anthropic").raw is None
     assert call(body, "m", "Ollama").raw is None
+    raw = orjson.dumps(body)
     azure = upstream.build(
-        entry("AzureOpenAI", azure={"apiVersion": "2024-10-21"}), URL, "chat", body, "m", raw=b"{}"
+        entry("AzureOpenAI", azure={"apiVersion": "2024-10-21"}), URL, "chat", body, "m", raw=raw
     )
     assert azure.url.endswith("/openai/deployments/m/chat/completions?api-version=2024-10-21")
-    assert azure.raw == b"{}"  # Azure takes the OpenAI body as is
+    assert azure.raw == raw  # Azure takes the OpenAI body as is
+
+
+def test_a_body_naming_the_model_twice_is_sent_as_the_router_read_it() -> None:
+    raw = b'{"model":"pricey","model":"m","messages":[]}'
+    body = orjson.loads(raw)  # the router reads the last one: "m"
+    got = upstream.build(entry(), URL, "chat", body, "m", raw=raw)
+    assert got.raw is None
+    assert got.data() == b'{"model":"m","messages":[]}'
 
 
 def test_a_call_never_shows_its_headers() -> None:
