@@ -98,6 +98,13 @@ class Deadline:
         self._previous = self._board._enter(task, self.when)
         return self
 
+    def move(self, when: float) -> None:
+        """Let the block run until ``when`` instead."""
+        assert self._task is not None, "only inside the block"
+        self.when = when
+        limit = when if self._previous is None else min(when, self._previous)
+        self._board._wait_for(self._task, limit)
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,

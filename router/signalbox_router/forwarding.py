@@ -253,35 +253,35 @@ class Forwarder:
             prepared=prepared,
         )
         try:
-            with self.deadlines.at(done.first_byte_due):
+            with self.deadlines.at(done.first_byte_due) as deadline:
                 resp = await self.session.post(
                     call.url, data=call.data(), headers=call.headers, timeout=prepared.connect
                 )
-        except (TimeoutError, aiohttp.ServerTimeoutError):
+                headers = replies.signalbox_headers(entry.name, cand.model, attempts)
+                if job.stream and resp.status < 400:
+                    return await self._stream(done, resp, call.wire, headers)
+                deadline.move(done.due)  # the rest of an answer may take the request's time
+                if resp.status >= 400:
+                    return await self._upstream_error(done, resp, call.wire, headers)
+                return await self._complete(done, resp, call.wire, headers)
+        except TimeoutError:  # a deadline, or aiohttp's for a new connection
             return done.failed(Failure(Outcome.TIMEOUT, 504, f"{entry.name}: timed out"))
         except aiohttp.ClientError as exc:
             return done.failed(
                 Failure(Outcome.CONNECT_FAILURE, 502, f"{entry.name}: {type(exc).__name__}")
             )
-        headers = replies.signalbox_headers(entry.name, cand.model, attempts)
-        if resp.status >= 400:
-            return await self._upstream_error(done, resp, call.wire, headers)
-        if not job.stream:
-            return await self._complete(done, resp, call.wire, headers)
-        return await self._stream(done, resp, call.wire, headers)
 
     async def _upstream_error(
         self,
         done: _Done,
         resp: aiohttp.ClientResponse,
         wire: upstream.Wire,
-        headers: replies.Headers,
+        headers: replies.HeaderTuple,
     ) -> replies.Reply | Failure:
         try:
-            with self.deadlines.at(done.due):
-                raw = await resp.content.read(MAX_ERROR_BODY)
-        except (TimeoutError, aiohttp.ClientError):
-            raw = b""
+            raw = await resp.content.read(MAX_ERROR_BODY)
+        except aiohttp.ClientError:
+            raw = b""  # the status says enough
         finally:
             resp.release()
         try:
@@ -310,11 +310,10 @@ class Forwarder:
         done: _Done,
         resp: aiohttp.ClientResponse,
         wire: upstream.Wire,
-        headers: replies.Headers,
+        headers: replies.HeaderTuple,
     ) -> replies.Reply | Failure:
         try:
-            with self.deadlines.at(done.due):
-                raw = await resp.read()
+            raw = await resp.read()
             payload = orjson.loads(raw)
             if wire != "openai":
                 convert = (
@@ -322,11 +321,6 @@ class Forwarder:
                 )
                 payload = convert(payload, done.cand.model)
                 raw = json.dumps(payload).encode()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            outcome = (
-                Outcome.TIMEOUT if isinstance(exc, TimeoutError) else (Outcome.CONNECT_FAILURE)
-            )
-            return done.failed(Failure(outcome, 502, f"{done.entry.name}: {type(exc).__name__}"))
         except (ValueError, TypeError, AttributeError):
             return done.failed(
                 Failure(Outcome.INVALID_RESPONSE, 502, f"{done.entry.name}: invalid response body")
@@ -341,17 +335,13 @@ class Forwarder:
         done: _Done,
         resp: aiohttp.ClientResponse,
         wire: upstream.Wire,
-        headers: replies.Headers,
+        headers: replies.HeaderTuple,
     ) -> replies.StreamReply | Failure:
         try:
-            with self.deadlines.at(done.first_byte_due):
-                first = await resp.content.readany()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            resp.release()
-            outcome = (
-                Outcome.TIMEOUT if isinstance(exc, TimeoutError) else (Outcome.CONNECT_FAILURE)
-            )
-            return done.failed(Failure(outcome, 504, f"{done.entry.name}: no first token"))
+            first = await resp.content.readany()
+        except BaseException:
+            resp.release()  # the caller books the failure
+            raise
         if not first:
             resp.release()
             return done.failed(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 Headers = list[tuple[bytes, bytes]]
+HeaderTuple = tuple[tuple[bytes, bytes], ...]
 JSON_TYPE = (b"content-type", b"application/json")
 
 _ERROR_TYPES = {
@@ -40,12 +42,14 @@ class StreamReply:
     status: int = 200
 
 
-def signalbox_headers(provider: str, model: str, attempts: int) -> Headers:
-    return [
+@functools.lru_cache(maxsize=4096)
+def signalbox_headers(provider: str, model: str, attempts: int) -> HeaderTuple:
+    """The headers naming who answered; the same few combinations come back all the time."""
+    return (
         (b"x-signalbox-provider", provider.encode()),
         (b"x-signalbox-model", model.encode()),
         (b"x-signalbox-attempts", str(attempts).encode()),
-    ]
+    )
 
 
 def error_body(

@@ -164,10 +164,20 @@ class Plan:
     eligible: tuple[Candidate, ...]
     excluded: tuple[Excluded, ...]
     failover: Failover
+    model: str = ""
 
     @functools.cached_property
     def groups(self) -> tuple[tuple[Candidate, ...], ...]:
         return priority_groups(self.eligible)
+
+    @functools.cached_property
+    def fixed(self) -> Route | None:
+        """The route while nobody is excluded, when no strategy can change the order (every
+        priority group has one provider): shared by the requests that get it."""
+        if any(len(group) > 1 for group in self.groups):
+            return None
+        ordered = tuple(c for group in self.groups for c in group)
+        return Route(self.model, self.policy, self.strategy, ordered, self.excluded, self.failover)
 
 
 def plan(model: str, needs: Needs, snap: Snapshot) -> Plan:
@@ -204,7 +214,12 @@ def plan(model: str, needs: Needs, snap: Snapshot) -> Plan:
             _sort(_consider(entry, model, needs, None, None), eligible, excluded)
         failover, strategy = Failover(), Strategy.PRIORITY
     return Plan(
-        policy.name if policy else None, strategy, tuple(eligible), tuple(excluded), failover
+        policy.name if policy else None,
+        strategy,
+        tuple(eligible),
+        tuple(excluded),
+        failover,
+        model,
     )
 
 
@@ -230,6 +245,8 @@ def route(model: str, needs: Needs, snap: Snapshot, view: LocalView) -> Route:
             else:
                 dropped.append(Excluded(cand.provider, reason))
         ordered += fit if len(fit) < 2 else _ORDER[cached.strategy](fit, view)
+    if not dropped and cached.fixed is not None:
+        return cached.fixed
     return Route(
         model=model,
         policy=cached.policy,

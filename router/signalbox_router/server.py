@@ -146,28 +146,32 @@ class RouterApp:
         try:
             body = inspection.validate(parsed, kind)
         except inspection.InvalidRequest as exc:
-            return replies.error(400, str(exc), param=exc.param, code="invalid_request")
+            return _stamped(replies.error(400, str(exc), param=exc.param, code="invalid_request"))
         try:
             route = selection.route(
                 body["model"], inspection.needs(body, kind), self.state.snapshot, self.state.view()
             )
         except selection.UnknownModel:
-            return replies.error(
-                404,
-                f"The model '{body['model']}' does not exist.",
-                code="model_not_found",
-                param="model",
+            return _stamped(
+                replies.error(
+                    404,
+                    f"The model '{body['model']}' does not exist.",
+                    code="model_not_found",
+                    param="model",
+                )
             )
         assert self.forwarder is not None, "the forwarder is set at startup"
-        return await self.forwarder.forward(job_for(kind, body, route, priority, raw))
+        return _stamped(await self.forwarder.forward(job_for(kind, body, route, priority, raw)))
 
-    async def chat(self, scope: Scope, receive: Receive) -> replies.Reply | replies.StreamReply:
-        return _stamped(await self._model_call(scope, receive, "chat"))
-
-    async def embeddings(
+    def chat(
         self, scope: Scope, receive: Receive
-    ) -> replies.Reply | replies.StreamReply:
-        return _stamped(await self._model_call(scope, receive, "embeddings"))
+    ) -> Awaitable[replies.Reply | replies.StreamReply]:
+        return self._model_call(scope, receive, "chat")
+
+    def embeddings(
+        self, scope: Scope, receive: Receive
+    ) -> Awaitable[replies.Reply | replies.StreamReply]:
+        return self._model_call(scope, receive, "embeddings")
 
     async def models(self, scope: Scope, receive: Receive) -> replies.Reply:
         data = [

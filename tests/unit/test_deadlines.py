@@ -134,3 +134,18 @@ async def test_after_an_inner_timeout_the_outer_deadline_still_holds() -> None:
         await nested()
     assert 0.1 <= time.monotonic() - started < 0.1 + 5 * TICK
     assert len(board) == 0
+
+
+async def test_a_moved_deadline_holds_from_then_on() -> None:
+    board = Deadlines(tick=TICK)
+    started = time.monotonic()
+
+    async def moves(later: float) -> None:
+        with board.at(started + 0.03) as deadline:
+            deadline.move(started + later)
+            await asyncio.sleep(0.1)
+
+    await moves(later=5)  # no longer due at 30 ms: the sleep ends first
+    with pytest.raises(TimeoutError):
+        await moves(later=0.05)
+    assert len(board) == 0
