@@ -1,0 +1,136 @@
+"""The router's own cost per request (not a test): its code alone, in one process.
+
+    .venv/bin/python hack/bench_router_code.py [--requests 20000] [--profile]
+
+The ASGI application answers chat completions as it does behind uvicorn, but the upstream is a
+stub that hands back a canned OpenAI answer at once, so what is timed is parsing, checking,
+selection, limits, forwarding, metering and the reply: the part of a request's cost that
+``hack/bench_router.py`` cannot separate from the HTTP stack. Steadier than a network
+benchmark, it suits comparing two versions of the code. ``--profile`` adds cProfile's view.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import pstats
+import sys
+import tempfile
+import time
+from collections.abc import MutableMapping
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "operator"), str(REPO / "router"), str(REPO / "hack")]
+
+from bench_router import BODY, MODEL, router_manifests  # noqa: E402
+from signalbox_router import manifests  # noqa: E402
+from signalbox_router.forwarding import Forwarder  # noqa: E402
+from signalbox_router.server import RouterApp  # noqa: E402
+from signalbox_router.state import RouterState  # noqa: E402
+
+ANSWER = json.dumps(
+    {
+        "id": "chatcmpl-0",
+        "object": "chat.completion",
+        "created": 0,
+        "model": MODEL,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hello there.", "refusal": None},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
+    }
+).encode()
+
+
+class _Content:
+    def is_eof(self) -> bool:
+        return True
+
+
+class _Answer:
+    status = 200
+    headers: dict[str, str] = {}
+    content = _Content()
+
+    async def read(self) -> bytes:
+        return ANSWER
+
+    def release(self) -> None:
+        pass
+
+
+class _Upstream:
+    """Stands in for the aiohttp session: every POST is answered at once."""
+
+    def post(self, url: str, **_: Any) -> Any:
+        async def answer() -> _Answer:
+            return _Answer()
+
+        return answer()
+
+
+async def run(requests: int, profile: bool) -> float:
+    folder = Path(tempfile.mkdtemp(prefix="signalbox-bench-code-"))
+    router_manifests(folder, "http://127.0.0.1:9/v1")
+    state = RouterState()
+    state.snapshot = manifests.load(folder, None)
+    state.synced_at = time.monotonic()
+    app = RouterApp(state)
+    app.forwarder = Forwarder(_Upstream(), state)  # type: ignore[arg-type]
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "headers": [(b"content-type", b"application/json")],
+        "query_string": b"",
+    }
+    body = json.dumps(BODY).encode()
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    for _ in range(2000):  # warm up
+        await app(scope, receive, send)
+    if sent[0]["status"] != 200:
+        raise SystemExit(f"the router answered {sent[0]['status']}: {sent[1]['body']!r}")
+    profiler = cProfile.Profile() if profile else None
+    if profiler is not None:
+        profiler.enable()
+    started = time.perf_counter()
+    for _ in range(requests):
+        await app(scope, receive, send)
+        sent.clear()
+    elapsed = time.perf_counter() - started
+    if profiler is not None:
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+    return elapsed / requests * 1e6
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    per_request = asyncio.run(run(args.requests, args.profile))
+    print(json.dumps({"router_code_us_per_request": round(per_request, 1)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
