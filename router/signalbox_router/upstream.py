@@ -104,11 +104,15 @@ def build(
             body = anthropic_request.to_anthropic(body, model)
             return Call(f"{root}/v1/messages", body, "anthropic", headers)
     sent = _openai_body(body, model)
-    return Call(url, sent, "openai", headers, raw if sent is body and _one_model(raw) else None)
+    return Call(url, sent, "openai", headers, raw if sent is body and _unambiguous(raw) else None)
 
 
-def _one_model(raw: bytes | None) -> bool:
-    """Whether ``raw`` names a model once: with a repeated key, the router and the upstream
-    might read different models (parsers differ on which one wins), so such a body is sent as
-    the router read it. A string value "model" also counts; that only costs a re-encoding."""
-    return raw is not None and raw.count(b'"model"') == 1
+_STEERING = (b'"model"', b'"stream"', b'"stream_options"')
+
+
+def _unambiguous(raw: bytes | None) -> bool:
+    """Whether ``raw`` names each field the router acts on at most once. With a repeated key
+    the router and the upstream might read different values (parsers differ on which one
+    wins), so such a body is sent as the router read it. A string value spelling one of these
+    names counts too; that only costs a re-encoding."""
+    return raw is not None and all(raw.count(key) <= 1 for key in _STEERING)

@@ -20,6 +20,7 @@ from signalbox_providers.fake import FakeProvider, Flavor
 from tests.support.cluster import REPO
 from tests.support.router import (
     RouterProcess,
+    openai_error,
     provider,
     router_env,
     running_fakes,
@@ -47,19 +48,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         folder = tmp_path_factory.mktemp("router-bad-input") / "manifests"
         with running_router(folder, docs, "--max-body", str(MAX_BODY)) as router:
             yield World(router, fake)
-
-
-def _openai_error(resp: httpx.Response, status: int) -> dict[str, Any]:
-    assert resp.status_code == status, resp.text
-    assert resp.headers["content-type"].startswith("application/json")
-    body = resp.json()
-    assert set(body) == {"error"}
-    error: dict[str, Any] = body["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    assert isinstance(error["message"], str)
-    assert error["message"]
-    assert isinstance(error["type"], str)
-    return error
 
 
 def _post_json(world: World, path: str, body: Any) -> httpx.Response:
@@ -132,7 +120,7 @@ CHAT_CASES: dict[str, tuple[Any, str | None]] = {
 @pytest.mark.parametrize(("body", "param"), CHAT_CASES.values(), ids=CHAT_CASES.keys())
 def test_invalid_chat_requests_are_400(world: World, body: Any, param: str | None) -> None:
     before = len(world.fake.seen)
-    error = _openai_error(_post_json(world, "/v1/chat/completions", body), 400)
+    error = openai_error(_post_json(world, "/v1/chat/completions", body), 400)
     assert error["param"] == param
     assert error["type"] == "invalid_request_error"
     assert error["code"] == "invalid_request"
@@ -152,7 +140,7 @@ EMBEDDING_CASES: dict[str, tuple[Any, str | None]] = {
 @pytest.mark.parametrize(("body", "param"), EMBEDDING_CASES.values(), ids=EMBEDDING_CASES.keys())
 def test_invalid_embedding_requests_are_400(world: World, body: Any, param: str | None) -> None:
     before = len(world.fake.seen)
-    error = _openai_error(_post_json(world, "/v1/embeddings", body), 400)
+    error = openai_error(_post_json(world, "/v1/embeddings", body), 400)
     assert error["param"] == param
     _still_serving(world, before)
 
@@ -167,7 +155,7 @@ def test_malformed_json_is_400(world: World, raw: bytes) -> None:
     resp = world.router.post(
         "/v1/chat/completions", content=raw, headers={"content-type": "application/json"}
     )
-    error = _openai_error(resp, 400)
+    error = openai_error(resp, 400)
     assert error["code"] == "invalid_json"
     _still_serving(world, before)
 
@@ -187,7 +175,7 @@ def test_unknown_paths_are_404(world: World, method: str, path: str) -> None:
     resp = httpx.request(
         method, world.router.url + path, json={"model": MODEL}, trust_env=False, timeout=10
     )
-    error = _openai_error(resp, 404)
+    error = openai_error(resp, 404)
     assert error["code"] == "unknown_url"
     assert path in error["message"]
     _still_serving(world, before)
@@ -207,7 +195,7 @@ def test_unknown_paths_are_404(world: World, method: str, path: str) -> None:
 def test_wrong_methods_are_405(world: World, method: str, path: str, allowed: str) -> None:
     before = len(world.fake.seen)
     resp = httpx.request(method, world.router.url + path, trust_env=False, timeout=10)
-    error = _openai_error(resp, 405)
+    error = openai_error(resp, 405)
     assert error["code"] == "method_not_allowed"
     assert allowed in error["message"]
     _still_serving(world, before)
@@ -216,7 +204,7 @@ def test_wrong_methods_are_405(world: World, method: str, path: str, allowed: st
 def test_an_oversized_body_is_413(world: World) -> None:
     before = len(world.fake.seen)
     big = {"model": MODEL, "messages": [{"role": "user", "content": "x" * (2 * MAX_BODY)}]}
-    error = _openai_error(world.router.post("/v1/chat/completions", json=big), 413)
+    error = openai_error(world.router.post("/v1/chat/completions", json=big), 413)
     assert error["code"] == "request_too_large"
     assert str(MAX_BODY) in error["message"]
     # Just under the limit is fine.
@@ -229,7 +217,7 @@ def test_an_oversized_body_is_413(world: World) -> None:
 
 def test_an_unknown_capability_in_explain_is_400(world: World) -> None:
     resp = world.router.get("/v1/explain", params={"model": MODEL, "capabilities": "telepathy"})
-    error = _openai_error(resp, 400)
+    error = openai_error(resp, 400)
     assert error["param"] == "capabilities"
     ok = world.router.get("/v1/explain", params={"model": MODEL, "capabilities": "chat,tools"})
     assert ok.status_code == 200
@@ -331,10 +319,10 @@ def test_with_client_keys_a_bad_key_is_401(
     before = len(fake.seen)
     headers = {"authorization": authorization} if authorization is not None else {}
     body = {"model": MODEL, "messages": MESSAGES}
-    error = _openai_error(router.post("/v1/chat/completions", json=body, headers=headers), 401)
+    error = openai_error(router.post("/v1/chat/completions", json=body, headers=headers), 401)
     assert error["code"] == "invalid_api_key"
     assert error["type"] == "authentication_error"
-    assert _openai_error(router.get("/v1/models", headers=headers), 401)
+    assert openai_error(router.get("/v1/models", headers=headers), 401)
     assert len(fake.seen) == before
     assert router.get("/healthz").status_code == 200  # probes need no key
 

@@ -26,6 +26,7 @@ from tests.support.router import (
     Doc,
     RouterProcess,
     closed_port_url,
+    openai_error,
     policy,
     provider,
     running_fakes,
@@ -221,19 +222,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             yield World(router, fakes, paced)
 
 
-def _openai_error(resp: httpx.Response) -> dict[str, Any]:
-    """The error object of an OpenAI-shaped error body (and nothing else in it)."""
-    assert resp.headers["content-type"].startswith("application/json")
-    body = resp.json()
-    assert set(body) == {"error"}
-    error: dict[str, Any] = body["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    assert isinstance(error["message"], str)
-    assert error["message"]
-    assert isinstance(error["type"], str)
-    return error
-
-
 def _served_by(resp: httpx.Response, provider_name: str, attempts: int) -> None:
     assert resp.status_code == 200, resp.text
     assert resp.headers["x-signalbox-provider"] == provider_name
@@ -347,7 +335,7 @@ def test_client_errors_are_answered_at_once(world: World, flavor: str, status: i
     assert resp.status_code == status
     assert resp.headers["x-signalbox-provider"] == f"{scenario}-a"
     assert resp.headers["x-signalbox-attempts"] == "1"
-    error = _openai_error(resp)
+    error = openai_error(resp)
     assert error["message"] == f"Injected failure: HTTP {status}"
     assert error["type"] == "invalid_request_error"
     if status == 404:
@@ -383,7 +371,7 @@ def test_max_attempts_is_respected(world: World) -> None:
     resp = world.chat("max-attempts")
     assert resp.status_code == 502
     assert resp.headers["x-signalbox-attempts"] == "2"
-    error = _openai_error(resp)
+    error = openai_error(resp)
     assert error["code"] == "ServerError"
     assert "after 2 attempt(s)" in error["message"]
     assert (len(a.seen), len(b.seen), len(c.seen)) == (1, 1, 0)
@@ -398,7 +386,7 @@ def test_all_providers_failing_is_a_502(world: World) -> None:
     resp = world.chat("all-fail")
     assert resp.status_code == 502
     assert resp.headers["x-signalbox-attempts"] == "2"
-    error = _openai_error(resp)
+    error = openai_error(resp)
     assert error["type"] == "upstream_error"
     assert error["code"] == "ServerError"
     assert "all-fail-b: HTTP 503" in error["message"]
@@ -416,7 +404,7 @@ def test_all_providers_timing_out_is_a_504(world: World) -> None:
     assert time.monotonic() - started < 2 * SLOW - 1
     assert resp.status_code == 504
     assert resp.headers["x-signalbox-attempts"] == "2"
-    error = _openai_error(resp)
+    error = openai_error(resp)
     assert error["type"] == "timeout"
     assert error["code"] == "Timeout"
     a.clear_faults()
@@ -428,7 +416,7 @@ def test_no_eligible_provider_is_a_503_with_retry_after(world: World) -> None:
     resp = world.chat("none-eligible")
     assert resp.status_code == 503
     assert int(resp.headers["retry-after"]) >= 1
-    error = _openai_error(resp)
+    error = openai_error(resp)
     assert error["code"] == "no_eligible_provider"
     assert error["type"] == "service_unavailable"
 
@@ -436,7 +424,7 @@ def test_no_eligible_provider_is_a_503_with_retry_after(world: World) -> None:
 def test_unknown_model_is_a_404(world: World) -> None:
     resp = world.chat("no-such-model-anywhere")
     assert resp.status_code == 404
-    error = _openai_error(resp)
+    error = openai_error(resp)
     assert error["code"] == "model_not_found"
     assert error["param"] == "model"
     assert "no-such-model-anywhere" in error["message"]

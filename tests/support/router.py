@@ -74,6 +74,22 @@ def router_env() -> dict[str, str]:
     return {**environ_without_proxy(), "PYTHONPATH": f"{REPO / 'router'}:{REPO / 'operator'}"}
 
 
+def openai_error(resp: httpx.Response, status: int | None = None) -> dict[str, Any]:
+    """The error object of an OpenAI-shaped error body (and nothing else in it), after checking
+    the status when one is given."""
+    if status is not None:
+        assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"].startswith("application/json")
+    body = resp.json()
+    assert set(body) == {"error"}
+    error: dict[str, Any] = body["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert isinstance(error["message"], str)
+    assert error["message"]
+    assert isinstance(error["type"], str)
+    return error
+
+
 def closed_port_url() -> str:
     """A loopback URL where nothing listens (a port just freed by the OS)."""
     return f"http://127.0.0.1:{free_port()}/v1"

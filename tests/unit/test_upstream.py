@@ -76,12 +76,22 @@ def test_translated_calls_are_rebuilt_and_azure_takes_the_client_bytes() -> None
     assert azure.raw == raw  # Azure takes the OpenAI body as is
 
 
-def test_a_body_naming_the_model_twice_is_sent_as_the_router_read_it() -> None:
-    raw = b'{"model":"pricey","model":"m","messages":[]}'
-    body = orjson.loads(raw)  # the router reads the last one: "m"
+@pytest.mark.parametrize(
+    ("raw", "sent"),
+    [
+        (b'{"model":"pricey","model":"m","messages":[]}', b'{"model":"m","messages":[]}'),
+        (
+            b'{"model":"m","stream":true,"stream":false,"messages":[]}',
+            b'{"model":"m","stream":false,"messages":[]}',
+        ),
+    ],
+    ids=["model", "stream"],
+)
+def test_a_body_naming_a_field_twice_is_sent_as_the_router_read_it(raw: bytes, sent: bytes) -> None:
+    body = orjson.loads(raw)  # the router reads the last one
     got = upstream.build(entry(), URL, "chat", body, "m", raw=raw)
     assert got.raw is None
-    assert got.data() == b'{"model":"m","messages":[]}'
+    assert got.data() == sent
 
 
 def test_a_call_never_shows_its_headers() -> None:
