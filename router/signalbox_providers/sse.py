@@ -21,6 +21,14 @@ from typing import Any
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _BOM = b"\xef\xbb\xbf"
+MAX_EVENT = 1 << 20  # bytes one event (or NDJSON line) may take before the stream is refused
+
+
+class EventTooLarge(ValueError):
+    """One event or line grew past the parser's bound."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"an upstream stream event exceeds {limit} bytes")
 
 
 @dataclass(frozen=True)
@@ -34,8 +42,11 @@ class SseEvent:
 class SseParser:
     """Turns a byte stream into ``SseEvent``s, however the bytes are chunked."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_event: int = MAX_EVENT) -> None:
+        self._max = max_event
         self._buffer = bytearray()
+        self._scanned = 0  # the buffer before this offset holds no line end
+        self._size = 0  # data bytes of the event being read
         self._at_start = True  # a byte-order mark may only open the stream
         self._skip_lf = False  # the last chunk ended in "\r": a leading "\n" belongs to it
         self._event: str | None = None
@@ -68,12 +79,15 @@ class SseParser:
     def _complete_lines(self) -> list[bytes]:
         lines: list[bytes] = []
         start = 0
-        for match in _LINE_END.finditer(self._buffer):
+        for match in _LINE_END.finditer(self._buffer, self._scanned):
             lines.append(bytes(self._buffer[start : match.start()]))
             start = match.end()
             # A "\r" that ends the buffer may be the first half of a "\r\n" split across reads.
             self._skip_lf = match.group() == b"\r" and start == len(self._buffer)
         del self._buffer[:start]
+        self._scanned = len(self._buffer)  # read once: a long line costs linear time
+        if len(self._buffer) + self._size > self._max:
+            raise EventTooLarge(self._max)
         return lines
 
     def _process(self, line: str) -> SseEvent | None:
@@ -87,11 +101,14 @@ class SseParser:
             self._event = value
         elif name == "data":
             self._data.append(value)
+            self._size += len(value)
+            if self._size > self._max:
+                raise EventTooLarge(self._max)
         return None
 
     def _dispatch(self) -> SseEvent | None:
         event, data = self._event, self._data
-        self._event, self._data = None, []
+        self._event, self._data, self._size = None, [], 0
         if not data:  # per the spec, an event without data is not dispatched
             return None
         return SseEvent(event=event, data="\n".join(data))
@@ -100,21 +117,28 @@ class SseParser:
 class NdjsonParser:
     """Turns a newline-delimited JSON byte stream into objects, however the bytes are chunked."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_line: int = MAX_EVENT) -> None:
+        self._max = max_line
         self._buffer = bytearray()
 
     def feed(self, chunk: bytes) -> list[dict[str, Any]]:
         """Consume ``chunk``; return the objects of the lines it completed.
 
-        Raises ValueError for a line that is not a JSON object.
+        Raises ValueError for a line that is not a JSON object, EventTooLarge for a line
+        longer than the bound.
         """
-        self._buffer += chunk
-        end = self._buffer.rfind(b"\n")
+        end = chunk.rfind(b"\n")  # only the new bytes are searched: linear in the stream
         if end < 0:
+            self._buffer += chunk
+            if len(self._buffer) > self._max:
+                raise EventTooLarge(self._max)
             return []
-        complete = bytes(self._buffer[:end])
-        del self._buffer[: end + 1]
-        return [_parse_line(line) for line in complete.split(b"\n") if line.strip()]
+        complete = bytes(self._buffer) + chunk[:end]
+        self._buffer = bytearray(chunk[end + 1 :])
+        lines = complete.split(b"\n")
+        if any(len(line) > self._max for line in lines) or len(self._buffer) > self._max:
+            raise EventTooLarge(self._max)
+        return [_parse_line(line) for line in lines if line.strip()]
 
     def flush(self) -> list[dict[str, Any]]:
         """The object on a last line that had no newline, at the end of the stream."""

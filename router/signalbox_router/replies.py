@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 Headers = list[tuple[bytes, bytes]]
 HeaderTuple = tuple[tuple[bytes, bytes], ...]
 JSON_TYPE = (b"content-type", b"application/json")
+STREAM_HEADERS = ((b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"))
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -35,10 +36,18 @@ class Reply:
     headers: Headers = field(default_factory=list)
 
 
+def _nothing_to_close() -> None:
+    return None
+
+
 @dataclass
 class StreamReply:
+    """A stream and its owner's ``close``, which the server calls however sending ends (even
+    when the stream was never started, so its ``finally`` never ran)."""
+
     chunks: AsyncIterator[bytes]
     headers: Headers = field(default_factory=list)
+    close: Callable[[], None] = _nothing_to_close
     status: int = 200
 
 
@@ -85,10 +94,3 @@ def json_reply(
     payload: Any, status: int = 200, headers: Sequence[tuple[bytes, bytes]] = ()
 ) -> Reply:
     return Reply(status, json.dumps(payload).encode(), [JSON_TYPE, *headers])
-
-
-def sse(payload: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
-
-
-DONE = b"data: [DONE]\n\n"

@@ -8,6 +8,8 @@ the few microseconds a pass-through can afford.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
 import time
@@ -65,8 +67,11 @@ class RouterApp:
             reply = await self._dispatch(scope, receive)
         except _Refused as refused:
             reply = refused.reply
+        except Exception:  # a bug of ours: the client still gets an OpenAI-shaped answer
+            log.exception("request to %s failed inside the router", scope.get("path"))
+            reply = replies.error(500, "The router failed to handle this request.", code="internal")
         if isinstance(reply, replies.StreamReply):
-            await _send_stream(send, reply)
+            await _send_stream(send, receive, reply)
         else:
             await _send(send, reply)
 
@@ -301,17 +306,35 @@ async def _send(send: Send, reply: replies.Reply) -> None:
     await send({"type": "http.response.body", "body": reply.body})
 
 
-async def _send_stream(send: Send, reply: replies.StreamReply) -> None:
+async def _send_stream(send: Send, receive: Receive, reply: replies.StreamReply) -> None:
+    """Send a stream while watching for the client to leave; when it does, the stream is
+    cancelled at once (its upstream closed, its attempt booked as the client's)."""
+    pump = asyncio.ensure_future(_pump(send, reply))
+    gone = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait((pump, gone), return_when=asyncio.FIRST_COMPLETED)
+        if not pump.done():
+            pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pump
+    finally:
+        gone.cancel()
+        if not pump.done():
+            pump.cancel()
+        reply.close()
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _pump(send: Send, reply: replies.StreamReply) -> None:
     chunks = reply.chunks
     try:
-        # The first chunk before the headers: once the stream has started, closing it below
-        # always runs its clean-up (an async generator never started skips its ``finally``).
-        first = await anext(chunks, b"")
         await send(
             {"type": "http.response.start", "status": reply.status, "headers": reply.headers}
         )
-        if first:
-            await send({"type": "http.response.body", "body": first, "more_body": True})
         async for chunk in chunks:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})

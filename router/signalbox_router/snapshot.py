@@ -27,6 +27,8 @@ class ProviderEntry:
     # The operator's verdict: True/False in Kubernetes mode, None where no operator runs.
     ready: bool | None = None
     reason: str = ""
+    # Wall-clock time of the operator's last successful probe (Kubernetes mode), if known.
+    last_success: float | None = None
 
     @property
     def usable(self) -> bool:

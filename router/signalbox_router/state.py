@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from signalbox_api.provider import RateLimit
+from signalbox_router import redaction
 from signalbox_router.breaker import Breakers
 from signalbox_router.limits import PriorityQueueGate, ProviderLimiter
 from signalbox_router.metering import Meter
@@ -19,7 +20,7 @@ EWMA = 0.2
 
 @dataclass
 class RouterState:
-    snapshot: Snapshot = field(default_factory=Snapshot)
+    _snapshot: Snapshot = field(default_factory=Snapshot)
     synced_at: float = 0.0  # monotonic time the source (cluster or folder) was last read
     meter: Meter = field(default_factory=Meter)
     breakers: Breakers = field(default_factory=Breakers)
@@ -34,6 +35,30 @@ class RouterState:
     # Requests waiting for rate-limited capacity, one line per model name.
     waiting: dict[str, PriorityQueueGate[object]] = field(default_factory=dict)
     _limiters: dict[str, tuple[RateLimit | None, ProviderLimiter]] = field(default_factory=dict)
+    _secrets: tuple[bytes, ...] = ()
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    @snapshot.setter
+    def snapshot(self, new: Snapshot) -> None:
+        """Swap in a new snapshot; a breaker opened for a refused key closes when the key
+        changed or the operator has since seen the provider answer."""
+        old, self._snapshot = self._snapshot, new
+        for name, entry in new.providers.items():
+            before = old.providers.get(name)
+            self.breakers.key_may_work(
+                name,
+                key_changed=before is not None and before.api_key != entry.api_key,
+                probe_ok_at=entry.last_success,
+            )
+        self.breakers.forget(set(new.providers))
+        self._secrets = redaction.secret_values(e.api_key for e in new.providers.values())
+
+    def secrets(self) -> tuple[bytes, ...]:
+        """Every Secret value the router holds, to mask in what upstreams send back."""
+        return self._secrets
 
     def __post_init__(self) -> None:
         self._view = LocalView(

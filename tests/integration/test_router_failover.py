@@ -38,7 +38,8 @@ MODEL = "gpt-4o-mini"
 TIMEOUTS = {"connect": "500ms", "firstToken": "500ms", "streamIdle": "1s", "request": "5s"}
 FAILOVER = {"backoff": {"base": "10ms", "max": "50ms"}, "retryAfterMaxWait": "1s"}
 SLOW = 2.0  # seconds of fake latency, well past firstToken
-BREAKER_COOLDOWN = 2.0  # signalbox_router.breaker.Breakers().cooldown
+BREAKER_COOLDOWN = 2.0  # every provider's circuitBreaker.openDuration here
+CIRCUIT = {"failureThreshold": 3, "openDuration": "2s", "maxOpenDuration": "30s"}
 RIGHT_KEY, WRONG_KEY = "sk-right-key-for-auth-a", "sk-wrong-key-for-auth-a"
 
 
@@ -198,6 +199,7 @@ def _docs(fakes: dict[str, FakeProvider], urls: dict[str, str]) -> list[Doc]:
                     secret=("keys", "wrong") if m.sends_key == WRONG_KEY else None,
                     priority=priority,
                     timeouts=timeouts,
+                    circuitBreaker={**CIRCUIT, **spec.pop("circuitBreaker", {})},
                     **spec,
                 )
             )
@@ -346,22 +348,24 @@ def test_client_errors_are_answered_at_once(world: World, flavor: str, status: i
     _served_by(world.chat(scenario), f"{scenario}-a", attempts=1)
 
 
-def test_upstream_401_counts_against_the_provider_and_moves_on(world: World) -> None:
+def test_an_upstream_401_stops_traffic_to_that_provider_at_once(world: World) -> None:
     refusing, other = world.fake("auth", "a"), world.fake("auth", "b")
-    for n in range(1, 4):
-        _served_by(world.chat("auth"), "auth-b", attempts=2)
-        assert refusing.seen[-1].authorized is False
-        assert (
-            world.router.metric(
-                "signalbox_router_upstream_errors_total", provider="auth-a", outcome="AuthFailed"
-            )
-            == n
+    _served_by(world.chat("auth"), "auth-b", attempts=2)
+    assert refusing.seen[-1].authorized is False
+    assert (
+        world.router.metric(
+            "signalbox_router_upstream_errors_total", provider="auth-a", outcome="AuthFailed"
         )
-    # Three refusals in a row opened its breaker: now it is skipped.
+        == 1
+    )
+    # One refusal opened its breaker (for maxOpenDuration): the refused key gets no more traffic.
     assert world.router.excluded("auth") == {"auth-a": "BreakerOpen"}
+    for _ in range(3):
+        _served_by(world.chat("auth"), "auth-b", attempts=1)
+    time.sleep(BREAKER_COOLDOWN + 0.2)  # openDuration is not enough for a refused key
     _served_by(world.chat("auth"), "auth-b", attempts=1)
-    assert len(refusing.seen) == 3
-    assert len(other.seen) == 4
+    assert len(refusing.seen) == 1
+    assert len(other.seen) == 5
 
 
 def test_max_attempts_is_respected(world: World) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -18,7 +18,6 @@ import pytest
 from signalbox_api.policy import Failover, RoutingPolicySpec, Strategy
 from signalbox_api.provider import Capability, LLMProviderSpec
 from signalbox_router import inspection, selection
-from signalbox_router.breaker import Breakers
 from signalbox_router.selection import Candidate, LocalView, Needs, UnknownModel
 from signalbox_router.snapshot import PolicyEntry, ProviderEntry, Snapshot
 
@@ -631,104 +630,3 @@ def test_needs_ignores_odd_content_parts() -> None:
     assert inspection.needs(body, "chat") == Needs(CHAT, 1)
     images = {"model": "m", "messages": [{"role": "user", "content": [{"type": "input_image"}]}]}
     assert Capability.VISION in inspection.needs(images, "chat").capabilities
-
-
-# -- breaker.Breakers ---------------------------------------------------------------------------
-
-Step = tuple[str, float, bool]  # (what happens, at time, is_open right after)
-
-
-def _apply(b: Breakers, what: str, now: float) -> None:
-    actions: dict[str, Callable[[], None]] = {
-        "fail": lambda: b.failure("p", now),
-        "ok": lambda: b.success("p"),
-        "try": lambda: b.before_request("p", now),
-        "neutral": lambda: b.neutral("p"),
-        "look": lambda: None,
-    }
-    actions[what]()
-
-
-BREAKER_CASES: dict[str, list[Step]] = {
-    "stays closed below the threshold": [("fail", 0, False), ("fail", 1, False)],
-    "a success resets the count": [
-        ("fail", 0, False),
-        ("fail", 0, False),
-        ("ok", 0, False),
-        ("fail", 0, False),
-        ("fail", 0, False),
-    ],
-    "opens at the threshold for the cooldown": [
-        ("fail", 0, False),
-        ("fail", 0, False),
-        ("fail", 10, True),
-        ("look", 11.9, True),
-        ("look", 12.0, False),  # due for its trial
-    ],
-    "one trial at a time, and a good trial closes it": [
-        *[("fail", 0, False)] * 2,
-        ("fail", 0, True),
-        ("try", 2, True),  # the trial is out: everyone else still skips it
-        ("look", 100, True),
-        ("ok", 100, False),
-        ("fail", 100, False),  # the count starts afresh
-    ],
-    "a failed trial reopens it for twice as long": [
-        *[("fail", 0, False)] * 2,
-        ("fail", 0, True),
-        ("try", 2, True),
-        ("fail", 2, True),
-        ("look", 5.9, True),
-        ("look", 6.0, False),  # 2 s, then 4 s
-        ("try", 6, True),
-        ("fail", 6, True),
-        ("look", 13.9, True),
-        ("look", 14.0, False),  # then 8 s
-    ],
-    "the cooldown stops growing at its maximum": [
-        *[("fail", 0, False)] * 2,
-        ("fail", 0, True),
-        *[step for t in range(2, 200, 50) for step in (("try", t, True), ("fail", t, True))],
-        ("look", 152 + 29.9, True),
-        ("look", 152 + 30.0, False),
-    ],
-    "a trial that proves nothing frees the next one": [
-        *[("fail", 0, False)] * 2,
-        ("fail", 0, True),
-        ("try", 2, True),
-        ("neutral", 2.1, False),  # e.g. the upstream said 400: the client's mistake
-        ("try", 2.2, True),
-        ("ok", 2.3, False),
-    ],
-}
-
-
-@pytest.mark.parametrize("steps", BREAKER_CASES.values(), ids=BREAKER_CASES.keys())
-def test_breaker(steps: list[Step]) -> None:
-    b = Breakers(threshold=3, cooldown=2.0, max_cooldown=30.0)
-    for i, (what, now, is_open) in enumerate(steps):
-        _apply(b, what, now)
-        assert b.is_open("p", now) is is_open, f"after step {i}: {what} at {now}"
-    assert b.is_open("someone-else", 0) is False
-
-
-def test_breaker_rate_limit_cooling_is_separate_from_opening() -> None:
-    b = Breakers()
-    assert b.cooling("p", 0) is False
-    b.rate_limited("p", 10.0, 5.0)
-    assert b.cooling("p", 14.9) is True
-    assert b.cooling("p", 15.0) is False
-    assert b.is_open("p", 12.0) is False
-    b.rate_limited("p", 11.0, 1.0)  # a shorter Retry-After does not cut the first one short
-    assert b.cooling("p", 14.0) is True
-    assert b.cooling("other", 12.0) is False
-
-
-def test_breaker_rate_limit_during_a_trial_frees_the_next_trial() -> None:
-    b = Breakers(threshold=1, cooldown=1.0)
-    b.failure("p", 0)
-    b.before_request("p", 1.0)
-    assert b.is_open("p", 1.0) is True
-    b.rate_limited("p", 1.0, 0.5)
-    assert b.is_open("p", 1.0) is False
-    assert b.cooling("p", 1.2) is True

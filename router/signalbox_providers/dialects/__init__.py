@@ -1,0 +1,62 @@
+"""How to speak to each provider type: one dialect object per type, in one module per type.
+
+Callers ask ``dialect(provider_type)`` and never branch on the type themselves. Every module in
+this package that defines ``DIALECTS`` (a mapping from provider type to dialect) is registered,
+so adding a provider type is one module here plus its enum value.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Mapping
+
+from signalbox_api.provider import ProviderType
+from signalbox_providers.dialects.base import (
+    PROBE_PROMPT,
+    Answer,
+    HttpCall,
+    InvalidAnswer,
+    Kind,
+    Outbound,
+    StreamFailed,
+    StreamTranslator,
+    Unsupported,
+    root_of,
+)
+from signalbox_providers.dialects.openai import Dialect
+
+__all__ = [
+    "DIALECTS",
+    "PROBE_PROMPT",
+    "Answer",
+    "Dialect",
+    "HttpCall",
+    "InvalidAnswer",
+    "Kind",
+    "Outbound",
+    "StreamFailed",
+    "StreamTranslator",
+    "Unsupported",
+    "dialect",
+    "root_of",
+]
+
+
+def _registry() -> dict[ProviderType, Dialect]:
+    found: dict[ProviderType, Dialect] = {}
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        table: Mapping[ProviderType, Dialect] = getattr(module, "DIALECTS", {})
+        for ptype, value in table.items():
+            if ptype in found:
+                raise RuntimeError(f"two dialects for {ptype.value}")
+            found[ptype] = value
+    return found
+
+
+DIALECTS: Mapping[ProviderType, Dialect] = _registry()
+
+
+def dialect(provider_type: ProviderType) -> Dialect:
+    return DIALECTS[provider_type]

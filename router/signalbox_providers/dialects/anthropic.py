@@ -1,0 +1,90 @@
+"""Anthropic's Messages API: OpenAI chat is translated to Messages and back, streams included.
+
+Anthropic serves no embeddings. Keys go in ``x-api-key`` with a fixed ``anthropic-version``;
+every call is at the server root (``/v1/messages``, ``/v1/models``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from signalbox_api.provider import ProviderType
+from signalbox_providers import streams
+from signalbox_providers.dialects.base import (
+    Answer,
+    InvalidAnswer,
+    Kind,
+    Outbound,
+    StreamTranslator,
+    Unsupported,
+    encode,
+    loads_object,
+    root_of,
+    usage_of,
+)
+from signalbox_providers.dialects.openai import Dialect
+from signalbox_providers.translate import anthropic as tx
+from signalbox_providers.translate import anthropic_request
+from signalbox_providers.translate.openai_format import JSON
+
+ANTHROPIC_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 4096  # Messages requires max_tokens; used when neither side sets one
+
+
+@dataclass(frozen=True)
+class Anthropic(Dialect):
+    def url(self, base_url: str, kind: Kind, model: str, opts: Mapping[str, str]) -> str:
+        if kind != "chat":
+            raise Unsupported("Anthropic providers do not serve embeddings")
+        return root_of(base_url) + "/v1/messages"
+
+    def request(
+        self,
+        kind: Kind,
+        base_url: str,
+        body: Mapping[str, Any],
+        model: str,
+        *,
+        raw: bytes | None = None,
+        opts: Mapping[str, str],
+        max_output_tokens: int | None = None,
+    ) -> Outbound:
+        url = self.url(base_url, kind, model, opts)
+        default = max_output_tokens or DEFAULT_MAX_TOKENS
+        return Outbound(url, encode(anthropic_request.to_anthropic(body, model, default)))
+
+    def answer(self, kind: Kind, raw: bytes, model: str) -> Answer:
+        body = loads_object(raw, "the answer")
+        if body.get("type") != "message" or not isinstance(body.get("content"), list):
+            raise InvalidAnswer("the answer is not an Anthropic message")
+        usage = body.get("usage")
+        if usage is not None and not isinstance(usage, Mapping):
+            raise InvalidAnswer("usage is not an object")
+        try:
+            payload = tx.from_anthropic(body, model)
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise InvalidAnswer("the Anthropic message could not be read") from exc
+        return Answer(
+            orjson.dumps(payload), usage_of(payload, "prompt_tokens", "completion_tokens")
+        )
+
+    def error(self, status: int, body: Any) -> JSON:
+        return tx.error_to_openai(status, body)
+
+    def stream(self, model: str, client_usage: bool) -> StreamTranslator:
+        return streams.anthropic_events(model, client_usage)
+
+
+DIALECTS = {
+    ProviderType.ANTHROPIC: Anthropic(
+        auth_header="x-api-key",
+        bearer=False,
+        fixed_headers={"anthropic-version": ANTHROPIC_VERSION},
+        models_path="/v1/models",
+        models_from_root=True,
+    )
+}

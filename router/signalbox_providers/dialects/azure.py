@@ -1,0 +1,35 @@
+"""Azure OpenAI: OpenAI's bodies at deployment URLs, keyed by ``api-key`` and an
+``api-version`` query. The model (deployment) name is one escaped path segment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from signalbox_api.provider import LLMProviderSpec, ProviderType
+from signalbox_providers.dialects.base import Kind, path_segment, root_of
+from signalbox_providers.dialects.openai import Dialect
+
+DEFAULT_API_VERSION = "2024-10-21"
+
+
+@dataclass(frozen=True)
+class Azure(Dialect):
+    def options(self, spec: LLMProviderSpec) -> Mapping[str, str]:
+        return {"api_version": spec.azure.api_version if spec.azure else DEFAULT_API_VERSION}
+
+    def url(self, base_url: str, kind: Kind, model: str, opts: Mapping[str, str]) -> str:
+        path = "/chat/completions" if kind == "chat" else "/embeddings"
+        deployment = path_segment(model)
+        return f"{root_of(base_url)}/openai/deployments/{deployment}{path}{self._query(opts)}"
+
+    def _query(self, opts: Mapping[str, str]) -> str:
+        return "?api-version=" + quote(opts.get("api_version", DEFAULT_API_VERSION), safe="")
+
+
+DIALECTS = {
+    ProviderType.AZURE_OPENAI: Azure(
+        auth_header="api-key", bearer=False, models_path="/openai/models", models_from_root=True
+    )
+}

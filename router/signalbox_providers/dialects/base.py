@@ -1,0 +1,149 @@
+"""What every provider dialect shares: the errors, the values passed in and out, and helpers.
+
+A dialect is everything type-specific about speaking to one kind of provider: the URL of each
+call (with the model name escaped, so it can never change the path), the auth headers, the
+request body, how an answer is validated and turned into OpenAI's shape, how a stream is
+translated, how an error body reads, and the operator's probe calls. Sans-I/O: a dialect builds
+bytes and reads bytes; the caller owns the HTTP client.
+
+Errors a dialect raises:
+
+* ``Unsupported``: this provider type cannot serve the request (the client gets a 400).
+* ``InvalidAnswer``: the provider answered 2xx with something its own format does not allow
+  (the attempt fails as ``InvalidResponse`` and may fail over).
+* ``StreamFailed``: a stream broke after it started (the client gets an error event).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+from urllib.parse import quote, urlsplit
+
+import orjson
+
+from signalbox_providers.translate.openai_format import TranslationError
+
+Kind = Literal["chat", "embeddings"]
+PROBE_PROMPT = "ping"
+Usage = tuple[int, int]
+
+
+class Unsupported(TranslationError):
+    """The provider type cannot serve this request as asked."""
+
+
+class InvalidAnswer(ValueError):
+    """A 2xx answer that does not follow the provider's own format."""
+
+
+class StreamFailed(Exception):
+    """An upstream stream broke after it started: cut, malformed, oversized or an error event."""
+
+
+@dataclass(frozen=True)
+class HttpCall:
+    """A request to make. ``headers`` may hold a key: never log them."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    json: Mapping[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"HttpCall({self.method} {self.url})"
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """One request body for a provider, and where it goes."""
+
+    url: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A validated complete answer, already in OpenAI's shape."""
+
+    body: bytes
+    usage: Usage | None
+
+
+class StreamTranslator(Protocol):
+    """Turns upstream stream bytes into the OpenAI SSE bytes a client receives."""
+
+    @property
+    def usage(self) -> Usage | None:
+        """Prompt and completion tokens, once the stream said."""
+
+    def feed(self, data: bytes) -> bytes:
+        """The client's bytes for ``data`` (often empty). Raises StreamFailed."""
+
+    @property
+    def done(self) -> bool:
+        """Whether the stream is complete (the client got ``[DONE]``)."""
+
+    def end(self) -> bytes:
+        """At upstream EOF: the closing bytes of a stream that finished without saying so.
+        Raises StreamFailed when the stream was cut short."""
+
+
+def root_of(base_url: str) -> str:
+    """``https://host:port`` of a base URL such as ``https://host:port/v1``."""
+    parts = urlsplit(base_url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def path_segment(value: str) -> str:
+    """``value`` as one URL path segment: escaped, and never ``.`` or ``..``."""
+    if value in ("", ".", "..") or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise Unsupported(f"model name {value[:80]!r} cannot be used in a URL path")
+    return quote(value, safe="")
+
+
+def ids(key: str, item_key: str) -> Callable[[Any], list[str]]:
+    def parse(body: Any) -> list[str]:
+        items = body.get(key) if isinstance(body, Mapping) else None
+        if not isinstance(items, list):
+            raise ValueError(f"expected a list under {key!r}")
+        out = []
+        for item in items:
+            value = item.get(item_key) if isinstance(item, Mapping) else None
+            if isinstance(value, str) and value:
+                out.append(value)
+        return out
+
+    return parse
+
+
+def usage_of(body: Mapping[str, Any], prompt: str, completion: str) -> Usage | None:
+    """Token counts from a usage object; InvalidAnswer when they are not whole numbers."""
+    usage = body.get("usage")
+    if usage is None:
+        return None
+    if not isinstance(usage, Mapping):
+        raise InvalidAnswer("usage is not an object")
+    counts = (usage.get(prompt, 0), usage.get(completion, 0))
+    if not all(type(n) is int and n >= 0 for n in counts):
+        raise InvalidAnswer("usage token counts are not non-negative integers")
+    return counts[0], counts[1]
+
+
+def loads_object(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidAnswer(f"{what} is not JSON") from exc
+    if not isinstance(value, dict):
+        raise InvalidAnswer(f"{what} is not a JSON object")
+    return value
+
+
+def encode(body: Mapping[str, Any]) -> bytes:
+    """A request body as JSON; Unsupported when it cannot be written (nested too deep)."""
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError as exc:
+        raise Unsupported(f"the request cannot be encoded: {exc}") from exc

@@ -1,0 +1,85 @@
+"""Ollama: chat through its native ``/api/chat`` (translated, NDJSON streams), embeddings
+through its OpenAI-compatible ``/v1/embeddings``, the model list from ``/api/tags``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from signalbox_api.provider import ProviderType
+from signalbox_providers import streams
+from signalbox_providers.dialects.base import (
+    PROBE_PROMPT,
+    Answer,
+    InvalidAnswer,
+    Kind,
+    Outbound,
+    StreamTranslator,
+    encode,
+    ids,
+    loads_object,
+    root_of,
+    usage_of,
+)
+from signalbox_providers.dialects.openai import Dialect
+from signalbox_providers.translate import ollama as tx
+from signalbox_providers.translate.openai_format import JSON
+
+
+@dataclass(frozen=True)
+class Ollama(Dialect):
+    def url(self, base_url: str, kind: Kind, model: str, opts: Mapping[str, str]) -> str:
+        return root_of(base_url) + ("/api/chat" if kind == "chat" else "/v1/embeddings")
+
+    def request(
+        self,
+        kind: Kind,
+        base_url: str,
+        body: Mapping[str, Any],
+        model: str,
+        *,
+        raw: bytes | None = None,
+        opts: Mapping[str, str],
+        max_output_tokens: int | None = None,
+    ) -> Outbound:
+        if kind != "chat":
+            return super().request(kind, base_url, body, model, raw=raw, opts=opts)
+        return Outbound(self.url(base_url, kind, model, opts), encode(tx.to_ollama(body, model)))
+
+    def answer(self, kind: Kind, raw: bytes, model: str) -> Answer:
+        if kind != "chat":
+            return super().answer(kind, raw, model)
+        body = loads_object(raw, "the answer")
+        if not isinstance(body.get("message"), Mapping):
+            raise InvalidAnswer("the answer has no 'message' object")
+        try:
+            payload = tx.from_ollama(body, model)
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise InvalidAnswer("the Ollama answer could not be read") from exc
+        return Answer(
+            orjson.dumps(payload), usage_of(payload, "prompt_tokens", "completion_tokens")
+        )
+
+    def error(self, status: int, body: Any) -> JSON:
+        return tx.error_to_openai(status, body)
+
+    def stream(self, model: str, client_usage: bool) -> StreamTranslator:
+        return streams.ollama_lines(model, client_usage)
+
+    def chat_body(self, model: str) -> dict[str, Any]:
+        return {
+            "model": model,
+            "stream": False,
+            "options": {"num_predict": 1},
+            "messages": [{"role": "user", "content": PROBE_PROMPT}],
+        }
+
+
+DIALECTS = {
+    ProviderType.OLLAMA: Ollama(
+        models_path="/api/tags", models_from_root=True, parse_models=ids("models", "name")
+    )
+}

@@ -1,0 +1,177 @@
+"""The OpenAI dialect, which OpenAI-compatible APIs, vLLM and LocalAI speak too, and which the
+other dialects start from (they override what differs).
+
+OpenAI-style providers get the client's request untouched except the model name and, for
+streams, the option that asks for usage; when neither needs changing, they get the client's own
+bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from signalbox_api.provider import LLMProviderSpec, ProviderType
+from signalbox_providers.dialects.base import (
+    PROBE_PROMPT,
+    Answer,
+    HttpCall,
+    InvalidAnswer,
+    Kind,
+    Outbound,
+    StreamTranslator,
+    encode,
+    ids,
+    loads_object,
+    root_of,
+    usage_of,
+)
+from signalbox_providers.outcomes import Outcome, classify_status
+from signalbox_providers.streams import OpenAIEvents
+from signalbox_providers.translate.openai_format import JSON, kind_for_status
+from signalbox_providers.translate.openai_format import error_body as openai_error_body
+
+_OPENAI_IDS = ids("data", "id")
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """The OpenAI way; other types override what differs."""
+
+    auth_header: str = "Authorization"
+    bearer: bool = True
+    fixed_headers: Mapping[str, str] = field(default_factory=dict)
+    models_path: str = "/models"  # appended to the base URL
+    models_from_root: bool = False
+    parse_models: Callable[[Any], list[str]] = _OPENAI_IDS
+    readiness_paths: tuple[str, ...] = ()  # checked at the server root before the model list
+
+    # -- calls ---------------------------------------------------------------------------
+    def headers(self, api_key: str | None, header: str | None = None) -> dict[str, str]:
+        out = dict(self.fixed_headers)
+        if api_key:
+            name = header or self.auth_header
+            out[name] = f"Bearer {api_key}" if self.bearer and name == "Authorization" else api_key
+        return out
+
+    def options(self, spec: LLMProviderSpec) -> Mapping[str, str]:
+        """Per-provider settings the URLs need (none for most types)."""
+        return {}
+
+    def url(self, base_url: str, kind: Kind, model: str, opts: Mapping[str, str]) -> str:
+        return base_url.rstrip("/") + ("/chat/completions" if kind == "chat" else "/embeddings")
+
+    def request(
+        self,
+        kind: Kind,
+        base_url: str,
+        body: Mapping[str, Any],
+        model: str,
+        *,
+        raw: bytes | None = None,
+        opts: Mapping[str, str],
+        max_output_tokens: int | None = None,
+    ) -> Outbound:
+        """The client's OpenAI request for ``model`` at ``base_url`` (``raw``: the client's
+        bytes, sent as they are when nothing changes). Raises Unsupported."""
+        sent = _with_model(body, model)
+        data = raw if sent is body and _unambiguous(raw) else None
+        return Outbound(self.url(base_url, kind, model, opts), data or encode(sent))
+
+    # -- answers -------------------------------------------------------------------------
+    def answer(self, kind: Kind, raw: bytes, model: str) -> Answer:
+        """A 2xx body, validated. Raises InvalidAnswer."""
+        body = loads_object(raw, "the answer")
+        key = "choices" if kind == "chat" else "data"
+        if not isinstance(body.get(key), list):
+            raise InvalidAnswer(f"the answer has no {key!r} list")
+        return Answer(raw, usage_of(body, "prompt_tokens", "completion_tokens"))
+
+    def classify(self, status: int, body: Any) -> Outcome:
+        return classify_status(status, body)
+
+    def error(self, status: int, body: Any) -> JSON:
+        """An upstream error body as OpenAI's error shape."""
+        if isinstance(body, Mapping) and isinstance(body.get("error"), Mapping):
+            return dict(body)
+        message = body.get("message") if isinstance(body, Mapping) else None
+        kind, code = kind_for_status(status)
+        return openai_error_body(str(message or f"upstream answered HTTP {status}"), kind, code)
+
+    def stream(self, model: str, client_usage: bool) -> StreamTranslator:
+        return OpenAIEvents(client_usage)
+
+    # -- probes (the operator's) ---------------------------------------------------------
+    def list_models(
+        self,
+        base_url: str,
+        api_key: str | None,
+        header: str | None = None,
+        opts: Mapping[str, str] | None = None,
+    ) -> HttpCall:
+        prefix = root_of(base_url) if self.models_from_root else base_url.rstrip("/")
+        url = prefix + self.models_path + self._query(opts or {})
+        return HttpCall("GET", url, self.headers(api_key, header))
+
+    def readiness(self, base_url: str) -> list[HttpCall]:
+        return [HttpCall("GET", root_of(base_url) + p) for p in self.readiness_paths]
+
+    def chat_probe(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None,
+        header: str | None = None,
+        opts: Mapping[str, str] | None = None,
+    ) -> HttpCall:
+        url = self.url(base_url, "chat", model, opts or {})
+        return HttpCall("POST", url, self.headers(api_key, header), self.chat_body(model))
+
+    def chat_body(self, model: str) -> dict[str, Any]:
+        return {
+            "model": model,
+            "max_tokens": 1,
+            "messages": [{"role": "user", "content": PROBE_PROMPT}],
+        }
+
+    def _query(self, opts: Mapping[str, str]) -> str:
+        return ""
+
+
+def _with_model(body: Mapping[str, Any], model: str) -> Mapping[str, Any]:
+    """The body with the upstream model name and, for a stream, usage asked for (for
+    metering); ``body`` itself when nothing changes."""
+    stream = body.get("stream")
+    if body.get("model") == model and (
+        not stream or (body.get("stream_options") or {}).get("include_usage") is True
+    ):
+        return body
+    out = dict(body)
+    out["model"] = model
+    if stream:
+        options = dict(out.get("stream_options") or {})
+        options["include_usage"] = True  # dropped again on the way back if the client did not ask
+        out["stream_options"] = options
+    return out
+
+
+_STEERING = (b'"model"', b'"stream"', b'"stream_options"')
+
+
+def _unambiguous(raw: bytes | None) -> bool:
+    """Whether ``raw`` names each field the router acts on at most once. With a repeated key
+    the router and the upstream might read different values (parsers differ on which one
+    wins), so such a body is sent as the router read it. A string value spelling one of these
+    names counts too; that only costs a re-encoding."""
+    return raw is not None and all(raw.count(key) <= 1 for key in _STEERING)
+
+
+_OPENAI = Dialect()
+
+DIALECTS: Mapping[ProviderType, Dialect] = {
+    ProviderType.OPENAI: _OPENAI,
+    ProviderType.OPENAI_COMPATIBLE: _OPENAI,
+    ProviderType.VLLM: Dialect(readiness_paths=("/health",)),
+    ProviderType.LOCALAI: Dialect(readiness_paths=("/readyz",)),
+}

@@ -1,0 +1,208 @@
+"""Stream translators: upstream stream bytes in, the OpenAI SSE bytes a client receives out.
+
+Every event is parsed before it reaches the client, so a client only ever sees well-formed
+chunks: a malformed, oversized or error event raises ``StreamFailed`` and the caller ends the
+stream with an error event. A stream that delivered its ``finish_reason`` (and the usage the
+client asked for) but closed without ``[DONE]`` is completed here; one cut before that is a
+failure. Reassembly is linear in the size of an event, and an event is bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+
+from signalbox_providers.dialects.base import InvalidAnswer, StreamFailed, Usage, usage_of
+from signalbox_providers.sse import MAX_EVENT, NdjsonParser, SseParser
+from signalbox_providers.translate.anthropic import AnthropicStream
+from signalbox_providers.translate.ollama import OllamaStream
+from signalbox_providers.translate.openai_format import UpstreamStreamError
+
+DONE = b"data: [DONE]\n\n"
+
+
+def sse(payload: Mapping[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+class OpenAIEvents:
+    """OpenAI-style SSE, passed through event by event once each event has been read.
+
+    Only a usage chunk the client did not ask for is dropped (the router asks for usage to
+    meter streams). Blank-line framing is split with ``bytes.split``; streams with CR line ends
+    go through the full SSE parser instead.
+    """
+
+    def __init__(self, client_usage: bool, max_event: int = MAX_EVENT) -> None:
+        self.client_usage = client_usage
+        self.usage: Usage | None = None
+        self._max = max_event
+        self._done = False
+        self._finished = False  # a choice carried its finish_reason
+        self._pending: list[bytes] = []  # an event not yet complete, in pieces
+        self._pending_size = 0
+        self._parser: SseParser | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def feed(self, data: bytes) -> bytes:
+        if self._done:
+            return b""
+        if self._parser is None and b"\r" in data:
+            self._parser = SseParser(self._max)
+            data, self._pending, self._pending_size = b"".join(self._pending) + data, [], 0
+        try:
+            if self._parser is not None:
+                events = [e.data.encode() for e in self._parser.feed(data)]
+                return b"".join(self._payload(e) for e in events if not self._done)
+            return b"".join(self._event(e) for e in self._split(data) if e and not self._done)
+        except ValueError as exc:  # parse errors, oversized events, bad usage
+            raise StreamFailed(str(exc)) from exc
+
+    def end(self) -> bytes:
+        if self._done:
+            return b""
+        rest = b"".join(self._pending).strip()
+        self._pending = []
+        out = self.feed(rest + b"\n\n") if rest and self._parser is None else b""
+        if self._done:
+            return out
+        if self._finished and (self.usage is not None or not self.client_usage):
+            self._done = True
+            return out + DONE
+        raise StreamFailed("the upstream stream ended before it finished")
+
+    def _split(self, data: bytes) -> list[bytes]:
+        """Complete events (without their blank line); holds the rest. Linear: the pieces of
+        an event are joined once, when its end arrives."""
+        if self._pending:
+            boundary = b"\n\n" in data or (
+                data.startswith(b"\n") and self._pending[-1].endswith(b"\n")
+            )
+            if not boundary:
+                self._hold(data)
+                return []
+            data, self._pending, self._pending_size = b"".join(self._pending) + data, [], 0
+        *complete, tail = data.split(b"\n\n")
+        if tail:
+            self._hold(tail)
+        if any(len(e) > self._max for e in complete):
+            raise StreamFailed(f"an upstream stream event exceeds {self._max} bytes")
+        return complete
+
+    def _hold(self, piece: bytes) -> None:
+        self._pending.append(piece)
+        self._pending_size += len(piece)
+        if self._pending_size > self._max:
+            raise StreamFailed(f"an upstream stream event exceeds {self._max} bytes")
+
+    def _event(self, event: bytes) -> bytes:
+        if event.startswith(b"data: ") and b"\n" not in event:
+            return self._payload(event[6:])
+        lines = [line for line in event.split(b"\n") if line and not line.startswith(b":")]
+        data = [line[5:].removeprefix(b" ") for line in lines if line.startswith(b"data:")]
+        return self._payload(b"\n".join(data)) if data else b""
+
+    def _payload(self, payload: bytes) -> bytes:
+        if payload == b"[DONE]":
+            self._done = True
+            return DONE
+        try:
+            chunk = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            raise StreamFailed(f"malformed upstream event: {payload[:80]!r}") from exc
+        if not isinstance(chunk, dict):
+            raise StreamFailed("an upstream event is not a JSON object")
+        if "error" in chunk:
+            raise StreamFailed(_error_message(chunk["error"]))
+        choices = chunk.get("choices")
+        if not isinstance(choices, list):
+            raise StreamFailed("an upstream event has no 'choices' list")
+        for choice in choices:
+            if isinstance(choice, dict) and choice.get("finish_reason") is not None:
+                self._finished = True
+        if chunk.get("usage") is not None:
+            try:
+                self.usage = usage_of(chunk, "prompt_tokens", "completion_tokens")
+            except InvalidAnswer as exc:
+                raise StreamFailed(str(exc)) from exc
+            if not self.client_usage and not choices:
+                return b""
+        return b"data: " + payload + b"\n\n"
+
+
+def _error_message(error: Any) -> str:
+    message = error.get("message") if isinstance(error, Mapping) else error
+    return f"upstream error event: {str(message)[:300]}"
+
+
+class TranslatedEvents:
+    """A stream in another provider's format (Anthropic SSE, Ollama NDJSON), translated."""
+
+    def __init__(
+        self,
+        parse: Callable[[bytes], list[Any]],
+        translator: AnthropicStream | OllamaStream,
+        flush: Callable[[], list[Any]] | None = None,
+    ) -> None:
+        self._parse, self._translator, self._flush = parse, translator, flush
+        self._sent_done = False
+
+    @property
+    def usage(self) -> Usage | None:
+        u = self._translator.usage
+        return (u.prompt, u.completion) if u is not None else None
+
+    @property
+    def done(self) -> bool:
+        return self._sent_done
+
+    def feed(self, data: bytes) -> bytes:
+        return self._translate(self._parse(data))
+
+    def end(self) -> bytes:
+        out = self._translate(self._flush()) if self._flush and not self._sent_done else b""
+        if not self._sent_done:
+            raise StreamFailed("the upstream stream ended before it finished")
+        return out
+
+    def _translate(self, items: list[Any]) -> bytes:
+        out = []
+        try:
+            for item in items:
+                out += [sse(chunk) for chunk in self._translator.feed(item)]
+        except (UpstreamStreamError, ValueError, TypeError) as exc:
+            raise StreamFailed(f"upstream stream error: {str(exc)[:300]}") from exc
+        if self._translator.done and not self._sent_done:
+            self._sent_done = True
+            out.append(DONE)
+        return b"".join(out)
+
+
+def anthropic_events(model: str, client_usage: bool) -> TranslatedEvents:
+    return TranslatedEvents(_guarded(SseParser().feed), AnthropicStream(model, client_usage))
+
+
+def ollama_lines(model: str, client_usage: bool) -> TranslatedEvents:
+    parser = NdjsonParser()
+    return TranslatedEvents(
+        _guarded(parser.feed), OllamaStream(model, client_usage), _guarded_flush(parser.flush)
+    )
+
+
+def _guarded(parse: Callable[[bytes], list[Any]]) -> Callable[[bytes], list[Any]]:
+    def feed(data: bytes) -> list[Any]:
+        try:
+            return parse(data)
+        except ValueError as exc:
+            raise StreamFailed(str(exc)[:300]) from exc
+
+    return feed
+
+
+def _guarded_flush(flush: Callable[[], list[Any]]) -> Callable[[], list[Any]]:
+    return lambda: _guarded(lambda _data: flush())(b"")

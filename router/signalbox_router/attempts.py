@@ -1,0 +1,192 @@
+"""One attempt at one provider, and the one owner of everything it takes.
+
+An ``Attempt`` is created right after the provider's limiter admitted the request, with no
+``await`` in between, and from then on it holds the limiter slot and token estimate, the
+in-flight counts, the local breaker's trial and the upstream response. It books its end exactly
+once (``succeeded``, ``failed``, or, from ``close``, whatever ended it: a failure, a client gone,
+a cancellation, a bug of ours), and that booking gives everything back. Used as ``async with``;
+a stream takes it over with ``hand_over`` and closes it when the stream ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import aiohttp
+from multidict import CIMultiDict
+
+from signalbox_api.primitives import parse_duration
+from signalbox_providers import dialects
+from signalbox_providers.outcomes import Outcome
+from signalbox_router.breaker import Settings
+from signalbox_router.failures import ClientGone, UpstreamFailed
+from signalbox_router.limits import ProviderLimiter
+from signalbox_router.selection import Candidate
+from signalbox_router.snapshot import ProviderEntry
+
+if TYPE_CHECKING:
+    from signalbox_router.forwarding import Job
+    from signalbox_router.state import RouterState
+
+log = logging.getLogger(__name__)
+DEFAULT_RETRY_AFTER = 5.0
+CLIENT_CLOSED = 499  # the status metrics use for a client that went away
+_NEUTRAL = frozenset({Outcome.BAD_REQUEST, Outcome.MODEL_NOT_FOUND})
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What every attempt at one provider reuses, worked out once per snapshot entry."""
+
+    entry: ProviderEntry
+    dialect: dialects.Dialect
+    options: dict[str, str]
+    headers: CIMultiDict[str]
+    connect: aiohttp.ClientTimeout  # aiohttp times new connections only; the rest is ours
+    first_token: float
+    stream_idle: float
+    request: float
+    breaker: Settings
+    max_output: dict[str, int]  # model or alias -> declared maxOutputTokens
+
+    @classmethod
+    def of(cls, entry: ProviderEntry) -> Prepared:
+        spec = entry.spec
+        dialect = dialects.dialect(spec.type)
+        headers = dialect.headers(entry.api_key, spec.auth.header if spec.auth else None)
+        headers["Content-Type"] = "application/json"
+        headers["Accept-Encoding"] = "identity"  # answers are read as they come, never inflated
+        t = spec.timeouts
+        return cls(
+            entry=entry,
+            dialect=dialect,
+            options=dict(dialect.options(spec)),
+            headers=CIMultiDict(headers),
+            connect=aiohttp.ClientTimeout(total=None, sock_connect=parse_duration(t.connect)),
+            first_token=parse_duration(t.first_token),
+            stream_idle=parse_duration(t.stream_idle),
+            request=parse_duration(t.request),
+            breaker=Settings.of(spec.circuit_breaker),
+            max_output={
+                name: m.max_output_tokens
+                for m in spec.models
+                if m.max_output_tokens
+                for name in (m.name, *m.aliases)
+            },
+        )
+
+
+class Attempt:
+    """One try; see the module docstring for what it owns."""
+
+    def __init__(
+        self,
+        state: RouterState,
+        job: Job,
+        *,
+        prepared: Prepared,
+        cand: Candidate,
+        limiter: ProviderLimiter,
+        endpoint: str,
+        number: int,
+    ) -> None:
+        # No await from the limiter's admission to here: nothing can come between.
+        self.state, self.job, self.prepared, self.cand = state, job, prepared, cand
+        self.entry = prepared.entry
+        self.limiter, self.endpoint, self.number = limiter, endpoint, number
+        self.started = time.monotonic()
+        self.due = self.started + prepared.request  # the whole request, streaming included
+        self.first_byte_due = min(self.started + prepared.first_token, self.due)
+        self.response: aiohttp.ClientResponse | None = None
+        self.booked = False
+        self._handed_over = False
+        state.started(self.entry.name, endpoint)
+        state.breakers.configure(self.entry.name, prepared.breaker)
+        self.trial = state.breakers.before_request(self.entry.name, self.started)
+
+    async def __aenter__(self) -> Attempt:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._handed_over:
+            self.close(exc)
+
+    def hand_over(self) -> Attempt:
+        """A stream takes the attempt over; it must call ``close`` when it ends."""
+        self._handed_over = True
+        return self
+
+    def succeeded(self, usage: tuple[int, int] | None) -> None:
+        if self.booked:
+            return
+        self.state.breakers.success(self.entry.name, self.trial)
+        self._book(True, 200, usage)
+
+    def failed(self, failure: UpstreamFailed, usage: tuple[int, int] | None = None) -> None:
+        if self.booked:
+            return
+        name, now, breakers = self.entry.name, time.monotonic(), self.state.breakers
+        if failure.outcome == Outcome.AUTH_FAILED:
+            breakers.key_refused(name, now, time.time(), self.trial)
+        elif failure.outcome == Outcome.RATE_LIMITED:
+            wait = failure.retry_after or DEFAULT_RETRY_AFTER
+            breakers.rate_limited(name, now, wait, self.trial)
+        elif failure.outcome in _NEUTRAL:
+            breakers.neutral(name, self.trial)
+        else:
+            breakers.failure(name, now, self.trial)
+        self._book(False, failure.upstream_status or failure.status, usage)
+
+    def close(self, exc: BaseException | None = None) -> None:
+        """Book whatever ended the attempt, if nothing was booked yet. Idempotent."""
+        if self.booked:
+            return
+        if isinstance(exc, UpstreamFailed):
+            self.failed(exc)
+        elif isinstance(exc, TimeoutError):
+            self.failed(UpstreamFailed(Outcome.TIMEOUT, f"{self.entry.name}: timed out"))
+        elif isinstance(exc, aiohttp.ClientError):
+            self.failed(UpstreamFailed(Outcome.CONNECT_FAILURE, f"{self.entry.name}: failed"))
+        elif exc is None or isinstance(exc, asyncio.CancelledError | ClientGone | GeneratorExit):
+            self.state.breakers.neutral(self.entry.name, self.trial)
+            self._book(False, CLIENT_CLOSED, None)
+        else:  # a bug of ours: says nothing about the provider
+            log.error("attempt at %s ended by %s", self.entry.name, type(exc).__name__)
+            self.state.breakers.neutral(self.entry.name, self.trial)
+            self._book(False, 500, None)
+
+    def _book(self, ok: bool, code: int, usage: tuple[int, int] | None) -> None:
+        self.booked = True
+        now = time.monotonic()
+        seconds = now - self.started
+        response, self.response = self.response, None
+        if response is not None:
+            if ok:
+                response.release()
+            else:
+                response.close()  # nothing more is read: the connection goes too
+        job, state = self.job, self.state
+        estimate = job.tokens_for(self.limiter)
+        self.limiter.release(now, estimate, sum(usage) if usage else None)
+        state.finished(self.entry.name, self.endpoint, ok, seconds)
+        state.meter.record(
+            job.route.model,
+            self.entry.name,
+            code=code,
+            seconds=seconds,
+            usage=usage,
+            price=self.cand.price,
+        )
+
+    def __repr__(self) -> str:
+        return f"Attempt({self.entry.name}#{self.number}, booked={self.booked})"
