@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import uvicorn
 
-from signalbox_router import manifests, queues
+from signalbox_router import exchange, manifests, queues
 from signalbox_router.forwarding import Forwarder
 from signalbox_router.server import RouterApp, Settings
 from signalbox_router.state import RouterState
@@ -82,8 +82,7 @@ def build_app(args: argparse.Namespace) -> RouterApp:
     holder: dict[str, aiohttp.ClientSession] = {}
 
     async def startup() -> None:
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
-        holder["session"] = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        holder["session"] = exchange.session()
         app.forwarder = Forwarder(holder["session"], state)
         tasks.append(asyncio.create_task(queues.run(state, holder["session"])))
         if args.manifests is not None:

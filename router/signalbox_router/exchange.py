@@ -2,10 +2,11 @@
 
 Upstreams are untrusted. Redirects are never followed (a 3xx is an invalid response: a
 provider key must not travel to another host); no cookies are kept; answers are asked for
-uncompressed; bodies are read up to a bound and within the attempt's deadlines; a 2xx answer
-counts only once its dialect has validated it; an error body reaches the client only with every
-Secret value the router holds redacted. A stream counts as started only once its first
-translated bytes exist, so a stream that fails before that still fails over.
+uncompressed, and one compressed all the same is inflated in bounded steps; bodies are read up
+to a bound and within the attempt's deadlines; a 2xx answer counts only once its dialect has
+validated it; an error body reaches the client only with every Secret value the router holds
+redacted. A stream counts as started only once its first translated bytes exist, so a stream
+that fails before that still fails over.
 """
 
 from __future__ import annotations
@@ -31,11 +32,10 @@ _FAIL_FAST = frozenset({Outcome.BAD_REQUEST, Outcome.MODEL_NOT_FOUND})
 
 
 def session() -> aiohttp.ClientSession:
-    """The upstream client: no redirects (per request), no cookie jar, no inflating."""
+    """The upstream client: no redirects (refused per request), no cookie jar."""
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
         cookie_jar=aiohttp.DummyCookieJar(),
-        auto_decompress=False,
     )
 
 

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from signalbox_api.provider import RateLimit
-from signalbox_router import redaction
+from signalbox_router import holdings, redaction
 from signalbox_router.breaker import Breakers
 from signalbox_router.limits import PriorityQueueGate, ProviderLimiter
 from signalbox_router.metering import Meter
@@ -61,6 +61,7 @@ class RouterState:
         return self._secrets
 
     def __post_init__(self) -> None:
+        self.meter.registry.register(holdings.Holdings(self))
         self._view = LocalView(
             breaker_open=lambda name: self.breakers.is_open(name, time.monotonic()),
             cooling=lambda name: self.breakers.cooling(name, time.monotonic()),
@@ -70,6 +71,10 @@ class RouterState:
             latency=self.latency,
             rng=self.rng,
         )
+
+    def slots_in_use(self, name: str) -> int:
+        current = self._limiters.get(name)
+        return current[1].in_flight if current is not None else 0
 
     def view(self) -> LocalView:
         """What selection may know of this process, for one request (it turns round robin)."""

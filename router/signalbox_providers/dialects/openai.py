@@ -93,10 +93,18 @@ class Dialect:
 
     def error(self, status: int, body: Any) -> JSON:
         """An upstream error body as OpenAI's error shape."""
-        if isinstance(body, Mapping) and isinstance(body.get("error"), Mapping):
-            return dict(body)
-        message = body.get("message") if isinstance(body, Mapping) else None
         kind, code = kind_for_status(status)
+        error = body.get("error") if isinstance(body, Mapping) else None
+        if isinstance(error, Mapping):  # OpenAI's own shape: kept, with exactly its four fields
+            return {
+                "error": {
+                    "message": _text(error.get("message")) or f"upstream answered HTTP {status}",
+                    "type": _text(error.get("type")) or kind,
+                    "param": _text(error.get("param")),
+                    "code": _text(error.get("code")) or code,
+                }
+            }
+        message = body.get("message") if isinstance(body, Mapping) else None
         return openai_error_body(str(message or f"upstream answered HTTP {status}"), kind, code)
 
     def stream(self, model: str, client_usage: bool) -> StreamTranslator:
@@ -175,3 +183,10 @@ DIALECTS: Mapping[ProviderType, Dialect] = {
     ProviderType.VLLM: Dialect(readiness_paths=("/health",)),
     ProviderType.LOCALAI: Dialect(readiness_paths=("/readyz",)),
 }
+
+
+def _text(value: Any) -> str | None:
+    """A string field of an upstream error, bounded; None when absent or not text."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    return value[:2000] if isinstance(value, str) and value else None

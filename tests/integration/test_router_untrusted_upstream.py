@@ -1,0 +1,299 @@
+"""Upstreams are untrusted: the router, in manifests mode over real HTTP on loopback, in front of
+an upstream scripted to misbehave (redirects, compressed bodies, malformed answers and streams,
+echoed keys, endless streams). The official openai SDK is the client where streams matter."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.support import scripted
+from tests.support.router import (
+    Doc,
+    RouterProcess,
+    openai_error,
+    policy,
+    provider,
+    running_router,
+    secret,
+)
+
+KEYS = {
+    "openai": "sk-openai-key-0123456789",
+    "anthropic": "sk-ant-key-0123456789",
+    "azure": "azure-key-0123456789",
+}
+CIRCUIT = {"failureThreshold": 50, "openDuration": "1s", "maxOpenDuration": "2s"}
+BIG = 2 * 1024 * 1024  # past the router's bound on one stream event
+# Streams pause between events so the first one reaches the client alone: a stream that is bad
+# in its first read fails over instead (tested in test_router_failover).
+
+
+@dataclass(frozen=True)
+class Scenario:
+    type: str
+    key: str | None
+    behavior: scripted.Behavior
+    spec: dict[str, Any]
+
+
+def _scenarios(up: scripted.ScriptedUpstream, evil: scripted.ScriptedUpstream) -> dict[str, Any]:
+    c = scripted.chunk_event
+    to_evil = evil.url + "/v1/chat/completions"
+    return {
+        "redirect-307-openai": ("OpenAICompatible", "openai", scripted.redirect(307, to_evil)),
+        "redirect-302-openai": ("OpenAICompatible", "openai", scripted.redirect(302, to_evil)),
+        "redirect-307-anthropic": ("Anthropic", "anthropic", scripted.redirect(307, to_evil)),
+        "redirect-307-azure": ("AzureOpenAI", "azure", scripted.redirect(307, to_evil)),
+        "gzip": ("OpenAICompatible", None, scripted.gzipped(scripted.completion("gzip"))),
+        "empty-anthropic": ("Anthropic", "anthropic", scripted.json_answer({})),
+        "bad-usage": (
+            "OpenAICompatible",
+            None,
+            scripted.json_answer(scripted.completion("bad-usage", usage={"prompt_tokens": "lots"})),
+        ),
+        "echo-key": (
+            "OpenAICompatible",
+            "openai",
+            scripted.json_answer(
+                {
+                    "error": {
+                        "message": f"bad key {KEYS['openai']}, and {KEYS['azure']} too",
+                        "type": "invalid_request_error",
+                        "code": "invalid",
+                    }
+                },
+                400,
+            ),
+        ),
+        "echo-key-escaped": (
+            "OpenAICompatible",
+            "openai",
+            scripted.json_answer(
+                None,
+                400,
+                raw=b'{"error": {"message": "key \\u0073k-openai-key-0123456789", "type": "x"}}',
+            ),
+        ),
+        "malformed-frame": (
+            "OpenAICompatible",
+            None,
+            scripted.stream([c("m", "Hel"), b"data: {not json\n\n", c("m", "lo")], pause=0.05),
+        ),
+        "no-done": (
+            "OpenAICompatible",
+            None,
+            scripted.stream([c("m", "Hel"), c("m", "lo"), c("m", None, "stop")]),
+        ),
+        "cut-before-finish": (
+            "OpenAICompatible",
+            None,
+            scripted.stream([c("m", "Hel")], pause=0.05),
+        ),
+        "huge-event": (
+            "OpenAICompatible",
+            None,
+            scripted.stream([c("m", "Hel"), c("m", "x" * BIG)], pause=0.05),
+        ),
+        "error-event": (
+            "OpenAICompatible",
+            None,
+            scripted.stream(
+                [c("m", "Hel"), b'data: {"error": {"message": "overloaded"}}\n\n'], pause=0.05
+            ),
+        ),
+        "endless": ("OpenAICompatible", None, scripted.endless("endless", up)),
+    }
+
+
+@dataclass
+class World:
+    router: RouterProcess
+    up: scripted.ScriptedUpstream
+    evil: scripted.ScriptedUpstream
+
+    def chat(self, model: str, **extra: Any) -> httpx.Response:
+        body = {"model": model, "messages": [{"role": "user", "content": "hi"}], **extra}
+        return self.router.post("/v1/chat/completions", json=body)
+
+    def client(self) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.router.base_url, api_key="unused", max_retries=0)
+
+
+def _docs(up: scripted.ScriptedUpstream, evil: scripted.ScriptedUpstream) -> list[Doc]:
+    docs: list[Doc] = [secret("keys", KEYS)]
+    for model, (ptype, key, behavior) in _scenarios(up, evil).items():
+        up.behaviors[model] = behavior
+        url = up.url + "/v1" if ptype == "OpenAICompatible" else up.url
+        extra: dict[str, Any] = {"azure": {"apiVersion": "2024-10-21"}} if "azure" in model else {}
+        docs.append(
+            provider(
+                f"p-{model}",
+                ptype,
+                url,
+                models=[model],
+                secret=("keys", key) if key else None,
+                circuitBreaker=CIRCUIT,
+                rateLimit={"maxConcurrency": 1},
+                **extra,
+            )
+        )
+    # A policy that renames the model: its requests are always re-encoded.
+    docs.append(policy("renamed", ["renamed"], [{"name": "p-gzip", "model": "gzip"}]))
+    return docs
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    up, evil = scripted.ScriptedUpstream({}), scripted.ScriptedUpstream({})
+    with up.running(), evil.running():
+        for model in ("redirect-307-openai", "redirect-302-openai", "redirect-307-anthropic"):
+            evil.behaviors[model] = scripted.json_answer(scripted.completion(model))
+        folder = tmp_path_factory.mktemp("untrusted") / "manifests"
+        with running_router(folder, _docs(up, evil)) as router:
+            yield World(router, up, evil)
+
+
+def _rested(world: World) -> None:
+    """Nothing is held once requests are over."""
+    for gauge in (
+        "signalbox_router_in_flight",
+        "signalbox_router_limiter_slots_in_use",
+        "signalbox_router_breaker_trials",
+    ):
+        text = world.router.metrics()
+        held = [
+            line
+            for line in text.splitlines()
+            if line.startswith(gauge + "{") and not line.endswith(" 0.0")
+        ]
+        assert held == [], f"{gauge} is not at rest: {held}"
+
+
+@pytest.mark.parametrize(
+    "model",
+    ["redirect-307-openai", "redirect-302-openai", "redirect-307-anthropic", "redirect-307-azure"],
+)
+def test_a_redirect_is_never_followed(world: World, model: str) -> None:
+    resp = world.chat(model)
+    error = openai_error(resp, 502)
+    assert error["code"] == "InvalidResponse"
+    assert "redirect refused" in error["message"]
+    assert world.evil.seen == []  # neither the prompt nor the key went anywhere else
+    assert len(world.up.requests_for(model)) == 1
+
+
+def test_answers_are_asked_for_uncompressed_and_a_compressed_one_is_read(world: World) -> None:
+    resp = world.chat("gzip")
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["choices"][0]["message"]["content"] == "hello"
+    assert "content-encoding" not in resp.headers
+    assert world.up.requests_for("gzip")[-1].headers["accept-encoding"] == "identity"
+
+
+def test_an_empty_anthropic_answer_is_not_a_completion(world: World) -> None:
+    error = openai_error(world.chat("empty-anthropic"), 502)
+    assert error["code"] == "InvalidResponse"
+
+
+def test_a_non_numeric_usage_is_an_invalid_answer_that_holds_nothing(world: World) -> None:
+    for _ in range(4):  # maxConcurrency is 1: a leaked slot would turn these into 429s
+        error = openai_error(world.chat("bad-usage"), 502)
+        assert error["code"] == "InvalidResponse"
+    _rested(world)
+
+
+def test_a_body_too_deep_to_re_encode_is_a_400_and_holds_nothing(world: World) -> None:
+    deep: Any = "hi"
+    for _ in range(400):
+        deep = [deep]
+    body = {"model": "renamed", "messages": [{"role": "user", "content": deep}]}
+    for _ in range(3):  # maxConcurrency is 1
+        resp = world.router.post("/v1/chat/completions", json=body)
+        assert openai_error(resp, 400)
+    assert world.chat("renamed").status_code == 200
+    _rested(world)
+
+
+@pytest.mark.parametrize("model", ["echo-key", "echo-key-escaped"])
+def test_an_upstream_error_body_reaches_the_client_without_any_key(
+    world: World, model: str
+) -> None:
+    resp = world.chat(model)
+    error = openai_error(resp, 400)
+    assert "[REDACTED]" in error["message"]
+    for key in KEYS.values():
+        assert key not in resp.text
+
+
+def test_a_malformed_event_ends_the_stream_with_an_error_event(world: World) -> None:
+    got: list[str | None] = []
+    chunks = world.client().chat.completions.create(
+        model="malformed-frame", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    with pytest.raises(openai.APIError, match="malformed upstream event"):
+        got.extend(chunk.choices[0].delta.content for chunk in chunks)
+    assert got == ["Hel"]  # the bad frame itself never reached the client
+
+
+def test_a_stream_that_finished_without_done_is_completed(world: World) -> None:
+    text = [
+        chunk.choices[0].delta.content or ""
+        for chunk in world.client().chat.completions.create(
+            model="no-done", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+    ]
+    assert "".join(text) == "Hello"
+    raw = world.chat("no-done", stream=True).text
+    assert raw.endswith("data: [DONE]\n\n")
+
+
+@pytest.mark.parametrize(
+    ("model", "said"),
+    [
+        ("cut-before-finish", "ended before it finished"),
+        ("huge-event", "exceeds"),
+        ("error-event", "overloaded"),
+    ],
+)
+def test_a_broken_stream_ends_with_an_error_event_and_never_done(
+    world: World, model: str, said: str
+) -> None:
+    raw = world.chat(model, stream=True).text
+    assert "[DONE]" not in raw
+    last = json.loads(raw.strip().splitlines()[-1].removeprefix("data: "))
+    assert last["error"]["code"] == "upstream_stream_error"
+    assert said in last["error"]["message"]
+    _rested(world)
+
+
+def test_a_client_that_leaves_a_stream_closes_the_upstream_at_once(world: World) -> None:
+    errors_before = world.router.metric(
+        "signalbox_router_upstream_errors_total", provider="p-endless"
+    )
+    body = {"model": "endless", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    with httpx.stream(
+        "POST", world.router.url + "/v1/chat/completions", json=body, timeout=10
+    ) as resp:
+        lines = resp.iter_lines()
+        assert next(lines).startswith("data: ")
+        left = time.monotonic()
+    deadline = time.monotonic() + 10
+    while "endless" not in world.up.gone_at and time.monotonic() < deadline:
+        time.sleep(0.01)
+    closed_after = world.up.gone_at["endless"] - left
+    print(f"upstream closed {closed_after * 1000:.0f} ms after the client left")
+    assert closed_after < 1.0  # the stream would otherwise run for a minute
+    time.sleep(0.2)
+    _rested(world)
+    # The client's cancellation, not the provider's failure.
+    after = world.router.metric("signalbox_router_upstream_errors_total", provider="p-endless")
+    assert after == errors_before
+    assert world.router.excluded("endless") == {}
