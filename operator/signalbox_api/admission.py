@@ -67,7 +67,9 @@ def validate(doc: Mapping[str, Any]) -> list[Violation]:
     if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not meta["name"]:
         return [Violation("metadata.name", "Required value: name is required")]
     found: list[Violation] = []
-    _walk(schema, copy.deepcopy(dict(doc)), "", found)
+    obj = copy.deepcopy(dict(doc))
+    obj.pop("status", None)  # with a status subresource, a create never sets status
+    _walk(schema, obj, "", found)
     return found
 
 

@@ -59,3 +59,9 @@ def test_a_wrong_type_or_a_missing_name_is_a_violation_not_a_crash() -> None:
     del nameless["metadata"]["name"]
     assert [v.field for v in admission.validate(nameless)] == ["metadata.name"]
     assert admission.validate({"kind": "Secret", "metadata": {"name": "s"}})[0].field == "kind"
+
+
+def test_status_is_ignored_as_the_api_server_ignores_it_on_create() -> None:
+    manifest = provider()
+    manifest["status"] = {"conditions": [{"type": "Ready"}], "circuit": {"state": "Melted"}}
+    assert admission.validate(manifest) == []
