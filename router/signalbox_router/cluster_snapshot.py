@@ -30,6 +30,9 @@ class Store:
 
     kinds: dict[str, Objects] = field(default_factory=dict)
     synced_at: float = 0.0
+    # Kinds the API server refuses to list (RBAC, a missing CRD), with the reason. An
+    # unreachable API server is not here: the last snapshot serves on while it is away.
+    refused: dict[str, str] = field(default_factory=dict)
 
     def objects(self, kind: str) -> Objects:
         return self.kinds.setdefault(kind, {})

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import kubernetes
 
@@ -79,6 +79,7 @@ def _list_and_watch(w: _Watcher, kind: _Kind) -> None:
             listed = _plain(api, kind.list_fn(*kind.args, _request_timeout=30))
             items = {i["metadata"]["name"]: i for i in listed.get("items") or []}
             store.kinds[kind.name] = items
+            store.refused.pop(kind.name, None)
             store.synced_at = time.monotonic()
             changed()
             version = listed["metadata"].get("resourceVersion")
@@ -103,11 +104,20 @@ def _list_and_watch(w: _Watcher, kind: _Kind) -> None:
                 changed()
             backoff = 1.0
         except Exception as exc:  # keep serving from the last snapshot, and keep trying
+            if _refused(exc):
+                store.refused[kind.name] = f"listing {kind.name} is refused ({exc.status})"
+                changed()
             log.warning(
                 "watching %s failed (%s); retrying in %.0fs", kind.name, type(exc).__name__, backoff
             )
             stop.wait(backoff)
             backoff = min(backoff * 2, 30.0)
+
+
+def _refused(exc: Exception) -> TypeGuard[kubernetes.client.ApiException]:
+    """The API server answered and said no (403, 404): retrying alone will not mend it."""
+    status = getattr(exc, "status", None)
+    return isinstance(exc, kubernetes.client.ApiException) and status in (401, 403, 404)
 
 
 async def run(
@@ -152,6 +162,9 @@ async def run(
                     if problem not in state.problems:
                         log.error("%s", problem)
                 state.problems = built.problems
-            health.ok()
+            if store.refused:
+                health.fail("; ".join(sorted(store.refused.values())))
+            else:
+                health.ok()
     finally:
         stop.set()

@@ -89,3 +89,15 @@ def test_an_invalid_provider_keeps_its_previous_version() -> None:
     third = cluster_snapshot.build(store, "ns", second.snapshot)
     assert "c" not in third.snapshot.providers
     assert any(p.startswith("LLMProvider c: ") and p.endswith("left out") for p in third.problems)
+
+
+def test_a_refused_list_is_a_broken_watch_but_an_outage_is_not() -> None:
+    import kubernetes
+    import urllib3
+
+    from signalbox_router import watching
+
+    assert watching._refused(kubernetes.client.ApiException(status=403, reason="Forbidden"))
+    assert watching._refused(kubernetes.client.ApiException(status=404, reason="Not Found"))
+    assert not watching._refused(kubernetes.client.ApiException(status=500, reason="Oops"))
+    assert not watching._refused(urllib3.exceptions.MaxRetryError(None, "/", None))
