@@ -80,6 +80,7 @@ def _root_schema(model: type[pydantic.BaseModel], max_name: int) -> Schema:
         cel(
             f"size(self.metadata.name) <= {max_name}",
             f"metadata.name must be at most {max_name} characters",
+            check=lambda self: len(self["metadata"]["name"]) <= max_name,
         )
     ]
     return schema

@@ -6,14 +6,14 @@
 from __future__ import annotations
 
 import enum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
 from signalbox_api.conditions import Condition
-from signalbox_api.primitives import ApiModel, DNSSubdomain, Duration, ModelName
+from signalbox_api.primitives import ApiModel, DNSSubdomain, Duration, ModelName, parse_duration
 from signalbox_api.provider import Capability, Tier
-from signalbox_api.validation import cel, duration_between, rules
+from signalbox_api.validation import cel, duration_between, has, rules
 
 
 class Strategy(enum.StrEnum):
@@ -70,6 +70,9 @@ class SelectorRequirement(ApiModel):
             cel(
                 "(self.operator in ['In', 'NotIn']) == (has(self.values) && size(self.values) > 0)",
                 "values must be non-empty for In and NotIn, and empty for Exists and DoesNotExist",
+                check=lambda self: (
+                    (self["operator"] in ("In", "NotIn")) == bool(self.get("values"))
+                ),
             )
         )
     }
@@ -120,6 +123,7 @@ class Backoff(ApiModel):
             cel(
                 "duration(self.max) >= duration(self.base)",
                 "spec.failover.backoff.max must be at least base",
+                check=lambda self: parse_duration(self["max"]) >= parse_duration(self["base"]),
             )
         )
     }
@@ -161,6 +165,11 @@ class Failover(ApiModel):
     )
 
 
+def _weights_all_or_none(self: dict[str, Any]) -> bool:
+    weighted = {has(p, "weight") for p in self.get("providers") or []}
+    return len(weighted) <= 1
+
+
 _WEIGHTS_ALL_OR_NONE = (
     "!has(self.providers) || self.providers.all(p, has(p.weight))"
     " || self.providers.all(p, !has(p.weight))"
@@ -175,11 +184,13 @@ class RoutingPolicySpec(ApiModel):
             cel(
                 "has(self.providers) != has(self.providerSelector)",
                 "exactly one of spec.providers or spec.providerSelector must be set",
+                check=lambda self: has(self, "providers") != has(self, "providerSelector"),
             ),
             cel(
                 _WEIGHTS_ALL_OR_NONE,
                 "spec.providers[].weight must be set on every provider or on none",
                 field_path=".providers",
+                check=_weights_all_or_none,
             ),
         )
     }

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import enum
+import urllib.parse
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -20,8 +21,9 @@ from signalbox_api.primitives import (
     Duration,
     ModelName,
     Money,
+    parse_duration,
 )
-from signalbox_api.validation import cel, duration_between, rules
+from signalbox_api.validation import cel, duration_between, has, rules
 
 
 class ProviderType(enum.StrEnum):
@@ -79,6 +81,17 @@ class CircuitOverride(enum.StrEnum):
 
 CIRCUIT_ANNOTATION = "signalbox.dev/circuit"
 
+
+def _is_http_url(text: str) -> bool:
+    """The twin of CEL's ``isURL(self) && url(self).getScheme() in ['http', 'https']``."""
+    if any(ch.isspace() or ord(ch) < 0x20 for ch in text):
+        return False  # Go's URL parser refuses these; urlsplit would not
+    try:
+        return urllib.parse.urlsplit(text).scheme in ("http", "https")
+    except ValueError:
+        return False
+
+
 HttpPath = Annotated[str, StringConstraints(pattern=r"^(/[^\s]*)?$", max_length=256)]
 
 
@@ -107,6 +120,7 @@ class Endpoint(ApiModel):
             cel(
                 "has(self.url) != has(self.service)",
                 "exactly one of spec.endpoint.url or spec.endpoint.service must be set",
+                check=lambda self: has(self, "url") != has(self, "service"),
             )
         )
     }
@@ -118,6 +132,7 @@ class Endpoint(ApiModel):
             cel(
                 "isURL(self) && url(self).getScheme() in ['http', 'https']",
                 "spec.endpoint.url must be an absolute http or https URL",
+                check=_is_http_url,
             )
         ),
     )
@@ -179,6 +194,11 @@ class ModelSpec(ApiModel):
                 "!has(self.maxOutputTokens) || !has(self.contextWindow)"
                 " || self.maxOutputTokens <= self.contextWindow",
                 "maxOutputTokens must not exceed contextWindow",
+                check=lambda self: (
+                    not has(self, "maxOutputTokens")
+                    or not has(self, "contextWindow")
+                    or self["maxOutputTokens"] <= self["contextWindow"]
+                ),
             )
         )
     }
@@ -216,6 +236,9 @@ class RateLimit(ApiModel):
                 " || has(self.maxConcurrency)",
                 "spec.rateLimit needs at least one of requestsPerMinute, tokensPerMinute "
                 "or maxConcurrency",
+                check=lambda self: any(
+                    has(self, k) for k in ("requestsPerMinute", "tokensPerMinute", "maxConcurrency")
+                ),
             )
         )
     }
@@ -249,14 +272,19 @@ class HealthCheck(ApiModel):
             cel(
                 "self.mode != 'ChatProbe' || has(self.probeModel)",
                 "spec.healthCheck.probeModel is required when mode is ChatProbe",
+                check=lambda self: self["mode"] != "ChatProbe" or has(self, "probeModel"),
             ),
             cel(
                 "self.mode != 'HTTPGet' || has(self.path)",
                 "spec.healthCheck.path is required when mode is HTTPGet",
+                check=lambda self: self["mode"] != "HTTPGet" or has(self, "path"),
             ),
             cel(
                 "duration(self.timeout) <= duration(self.interval)",
                 "spec.healthCheck.timeout must not exceed spec.healthCheck.interval",
+                check=lambda self: (
+                    parse_duration(self["timeout"]) <= parse_duration(self["interval"])
+                ),
             ),
         )
     }
@@ -296,6 +324,9 @@ class CircuitBreaker(ApiModel):
             cel(
                 "duration(self.maxOpenDuration) >= duration(self.openDuration)",
                 "spec.circuitBreaker.maxOpenDuration must be at least openDuration",
+                check=lambda self: (
+                    parse_duration(self["maxOpenDuration"]) >= parse_duration(self["openDuration"])
+                ),
             )
         )
     }
@@ -356,16 +387,19 @@ class LLMProviderSpec(ApiModel):
                 f"!(self.type in [{_CLOUD_LIST}]) || has(self.auth)",
                 "spec.auth.secretRef is required for type OpenAI, Anthropic and AzureOpenAI",
                 field_path=".auth",
+                check=lambda self: self["type"] not in CLOUD_TYPES or has(self, "auth"),
             ),
             cel(
                 "!has(self.azure) || self.type == 'AzureOpenAI'",
                 "spec.azure is only valid for type AzureOpenAI",
                 field_path=".azure",
+                check=lambda self: not has(self, "azure") or self["type"] == "AzureOpenAI",
             ),
             cel(
                 "self.type != 'AzureOpenAI' || has(self.endpoint.url)",
                 "spec.endpoint.url is required for type AzureOpenAI",
                 field_path=".endpoint",
+                check=lambda self: self["type"] != "AzureOpenAI" or has(self, "endpoint", "url"),
             ),
         )
     }

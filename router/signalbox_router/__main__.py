@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import uvicorn
 
-from signalbox_router import exchange, manifests, queues
+from signalbox_router import exchange, folder_watch, manifests, queues, supervision
 from signalbox_router.forwarding import Forwarder
 from signalbox_router.server import RouterApp, Settings
 from signalbox_router.state import RouterState
@@ -52,20 +52,38 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+class StartupError(Exception):
+    """The router cannot start as asked; the message says why in one line."""
+
+
 def _client_keys(args: argparse.Namespace) -> frozenset[str] | None:
     if args.api_keys_file is not None:
-        keys = {line.strip() for line in args.api_keys_file.read_text().splitlines()}
-        return frozenset(k for k in keys if k and not k.startswith("#"))
+        path = args.api_keys_file
+        try:
+            lines = path.read_bytes().decode("utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else exc.strerror
+            raise StartupError(f"--api-keys-file {path}: cannot be read ({why})") from None
+        keys = frozenset(k for k in (line.strip() for line in lines) if k and k[0] != "#")
+        if not keys:
+            raise StartupError(f"--api-keys-file {path}: holds no key (one key per line)")
+        return keys
     try:
         loopback = ipaddress.ip_address(args.host).is_loopback
     except ValueError:
         loopback = args.host == "localhost"
     if loopback or args.no_client_auth:
         return None
-    raise SystemExit(
-        "signalbox-router: bound to a non-loopback address, so client API keys "
+    raise StartupError(
+        "bound to a non-loopback address, so client API keys "
         "are required: pass --api-keys-file FILE (or --no-client-auth)"
     )
+
+
+def _first_reading(args: argparse.Namespace) -> folder_watch.FolderWatch:
+    if not args.manifests.is_dir():
+        raise StartupError(f"--manifests {args.manifests}: no such folder")
+    return folder_watch.first_reading(args.manifests, args.secrets_dir)
 
 
 def build_app(args: argparse.Namespace) -> RouterApp:
@@ -80,19 +98,30 @@ def build_app(args: argparse.Namespace) -> RouterApp:
     )
     tasks: list[asyncio.Task[None]] = []
     holder: dict[str, aiohttp.ClientSession] = {}
+    folder = _first_reading(args) if args.manifests is not None else None
 
     async def startup() -> None:
-        holder["session"] = exchange.session()
-        app.forwarder = Forwarder(holder["session"], state)
-        tasks.append(asyncio.create_task(queues.run(state, holder["session"])))
-        if args.manifests is not None:
-            state.snapshot = manifests.load(args.manifests, args.secrets_dir)
-            state.synced_at = time.monotonic()
-            tasks.append(asyncio.create_task(_watch_folder(args, state)))
+        session = holder["session"] = exchange.session()
+        app.forwarder = Forwarder(session, state)
+        supervisor = supervision.Supervisor(state.meter.registry, state.failing)
+        tasks.append(
+            supervisor.start(
+                "vllm-queues", lambda _: queues.run(state, session), reports_health=False
+            )
+        )
+        if folder is not None:
+            state.snapshot, state.synced_at = folder.loaded.snapshot, time.monotonic()
+            state.problems = tuple(str(p) for p in folder.loaded.problems)
+            tasks.append(supervisor.start("manifests", lambda h: folder.run(state, h)))
         else:
             from signalbox_router import watching
 
-            tasks.append(asyncio.create_task(watching.run(state, args.namespace, args.resync)))
+            tasks.append(
+                supervisor.start(
+                    "kubernetes-watch",
+                    lambda h: watching.run(state, args.namespace, args.resync, h),
+                )
+            )
         _tune_gc()
 
     async def shutdown() -> None:
@@ -114,24 +143,6 @@ def _tune_gc() -> None:
     gc.set_threshold(10_000, 50, 100)
 
 
-async def _watch_folder(args: argparse.Namespace, state: RouterState) -> None:
-    """Re-read the folder when a file in it changes; the snapshot (and its caches) is replaced
-    only then."""
-    seen = manifests.fingerprint(args.manifests)
-    while True:
-        await asyncio.sleep(2.0)
-        now = manifests.fingerprint(args.manifests)
-        state.synced_at = time.monotonic()
-        if now == seen:
-            continue
-        seen = now
-        try:
-            state.snapshot = manifests.load(args.manifests, args.secrets_dir)
-            log.info("reloaded manifests from %s", args.manifests)
-        except manifests.ManifestError as exc:
-            log.error("keeping the previous manifests: %s", exc)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(
@@ -139,8 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         app = build_app(args)
-    except manifests.ManifestError as exc:
-        raise SystemExit(f"signalbox-router: {exc}") from exc
+    except (StartupError, manifests.ManifestError) as exc:
+        print(f"signalbox-router: {exc}", file=sys.stderr)
+        return 2
     with contextlib.suppress(KeyboardInterrupt):
         uvicorn.run(
             app,

@@ -235,12 +235,23 @@ class RouterApp:
             for n, e in snap.providers.items()
             if e.usable and not self.state.breakers.is_open(n, now)
         ]
-        ready = age <= self.settings.max_snapshot_age and bool(eligible)
-        body = {
+        fresh = age <= self.settings.max_snapshot_age
+        failing = dict(self.state.failing)
+        ready = fresh and bool(eligible) and not failing
+        body: dict[str, object] = {
             "ready": ready,
             "snapshot_age_seconds": round(age, 1),
             "eligible_providers": len(eligible),
         }
+        if not ready:
+            why = [*failing.values()]
+            why += [] if fresh else ["the snapshot is stale"]
+            why += [] if eligible else ["no eligible provider"]
+            body["reason"] = "; ".join(why)
+        if failing:
+            body["failing"] = failing
+        if self.state.problems:
+            body["problems"] = list(self.state.problems[:20])
         return replies.json_reply(body, 200 if ready else 503)
 
     async def metrics(self, scope: Scope, receive: Receive) -> replies.Reply:

@@ -22,6 +22,12 @@ EWMA = 0.2
 class RouterState:
     _snapshot: Snapshot = field(default_factory=Snapshot)
     synced_at: float = 0.0  # monotonic time the source (cluster or folder) was last read
+    # Background tasks down or failing now (a crash, a missing folder), by name, with the reason;
+    # /readyz is 503 while any is here.
+    failing: dict[str, str] = field(default_factory=dict)
+    # What the source holds that could not be used, each naming the file or object and why
+    # (never a value); its last good version serves meanwhile.
+    problems: tuple[str, ...] = ()
     meter: Meter = field(default_factory=Meter)
     breakers: Breakers = field(default_factory=Breakers)
     in_flight: dict[str, int] = field(default_factory=dict)

@@ -3,118 +3,30 @@
 LLMProviders, RoutingPolicies, Secrets, Services and EndpointSlices of one namespace are each
 listed and then watched in a worker thread (the official client is synchronous), re-listed in
 full every ``resync`` seconds. Every change rebuilds the snapshot off the request path. When
-the API server goes away the last good snapshot keeps serving; only ``/readyz`` notices.
+the API server goes away the last good snapshot keeps serving; only ``/readyz`` notices. An
+object that cannot be used (a provider the models refuse, a Secret whose value is not base64 of
+UTF-8 text) keeps its last good version and is named, with the reason, in a log line and in
+``/readyz``; the other objects are unaffected.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeGuard
 
 import kubernetes
-import pydantic
 
-from signalbox_api import GROUP, VERSION, endpoints
-from signalbox_api.conditions import ConditionType
-from signalbox_api.policy import RoutingPolicy
-from signalbox_api.provider import LLMProvider
-from signalbox_router.snapshot import PolicyEntry, ProviderEntry, Snapshot
+from signalbox_api import GROUP, VERSION
+from signalbox_router import supervision
+from signalbox_router.cluster_snapshot import Store, build
 from signalbox_router.state import RouterState
 
 log = logging.getLogger(__name__)
-Objects = dict[str, dict[str, Any]]
-
-
-@dataclass
-class Store:
-    """The raw objects as last seen, by kind and name."""
-
-    kinds: dict[str, Objects] = field(default_factory=dict)
-    synced_at: float = 0.0
-
-    def objects(self, kind: str) -> Objects:
-        return self.kinds.setdefault(kind, {})
-
-
-def _ready(obj: dict[str, Any]) -> tuple[bool, str]:
-    status = obj.get("status") or {}
-    cond = next(
-        (c for c in status.get("conditions") or [] if c.get("type") == ConditionType.READY), None
-    )
-    if cond is None:
-        return False, "NoStatus"
-    if status.get("observedGeneration") != obj["metadata"].get("generation"):
-        return False, "StaleStatus"
-    return cond.get("status") == "True", str(cond.get("reason", ""))
-
-
-def _provider_endpoints(provider: LLMProvider, namespace: str, store: Store) -> tuple[str, ...]:
-    spec = provider.spec
-    if spec.endpoint.url:
-        return (spec.endpoint.url,)
-    svc = spec.endpoint.service
-    if svc is None:
-        return ()
-    ns = svc.namespace or namespace
-    service = store.objects("services").get(svc.name)
-    if service is None or ns != namespace:
-        return ()
-    port = next((p for p in endpoints.parse_service(service) if p.port == svc.port), None)
-    if port is None:
-        return ()
-    found = [
-        e
-        for s in store.objects("endpointslices").values()
-        if (s["metadata"].get("labels") or {}).get("kubernetes.io/service-name") == svc.name
-        for e in endpoints.parse_slice(s)
-        if e.ready
-    ]
-    return tuple(endpoints.endpoint_url(svc, e, port) for e in found)
-
-
-def _secret(store: Store, name: str, key: str) -> str | None:
-    data = (store.objects("secrets").get(name) or {}).get("data") or {}
-    value = data.get(key)
-    return base64.b64decode(value).decode().strip() if value else None
-
-
-def build(store: Store, namespace: str) -> Snapshot:
-    providers: dict[str, ProviderEntry] = {}
-    for name, obj in store.objects("llmproviders").items():
-        try:
-            provider = LLMProvider.model_validate(obj)
-        except pydantic.ValidationError:
-            continue
-        auth = provider.spec.auth
-        key = _secret(store, auth.secret_ref.name, auth.secret_ref.key) if auth else None
-        ready, reason = _ready(obj)
-        providers[name] = ProviderEntry(
-            name=name,
-            spec=provider.spec,
-            api_key=key,
-            ready=ready,
-            reason=reason,
-            endpoints=_provider_endpoints(provider, namespace, store),
-            labels=obj["metadata"].get("labels") or {},
-        )
-    policies = []
-    for name, obj in store.objects("routingpolicies").items():
-        with contextlib.suppress(pydantic.ValidationError):
-            policies.append(
-                PolicyEntry(
-                    name,
-                    RoutingPolicy.model_validate(obj).spec,
-                    created=str(obj["metadata"].get("creationTimestamp")),
-                )
-            )
-    return Snapshot(providers=providers, policies=tuple(policies))
 
 
 @dataclass(frozen=True)
@@ -167,6 +79,7 @@ def _list_and_watch(w: _Watcher, kind: _Kind) -> None:
             listed = _plain(api, kind.list_fn(*kind.args, _request_timeout=30))
             items = {i["metadata"]["name"]: i for i in listed.get("items") or []}
             store.kinds[kind.name] = items
+            store.refused.pop(kind.name, None)
             store.synced_at = time.monotonic()
             changed()
             version = listed["metadata"].get("resourceVersion")
@@ -191,6 +104,9 @@ def _list_and_watch(w: _Watcher, kind: _Kind) -> None:
                 changed()
             backoff = 1.0
         except Exception as exc:  # keep serving from the last snapshot, and keep trying
+            if _refused(exc):
+                store.refused[kind.name] = f"listing {kind.name} is refused ({exc.status})"
+                changed()
             log.warning(
                 "watching %s failed (%s); retrying in %.0fs", kind.name, type(exc).__name__, backoff
             )
@@ -198,8 +114,18 @@ def _list_and_watch(w: _Watcher, kind: _Kind) -> None:
             backoff = min(backoff * 2, 30.0)
 
 
-async def run(state: RouterState, namespace: str, resync: float) -> None:
-    """Keep ``state.snapshot`` in step with the cluster until cancelled."""
+def _refused(exc: Exception) -> TypeGuard[kubernetes.client.ApiException]:
+    """The API server answered and said no (403, 404): retrying alone will not mend it."""
+    status = getattr(exc, "status", None)
+    return isinstance(exc, kubernetes.client.ApiException) and status in (401, 403, 404)
+
+
+async def run(
+    state: RouterState, namespace: str, resync: float, health: supervision.Health | None = None
+) -> None:
+    """Keep ``state.snapshot`` in step with the cluster until cancelled; ``health`` hears when
+    a snapshot was built."""
+    health = health or supervision.Health("kubernetes-watch", {})
     try:
         kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
     except kubernetes.config.ConfigException:
@@ -228,7 +154,17 @@ async def run(state: RouterState, namespace: str, resync: float) -> None:
             await dirty.wait()
             dirty.clear()
             await asyncio.sleep(0.05)  # one rebuild for a burst of events
-            state.snapshot = build(store, namespace)
+            built = build(store, namespace, state.snapshot)
+            state.snapshot = built.snapshot
             state.synced_at = store.synced_at
+            if built.problems != state.problems:
+                for problem in built.problems:
+                    if problem not in state.problems:
+                        log.error("%s", problem)
+                state.problems = built.problems
+            if store.refused:
+                health.fail("; ".join(sorted(store.refused.values())))
+            else:
+                health.ok()
     finally:
         stop.set()

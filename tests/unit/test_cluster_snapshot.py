@@ -1,0 +1,103 @@
+"""Kubernetes mode's snapshot building judges each object on its own (no cluster needed: the
+Store holds the objects as the watch would)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from signalbox_router import cluster_snapshot
+from signalbox_router.cluster_snapshot import Store
+
+KEY = "sk-good-key-1234"
+
+
+def _provider(name: str, secret: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "generation": 1},
+        "spec": {
+            "type": "OpenAI",
+            "endpoint": {"url": f"https://{name}.example/v1"},
+            "auth": {"secretRef": {"name": secret, "key": "api-key"}},
+            **spec,
+        },
+        "status": {
+            "observedGeneration": 1,
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "Ready",
+                    "lastTransitionTime": "2026-01-01T00:00:00Z",
+                }
+            ],
+        },
+    }
+
+
+def _store(good: str, bad: str) -> Store:
+    store = Store()
+    store.objects("llmproviders").update(
+        {"a": _provider("a", "creds-a"), "b": _provider("b", "creds-b")}
+    )
+    store.objects("secrets").update(
+        {
+            "creds-a": {"metadata": {"name": "creds-a"}, "data": {"api-key": good}},
+            "creds-b": {"metadata": {"name": "creds-b"}, "data": {"api-key": bad}},
+        }
+    )
+    return store
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def test_a_non_utf8_secret_keeps_the_previous_key_and_spares_the_others() -> None:
+    first = cluster_snapshot.build(_store(b64(KEY.encode()), b64(KEY.encode())), "ns")
+    assert first.problems == ()
+    bad = b64(b"\xff\xfekey")
+    second = cluster_snapshot.build(_store(b64(b"sk-new"), bad), "ns", first.snapshot)
+    assert second.snapshot.providers["a"].api_key == "sk-new"
+    assert second.snapshot.providers["b"].api_key == KEY, "the last good key"
+    assert second.snapshot.providers["b"].usable
+    (problem,) = second.problems
+    assert "Secret creds-b (for LLMProvider b): data.api-key is not UTF-8 text" in problem
+    assert "keeping the previous key" in problem
+    assert bad not in problem
+    assert KEY not in problem
+
+
+def test_a_bad_secret_with_no_previous_key_takes_the_provider_out() -> None:
+    built = cluster_snapshot.build(_store(b64(KEY.encode()), "%%%"), "ns")
+    entry = built.snapshot.providers["b"]
+    assert not entry.usable
+    assert entry.reason == "InvalidSecret"
+    assert built.snapshot.providers["a"].usable
+    assert "data.api-key is not valid base64; no traffic until it is fixed" in built.problems[0]
+
+
+def test_an_invalid_provider_keeps_its_previous_version() -> None:
+    store = _store(b64(KEY.encode()), b64(KEY.encode()))
+    first = cluster_snapshot.build(store, "ns")
+    store.objects("llmproviders")["a"] = _provider("a", "creds-a", priority="first")
+    second = cluster_snapshot.build(store, "ns", first.snapshot)
+    assert second.snapshot.providers["a"] == first.snapshot.providers["a"]
+    assert second.problems[0].startswith("LLMProvider a: spec.priority: ")
+    assert "keeping its previous version" in second.problems[0]
+    store.objects("llmproviders")["c"] = _provider("c", "creds-a", priority="first")
+    third = cluster_snapshot.build(store, "ns", second.snapshot)
+    assert "c" not in third.snapshot.providers
+    assert any(p.startswith("LLMProvider c: ") and p.endswith("left out") for p in third.problems)
+
+
+def test_a_refused_list_is_a_broken_watch_but_an_outage_is_not() -> None:
+    import kubernetes
+    import urllib3
+
+    from signalbox_router import watching
+
+    assert watching._refused(kubernetes.client.ApiException(status=403, reason="Forbidden"))
+    assert watching._refused(kubernetes.client.ApiException(status=404, reason="Not Found"))
+    assert not watching._refused(kubernetes.client.ApiException(status=500, reason="Oops"))
+    assert not watching._refused(urllib3.exceptions.MaxRetryError(None, "/", None))

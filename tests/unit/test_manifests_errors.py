@@ -1,0 +1,201 @@
+"""Manifests mode judges every file and object on its own: what is bad keeps its last good
+version, and the problem names the file or object and why, never a secret value."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from signalbox_router import folder_watch, manifests, supervision
+from signalbox_router.state import RouterState
+
+KEY = "sk-first-key-0001"
+NEW_KEY = "sk-second-key-0002"
+
+
+def provider(name: str, creds: str = "creds", **spec: Any) -> dict[str, Any]:
+    body = {
+        "type": "OpenAI",
+        "endpoint": {"url": f"https://{name}.example/v1"},
+        "auth": {"secretRef": {"name": creds, "key": "api-key"}},
+        "models": [{"name": "gpt-4o-mini"}],
+        **spec,
+    }
+    return {
+        "apiVersion": "signalbox.dev/v1alpha1",
+        "kind": "LLMProvider",
+        "metadata": {"name": name},
+        "spec": body,
+    }
+
+
+def secret(name: str, data: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "data": data}
+
+
+def b64(text: str | bytes) -> str:
+    raw = text.encode() if isinstance(text, str) else text
+    return base64.b64encode(raw).decode()
+
+
+def write(folder: Path, name: str, *docs: dict[str, Any]) -> Path:
+    path = folder / name
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    out = tmp_path / "manifests"
+    out.mkdir()
+    write(out, "a.yaml", provider("a"), secret("creds", {"api-key": b64(KEY)}))
+    write(out, "b.yaml", provider("b", creds="other"), secret("other", {"api-key": b64(KEY)}))
+    return out
+
+
+def _text(loaded: manifests.Loaded) -> str:
+    return "\n".join(str(p) for p in loaded.problems)
+
+
+def test_a_clean_folder_has_no_problems(folder: Path) -> None:
+    loaded = manifests.read(folder, environ={})
+    assert set(loaded.snapshot.providers) == {"a", "b"}
+    assert loaded.snapshot.providers["a"].api_key == KEY
+    assert loaded.problems == ()
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [("not base64!", "is not valid base64"), (b64(b"\xff\xfe-key"), "is not UTF-8 text")],
+    ids=["bad-base64", "non-utf8"],
+)
+def test_a_bad_secret_keeps_its_previous_key(folder: Path, value: str, why: str) -> None:
+    first = manifests.read(folder, environ={})
+    write(folder, "a.yaml", provider("a"), secret("creds", {"api-key": value}))
+    write(
+        folder, "b.yaml", provider("b", creds="other"), secret("other", {"api-key": b64(NEW_KEY)})
+    )
+    second = manifests.read(folder, environ={}, previous=first)
+    assert second.snapshot.providers["a"].api_key == KEY, "the last good key serves on"
+    assert second.snapshot.providers["b"].api_key == NEW_KEY, "the other objects move on"
+    assert f"a.yaml: Secret creds: data.api-key {why}" in _text(second)
+    assert value not in _text(second)
+    assert KEY not in _text(second)
+
+
+def test_a_bad_secret_with_no_previous_version_is_named(folder: Path) -> None:
+    write(folder, "a.yaml", provider("a"), secret("creds", {"api-key": b64(b"\x80abc")}))
+    loaded = manifests.read(folder, environ={})
+    assert loaded.snapshot.providers["a"].api_key is None
+    assert "Secret creds: data.api-key is not UTF-8 text; no previous version" in _text(loaded)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["bad-yaml", "non-utf8", "dangling-symlink"],
+)
+def test_an_unreadable_file_keeps_what_it_held(folder: Path, tmp_path: Path, damage: str) -> None:
+    first = manifests.read(folder, environ={})
+    path = folder / "a.yaml"
+    if damage == "bad-yaml":
+        path.write_text(f"kind: Secret\ndata: {{api-key: {b64(NEW_KEY)}\n  : [unclosed\n")
+    elif damage == "non-utf8":
+        path.write_bytes(b"kind: LLMProvider\nmetadata: {name: \xff}\n")
+    else:
+        path.unlink()
+        path.symlink_to(tmp_path / "nowhere.yaml")
+    second = manifests.read(folder, environ={}, previous=first)
+    assert set(second.snapshot.providers) == {"a", "b"}
+    assert second.snapshot.providers["a"].api_key == KEY
+    assert second.snapshot.providers["a"] == first.snapshot.providers["a"]
+    text = _text(second)
+    assert str(path) in text
+    assert "keeping what it held before" in text
+    assert b64(NEW_KEY) not in text
+    expected = {
+        "bad-yaml": "not valid YAML",
+        "non-utf8": "not UTF-8 text",
+        "dangling-symlink": "cannot be read",
+    }
+    assert expected[damage] in text
+
+
+def test_a_file_removed_on_purpose_removes_its_objects(folder: Path) -> None:
+    first = manifests.read(folder, environ={})
+    (folder / "b.yaml").unlink()
+    second = manifests.read(folder, environ={}, previous=first)
+    assert set(second.snapshot.providers) == {"a"}
+    assert second.problems == ()
+
+
+def test_an_invalid_object_keeps_its_previous_version_and_the_rest_moves_on(folder: Path) -> None:
+    first = manifests.read(folder, environ={})
+    broken = provider("a", priority=5000)
+    changed = provider("b", creds="other", priority=7)
+    write(folder, "a.yaml", broken, secret("creds", {"api-key": b64(KEY)}))
+    write(folder, "b.yaml", changed, secret("other", {"api-key": b64(KEY)}))
+    second = manifests.read(folder, environ={}, previous=first)
+    assert second.snapshot.providers["a"].spec.priority == 100, "the last good version"
+    assert second.snapshot.providers["b"].spec.priority == 7
+    text = _text(second)
+    assert "a.yaml: LLMProvider a: spec.priority: " in text
+    assert "less than or equal to 1000" in text
+    assert "keeping its previous version" in text
+
+
+def test_the_cel_rules_apply_in_manifests_mode(folder: Path) -> None:
+    # A rule only the API server's CEL knew before: timeout must not exceed interval.
+    hc = {"interval": "2s", "timeout": "5s"}
+    write(folder, "c.yaml", provider("c", creds="creds", healthCheck=hc))
+    loaded = manifests.read(folder, environ={})
+    assert "c" not in loaded.snapshot.providers
+    assert "LLMProvider c: spec.healthCheck: " in _text(loaded)
+    assert "timeout must not exceed spec.healthCheck.interval" in _text(loaded)
+
+
+def test_a_missing_folder_fails_the_whole_reading(tmp_path: Path) -> None:
+    with pytest.raises(manifests.ManifestError, match="no such folder"):
+        manifests.read(tmp_path / "absent")
+    assert manifests.fingerprint(tmp_path / "absent") is None
+
+
+async def test_a_deleted_folder_marks_the_watch_failing_and_reading_resumes(folder: Path) -> None:
+    state = RouterState()
+    watch = folder_watch.first_reading(folder, None)
+    watch.poll = 0.01
+    state.snapshot = watch.loaded.snapshot
+    health = supervision.Health("manifests", state.failing)
+    task = asyncio.create_task(watch.run(state, health))
+    try:
+        await _until(lambda: state.synced_at > 0)
+        await asyncio.to_thread(shutil.rmtree, folder)
+        await _until(lambda: "manifests" in state.failing)
+        assert "is missing" in state.failing["manifests"]
+        assert set(state.snapshot.providers) == {"a", "b"}, "the last good manifests serve on"
+
+        docs = (provider("a", priority=3), secret("creds", {"api-key": b64(KEY)}))
+        await asyncio.to_thread(_recreate, folder, docs)
+        await _until(lambda: "manifests" not in state.failing)
+        await _until(lambda: set(state.snapshot.providers) == {"a"})
+        assert state.snapshot.providers["a"].spec.priority == 3
+    finally:
+        task.cancel()
+
+
+def _recreate(folder: Path, docs: tuple[dict[str, Any], ...]) -> None:
+    folder.mkdir()
+    write(folder, "a.yaml", *docs)
+
+
+async def _until(check: Any, within: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not check():
+        assert loop.time() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
