@@ -2,7 +2,9 @@
 
 One loop for all policies: it wakes when a provider or policy in a namespace changes (or every
 ``RESYNC_SECONDS``), recomputes the affected policies with ``policy_status`` and writes only
-the ones whose status changed.
+the ones whose status changed. Policies of one namespace that claim the same model names are
+compared as the router compares them (``eligibility.conflicts``), so the loser's status says
+which policy serves the names it lost.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import pydantic
 
+from signalbox_api import eligibility
 from signalbox_api.policy import RoutingPolicySpec, RoutingPolicyStatus
 from signalbox_api.provider import LLMProviderSpec, LLMProviderStatus
 from signalbox_operator import policy_status
@@ -25,6 +29,15 @@ from signalbox_operator.metrics import Metrics
 log = logging.getLogger(__name__)
 RESYNC_SECONDS = 10.0
 Key = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A RoutingPolicy as the model-name rule sees it (``eligibility.Claimant``)."""
+
+    name: str
+    created: str
+    spec: RoutingPolicySpec
 
 
 class Policies:
@@ -110,6 +123,22 @@ class Policies:
         self._views[key] = (version, view)
         return view
 
+    def _conflicts(
+        self, key: Key, spec: RoutingPolicySpec, views: Mapping[str, policy_status.ProviderView]
+    ) -> list[eligibility.Conflict]:
+        """The model names this policy claims that an older one in its namespace serves."""
+        claims = []
+        for (ns, name), body in self.policies.items():
+            if ns != key[0]:
+                continue
+            other = spec if name == key[1] else _spec(body)
+            if other is not None:
+                created = str(body["metadata"].get("creationTimestamp", ""))
+                claims.append(Claim(name, created, other))
+        mine = next(c for c in claims if c.name == key[1])
+        known = {n for v in views.values() for m in v.spec.models for n in (m.name, *m.aliases)}
+        return eligibility.conflicts(mine, claims, sorted(known))
+
     async def reconcile(self, key: Key) -> None:
         body = self.policies.get(key)
         if body is None:
@@ -122,12 +151,14 @@ class Policies:
         previous = RoutingPolicyStatus.model_validate(
             self.written.get(key) or body.get("status") or {}
         )
+        views = self._views_in(key[0])
         status = policy_status.compute(
             spec,
             body["metadata"].get("generation"),
-            self._views_in(key[0]),
+            views,
             previous.conditions,
             self.clock(),
+            conflicts=self._conflicts(key, spec, views),
         )
         if self.metrics is not None:
             eligible = sum(1 for p in status.providers if p.eligible)
@@ -140,3 +171,10 @@ class Policies:
             return
         if await self.kube.patch_status("routingpolicies", key[0], key[1], wire):
             self.written[key] = wire
+
+
+def _spec(body: Mapping[str, Any]) -> RoutingPolicySpec | None:
+    try:
+        return RoutingPolicySpec.model_validate(body.get("spec"))
+    except pydantic.ValidationError:
+        return None

@@ -195,7 +195,8 @@ def test_policy_providers_that_cannot_serve_the_name_are_excluded() -> None:
         "declares-it": "chat",
         "passes-through": "chat",
     }
-    assert excluded(r) == {"embeds-only": "ModelNotServed", "gone": "NotFound"}
+    # It declares models, but none by that name and none with what a chat needs.
+    assert excluded(r) == {"embeds-only": "CapabilityMismatch", "gone": "NotFound"}
 
 
 def test_a_virtual_policy_name_maps_to_a_model_with_the_needed_capabilities() -> None:
@@ -307,7 +308,7 @@ def test_context_window_must_hold_the_prompt_and_the_policy_minimum() -> None:
     )
     r = route("m", with_minimum)
     assert names(r) == ["large"]
-    assert excluded(r) == {"small": "ContextTooSmall"}
+    assert excluded(r) == {"small": "CapabilityMismatch"}  # the policy's requirement
 
 
 @pytest.mark.parametrize(
@@ -328,7 +329,7 @@ def test_tiers(tiers: list[str], allowed: list[str] | None) -> None:
     r = route("m", s)
     everyone = ["ollama", "openai", "pinned-local"]
     assert sorted(names(r)) == (allowed or everyone)
-    assert set(excluded(r).values()) <= {"TierNotAllowed"}
+    assert set(excluded(r).values()) <= {"CapabilityMismatch"}
     assert sorted([*names(r), *excluded(r)]) == everyone
 
 
@@ -341,6 +342,9 @@ def test_unusable_providers_are_excluded_with_their_reason() -> None:
         entry("unknown-health", ready=None),  # manifests mode: no operator verdict
         entry("not-ready", ready=False, reason="Unhealthy"),
         entry("not-ready-bare", ready=False),
+        entry("probe-failed", ready=False, reason="ProbeFailed"),
+        entry("circuit-open", ready=False, reason="CircuitOpen"),
+        entry("limited", ready=False, reason="RateLimited"),
         entry("suspended", suspend=True),
         entry("no-endpoints", url=None),
         entry("breaker-open"),
@@ -354,6 +358,9 @@ def test_unusable_providers_are_excluded_with_their_reason() -> None:
                     "unknown-health",
                     "not-ready",
                     "not-ready-bare",
+                    "probe-failed",
+                    "circuit-open",
+                    "limited",
                     "suspended",
                     "no-endpoints",
                     "breaker-open",
@@ -366,8 +373,11 @@ def test_unusable_providers_are_excluded_with_their_reason() -> None:
     r = route("m", s, view)
     assert sorted(names(r)) == ["ok", "unknown-health"]
     assert excluded(r) == {
-        "not-ready": "NotReady (Unhealthy)",
-        "not-ready-bare": "NotReady",
+        "not-ready": "Unhealthy",
+        "not-ready-bare": "Unhealthy",
+        "probe-failed": "Unhealthy",  # the rule's reasons only, as in policy status
+        "circuit-open": "CircuitOpen",
+        "limited": "RateLimited",
         "suspended": "Suspended",
         "no-endpoints": "NoEndpoints",
         "breaker-open": "BreakerOpen",
