@@ -17,7 +17,7 @@ import pytest
 
 from signalbox_api.policy import Failover, RoutingPolicySpec, Strategy
 from signalbox_api.provider import Capability, LLMProviderSpec
-from signalbox_router import inspection, selection
+from signalbox_router import inspection, selection, snapshot
 from signalbox_router.breaker import Breakers
 from signalbox_router.selection import Candidate, LocalView, Needs, UnknownModel
 from signalbox_router.snapshot import PolicyEntry, ProviderEntry, Snapshot
@@ -742,3 +742,42 @@ def test_breaker_rate_limit_during_a_trial_frees_the_next_trial() -> None:
     b.rate_limited("p", 1.0, 0.5)
     assert b.is_open("p", 1.0) is False
     assert b.cooling("p", 1.2) is True
+
+
+# -- the plan cache -----------------------------------------------------------------------------
+
+
+def test_the_plan_cache_stays_bounded_under_random_model_names() -> None:
+    s = snap(
+        entry("a", {"name": "m", "aliases": ["alias"]}),
+        policies=(pol("p", ["gpt-*", "chat"], ["a"]),),
+    )
+    rng, view, chat = seeded(99), LocalView(), Needs(CHAT)
+    refused = 0
+    for _ in range(100_000):  # names nothing serves: refused, and nothing is stored
+        try:
+            selection.route("x" + rng.randbytes(rng.randint(1, 20)).hex(), chat, s, view)
+        except UnknownModel:
+            refused += 1
+    assert refused == 100_000
+    assert len(s.plan_cache) == 0
+    for name in ("m", "alias", "chat", "gpt-4o"):  # declared names and a glob match are kept
+        route(name, s)
+    assert len(s.plan_cache) == 4
+    served = 0
+    for _ in range(100_000):  # a glob admits any number of names: the cache keeps the recent
+        model = "gpt-" + rng.randbytes(rng.randint(1, 20)).hex()
+        served += selection.route(model, chat, s, view).ordered[0].provider == "a"
+    assert served == 100_000
+    assert len(s.plan_cache) == snapshot.PLAN_CACHE_SIZE
+    assert s.plan_cache.get(("gpt-4o", CHAT)) is None  # pushed out by the newer names
+
+
+def test_the_plan_cache_drops_the_least_recently_used() -> None:
+    cache: snapshot.Recent[str, int] = snapshot.Recent(2)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1  # a is now the most recent
+    cache.put("c", 3)
+    assert (cache.get("a"), cache.get("b"), cache.get("c")) == (1, None, 3)
+    assert len(cache) == 2
