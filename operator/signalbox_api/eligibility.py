@@ -13,7 +13,8 @@ The rule, checked in this order (the first that applies is the reason):
 3. The model the provider would serve: the policy reference's ``model``; else the requested name
    (or alias) when the provider declares it; else, for a provider that declares no models, the
    requested name as is; else, for a name a policy serves, the first declared model that meets
-   everything below. When there is none: ``CapabilityMismatch``.
+   everything below (one declaring the request's needs before one declaring nothing). When
+   there is none: ``CapabilityMismatch``.
 4. ``CapabilityMismatch``: a policy's ``requirements`` are a promise to its clients, so only what
    a provider declares meets them: ``tiers`` the provider's tier, ``capabilities`` the model's
    declared capabilities, ``minContextWindow`` its declared ``contextWindow``. A model that
@@ -131,7 +132,9 @@ def verdict(
     elif not spec.models:
         chosen = (requested, None)
     elif in_policy:
-        fit = next((m for m in spec.models if meets(m, tier_ok, requirements, needs)), None)
+        fits = [m for m in spec.models if meets(m, tier_ok, requirements, needs)]
+        # One that declares what the request needs goes before one that declares nothing.
+        fit = next((m for m in fits if needs <= set(m.capabilities)), fits[0] if fits else None)
         chosen = (fit.name, fit) if fit is not None else None
     else:
         chosen = None

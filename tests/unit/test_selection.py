@@ -211,6 +211,14 @@ def test_a_virtual_policy_name_maps_to_a_model_with_the_needed_capabilities() ->
     assert route("house-model", s).ordered[0].model == "llama"
     embeds = route("house-model", s, needs=Needs(frozenset({Capability.EMBEDDINGS})))
     assert embeds.ordered[0].model == "e5"
+    # A model that declares nothing takes any request, after one that declares what it needs.
+    vague_first = snap(
+        entry("a", "vague", {"name": "e5", "capabilities": ["embeddings"]}),
+        policies=(pol("p", ["house-model"], ["a"]),),
+    )
+    assert route("house-model", vague_first).ordered[0].model == "vague"
+    embeds = route("house-model", vague_first, needs=Needs(frozenset({Capability.EMBEDDINGS})))
+    assert embeds.ordered[0].model == "e5"
 
 
 def test_provider_selector_picks_by_label() -> None:
