@@ -7,9 +7,10 @@ rule that picks a policy says what a losing policy loses.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
@@ -24,11 +25,14 @@ from signalbox_api.provider import (
     LLMProviderSpec,
     LLMProviderStatus,
 )
-from signalbox_operator import policy_status
+from signalbox_operator import policies, policy_status
 from signalbox_operator.policy_status import ProviderView
 from signalbox_router import selection, watching
 from signalbox_router.selection import LocalView, Needs
 from signalbox_router.snapshot import PolicyEntry, ProviderEntry, Snapshot
+
+if TYPE_CHECKING:
+    from signalbox_operator.kube import Kube
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 GENERATION = 3
@@ -415,3 +419,51 @@ def test_a_policy_left_with_nothing_is_not_accepted_nor_ready() -> None:
 def test_no_conflict_is_plainly_accepted() -> None:
     accepted, _ = _accepted_and_ready(["chat"], [])
     assert accepted == ("True", "Valid", "")
+
+
+class _Kube:
+    """Records status patches instead of sending them."""
+
+    def __init__(self) -> None:
+        self.patches: dict[tuple[str, str], dict[str, Any]] = {}
+
+    async def patch_status(self, kind: str, ns: str, name: str, body: dict[str, Any]) -> bool:
+        assert kind == "routingpolicies"
+        self.patches[ns, name] = body
+        return True
+
+
+def test_the_operator_loop_compares_policies_of_one_namespace() -> None:
+    kube = _Kube()
+    loop = policies.Policies(cast("Kube", kube), clock=lambda: T0)
+    for ns, name, created, models in [
+        ("team-a", "old", OLD, ["chat", "gpt-*"]),
+        ("team-a", "new", NEW, ["chat", "gpt-4*", "mine"]),
+        ("team-b", "other", "2024-01-01T00:00:00Z", ["chat", "mine"]),
+    ]:
+        meta = {"name": name, "namespace": ns, "generation": 1, "creationTimestamp": created}
+        body = {"metadata": meta, "spec": {"models": models, "providers": [{"name": "p"}]}}
+        loop.policy_event((ns, name), body)
+    provider = {
+        "metadata": {"name": "p", "namespace": "team-a", "generation": 1, "resourceVersion": "1"},
+        "spec": {
+            "type": "OpenAICompatible",
+            "endpoint": {"url": URL},
+            "models": [{"name": "gpt-4o"}],
+        },
+    }
+    loop.provider_event(("team-a", "p"), provider)
+    for key in list(loop.policies):
+        asyncio.run(loop.reconcile(key))
+
+    def accepted_of(ns: str, name: str) -> tuple[str, str, str]:
+        (c,) = [c for c in kube.patches[ns, name]["conditions"] if c["type"] == "Accepted"]
+        return c["status"], c["reason"], c["message"]
+
+    assert accepted_of("team-a", "new") == (
+        "True",
+        "ModelConflict",
+        "served by an older policy: chat (RoutingPolicy old), gpt-4o (RoutingPolicy old)",
+    )
+    assert accepted_of("team-a", "old")[:2] == ("True", "Valid")
+    assert accepted_of("team-b", "other")[:2] == ("True", "Valid")  # another namespace
