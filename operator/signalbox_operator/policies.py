@@ -50,6 +50,7 @@ class Policies:
         self.policies: dict[Key, Mapping[str, Any]] = {}
         self.providers: dict[Key, Mapping[str, Any]] = {}
         self._views: dict[Key, tuple[str, policy_status.ProviderView | None]] = {}
+        self._specs: dict[Key, tuple[str, RoutingPolicySpec | None]] = {}
         self.written: dict[Key, dict[str, Any]] = {}
         self.dirty: set[str] = set()
         self.wake = asyncio.Event()
@@ -58,6 +59,7 @@ class Policies:
         if body is None:
             self.policies.pop(key, None)
             self.written.pop(key, None)
+            self._specs.pop(key, None)
             if self.metrics is not None:
                 with contextlib.suppress(KeyError):
                     self.metrics.policy_eligible.remove(*key)
@@ -131,13 +133,26 @@ class Policies:
         for (ns, name), body in self.policies.items():
             if ns != key[0]:
                 continue
-            other = spec if name == key[1] else _spec(body)
+            other = spec if name == key[1] else self._spec((ns, name), body)
             if other is not None:
                 created = str(body["metadata"].get("creationTimestamp", ""))
                 claims.append(Claim(name, created, other))
         mine = next(c for c in claims if c.name == key[1])
         known = {n for v in views.values() for m in v.spec.models for n in (m.name, *m.aliases)}
         return eligibility.conflicts(mine, claims, sorted(known))
+
+    def _spec(self, key: Key, body: Mapping[str, Any]) -> RoutingPolicySpec | None:
+        """A policy's parsed spec, parsed again only when the object changed."""
+        version = str(body["metadata"].get("resourceVersion"))
+        cached = self._specs.get(key)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        try:
+            spec: RoutingPolicySpec | None = RoutingPolicySpec.model_validate(body.get("spec"))
+        except pydantic.ValidationError:
+            spec = None
+        self._specs[key] = (version, spec)
+        return spec
 
     async def reconcile(self, key: Key) -> None:
         body = self.policies.get(key)
@@ -171,10 +186,3 @@ class Policies:
             return
         if await self.kube.patch_status("routingpolicies", key[0], key[1], wire):
             self.written[key] = wire
-
-
-def _spec(body: Mapping[str, Any]) -> RoutingPolicySpec | None:
-    try:
-        return RoutingPolicySpec.model_validate(body.get("spec"))
-    except pydantic.ValidationError:
-        return None
