@@ -51,6 +51,7 @@ class Reason(enum.StrEnum):
     READY = "Ready"
     UNHEALTHY = "Unhealthy"
     CAPABILITY_MISMATCH = "CapabilityMismatch"
+    MODEL_CONFLICT = "ModelConflict"
     NOT_FOUND = "NotFound"
     NO_ELIGIBLE_PROVIDERS = "NoEligibleProviders"
     FAILING_OVER = "FailingOver"

@@ -2,7 +2,9 @@
 
 One loop for all policies: it wakes when a provider or policy in a namespace changes (or every
 ``RESYNC_SECONDS``), recomputes the affected policies with ``policy_status`` and writes only
-the ones whose status changed.
+the ones whose status changed. Policies of one namespace that claim the same model names are
+compared as the router compares them (``eligibility.conflicts``), so the loser's status says
+which policy serves the names it lost.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import pydantic
 
+from signalbox_api import eligibility
 from signalbox_api.policy import RoutingPolicySpec, RoutingPolicyStatus
 from signalbox_api.provider import LLMProviderSpec, LLMProviderStatus
 from signalbox_operator import policy_status
@@ -25,6 +29,15 @@ from signalbox_operator.metrics import Metrics
 log = logging.getLogger(__name__)
 RESYNC_SECONDS = 10.0
 Key = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A RoutingPolicy as the model-name rule sees it (``eligibility.Claimant``)."""
+
+    name: str
+    created: str
+    spec: RoutingPolicySpec
 
 
 class Policies:
@@ -37,6 +50,7 @@ class Policies:
         self.policies: dict[Key, Mapping[str, Any]] = {}
         self.providers: dict[Key, Mapping[str, Any]] = {}
         self._views: dict[Key, tuple[str, policy_status.ProviderView | None]] = {}
+        self._specs: dict[Key, tuple[str, RoutingPolicySpec | None]] = {}
         self.written: dict[Key, dict[str, Any]] = {}
         self.dirty: set[str] = set()
         self.wake = asyncio.Event()
@@ -45,6 +59,7 @@ class Policies:
         if body is None:
             self.policies.pop(key, None)
             self.written.pop(key, None)
+            self._specs.pop(key, None)
             if self.metrics is not None:
                 with contextlib.suppress(KeyError):
                     self.metrics.policy_eligible.remove(*key)
@@ -110,6 +125,35 @@ class Policies:
         self._views[key] = (version, view)
         return view
 
+    def _conflicts(
+        self, key: Key, spec: RoutingPolicySpec, views: Mapping[str, policy_status.ProviderView]
+    ) -> list[eligibility.Conflict]:
+        """The model names this policy claims that an older one in its namespace serves."""
+        claims = []
+        for (ns, name), body in self.policies.items():
+            if ns != key[0]:
+                continue
+            other = spec if name == key[1] else self._spec((ns, name), body)
+            if other is not None:
+                created = str(body["metadata"].get("creationTimestamp", ""))
+                claims.append(Claim(name, created, other))
+        mine = next(c for c in claims if c.name == key[1])
+        known = {n for v in views.values() for m in v.spec.models for n in (m.name, *m.aliases)}
+        return eligibility.conflicts(mine, claims, sorted(known))
+
+    def _spec(self, key: Key, body: Mapping[str, Any]) -> RoutingPolicySpec | None:
+        """A policy's parsed spec, parsed again only when the object changed."""
+        version = str(body["metadata"].get("resourceVersion"))
+        cached = self._specs.get(key)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        try:
+            spec: RoutingPolicySpec | None = RoutingPolicySpec.model_validate(body.get("spec"))
+        except pydantic.ValidationError:
+            spec = None
+        self._specs[key] = (version, spec)
+        return spec
+
     async def reconcile(self, key: Key) -> None:
         body = self.policies.get(key)
         if body is None:
@@ -122,12 +166,14 @@ class Policies:
         previous = RoutingPolicyStatus.model_validate(
             self.written.get(key) or body.get("status") or {}
         )
+        views = self._views_in(key[0])
         status = policy_status.compute(
             spec,
             body["metadata"].get("generation"),
-            self._views_in(key[0]),
+            views,
             previous.conditions,
             self.clock(),
+            conflicts=self._conflicts(key, spec, views),
         )
         if self.metrics is not None:
             eligible = sum(1 for p in status.providers if p.eligible)

@@ -1,8 +1,15 @@
 """Computes a RoutingPolicy's status from the providers it resolves to. Pure.
 
-Each provider is eligible or excluded with one reason, checked in this order: NotFound,
-Suspended, CircuitOpen, RateLimited, Unhealthy (not Ready, or status older than the spec),
-CapabilityMismatch. ``Ready`` needs one eligible provider; ``Degraded`` says some are out.
+Each provider is eligible or excluded with one reason by the rule the router applies too
+(``signalbox_api.eligibility``): NotFound, Suspended, CircuitOpen, RateLimited, Unhealthy (not
+Ready, or status older than the spec), CapabilityMismatch. ``Ready`` needs one eligible
+provider; ``Degraded`` says some are out. ``activeProvider`` is the first of the eligible
+providers in the strategy's order (``signalbox_api.ordering``) as the operator can know it:
+name order where the router rotates (Priority, RoundRobin) or goes by its own history
+(LeastRecentlyUsed), the heaviest first where it draws by weight (Weighted) or by load
+(LeastLoaded), the probes' success rate and latency for HealthBased, the declared prices for
+LowestCost. A model name another, older policy also claims is a ``ModelConflict`` on
+``Accepted`` (``False`` when the policy is left serving nothing, with ``Ready=False`` too).
 """
 
 from __future__ import annotations
@@ -10,11 +17,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
-from signalbox_api import conditions, selectors
+from signalbox_api import conditions, eligibility, ordering
 from signalbox_api.conditions import Condition, ConditionStatus, ConditionType, Reason
-from signalbox_api.policy import PolicyProviderStatus, RoutingPolicySpec, RoutingPolicyStatus
-from signalbox_api.provider import CircuitState, LLMProviderSpec, LLMProviderStatus, ModelSpec
+from signalbox_api.policy import (
+    PolicyProviderStatus,
+    ProviderRef,
+    RoutingPolicySpec,
+    RoutingPolicyStatus,
+)
+from signalbox_api.primitives import parse_money
+from signalbox_api.provider import LLMProviderSpec, LLMProviderStatus, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -30,66 +44,38 @@ class ProviderView:
 
 def resolve_names(spec: RoutingPolicySpec, providers: Mapping[str, ProviderView]) -> list[str]:
     """The provider names a policy refers to: its list, or what its selector matches."""
-    if spec.providers is not None:
-        return [p.name for p in spec.providers]
-    selector = spec.provider_selector
-    if selector is None:
-        return []
-    return sorted(n for n, v in providers.items() if selectors.matches(selector, v.labels))
+    return eligibility.resolve(spec, {n: v.labels for n, v in providers.items()})
 
 
-def _ready(view: ProviderView) -> bool:
-    ready = conditions.find(view.status.conditions, ConditionType.READY)
-    fresh = view.status.observed_generation == view.generation
-    return ready is not None and ready.status == "True" and fresh
+Verdict = tuple[ConditionStatus, str, str]
 
 
-def _candidate_models(
-    spec: RoutingPolicySpec, view: ProviderView, model: str | None
-) -> list[ModelSpec]:
-    if model is not None:
-        found = view.spec.model(model)
-        return [found] if found else []
-    return list(view.spec.models)
+@dataclass(frozen=True)
+class _Choice:
+    """An eligible provider as the strategies rank it."""
+
+    provider: str
+    priority: int
+    weight: int
+    cost: Decimal | None
 
 
-def _meets_requirements(spec: RoutingPolicySpec, view: ProviderView, model: str | None) -> bool:
-    req = spec.requirements
-    if req is None:
-        return True
-    if req.tiers and view.spec.effective_tier() not in req.tiers:
-        return False
-    if not req.capabilities and req.min_context_window is None:
-        return True
-    if not view.spec.models:
-        return True  # nothing declared: the provider's models are not described, so trust it
-    for m in _candidate_models(spec, view, model):
-        caps_ok = set(req.capabilities) <= set(m.capabilities)
-        ctx_ok = req.min_context_window is None or (m.context_window or 0) >= req.min_context_window
-        if caps_ok and ctx_ok:
-            return True
-    return False
+def _cost(model: ModelSpec | None) -> Decimal | None:
+    if model is None or model.cost is None:
+        return None
+    return parse_money(model.cost.input_per_m_tok) + parse_money(model.cost.output_per_m_tok)
 
 
-def exclusion(
-    spec: RoutingPolicySpec, view: ProviderView | None, model: str | None, now: datetime
-) -> Reason:
-    """Why a provider cannot take this policy's traffic now, or Reason.READY."""
-    del now
-    if view is None:
-        return Reason.NOT_FOUND
-    if view.spec.suspend:
-        return Reason.SUSPENDED
-    if view.status.circuit is not None and view.status.circuit.state == CircuitState.OPEN:
-        return Reason.CIRCUIT_OPEN
-    available = conditions.find(view.status.conditions, ConditionType.AVAILABLE)
-    if available is not None and available.reason == Reason.RATE_LIMITED:
-        return Reason.RATE_LIMITED
-    if not _ready(view):
-        return Reason.UNHEALTHY
-    if not _meets_requirements(spec, view, model):
-        return Reason.CAPABILITY_MISMATCH
-    return Reason.READY
+def _figures(providers: Mapping[str, ProviderView]) -> ordering.AtRest:
+    """What the operator knows for HealthBased: its probes' success rate and latency."""
+    rates, latency = {}, {}
+    for name, view in providers.items():
+        health = view.status.health
+        if health is not None and health.success_rate is not None:
+            rates[name] = health.success_rate
+        if health is not None and health.latency_ms is not None:
+            latency[name] = health.latency_ms / 1000
+    return ordering.AtRest(success_rate=rates, latency=latency)
 
 
 def compute(
@@ -98,33 +84,32 @@ def compute(
     providers: Mapping[str, ProviderView],
     previous: Sequence[Condition],
     now: datetime,
+    *,
+    conflicts: Sequence[eligibility.Conflict] = (),
 ) -> RoutingPolicyStatus:
+    """The status; ``conflicts`` are the policy's names older policies serve
+    (``eligibility.conflicts``)."""
     refs = {p.name: p for p in spec.providers or []}
-    rows = []
+    rows, choices = [], []
     for name in resolve_names(spec, providers):
         view = providers.get(name)
         ref = refs.get(name)
-        reason = exclusion(spec, view, ref.model if ref else None, now)
-        priority = (
-            ref.priority
-            if ref and ref.priority is not None
-            else (view.spec.priority if view else 0)
-        )
-        weight = ref.weight if ref and ref.weight is not None else (view.spec.weight if view else 0)
+        found = _verdict(spec, view, ref)
+        priority, weight = eligibility.effective(ref, view.spec if view else None)
         rows.append(
             PolicyProviderStatus(
                 name=name,
-                eligible=reason == Reason.READY,
-                reason=reason,
+                eligible=found.eligible,
+                reason=found.reason,
                 priority=priority,
                 weight=weight,
             )
         )
-    eligible = sorted(
-        (r for r in rows if r.eligible), key=lambda r: (r.priority, -r.weight, r.name)
-    )
+        if found.eligible:
+            choices.append(_Choice(name, priority, weight, _cost(found.declared)))
+    ranked = ordering.order(choices, spec.strategy, _figures(providers))
     conds = list(previous)
-    for type_, (status, why, message) in _verdicts(spec, rows, eligible).items():
+    for type_, (status, why, message) in _verdicts(spec, rows, ranked, conflicts).items():
         conds = conditions.set_condition(
             conds, type_, status, why, message, generation=generation, now=now
         )
@@ -132,21 +117,53 @@ def compute(
         observed_generation=generation,
         conditions=conds,
         providers=rows,
-        active_provider=eligible[0].name if eligible else None,
-        eligible=f"{len(eligible)}/{len(rows)}",
+        active_provider=ranked[0].provider if ranked else None,
+        eligible=f"{len(ranked)}/{len(rows)}",
     )
 
 
-Verdict = tuple[ConditionStatus, str, str]
+def _verdict(
+    spec: RoutingPolicySpec, view: ProviderView | None, ref: ProviderRef | None
+) -> eligibility.Verdict:
+    if view is None:
+        return eligibility.Verdict(Reason.NOT_FOUND)
+    state = eligibility.state(view.spec, view.status, view.generation)
+    return eligibility.policy_verdict(spec, view.spec, state, ref)
+
+
+def exclusion(
+    spec: RoutingPolicySpec, view: ProviderView | None, model: str | None, now: datetime
+) -> Reason:
+    """Why a provider cannot take this policy's traffic now (``model``: the reference's
+    upstream model, if any), or Reason.READY."""
+    del now
+    ref = ProviderRef(name=view.name, model=model) if view is not None and model else None
+    return _verdict(spec, view, ref).reason
+
+
+def _conflict_verdicts(
+    spec: RoutingPolicySpec, conflicts: Sequence[eligibility.Conflict]
+) -> tuple[Verdict, Verdict | None]:
+    """``Accepted``, and ``Ready`` when the policy serves nothing at all."""
+    if not conflicts:
+        return ("True", Reason.VALID, ""), None
+    lost = ", ".join(f"{c.model} (RoutingPolicy {c.winner})" for c in conflicts)
+    message = f"served by an older policy: {lost}"
+    if {c.model for c in conflicts} >= set(spec.models):
+        nothing = "every model name is served by an older policy"
+        return ("False", Reason.MODEL_CONFLICT, message), ("False", Reason.MODEL_CONFLICT, nothing)
+    return ("True", Reason.MODEL_CONFLICT, message), None
 
 
 def _verdicts(
     spec: RoutingPolicySpec,
     rows: Sequence[PolicyProviderStatus],
-    eligible: Sequence[PolicyProviderStatus],
+    eligible: Sequence[_Choice],
+    conflicts: Sequence[eligibility.Conflict],
 ) -> dict[str, Verdict]:
     missing = [r.name for r in rows if r.reason == Reason.NOT_FOUND]
-    out: dict[str, Verdict] = {ConditionType.ACCEPTED: ("True", Reason.VALID, "")}
+    accepted, shadowed = _conflict_verdicts(spec, conflicts)
+    out: dict[str, Verdict] = {ConditionType.ACCEPTED: accepted}
     if missing:
         out[ConditionType.RESOLVED_REFS] = (
             "False",
@@ -158,7 +175,9 @@ def _verdicts(
         out[ConditionType.RESOLVED_REFS] = ("False", Reason.NOT_FOUND, what)
     else:
         out[ConditionType.RESOLVED_REFS] = ("True", Reason.RESOLVED, f"{len(rows)} provider(s)")
-    if eligible:
+    if shadowed is not None:
+        out[ConditionType.READY] = shadowed
+    elif eligible:
         out[ConditionType.READY] = ("True", Reason.READY, f"{len(eligible)} eligible provider(s)")
     else:
         out[ConditionType.READY] = (

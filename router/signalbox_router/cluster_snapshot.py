@@ -14,8 +14,7 @@ from typing import Any
 
 import pydantic
 
-from signalbox_api import endpoints
-from signalbox_api.conditions import ConditionType
+from signalbox_api import eligibility, endpoints
 from signalbox_api.policy import RoutingPolicy
 from signalbox_api.provider import LLMProvider
 from signalbox_router import secret_data
@@ -36,18 +35,6 @@ class Store:
 
     def objects(self, kind: str) -> Objects:
         return self.kinds.setdefault(kind, {})
-
-
-def _ready(obj: dict[str, Any]) -> tuple[bool, str]:
-    status = obj.get("status") or {}
-    cond = next(
-        (c for c in status.get("conditions") or [] if c.get("type") == ConditionType.READY), None
-    )
-    if cond is None:
-        return False, "NoStatus"
-    if status.get("observedGeneration") != obj["metadata"].get("generation"):
-        return False, "StaleStatus"
-    return cond.get("status") == "True", str(cond.get("reason", ""))
 
 
 def _last_success(provider: LLMProvider) -> float | None:
@@ -110,7 +97,9 @@ def _provider(
         provider = LLMProvider.model_validate(obj)
     except pydantic.ValidationError as exc:
         return old, f"LLMProvider {name}: {_first_error(exc)}; {keep}"
-    ready, reason = _ready(obj)
+    # The operator's verdict, read by the same rule its policy status uses.
+    out = eligibility.state(provider.spec, provider.status, obj["metadata"].get("generation"))
+    ready, reason = out is None, str(out or "")
     auth, problem = provider.spec.auth, ""
     ref = auth.secret_ref if auth else None
     try:

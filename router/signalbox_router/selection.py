@@ -1,24 +1,24 @@
 """Which providers may serve a request, and in what order. Pure.
 
 A model name resolves to a RoutingPolicy (exact name first, then glob; the oldest policy wins
-a conflict) or, without one, to the providers that declare the model or alias. Providers are
-filtered by readiness, the local breaker, rate-limit cooling, the policy's requirements and
-what the request itself needs; the survivors are grouped by priority (lower first) and each
-group is ordered by the policy's strategy. Failover walks the resulting list in order.
+a conflict) or, without one, to the providers that declare the model or alias. Which providers
+are eligible, and in what order they go, is the rule the operator writes into policy status
+(``signalbox_api.eligibility`` and ``signalbox_api.ordering``); this module applies it to one
+request, in Kubernetes mode to the operator's provider verdicts, and adds what only the router
+knows: a provider's addresses, the prompt's size, its local breaker and 429 cooling. Failover
+walks the resulting list in order.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from itertools import groupby
-from typing import Any
 
-from signalbox_api import selectors
+from signalbox_api import eligibility, ordering
+from signalbox_api.conditions import Reason
 from signalbox_api.policy import Failover, ProviderRef, RoutingPolicySpec, Strategy
 from signalbox_api.primitives import parse_money
 from signalbox_api.provider import Capability, Cost, ModelSpec
@@ -74,85 +74,31 @@ class LocalView:
     rng: random.Random = field(default_factory=random.Random)
 
 
-_MISSING: Any = object()
-
-
 class UnknownModel(LookupError):
     """No policy and no provider serves this model name."""
 
 
 def find_policy(model: str, policies: Sequence[PolicyEntry]) -> PolicyEntry | None:
-    by_age = sorted(policies, key=lambda p: (p.created, p.name))
-    exact = [p for p in by_age if model in p.spec.models]
-    if exact:
-        return exact[0]
-    globbed = [p for p in by_age if any(fnmatch.fnmatchcase(model, m) for m in p.spec.models)]
-    return globbed[0] if globbed else None
+    return eligibility.find_policy(model, policies)
 
 
-def _declared(entry: ProviderEntry, name: str) -> ModelSpec | None:
-    return entry.spec.model(name)
+def _state(entry: ProviderEntry) -> Reason | None:
+    """The provider's own state: suspended, or what the operator's verdict says (None: usable).
+    A verdict reason outside the rule's own (e.g. a Ready condition's ProbeFailed) is Unhealthy."""
+    if entry.spec.suspend:
+        return Reason.SUSPENDED
+    if entry.ready is False:
+        return Reason(entry.reason) if entry.reason in _STATE_REASONS else Reason.UNHEALTHY
+    return None
+
+
+_STATE_REASONS = frozenset(eligibility.STATE_REASONS)
 
 
 def _cost(model: ModelSpec | None) -> Decimal | None:
     if model is None or model.cost is None:
         return None
     return parse_money(model.cost.input_per_m_tok) + parse_money(model.cost.output_per_m_tok)
-
-
-def _check(
-    entry: ProviderEntry,
-    model: ModelSpec | None,
-    needs: Needs,
-    policy: RoutingPolicySpec | None,
-) -> str | None:
-    """Why ``entry`` cannot serve, as far as the snapshot tells (the router's own breaker and
-    the request's size are checked per request), or None."""
-    if entry.spec.suspend:
-        return "Suspended"
-    if entry.ready is False:
-        return f"NotReady ({entry.reason})" if entry.reason else "NotReady"
-    if not entry.endpoints:
-        return "NoEndpoints"
-    req = policy.requirements if policy else None
-    if req and req.tiers and entry.spec.effective_tier() not in req.tiers:
-        return "TierNotAllowed"
-    wanted = set(needs.capabilities) | set(req.capabilities if req else ())
-    if model is not None:
-        if not wanted <= set(model.capabilities) and model.capabilities:
-            return "CapabilityMismatch"
-        minimum = (req.min_context_window or 0) if req else 0
-        if model.context_window is not None and model.context_window < minimum:
-            return "ContextTooSmall"
-    return None
-
-
-def _candidate(
-    entry: ProviderEntry,
-    requested: str,
-    ref: ProviderRef | None,
-    wanted: frozenset[str],
-    *,
-    in_policy: bool,
-) -> tuple[str, ModelSpec | None] | None:
-    """The upstream model for ``requested`` on this provider, or None if it is not served.
-
-    A policy's reference may name the model; else the requested name (or alias) when the
-    provider declares it; else, for a virtual name such as ``chat-default``, the first declared
-    model with the capabilities needed; a provider that declares nothing gets the name as is.
-    """
-    if ref is not None and ref.model:
-        return ref.model, _declared(entry, ref.model)
-    declared = _declared(entry, requested)
-    if declared is not None:
-        return declared.name, declared
-    if not entry.spec.models:
-        return requested, None
-    if in_policy:
-        fitting = next((m for m in entry.spec.models if wanted <= set(m.capabilities)), None)
-        if fitting is not None:
-            return fitting.name, fitting
-    return None
 
 
 @dataclass(frozen=True)
@@ -182,36 +128,24 @@ class Plan:
 
 def plan(model: str, needs: Needs, snap: Snapshot) -> Plan:
     """Providers that could serve ``model`` at all; raises UnknownModel when none could."""
-    policy = snap.policy_cache.get(model, _MISSING)
-    if policy is _MISSING:
-        policy = snap.policy_cache[model] = find_policy(model, snap.policies)
+    policy = eligibility.find_policy(model, snap.policies)
     eligible: list[Candidate] = []
     excluded: list[Excluded] = []
     if policy is not None:
         spec = policy.spec
         refs = {r.name: r for r in spec.providers or []}
-        if spec.providers is not None:
-            names = [r.name for r in spec.providers]
-        else:
-            selector = spec.provider_selector
-            names = sorted(
-                n
-                for n, e in snap.providers.items()
-                if selector is not None and selectors.matches(selector, e.labels)
-            )
-        for name in names:
+        labels = {} if spec.provider_selector is None else snap.labels()
+        for name in eligibility.resolve(spec, labels):
             entry = snap.providers.get(name)
-            if entry is None:
-                excluded.append(Excluded(name, "NotFound"))
-                continue
-            _sort(_consider(entry, model, needs, spec, refs.get(name)), eligible, excluded)
+            found = _consider(name, entry, model, needs, spec=spec, ref=refs.get(name))
+            _sort(found, eligible, excluded)
         failover, strategy = spec.failover, spec.strategy
     else:
-        declaring = [e for e in snap.providers.values() if _declared(e, model) is not None]
+        declaring = [e for e in snap.providers.values() if e.spec.model(model) is not None]
         if not declaring:
             raise UnknownModel(model)
         for entry in sorted(declaring, key=lambda e: e.name):
-            _sort(_consider(entry, model, needs, None, None), eligible, excluded)
+            _sort(_consider(entry.name, entry, model, needs), eligible, excluded)
         failover, strategy = Failover(), Strategy.PRIORITY
     return Plan(
         policy.name if policy else None,
@@ -223,17 +157,16 @@ def plan(model: str, needs: Needs, snap: Snapshot) -> Plan:
     )
 
 
-_PLAN_CACHE_LIMIT = 4096
-
-
 def route(model: str, needs: Needs, snap: Snapshot, view: LocalView) -> Route:
-    """The ordered providers for a request; raises UnknownModel when nothing serves ``model``."""
+    """The ordered providers for a request; raises UnknownModel when nothing serves ``model``.
+
+    Plans are cached per snapshot for names that resolve (a policy's name or glob, a declared
+    model or alias), in a cache of bounded size; a name nothing serves is never stored."""
     key = (model, needs.capabilities)
     cached = snap.plan_cache.get(key)
     if cached is None:
-        if len(snap.plan_cache) > _PLAN_CACHE_LIMIT:
-            snap.plan_cache.clear()
-        cached = snap.plan_cache[key] = plan(model, Needs(needs.capabilities), snap)
+        cached = plan(model, Needs(needs.capabilities), snap)
+        snap.plan_cache.put(key, cached)
     ordered: list[Candidate] = []
     dropped: list[Excluded] = []
     for group in cached.groups:
@@ -244,7 +177,7 @@ def route(model: str, needs: Needs, snap: Snapshot, view: LocalView) -> Route:
                 fit.append(cand)
             else:
                 dropped.append(Excluded(cand.provider, reason))
-        ordered += fit if len(fit) < 2 else _ORDER[cached.strategy](fit, view)
+        ordered += fit if len(fit) < 2 else ordering.in_group(fit, cached.strategy, view)
     if not dropped and cached.fixed is not None:
         return cached.fixed
     return Route(
@@ -258,6 +191,8 @@ def route(model: str, needs: Needs, snap: Snapshot, view: LocalView) -> Route:
 
 
 def _dynamic_check(cand: Candidate, needs: Needs, view: LocalView) -> str | None:
+    """The router's own, per-request checks: the prompt's size (a context window the model
+    does not declare is taken to hold it), the local breaker and 429 cooling."""
     if cand.context_window is not None and cand.context_window < needs.prompt_tokens:
         return "ContextTooSmall"
     if view.breaker_open(cand.provider):
@@ -275,84 +210,42 @@ def _sort(item: Candidate | Excluded, eligible: list[Candidate], excluded: list[
 
 
 def _consider(
-    entry: ProviderEntry,
+    name: str,
+    entry: ProviderEntry | None,
     model: str,
     needs: Needs,
-    spec: RoutingPolicySpec | None,
-    ref: ProviderRef | None,
+    *,
+    spec: RoutingPolicySpec | None = None,
+    ref: ProviderRef | None = None,
 ) -> Candidate | Excluded:
-    wanted = frozenset(needs.capabilities) | frozenset(
-        spec.requirements.capabilities if spec and spec.requirements else ()
+    """The shared rule (``eligibility.verdict``) for one provider, then the router's own
+    knowledge of its addresses."""
+    found = eligibility.verdict(
+        entry.spec if entry else None,
+        _state(entry) if entry else None,
+        model,
+        ref,
+        requirements=spec.requirements if spec else None,
+        needs=needs.capabilities,
+        in_policy=spec is not None,
     )
-    found = _candidate(entry, model, ref, wanted, in_policy=spec is not None)
-    if found is None:
-        return Excluded(entry.name, "ModelNotServed")
-    upstream, declared = found
-    reason = _check(entry, declared, needs, spec)
-    if reason is not None:
-        return Excluded(entry.name, reason)
-    priority = ref.priority if ref and ref.priority is not None else entry.spec.priority
-    weight = ref.weight if ref and ref.weight is not None else entry.spec.weight
+    if entry is None or not found.eligible:
+        return Excluded(name, found.reason)
+    if not entry.endpoints:
+        return Excluded(name, "NoEndpoints")
+    priority, weight = eligibility.effective(ref, entry.spec)
+    declared = found.declared
     context = declared.context_window if declared else None
     price = declared.cost if declared else None
-    return Candidate(entry.name, upstream, priority, weight, _cost(declared), context, price)
+    upstream = found.model or model
+    return Candidate(name, upstream, priority, weight, _cost(declared), context, price)
 
 
 def priority_groups(cands: Sequence[Candidate]) -> tuple[tuple[Candidate, ...], ...]:
     """Candidates grouped by priority, lowest first; each group sorted by provider name."""
-    by_priority = sorted(cands, key=lambda c: (c.priority, c.provider))
-    return tuple(tuple(group) for _, group in groupby(by_priority, key=lambda c: c.priority))
+    return ordering.priority_groups(cands)
 
 
 def order(cands: Sequence[Candidate], strategy: Strategy, view: LocalView) -> list[Candidate]:
-    """Priority groups, lowest first; each group ordered by ``strategy``."""
-    out: list[Candidate] = []
-    for group in priority_groups(cands):
-        out += _ORDER[strategy](list(group), view)
-    return out
-
-
-def _rotate(group: list[Candidate], view: LocalView) -> list[Candidate]:
-    k = view.turn % len(group)
-    return group[k:] + group[:k]
-
-
-def _weighted(group: list[Candidate], view: LocalView) -> list[Candidate]:
-    pool, out = list(group), []
-    while pool:
-        weights = [max(c.weight, 0) for c in pool]
-        pick = view.rng.choices(pool, weights=weights)[0] if sum(weights) else pool[0]
-        out.append(pick)
-        pool.remove(pick)
-    return out
-
-
-def _health(group: list[Candidate], view: LocalView) -> list[Candidate]:
-    return sorted(
-        group,
-        key=lambda c: (-view.success_rate.get(c.provider, 1.0), view.latency.get(c.provider, 0.0)),
-    )
-
-
-def _lru(group: list[Candidate], view: LocalView) -> list[Candidate]:
-    return sorted(group, key=lambda c: view.last_used.get(c.provider, 0.0))
-
-
-def _least_loaded(group: list[Candidate], view: LocalView) -> list[Candidate]:
-    return sorted(group, key=lambda c: (view.in_flight.get(c.provider, 0), -c.weight))
-
-
-def _cheapest(group: list[Candidate], view: LocalView) -> list[Candidate]:
-    del view
-    return sorted(group, key=lambda c: (c.cost is None, c.cost or Decimal(0)))
-
-
-_ORDER: Mapping[Strategy, Callable[[list[Candidate], LocalView], list[Candidate]]] = {
-    Strategy.PRIORITY: _rotate,  # equal priorities share the load
-    Strategy.ROUND_ROBIN: _rotate,
-    Strategy.WEIGHTED: _weighted,
-    Strategy.HEALTH_BASED: _health,
-    Strategy.LEAST_RECENTLY_USED: _lru,
-    Strategy.LEAST_LOADED: _least_loaded,
-    Strategy.LOWEST_COST: _cheapest,
-}
+    """Priority groups, lowest first; each group ordered by ``strategy`` (``ordering``)."""
+    return ordering.order(cands, strategy, view)

@@ -7,9 +7,10 @@ never calls the API server.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from signalbox_api.policy import RoutingPolicySpec
 from signalbox_api.provider import LLMProviderSpec
@@ -42,13 +43,56 @@ class PolicyEntry:
     created: str = ""  # RFC 3339 creation time; the older policy wins a conflict
 
 
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class Recent(Generic[K, V]):
+    """A map that holds at most ``size`` entries, dropping the least recently used one.
+
+    Requests fill it with what they derive from client input (a model name a glob matches can
+    be anything), so it must not grow with that input."""
+
+    __slots__ = ("_data", "size")
+
+    def __init__(self, size: int) -> None:
+        self._data: OrderedDict[K, V] = OrderedDict()
+        self.size = size
+
+    def get(self, key: K) -> V | None:
+        value = self._data.get(key)
+        if value is not None:
+            self._data.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self._data[key] = value
+        self._data.move_to_end(key)
+        if len(self._data) > self.size:
+            self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+PLAN_CACHE_SIZE = 4096
+
+
+def _plans() -> Recent[Any, Any]:
+    return Recent(PLAN_CACHE_SIZE)
+
+
 @dataclass(frozen=True)
 class Snapshot:
     providers: Mapping[str, ProviderEntry] = field(default_factory=dict)
     policies: tuple[PolicyEntry, ...] = ()
-    # Model name → policy, filled as requests ask (a new snapshot starts empty).
-    policy_cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-    plan_cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+    # (model name, capabilities) → selection's plan, for names that resolve; a new snapshot
+    # starts empty.
+    plan_cache: Recent[Any, Any] = field(default_factory=_plans, compare=False, repr=False)
+
+    def labels(self) -> dict[str, Mapping[str, str]]:
+        """Each provider's labels, by name, for policies that select providers by label."""
+        return {name: entry.labels for name, entry in self.providers.items()}
 
     def model_names(self) -> list[str]:
         """Every name a client may ask for: policy model names, declared models and aliases."""

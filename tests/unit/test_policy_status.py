@@ -206,11 +206,11 @@ EXCLUSIONS: list[tuple[str, dict[str, Any], ProviderView | None, str | None, Rea
         Reason.CAPABILITY_MISMATCH,
     ),
     (
-        "nothing declared is trusted",
+        "nothing declared meets a requirement",
         {"requirements": {"capabilities": ["vision"], "minContextWindow": 1000}},
         provider("p"),
         None,
-        Reason.READY,
+        Reason.CAPABILITY_MISMATCH,
     ),
     (
         "context window large enough",
@@ -309,42 +309,55 @@ def test_per_ref_model_is_used_by_compute() -> None:
 
 
 @pytest.mark.parametrize(
-    ("refs", "views", "order"),
+    ("refs", "views", "order", "strategy"),
     [
         pytest.param(
             [{"name": "a"}, {"name": "b"}, {"name": "c"}],
             [provider("a", priority=20), provider("b", priority=10), provider("c", priority=30)],
             ["b", "a", "c"],
+            "Priority",
             id="lower priority first",
         ),
         pytest.param(
             [{"name": "a"}, {"name": "b"}, {"name": "c"}],
             [provider("a", weight=1), provider("b", weight=5), provider("c", weight=3)],
+            ["a", "b", "c"],
+            "Priority",
+            id="then name: Priority rotates inside a group, from the first by name",
+        ),
+        pytest.param(
+            [{"name": "a"}, {"name": "b"}, {"name": "c"}],
+            [provider("a", weight=1), provider("b", weight=5), provider("c", weight=3)],
             ["b", "c", "a"],
-            id="then higher weight",
+            "Weighted",
+            id="Weighted: the heaviest first",
         ),
         pytest.param(
             [{"name": "zeta"}, {"name": "alpha"}, {"name": "mid"}],
             [provider("zeta"), provider("alpha"), provider("mid")],
             ["alpha", "mid", "zeta"],
+            "Priority",
             id="then name",
         ),
         pytest.param(
             [{"name": "a", "priority": 5}, {"name": "b"}],
             [provider("a", priority=50), provider("b", priority=10)],
             ["a", "b"],
+            "Priority",
             id="ref priority overrides",
         ),
         pytest.param(
             [{"name": "a", "weight": 1}, {"name": "b", "weight": 9}],
             [provider("a", weight=100), provider("b", weight=1)],
             ["b", "a"],
+            "Weighted",
             id="ref weight overrides",
         ),
         pytest.param(
             [{"name": "a", "priority": 0}, {"name": "b"}],
             [provider("a", priority=50), provider("b", priority=1)],
             ["a", "b"],
+            "Priority",
             id="ref priority 0 is an override, not unset",
         ),
         pytest.param(
@@ -355,14 +368,15 @@ def test_per_ref_model_is_used_by_compute() -> None:
                 provider("c", priority=3),
             ],
             ["b", "c"],
+            "Priority",
             id="excluded providers are skipped",
         ),
     ],
 )
 def test_eligible_order(
-    refs: list[dict[str, Any]], views: list[ProviderView], order: list[str]
+    refs: list[dict[str, Any]], views: list[ProviderView], order: list[str], strategy: str
 ) -> None:
-    spec = policy(providers=refs)
+    spec = policy(providers=refs, strategy=strategy)
     status = policy_status.compute(spec, 1, index(*views), [], T0)
     assert status.active_provider == order[0]
     assert status.eligible == f"{len(order)}/{len(refs)}"

@@ -17,7 +17,7 @@ import pytest
 
 from signalbox_api.policy import Failover, RoutingPolicySpec, Strategy
 from signalbox_api.provider import Capability, LLMProviderSpec
-from signalbox_router import inspection, selection
+from signalbox_router import inspection, selection, snapshot
 from signalbox_router.selection import Candidate, LocalView, Needs, UnknownModel
 from signalbox_router.snapshot import PolicyEntry, ProviderEntry, Snapshot
 
@@ -194,7 +194,8 @@ def test_policy_providers_that_cannot_serve_the_name_are_excluded() -> None:
         "declares-it": "chat",
         "passes-through": "chat",
     }
-    assert excluded(r) == {"embeds-only": "ModelNotServed", "gone": "NotFound"}
+    # It declares models, but none by that name and none with what a chat needs.
+    assert excluded(r) == {"embeds-only": "CapabilityMismatch", "gone": "NotFound"}
 
 
 def test_a_virtual_policy_name_maps_to_a_model_with_the_needed_capabilities() -> None:
@@ -208,6 +209,14 @@ def test_a_virtual_policy_name_maps_to_a_model_with_the_needed_capabilities() ->
     )
     assert route("house-model", s).ordered[0].model == "llama"
     embeds = route("house-model", s, needs=Needs(frozenset({Capability.EMBEDDINGS})))
+    assert embeds.ordered[0].model == "e5"
+    # A model that declares nothing takes any request, after one that declares what it needs.
+    vague_first = snap(
+        entry("a", "vague", {"name": "e5", "capabilities": ["embeddings"]}),
+        policies=(pol("p", ["house-model"], ["a"]),),
+    )
+    assert route("house-model", vague_first).ordered[0].model == "vague"
+    embeds = route("house-model", vague_first, needs=Needs(frozenset({Capability.EMBEDDINGS})))
     assert embeds.ordered[0].model == "e5"
 
 
@@ -306,7 +315,7 @@ def test_context_window_must_hold_the_prompt_and_the_policy_minimum() -> None:
     )
     r = route("m", with_minimum)
     assert names(r) == ["large"]
-    assert excluded(r) == {"small": "ContextTooSmall"}
+    assert excluded(r) == {"small": "CapabilityMismatch"}  # the policy's requirement
 
 
 @pytest.mark.parametrize(
@@ -327,7 +336,7 @@ def test_tiers(tiers: list[str], allowed: list[str] | None) -> None:
     r = route("m", s)
     everyone = ["ollama", "openai", "pinned-local"]
     assert sorted(names(r)) == (allowed or everyone)
-    assert set(excluded(r).values()) <= {"TierNotAllowed"}
+    assert set(excluded(r).values()) <= {"CapabilityMismatch"}
     assert sorted([*names(r), *excluded(r)]) == everyone
 
 
@@ -340,6 +349,9 @@ def test_unusable_providers_are_excluded_with_their_reason() -> None:
         entry("unknown-health", ready=None),  # manifests mode: no operator verdict
         entry("not-ready", ready=False, reason="Unhealthy"),
         entry("not-ready-bare", ready=False),
+        entry("probe-failed", ready=False, reason="ProbeFailed"),
+        entry("circuit-open", ready=False, reason="CircuitOpen"),
+        entry("limited", ready=False, reason="RateLimited"),
         entry("suspended", suspend=True),
         entry("no-endpoints", url=None),
         entry("breaker-open"),
@@ -353,6 +365,9 @@ def test_unusable_providers_are_excluded_with_their_reason() -> None:
                     "unknown-health",
                     "not-ready",
                     "not-ready-bare",
+                    "probe-failed",
+                    "circuit-open",
+                    "limited",
                     "suspended",
                     "no-endpoints",
                     "breaker-open",
@@ -365,8 +380,11 @@ def test_unusable_providers_are_excluded_with_their_reason() -> None:
     r = route("m", s, view)
     assert sorted(names(r)) == ["ok", "unknown-health"]
     assert excluded(r) == {
-        "not-ready": "NotReady (Unhealthy)",
-        "not-ready-bare": "NotReady",
+        "not-ready": "Unhealthy",
+        "not-ready-bare": "Unhealthy",
+        "probe-failed": "Unhealthy",  # the rule's reasons only, as in policy status
+        "circuit-open": "CircuitOpen",
+        "limited": "RateLimited",
         "suspended": "Suspended",
         "no-endpoints": "NoEndpoints",
         "breaker-open": "BreakerOpen",
@@ -630,3 +648,42 @@ def test_needs_ignores_odd_content_parts() -> None:
     assert inspection.needs(body, "chat") == Needs(CHAT, 1)
     images = {"model": "m", "messages": [{"role": "user", "content": [{"type": "input_image"}]}]}
     assert Capability.VISION in inspection.needs(images, "chat").capabilities
+
+
+# -- the plan cache -----------------------------------------------------------------------------
+
+
+def test_the_plan_cache_stays_bounded_under_random_model_names() -> None:
+    s = snap(
+        entry("a", {"name": "m", "aliases": ["alias"]}),
+        policies=(pol("p", ["gpt-*", "chat"], ["a"]),),
+    )
+    rng, view, chat = seeded(99), LocalView(), Needs(CHAT)
+    refused = 0
+    for _ in range(100_000):  # names nothing serves: refused, and nothing is stored
+        try:
+            selection.route("x" + rng.randbytes(rng.randint(1, 20)).hex(), chat, s, view)
+        except UnknownModel:
+            refused += 1
+    assert refused == 100_000
+    assert len(s.plan_cache) == 0
+    for name in ("m", "alias", "chat", "gpt-4o"):  # declared names and a glob match are kept
+        route(name, s)
+    assert len(s.plan_cache) == 4
+    served = 0
+    for _ in range(100_000):  # a glob admits any number of names: the cache keeps the recent
+        model = "gpt-" + rng.randbytes(rng.randint(1, 20)).hex()
+        served += selection.route(model, chat, s, view).ordered[0].provider == "a"
+    assert served == 100_000
+    assert len(s.plan_cache) == snapshot.PLAN_CACHE_SIZE
+    assert s.plan_cache.get(("gpt-4o", CHAT)) is None  # pushed out by the newer names
+
+
+def test_the_plan_cache_drops_the_least_recently_used() -> None:
+    cache: snapshot.Recent[str, int] = snapshot.Recent(2)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1  # a is now the most recent
+    cache.put("c", 3)
+    assert (cache.get("a"), cache.get("b"), cache.get("c")) == (1, None, 3)
+    assert len(cache) == 2
