@@ -63,6 +63,9 @@ def error_response(status: int, message: str, code: str) -> bytes:
     )
 
 
+_BASE = HttpToolsProtocol
+
+
 class BoundedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with bounded heads and read timeouts (see the module)."""
 
@@ -91,7 +94,7 @@ class BoundedProtocol(HttpToolsProtocol):
         if self._phase == _REFUSED:
             return
         self._read = len(data)
-        super().data_received(data)
+        _BASE.data_received(self, data)  # not super(): this runs per read
         phase = self._phase
         if phase == _HEAD:
             self._head_bytes += self._read
@@ -113,7 +116,7 @@ class BoundedProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         self._phase = _HEAD
         self._head_bytes = 0
-        super().on_message_begin()
+        _BASE.on_message_begin(self)
 
     def on_headers_complete(self) -> None:
         self._phase = _BODY
@@ -128,14 +131,14 @@ class BoundedProtocol(HttpToolsProtocol):
         ):
             self._refusal = 431
             raise _HeadTooLarge
-        super().on_headers_complete()
+        _BASE.on_headers_complete(self)
 
     def on_message_complete(self) -> None:
         self._phase = _IDLE
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        super().on_message_complete()
+        _BASE.on_message_complete(self)
 
     # Helpers.
 
