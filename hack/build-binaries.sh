@@ -12,9 +12,10 @@ bin_dir() { echo "$SIGNALBOX_CACHE/bin/$1-$2"; }
 # go_build NAME VERSION MODULE PACKAGE [GO.MOD EXTRA LINES] [LDFLAGS]
 go_build() {
   local name="$1" version="$2" module="$3" pkg="$4" extra="${5:-}" ldflags="${6:-}"
-  local dir out work
+  local dir out work tmp
   dir="$(bin_dir "$name" "$version")"
   out="$dir/$name"
+  tmp="$out.tmp.$$"  # two builds at once each write their own file; the last move wins
   if [[ -x "$out" ]]; then echo "$name $out"; return; fi
   need_go
   work="$(mktemp -d)"
@@ -26,14 +27,14 @@ go_build() {
     printf '%s\n' "$extra" >>go.mod
     GOFLAGS=-mod=mod go get "${module}@${version}" >build.log 2>&1 || { cat build.log >&2; exit 1; }
     mkdir -p "$dir"
-    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w $ldflags" -o "$out.tmp" "$pkg" >>build.log 2>&1 &
+    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w $ldflags" -o "$tmp" "$pkg" >>build.log 2>&1 &
     local pid=$!
     while kill -0 "$pid" 2>/dev/null; do  # a heartbeat, so a long first build shows progress
       sleep 15
       kill -0 "$pid" 2>/dev/null && log "still building $name ($((SECONDS - start))s so far)"
     done
     wait "$pid" || { tail -40 build.log >&2; exit 1; }
-    mv "$out.tmp" "$out"
+    mv -f "$tmp" "$out"
   ) || { rm -rf "$work"; die "building $name $version failed (output above)"; }
   rm -rf "$work"
   log "built $name in $((SECONDS - start))s -> $out"

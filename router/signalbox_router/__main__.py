@@ -13,9 +13,16 @@ import time
 from pathlib import Path
 
 import aiohttp
-import uvicorn
 
-from signalbox_router import exchange, folder_watch, manifests, queues, supervision
+from signalbox_router import (
+    bounding,
+    exchange,
+    folder_watch,
+    manifests,
+    queues,
+    serving,
+    supervision,
+)
 from signalbox_router.forwarding import Forwarder
 from signalbox_router.server import RouterApp, Settings
 from signalbox_router.state import RouterState
@@ -47,6 +54,40 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="accept unauthenticated clients on a non-loopback address",
     )
     p.add_argument("--max-body", type=int, default=10 * 1024 * 1024)
+    p.add_argument(
+        "--max-header-bytes",
+        type=int,
+        default=bounding.Limits.max_head_bytes,
+        help="largest request line and headers together, in bytes (beyond: 431)",
+    )
+    p.add_argument(
+        "--max-headers",
+        type=int,
+        default=bounding.Limits.max_headers,
+        help="most request headers (beyond: 431)",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=float,
+        default=bounding.Limits.head_timeout,
+        help="seconds a client has to send a request's headers (beyond: 408, closed)",
+    )
+    p.add_argument(
+        "--body-timeout",
+        type=float,
+        default=bounding.Limits.body_timeout,
+        help="seconds a client has to send a request's body (beyond: 408, closed)",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        help="also serve /metrics, without a client key, on this port (default: off)",
+    )
+    p.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="bind address of --metrics-port (default: loopback)",
+    )
     p.add_argument("--resync", type=float, default=60.0, help="full re-list period (seconds)")
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
@@ -153,18 +194,21 @@ def main(argv: list[str] | None = None) -> int:
     except (StartupError, manifests.ManifestError) as exc:
         print(f"signalbox-router: {exc}", file=sys.stderr)
         return 2
+    limits = bounding.Limits(
+        max_head_bytes=args.max_header_bytes,
+        max_headers=args.max_headers,
+        head_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+    )
+    metrics = None if args.metrics_port is None else (args.metrics_host, args.metrics_port)
     with contextlib.suppress(KeyboardInterrupt):
-        uvicorn.run(
+        serving.run(
             app,
             host=args.host,
             port=args.port,
-            loop="uvloop",
-            http="httptools",
-            proxy_headers=False,
-            server_header=False,
+            limits=limits,
             log_level=args.log_level,
-            access_log=False,
-            lifespan="on",
+            metrics=metrics,
         )
     return 0
 

@@ -2,8 +2,9 @@
 
 Routes: ``POST /v1/chat/completions``, ``POST /v1/embeddings``, ``GET /v1/models``,
 ``GET /v1/usage``, ``GET /v1/explain?model=…&capabilities=…``, ``/healthz``, ``/readyz`` and
-``/metrics``. Every error is in the OpenAI shape. Raw ASGI keeps the per-request overhead to
-the few microseconds a pass-through can afford.
+``/metrics`` (which takes a client key like ``/v1/`` when client keys are set; Prometheus scrapes
+:class:`MetricsApp` on a port of its own). Every error is in the OpenAI shape. Raw ASGI keeps
+the per-request overhead to the few microseconds a pass-through can afford.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import orjson
 import prometheus_client as prom
 
 from signalbox_api.provider import Capability
-from signalbox_router import inspection, replies, selection
+from signalbox_router import inspection, nesting, replies, selection
 from signalbox_router.forwarding import Forwarder, job_for
 from signalbox_router.limits import RequestPriority
 from signalbox_router.state import RouterState
@@ -56,6 +57,10 @@ class RouterApp:
     forwarder: Forwarder | None = None
     on_startup: list[Hook] = field(default_factory=list)
     on_shutdown: list[Hook] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # Metric labels take only the names the current snapshot declares.
+        self.state.meter.follow(lambda: self.state.snapshot)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -98,7 +103,7 @@ class RouterApp:
         wanted, handler = route
         if method != wanted:
             return replies.error(405, f"Use {wanted} for {path}", code="method_not_allowed")
-        if path.startswith("/v1/"):
+        if path.startswith("/v1/") or path == "/metrics":
             self._authenticate(scope)
         return await handler(self, scope, receive)
 
@@ -106,9 +111,10 @@ class RouterApp:
         keys = self.settings.client_keys
         if keys is None:
             return
-        auth = _header(scope, b"authorization").decode("latin-1")
-        given = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
-        if not any(hmac.compare_digest(given.encode(), k.encode()) for k in keys):
+        # The scheme's name is case-insensitive (RFC 9110, section 11.1).
+        scheme, _, token = _header(scope, b"authorization").partition(b" ")
+        given = token.strip() if scheme.lower() == b"bearer" else b""
+        if not any(hmac.compare_digest(given, k.encode()) for k in keys):
             raise _Refused(
                 replies.error(
                     401, "Missing or invalid API key for this router.", code="invalid_api_key"
@@ -120,6 +126,8 @@ class RouterApp:
         chunks, size = [], 0
         while True:
             message = await receive()
+            if message["type"] == "http.disconnect":  # gone (or timed out): nobody to answer
+                raise _Refused(replies.error(400, "The client went away.", code="disconnected"))
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.settings.max_body:
@@ -135,13 +143,22 @@ class RouterApp:
                 break
         raw = b"".join(chunks)
         try:
-            return raw, orjson.loads(raw)
+            parsed = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise _Refused(
                 replies.error(
                     400, "We could not parse the JSON body of your request.", code="invalid_json"
                 )
             ) from exc
+        if nesting.too_deep(raw, parsed):
+            raise _Refused(
+                replies.error(
+                    400,
+                    f"The JSON body nests deeper than {nesting.MAX_DEPTH} levels.",
+                    code="invalid_request",
+                )
+            )
+        return raw, parsed
 
     async def _model_call(
         self, scope: Scope, receive: Receive, kind: inspection.Kind
@@ -255,11 +272,33 @@ class RouterApp:
         return replies.json_reply(body, 200 if ready else 503)
 
     async def metrics(self, scope: Scope, receive: Receive) -> replies.Reply:
-        return replies.Reply(
-            200,
-            prom.generate_latest(self.state.meter.registry),
-            [(b"content-type", prom.CONTENT_TYPE_LATEST.encode())],
-        )
+        return _exposition(self.state)
+
+
+@dataclass
+class MetricsApp:
+    """``GET /metrics`` alone, for a port Prometheus scrapes without a client key."""
+
+    state: RouterState
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] != "/metrics":
+            reply = replies.error(404, f"Unknown path: {scope['path']}", code="unknown_url")
+        elif scope["method"] != "GET":
+            reply = replies.error(405, "Use GET for /metrics", code="method_not_allowed")
+        else:
+            reply = _exposition(self.state)
+        await _send(send, reply)
+
+
+def _exposition(state: RouterState) -> replies.Reply:
+    return replies.Reply(
+        200,
+        prom.generate_latest(state.meter.registry),
+        [(b"content-type", prom.CONTENT_TYPE_LATEST.encode())],
+    )
 
 
 Handler = Callable[[RouterApp, Scope, Receive], Awaitable[replies.Reply | replies.StreamReply]]

@@ -111,6 +111,24 @@ def test_security_context_is_hardened(helm: Path) -> None:
             assert sc["seccompProfile"]["type"] == "RuntimeDefault"
 
 
+def test_prometheus_scrapes_the_routers_metrics_port_not_its_client_port(helm: Path) -> None:
+    rendered = run_helm(helm, None, "template", "sb", str(CHART), *KUBE, "-f", str(FULL))
+    docs = _docs(rendered)
+    router = next(
+        d for d in docs if d["kind"] == "Deployment" and "router" in d["metadata"]["name"]
+    )
+    container = router["spec"]["template"]["spec"]["containers"][0]
+    assert "--metrics-port=9090" in container["args"]
+    assert "--metrics-host=0.0.0.0" in container["args"]
+    assert {"name": "metrics", "containerPort": 9090} in container["ports"]
+    service = next(d for d in docs if d["metadata"]["name"] == "sb-signalbox-router-metrics")
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 9090, "targetPort": "metrics"}]
+    monitor = next(d for d in docs if d["kind"] == "ServiceMonitor")
+    assert {e["port"] for e in monitor["spec"]["endpoints"]} == {"metrics"}
+    policy = next(d for d in docs if d["kind"] == "NetworkPolicy")
+    assert any({"port": "metrics"} in rule.get("ports", []) for rule in policy["spec"]["ingress"])
+
+
 @pytest.fixture
 def installed(helm: Path, cluster: Cluster, namespace: str) -> Iterator[str]:
     # The session already installed the CRDs with kubectl, as a platform team might.
