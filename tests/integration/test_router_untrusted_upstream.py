@@ -162,18 +162,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 def _rested(world: World) -> None:
-    """Nothing is held once requests are over."""
+    """Nothing is held once requests are over: every gauge of what the router holds is there,
+    for every provider, and at zero."""
+    text = world.router.metrics()
     for gauge in (
         "signalbox_router_in_flight",
         "signalbox_router_limiter_slots_in_use",
         "signalbox_router_breaker_trials",
     ):
-        text = world.router.metrics()
-        held = [
-            line
-            for line in text.splitlines()
-            if line.startswith(gauge + "{") and not line.endswith(" 0.0")
-        ]
+        series = [line for line in text.splitlines() if line.startswith(gauge + "{")]
+        assert len(series) == len(_scenarios(world.up, world.evil)), f"{gauge} is missing"
+        held = [line for line in series if not line.endswith(" 0.0")]
         assert held == [], f"{gauge} is not at rest: {held}"
 
 

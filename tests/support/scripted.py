@@ -33,9 +33,10 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("content-length") or 0))
         try:
-            model = str(json.loads(body).get("model"))
-        except ValueError:
-            model = ""
+            self.json: dict[str, Any] = json.loads(body)
+            model = str(self.json.get("model"))
+        except (ValueError, AttributeError):
+            self.json, model = {}, ""
         headers = {k.lower(): v for k, v in self.headers.items()}
         self.server.upstream.seen.append(Seen(model, self.path, headers, body))
         behavior = self.server.upstream.behaviors.get(model)
@@ -51,6 +52,9 @@ class Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     upstream: ScriptedUpstream
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-answer is what several scripts are for: not an error."""
 
 
 @dataclass
@@ -135,6 +139,14 @@ def stream(events: Sequence[bytes], *, end: bool = True, pause: float = 0.0) -> 
         if end:
             h.wfile.write(b"0\r\n\r\n")
         h.close_connection = True
+
+    return run
+
+
+def stall(seconds: float, then: Behavior) -> Behavior:
+    def run(h: Handler) -> None:
+        time.sleep(seconds)
+        then(h)
 
     return run
 

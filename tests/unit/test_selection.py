@@ -83,7 +83,7 @@ def excluded(r: selection.Route) -> dict[str, str]:
 
 
 def seeded(seed: int) -> random.Random:
-    return random.Random(seed)  # noqa: S311 (reproducible draws, nothing secret)
+    return random.Random(seed)
 
 
 def cand(name: str, priority: int = 1, weight: int = 1, cost: str | None = None) -> Candidate:
