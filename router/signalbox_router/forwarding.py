@@ -30,9 +30,11 @@ from signalbox_providers.outcomes import Outcome
 from signalbox_router import exchange, redaction, replies
 from signalbox_router.attempts import DEFAULT_RETRY_AFTER, Attempt, Prepared
 from signalbox_router.deadlines import Deadlines
+from signalbox_router.estimates import estimate_tokens
 from signalbox_router.failures import RequestFailed, UpstreamFailed
 from signalbox_router.inspection import Kind
-from signalbox_router.limits import ProviderLimiter, RequestPriority, estimate_tokens
+from signalbox_router.limits import ProviderLimiter
+from signalbox_router.priority import RequestPriority
 from signalbox_router.selection import Candidate, Route
 from signalbox_router.snapshot import ProviderEntry
 from signalbox_router.state import RouterState

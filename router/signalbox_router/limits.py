@@ -4,18 +4,17 @@ Sending past a provider's declared limits only earns 429s that cost latency and 
 circuit, so the router decides before sending whether a request fits and, if not, how long to
 wait. The decisions live here, apart from the async code, so they can be tested as tables: time is
 a float of seconds passed in (any monotonic clock); nothing reads a clock, sleeps or locks (one
-asyncio thread owns each object); every call is O(1) or amortised O(1). The router's waiters use
-:class:`PriorityQueueGate` so freed capacity goes to critical, then standard, then sheddable.
+asyncio thread owns each object); every call is O(1) or amortised O(1). The router's waiters
+use :class:`priority.PriorityQueueGate` so freed capacity goes to critical, then standard, then
+sheddable.
 """
 
 from __future__ import annotations
 
-import enum
 import math
-from collections import OrderedDict, deque
-from collections.abc import Hashable, Mapping
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Protocol
 
 from signalbox_api.provider import RateLimit, RateLimitAlgorithm
 
@@ -23,9 +22,6 @@ WINDOW = 60.0  # every limit is per minute
 OVERSIZED_RETRY = 60.0  # retry_after for a cost above the whole budget, which can never fit
 SLOT = 0.1  # SlidingWindow keeps one log entry per SLOT of the clock
 _TOLERANCE = 1e-9  # relative slack so float rounding cannot refuse at the promised retry time
-_MESSAGE_OVERHEAD, _REPLY_OVERHEAD = 4, 3  # tokens of a message's role and separators; the reply
-_DEFAULT_COMPLETION = 256  # completion budget of a request without max_tokens
-_NON_TEXT_PART = 85  # an image or audio content part, counted flat
 
 
 @dataclass(frozen=True)
@@ -240,110 +236,3 @@ class ProviderLimiter:
         self._in_flight = max(0, self._in_flight - 1)
         if actual_tokens is not None and self.tokens is not None:
             self.tokens.adjust(now, max(0, actual_tokens) - max(0, estimated_tokens))
-
-
-def _text_tokens(value: object) -> int:
-    """About 4 characters a token for a string, its text for a content part, else nothing."""
-    if isinstance(value, dict):  # a content part
-        text = value.get("text")
-        return _text_tokens(text) if isinstance(text, str) else _NON_TEXT_PART
-    if isinstance(value, list):
-        return sum(_text_tokens(part) for part in value if isinstance(part, str | dict))
-    return -(-len(value) // 4) if isinstance(value, str) else 0
-
-
-def _message_tokens(message: object) -> int:
-    if not isinstance(message, dict):
-        return 0
-    total = _MESSAGE_OVERHEAD + _text_tokens(message.get("content"))
-    calls = message.get("tool_calls")
-    for call in calls if isinstance(calls, list) else ():
-        function = call.get("function") if isinstance(call, dict) else None
-        if isinstance(function, dict):
-            total += _text_tokens(function.get("name")) + _text_tokens(function.get("arguments"))
-    return total
-
-
-def _input_tokens(value: object) -> int:
-    """A prompt or embeddings input: a string, strings, token ids or lists of token ids."""
-    items = value if isinstance(value, list) else [value]
-    if items and all(isinstance(item, int) for item in items):
-        return len(items)
-    strings = [i for i in items if isinstance(i, str)]
-    return sum(map(_text_tokens, strings)) + sum(len(i) for i in items if isinstance(i, list))
-
-
-def _completion_budget(body: Mapping[str, object]) -> int:
-    n = body.get("n")
-    copies = n if isinstance(n, int) and n >= 1 else 1
-    for key in ("max_completion_tokens", "max_tokens"):
-        value = body.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            return value * copies
-    return _DEFAULT_COMPLETION * copies
-
-
-def estimate_tokens(body: Mapping[str, object]) -> int:
-    """A cheap estimate of a request's tokens, in plus out, before it is sent.
-
-    About 4 characters a token over message contents (strings and text parts; other parts count
-    85 each) and tool-call arguments, 4 tokens per message and 3 for the reply, plus the completion
-    budget: ``max_completion_tokens``, else ``max_tokens``, else 256, times ``n``. Embeddings count
-    their input only. Malformed fields count as nothing rather than raising.
-    """
-    if "input" in body and "messages" not in body:
-        return _input_tokens(body["input"])
-    messages = body.get("messages")
-    prompt = sum(_message_tokens(m) for m in messages) if isinstance(messages, list) else 0
-    prompt += _input_tokens(body.get("prompt"))  # legacy completions
-    return _REPLY_OVERHEAD + prompt + _completion_budget(body)
-
-
-class RequestPriority(enum.IntEnum):
-    """A request's class; lower values get freed capacity first."""
-
-    CRITICAL = 0
-    STANDARD = 1
-    SHEDDABLE = 2
-
-    @classmethod
-    def parse(cls, header_value: str | None) -> RequestPriority:
-        """The class a header names (any case); standard when absent or unknown."""
-        return cls.__members__.get((header_value or "").strip().upper(), cls.STANDARD)
-
-
-T = TypeVar("T", bound=Hashable)
-
-
-class PriorityQueueGate(Generic[T]):
-    """Waiting tickets in the order they should get capacity: by priority, then FIFO; all O(1)."""
-
-    def __init__(self) -> None:
-        self._queues: tuple[OrderedDict[T, float], ...] = tuple(
-            OrderedDict() for _ in RequestPriority
-        )
-        self._priority: dict[T, RequestPriority] = {}
-
-    def __len__(self) -> int:
-        return len(self._priority)
-
-    def enqueue(self, ticket_id: T, priority: RequestPriority, now: float) -> None:
-        if ticket_id in self._priority:
-            raise ValueError(f"ticket {ticket_id!r} is already waiting")
-        self._priority[ticket_id] = priority
-        self._queues[priority][ticket_id] = now
-
-    def enqueued_at(self, ticket_id: T) -> float | None:
-        priority = self._priority.get(ticket_id)
-        return None if priority is None else self._queues[priority][ticket_id]
-
-    def next_to_try(self) -> T | None:
-        """The ticket to offer capacity to next; it stays queued until removed."""
-        return next((next(iter(queue)) for queue in self._queues if queue), None)
-
-    def remove(self, ticket_id: T) -> bool:
-        """Forget a ticket (admitted, timed out or cancelled); False if it was not waiting."""
-        priority = self._priority.pop(ticket_id, None)
-        if priority is not None:
-            del self._queues[priority][ticket_id]
-        return priority is not None

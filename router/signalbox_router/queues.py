@@ -15,7 +15,6 @@ import time
 
 import aiohttp
 
-from signalbox_api.provider import ProviderType
 from signalbox_providers import dialects
 from signalbox_router.state import RouterState
 
@@ -31,8 +30,8 @@ def waiting(metrics_text: str) -> float | None:
     return sum(values) if values else None
 
 
-async def _scrape(session: aiohttp.ClientSession, endpoint: str) -> float | None:
-    url = dialects.root_of(endpoint) + "/metrics"
+async def _scrape(session: aiohttp.ClientSession, endpoint: str, path: str) -> float | None:
+    url = dialects.root_of(endpoint) + path
     with contextlib.suppress(aiohttp.ClientError, TimeoutError, UnicodeDecodeError):
         async with session.get(url, timeout=aiohttp.ClientTimeout(total=1.0)) as resp:
             if resp.status == 200:
@@ -44,12 +43,12 @@ async def run(state: RouterState, session: aiohttp.ClientSession) -> None:
     """Keep ``state.queue_depth`` fresh for multi-pod vLLM providers until cancelled."""
     while True:
         endpoints = {
-            e
+            e: path
             for p in state.snapshot.providers.values()
-            if p.spec.type == ProviderType.VLLM and len(p.endpoints) > 1
+            if (path := dialects.dialect(p.spec.type).queue_metrics_path) and len(p.endpoints) > 1
             for e in p.endpoints
         }
-        results = await asyncio.gather(*(_scrape(session, e) for e in endpoints))
+        results = await asyncio.gather(*(_scrape(session, e, p) for e, p in endpoints.items()))
         now = time.monotonic()
         for endpoint, depth in zip(endpoints, results, strict=True):
             if depth is not None:

@@ -3,44 +3,27 @@
 Routes: ``POST /v1/chat/completions``, ``POST /v1/embeddings``, ``GET /v1/models``,
 ``GET /v1/usage``, ``GET /v1/explain?model=…&capabilities=…``, ``/healthz``, ``/readyz`` and
 ``/metrics`` (which takes a client key like ``/v1/`` when client keys are set; Prometheus scrapes
-:class:`MetricsApp` on a port of its own). Every error is in the OpenAI shape. Raw ASGI keeps
-the per-request overhead to the few microseconds a pass-through can afford.
+:class:`exposition.MetricsApp` on a port of its own). Every error is in the OpenAI shape.
+Raw ASGI keeps the per-request overhead to the few microseconds a pass-through can afford.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import parse_qs
 
-import orjson
-import prometheus_client as prom
-
 from signalbox_api.provider import Capability
-from signalbox_router import inspection, nesting, replies, selection
+from signalbox_router import exposition, inspection, reading, replies, selection, sending
 from signalbox_router.forwarding import Forwarder, job_for
-from signalbox_router.limits import RequestPriority
+from signalbox_router.sending import Receive, Scope, Send
 from signalbox_router.state import RouterState
 
 log = logging.getLogger(__name__)
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 Hook = Callable[[], Awaitable[None]]
-PRIORITY_HEADER = b"x-signalbox-priority"
-_PRIORITIES = {p.name.lower().encode(): p for p in RequestPriority}
-
-
-class _Refused(Exception):
-    def __init__(self, reply: replies.Reply) -> None:
-        self.reply = reply
 
 
 @dataclass
@@ -70,15 +53,15 @@ class RouterApp:
             return
         try:
             reply = await self._dispatch(scope, receive)
-        except _Refused as refused:
+        except reading.Refused as refused:
             reply = refused.reply
         except Exception:  # a bug of ours: the client still gets an OpenAI-shaped answer
             log.exception("request to %s failed inside the router", scope.get("path"))
             reply = replies.error(500, "The router failed to handle this request.", code="internal")
         if isinstance(reply, replies.StreamReply):
-            await _send_stream(send, receive, reply)
+            await sending.send_stream(send, receive, reply)
         else:
-            await _send(send, reply)
+            await sending.send_reply(send, reply)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -112,59 +95,20 @@ class RouterApp:
         if keys is None:
             return
         # The scheme's name is case-insensitive (RFC 9110, section 11.1).
-        scheme, _, token = _header(scope, b"authorization").partition(b" ")
+        scheme, _, token = reading.header(scope, b"authorization").partition(b" ")
         given = token.strip() if scheme.lower() == b"bearer" else b""
         if not any(hmac.compare_digest(given, k.encode()) for k in keys):
-            raise _Refused(
+            raise reading.Refused(
                 replies.error(
                     401, "Missing or invalid API key for this router.", code="invalid_api_key"
                 )
             )
 
-    async def _read_json(self, receive: Receive) -> tuple[bytes, Any]:
-        """The body as sent, and parsed."""
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":  # gone (or timed out): nobody to answer
-                raise _Refused(replies.error(400, "The client went away.", code="disconnected"))
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.settings.max_body:
-                raise _Refused(
-                    replies.error(
-                        413,
-                        f"Request body exceeds {self.settings.max_body} bytes.",
-                        code="request_too_large",
-                    )
-                )
-            chunks.append(chunk)
-            if not message.get("more_body"):
-                break
-        raw = b"".join(chunks)
-        try:
-            parsed = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise _Refused(
-                replies.error(
-                    400, "We could not parse the JSON body of your request.", code="invalid_json"
-                )
-            ) from exc
-        if nesting.too_deep(raw, parsed):
-            raise _Refused(
-                replies.error(
-                    400,
-                    f"The JSON body nests deeper than {nesting.MAX_DEPTH} levels.",
-                    code="invalid_request",
-                )
-            )
-        return raw, parsed
-
     async def _model_call(
         self, scope: Scope, receive: Receive, kind: inspection.Kind
     ) -> replies.Reply | replies.StreamReply:
-        priority = _priority(scope)
-        raw, parsed = await self._read_json(receive)
+        priority = reading.priority(scope)
+        raw, parsed = await reading.read_json(receive, self.settings.max_body)
         try:
             body = inspection.validate(parsed, kind)
         except inspection.InvalidRequest as exc:
@@ -272,33 +216,7 @@ class RouterApp:
         return replies.json_reply(body, 200 if ready else 503)
 
     async def metrics(self, scope: Scope, receive: Receive) -> replies.Reply:
-        return _exposition(self.state)
-
-
-@dataclass
-class MetricsApp:
-    """``GET /metrics`` alone, for a port Prometheus scrapes without a client key."""
-
-    state: RouterState
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return
-        if scope["path"] != "/metrics":
-            reply = replies.error(404, f"Unknown path: {scope['path']}", code="unknown_url")
-        elif scope["method"] != "GET":
-            reply = replies.error(405, "Use GET for /metrics", code="method_not_allowed")
-        else:
-            reply = _exposition(self.state)
-        await _send(send, reply)
-
-
-def _exposition(state: RouterState) -> replies.Reply:
-    return replies.Reply(
-        200,
-        prom.generate_latest(state.meter.registry),
-        [(b"content-type", prom.CONTENT_TYPE_LATEST.encode())],
-    )
+        return exposition.exposition(self.state)
 
 
 Handler = Callable[[RouterApp, Scope, Receive], Awaitable[replies.Reply | replies.StreamReply]]
@@ -324,71 +242,3 @@ def _stamped(reply: replies.Reply | replies.StreamReply) -> replies.Reply | repl
         return reply  # a provider answered: all three headers are there
     reply.headers.extend((k, v) for k, v in _UNROUTED if k not in names)
     return reply
-
-
-def _header(scope: Scope, name: bytes) -> bytes:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return bytes(value)
-    return b""
-
-
-def _priority(scope: Scope) -> RequestPriority:
-    raw = _header(scope, PRIORITY_HEADER).strip()
-    if not raw:
-        return RequestPriority.STANDARD
-    priority = _PRIORITIES.get(raw.lower())
-    if priority is None:
-        raise _Refused(
-            replies.error(
-                400,
-                "x-signalbox-priority must be critical, standard or sheddable",
-                param="x-signalbox-priority",
-                code="invalid_header",
-            )
-        )
-    return priority
-
-
-async def _send(send: Send, reply: replies.Reply) -> None:
-    headers = [*reply.headers, (b"content-length", str(len(reply.body)).encode())]
-    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-    await send({"type": "http.response.body", "body": reply.body})
-
-
-async def _send_stream(send: Send, receive: Receive, reply: replies.StreamReply) -> None:
-    """Send a stream while watching for the client to leave; when it does, the stream is
-    cancelled at once (its upstream closed, its attempt booked as the client's)."""
-    pump = asyncio.ensure_future(_pump(send, reply))
-    gone = asyncio.ensure_future(_disconnected(receive))
-    try:
-        await asyncio.wait((pump, gone), return_when=asyncio.FIRST_COMPLETED)
-        if not pump.done():
-            pump.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await pump
-    finally:
-        gone.cancel()
-        if not pump.done():
-            pump.cancel()
-        reply.close()
-
-
-async def _disconnected(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
-async def _pump(send: Send, reply: replies.StreamReply) -> None:
-    chunks = reply.chunks
-    try:
-        await send(
-            {"type": "http.response.start", "status": reply.status, "headers": reply.headers}
-        )
-        async for chunk in chunks:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
-    finally:
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()

@@ -13,7 +13,8 @@ import uvicorn
 from uvicorn.server import ServerState
 
 from signalbox_router.bounding import BoundedProtocol, Limits, protocol_for
-from signalbox_router.server import MetricsApp, RouterApp
+from signalbox_router.exposition import MetricsApp
+from signalbox_router.server import RouterApp
 
 
 def run(

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from signalbox_api.provider import RateLimit
 from signalbox_router import holdings, redaction
 from signalbox_router.breaker import Breakers
-from signalbox_router.limits import PriorityQueueGate, ProviderLimiter
+from signalbox_router.limits import ProviderLimiter
 from signalbox_router.metering import Meter
+from signalbox_router.priority import PriorityQueueGate
 from signalbox_router.selection import LocalView
 from signalbox_router.snapshot import ProviderEntry, Snapshot
 

@@ -9,17 +9,16 @@ from typing import Any
 import pytest
 
 from signalbox_api.provider import RateLimit
+from signalbox_router.estimates import estimate_tokens
 from signalbox_router.limits import (
     Admission,
     FixedWindow,
-    PriorityQueueGate,
     ProviderLimiter,
-    RequestPriority,
     SlidingWindow,
     TokenBucket,
     Window,
-    estimate_tokens,
 )
+from signalbox_router.priority import PriorityQueueGate, RequestPriority
 
 Step = tuple[float, float, float]  # (now, cost, expected admit result: 0.0 admitted, else wait)
 

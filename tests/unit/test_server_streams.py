@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from signalbox_router import replies
-from signalbox_router.server import _send_stream
+from signalbox_router.sending import send_stream as _send_stream
 
 
 class Stream:

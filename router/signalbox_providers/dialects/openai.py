@@ -46,6 +46,7 @@ class Dialect:
     models_from_root: bool = False
     parse_models: Callable[[Any], list[str]] = _OPENAI_IDS
     readiness_paths: tuple[str, ...] = ()  # checked at the server root before the model list
+    queue_metrics_path: str | None = None  # Prometheus page with the server's waiting queue
 
     # -- calls ---------------------------------------------------------------------------
     def headers(self, api_key: str | None, header: str | None = None) -> dict[str, str]:
@@ -180,7 +181,7 @@ _OPENAI = Dialect()
 DIALECTS: Mapping[ProviderType, Dialect] = {
     ProviderType.OPENAI: _OPENAI,
     ProviderType.OPENAI_COMPATIBLE: _OPENAI,
-    ProviderType.VLLM: Dialect(readiness_paths=("/health",)),
+    ProviderType.VLLM: Dialect(readiness_paths=("/health",), queue_metrics_path="/metrics"),
     ProviderType.LOCALAI: Dialect(readiness_paths=("/readyz",)),
 }
 
