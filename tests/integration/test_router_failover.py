@@ -179,7 +179,7 @@ class World:
 
 
 def _docs(fakes: dict[str, FakeProvider], urls: dict[str, str]) -> list[Doc]:
-    docs: list[Doc] = [secret("keys", {"wrong": WRONG_KEY})]
+    docs: list[Doc] = [secret("keys", {"wrong": WRONG_KEY, "any": "sk-any-key-for-the-fakes"})]
     for scenario, (members, failover) in SCENARIOS.items():
         refs = []
         for priority, m in enumerate(members, start=1):
@@ -196,7 +196,7 @@ def _docs(fakes: dict[str, FakeProvider], urls: dict[str, str]) -> list[Doc]:
                     name,
                     ptype,
                     url,
-                    secret=("keys", "wrong") if m.sends_key == WRONG_KEY else None,
+                    secret=_key(m, ptype),
                     priority=priority,
                     timeouts=timeouts,
                     circuitBreaker={**CIRCUIT, **spec.pop("circuitBreaker", {})},
@@ -206,6 +206,12 @@ def _docs(fakes: dict[str, FakeProvider], urls: dict[str, str]) -> list[Doc]:
             refs.append({"name": name, "model": MODEL})
         docs.append(policy(scenario, [scenario], refs, failover={**FAILOVER, **failover}))
     return docs
+
+
+def _key(m: Member, ptype: str) -> tuple[str, str] | None:
+    if m.sends_key == WRONG_KEY:
+        return ("keys", "wrong")
+    return ("keys", "any") if ptype == "Anthropic" else None  # the CRD requires one there
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from signalbox_api.provider import ProviderType
 from signalbox_providers import streams
 from signalbox_providers.dialects.base import (
@@ -24,7 +22,7 @@ from signalbox_providers.dialects.base import (
     encode,
     loads_object,
     root_of,
-    usage_of,
+    translated,
 )
 from signalbox_providers.dialects.openai import Dialect
 from signalbox_providers.translate import anthropic as tx
@@ -64,13 +62,7 @@ class Anthropic(Dialect):
         usage = body.get("usage")
         if usage is not None and not isinstance(usage, Mapping):
             raise InvalidAnswer("usage is not an object")
-        try:
-            payload = tx.from_anthropic(body, model)
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise InvalidAnswer("the Anthropic message could not be read") from exc
-        return Answer(
-            orjson.dumps(payload), usage_of(payload, "prompt_tokens", "completion_tokens")
-        )
+        return translated(lambda: tx.from_anthropic(body, model), "Anthropic message")
 
     def error(self, status: int, body: Any) -> JSON:
         return tx.error_to_openai(status, body)

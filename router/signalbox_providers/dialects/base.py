@@ -147,3 +147,13 @@ def encode(body: Mapping[str, Any]) -> bytes:
         return orjson.dumps(body)
     except orjson.JSONEncodeError as exc:
         raise Unsupported(f"the request cannot be encoded: {exc}") from exc
+
+
+def translated(convert: Callable[[], Mapping[str, Any]], what: str) -> Answer:
+    """An answer in another format, translated to OpenAI's by ``convert``; InvalidAnswer when it
+    cannot be."""
+    try:
+        payload = convert()
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise InvalidAnswer(f"the {what} could not be read") from exc
+    return Answer(orjson.dumps(payload), usage_of(payload, "prompt_tokens", "completion_tokens"))

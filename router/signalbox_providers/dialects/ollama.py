@@ -7,8 +7,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from signalbox_api.provider import ProviderType
 from signalbox_providers import streams
 from signalbox_providers.dialects.base import (
@@ -22,7 +20,7 @@ from signalbox_providers.dialects.base import (
     ids,
     loads_object,
     root_of,
-    usage_of,
+    translated,
 )
 from signalbox_providers.dialects.openai import Dialect
 from signalbox_providers.translate import ollama as tx
@@ -55,13 +53,7 @@ class Ollama(Dialect):
         body = loads_object(raw, "the answer")
         if not isinstance(body.get("message"), Mapping):
             raise InvalidAnswer("the answer has no 'message' object")
-        try:
-            payload = tx.from_ollama(body, model)
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise InvalidAnswer("the Ollama answer could not be read") from exc
-        return Answer(
-            orjson.dumps(payload), usage_of(payload, "prompt_tokens", "completion_tokens")
-        )
+        return translated(lambda: tx.from_ollama(body, model), "Ollama answer")
 
     def error(self, status: int, body: Any) -> JSON:
         return tx.error_to_openai(status, body)
