@@ -38,7 +38,8 @@ def _ids(key: str, item_key: str) -> Callable[[Any], list[str]]:
         items = body.get(key) if isinstance(body, Mapping) else None
         if not isinstance(items, list):
             raise ValueError(f"expected a list under {key!r}")
-        return [str(i[item_key]) for i in items if isinstance(i, Mapping) and item_key in i]
+        ids = (i.get(item_key) for i in items if isinstance(i, Mapping))
+        return [i for i in ids if isinstance(i, str) and i]  # {"id": null} names no model
 
     return parse
 
