@@ -147,7 +147,7 @@ def elector(leases: FakeLeases, identity: str, clock: Clock) -> Elector:
 
 CLIENT_FAILURES = [
     kubernetes.client.ApiException(status=500),
-    urllib3.exceptions.MaxRetryError(None, "/", reason=None),  # type: ignore[arg-type]
+    urllib3.exceptions.MaxRetryError(None, "/", reason=None),
     ConnectionRefusedError(),
     TimeoutError(),
     RuntimeError("anything at all"),
@@ -205,7 +205,7 @@ async def test_release_never_raises_and_closes_the_fence_first() -> None:
     leases, clock = FakeLeases(), Clock()
     leader = elector(leases, "a", clock)
     await leader.acquire()
-    leases.fail = urllib3.exceptions.MaxRetryError(None, "/", reason=None)  # type: ignore[arg-type]
+    leases.fail = urllib3.exceptions.MaxRetryError(None, "/", reason=None)
     await leader.release()
     assert not leader.fence.valid()
     leases.fail = None
