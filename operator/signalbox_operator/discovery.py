@@ -8,8 +8,8 @@ cut is kept for a condition message. Pure.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
 
 MAX_NAME = 253  # signalbox_api.primitives.ModelName
 MAX_MODELS = 1024  # LLMProviderStatus.models
@@ -22,6 +22,10 @@ class Discovered:
     names: tuple[str, ...] = ()
     listed: int = 0  # entries in the provider's list
     dropped: int = 0  # entries that are no usable name (empty, too long, not text, repeated)
+    seen: frozenset[str] = field(default_factory=frozenset)  # wanted names found past the cap
+
+    def has(self, name: str) -> bool:
+        return name in self.seen or name in self.names
 
 
 def usable(name: object) -> bool:
@@ -29,9 +33,13 @@ def usable(name: object) -> bool:
     return isinstance(name, str) and 0 < len(name) <= MAX_NAME and name.isprintable()
 
 
-def bound(ids: Iterable[object], limit: int = MAX_MODELS) -> Discovered:
-    """At most ``limit`` distinct usable names, in the provider's order."""
+def bound(
+    ids: Iterable[object], wanted: Collection[str] = (), limit: int = MAX_MODELS
+) -> Discovered:
+    """At most ``limit`` distinct usable names, in the provider's order; and which of the
+    ``wanted`` (declared) names the list has, wherever they are in it."""
     names: dict[str, None] = {}
+    seen: set[str] = set()
     listed = dropped = 0
     for item in ids:
         listed += 1
@@ -43,7 +51,9 @@ def bound(ids: Iterable[object], limit: int = MAX_MODELS) -> Discovered:
             dropped += 1
         elif len(names) < limit:
             names[item] = None
-    return Discovered(tuple(names), listed, dropped)
+        elif item in wanted:
+            seen.add(item)
+    return Discovered(tuple(names), listed, dropped, frozenset(seen))
 
 
 def merge(

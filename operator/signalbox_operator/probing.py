@@ -220,7 +220,7 @@ async def _run(
     listing = dialect.list_models(base, refs.api_key, header, opts)
     body = await _send(client, listing, limits, lists=True)
     try:
-        return discovery.bound(dialect.parse_models(body))
+        return discovery.bound(dialect.parse_models(body), {m.name for m in spec.models})
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise _Failed(
             Outcome.INVALID_RESPONSE, f"GET {_safe_url(listing.url)}: not a model list"

@@ -115,8 +115,7 @@ def missing_models(spec: LLMProviderSpec, discovered: Discovered | None) -> list
     """Declared models the provider's own list no longer has (empty without discovery)."""
     if not spec.discover_models or discovered is None:
         return []
-    have = set(discovered.names)
-    return [m.name for m in spec.models if m.name not in have]
+    return [m.name for m in spec.models if not discovered.has(m.name)]
 
 
 def compute(facts: Facts, previous: Sequence[Condition]) -> LLMProviderStatus:
