@@ -127,12 +127,6 @@ async def _read(resp: httpx.Response, limits: Limits, where: str) -> bytearray:
     inflate = _inflater(resp.headers.get("content-encoding", ""), where)
     body = bytearray()
     holding_large = False
-    too_large = _Failed(
-        Outcome.INVALID_RESPONSE,
-        f"{where}: response body over {limits.max_body} bytes",
-        resp.status_code,
-        reason=Reason.RESPONSE_TOO_LARGE,
-    )
     try:
         async for raw in resp.aiter_raw():
             room = limits.max_body - len(body)
@@ -145,12 +139,22 @@ async def _read(resp: httpx.Response, limits: Limits, where: str) -> bytearray:
                     reason=Reason.PROTOCOL_ERROR,
                 ) from exc
             if len(chunk) > room or (inflate is not None and inflate.unconsumed_tail):
-                raise too_large
+                raise _Failed(
+                    Outcome.INVALID_RESPONSE,
+                    f"{where}: response body over {limits.max_body} bytes",
+                    resp.status_code,
+                    reason=Reason.RESPONSE_TOO_LARGE,
+                )
             if not holding_large and len(body) + len(chunk) > limits.small_body:
                 await limits.large.acquire()
                 holding_large = True
             body += chunk
         return body
+    except BaseException:
+        # The traceback keeps this frame, and so the buffer, alive until the cycle collector
+        # runs: a crowd of failing probes would hold megabytes each. Free it now.
+        body.clear()
+        raise
     finally:
         if holding_large:
             limits.large.release()

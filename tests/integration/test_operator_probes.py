@@ -160,6 +160,7 @@ def test_status_never_freezes_on_what_providers_and_secrets_hold(
             10,
             "an InvalidAnnotation Event",
         )
+
         def series() -> list[str]:
             return [
                 line

@@ -52,6 +52,7 @@ class Misbehaving:
         self.seen: dict[str, list[float]] = defaultdict(list)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
 
     def url(self, behaviour: str, provider: str) -> str:
         return f"http://{self.host}:{self.port}/{behaviour}/{provider}"
@@ -61,6 +62,10 @@ class Misbehaving:
         return [b - a for a, b in itertools.pairwise(times)]
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             path = head.split(b" ", 2)[1].decode()
@@ -70,6 +75,9 @@ class Misbehaving:
             await self._behaviours()[behaviour](writer)
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, KeyError):
             pass
+        except asyncio.CancelledError:
+            writer.transport.abort()
+            return
         finally:
             writer.close()
             with contextlib.suppress(OSError):
@@ -143,6 +151,10 @@ class Misbehaving:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
+        handlers = list(self._handlers)
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
 
     @contextlib.contextmanager
     def running_in_thread(self) -> Iterator[Misbehaving]:
@@ -162,5 +174,7 @@ class Misbehaving:
         try:
             yield self
         finally:
+            asyncio.run_coroutine_threadsafe(self.stop(), loop).result(10)
             loop.call_soon_threadsafe(loop.stop)
             thread.join(10)
+            loop.close()

@@ -4,6 +4,7 @@ misbehave over real HTTP on loopback."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import tracemalloc
 from collections.abc import AsyncIterator
 from typing import Any
@@ -121,3 +122,20 @@ async def test_a_key_httpx_cannot_send_is_a_failure_without_the_key(
         assert report.outcome == Outcome.BAD_REQUEST
         assert report.reason == "InvalidHeader"
         assert key not in report.message
+
+
+async def test_cut_off_bodies_are_freed_without_waiting_for_the_cycle_collector(
+    server: Misbehaving, http: httpx.AsyncClient
+) -> None:
+    limits = probing.Limits(max_body=1024 * 1024)
+    gc.disable()
+    tracemalloc.start()
+    try:
+        for i in range(10):
+            report = await run(http, server.url("endless", str(i)), limits)
+            assert report.reason == "ResponseTooLarge"
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+    assert held < 4 * 1024 * 1024, f"{held} bytes still held after 10 probes of a 1 MiB cap"
