@@ -25,10 +25,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import pydantic
 
 from signalbox_api import conditions
-from signalbox_api.conditions import ConditionType, Reason
+from signalbox_api.conditions import ConditionType
 from signalbox_api.primitives import parse_duration
 from signalbox_api.provider import (
     CIRCUIT_ANNOTATION,
@@ -38,7 +37,7 @@ from signalbox_api.provider import (
     LLMProviderStatus,
 )
 from signalbox_operator import circuit as circuits
-from signalbox_operator import probing, provider_status, refs
+from signalbox_operator import probing, provider_status, reading, refs, status_writes
 from signalbox_operator.discovery import Discovered
 from signalbox_operator.fencing import NotLeading
 from signalbox_operator.kube import Kube, ObjectRef, Written
@@ -68,60 +67,6 @@ class Runtime:
     running: int = 0  # probe loops alive, to spread their first probes
 
 
-def parse_spec(raw: Any) -> tuple[LLMProviderSpec | None, str | None]:
-    """The spec, or why it is unacceptable (for what the schema cannot check)."""
-    try:
-        spec = LLMProviderSpec.model_validate(raw)
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        return None, f"spec.{where}: {first['msg']}"
-    names: dict[str, str] = {}
-    for model in spec.models:
-        for alias in (model.name, *model.aliases):
-            if alias in names and names[alias] != model.name:
-                return None, (
-                    f"spec.models: name {alias!r} is used by both {names[alias]!r} "
-                    f"and {model.name!r}"
-                )
-            names[alias] = model.name
-    return spec, None
-
-
-def parse_status(status: Mapping[str, Any] | None) -> LLMProviderStatus:
-    """A status as stored, or an empty one when it is not ours to read."""
-    try:
-        return LLMProviderStatus.model_validate(status or {})
-    except pydantic.ValidationError:
-        return LLMProviderStatus()
-
-
-def restore(status: Mapping[str, Any] | None) -> circuits.Circuit:
-    """The circuit as the last status recorded it, so a restart or failover keeps it."""
-    if not status:
-        return circuits.Circuit()
-    parsed = parse_status(status)
-    healthy_cond = conditions.find(parsed.conditions, ConditionType.HEALTHY)
-    healthy: bool | None = None
-    last_failure: Outcome | None = None
-    if healthy_cond is not None and healthy_cond.status != "Unknown":
-        # A missing model is no fault of the provider's health; the circuit saw it healthy.
-        healthy = healthy_cond.status == "True" or healthy_cond.reason == Reason.MODEL_NOT_FOUND
-        last_failure = provider_status.OUTCOME_OF_REASON.get(healthy_cond.reason)
-    c = parsed.circuit
-    if c is None or c.override is not None:
-        return circuits.Circuit(healthy=healthy, last_failure=last_failure)
-    return circuits.Circuit(
-        last_failure=last_failure,
-        state=c.state,
-        since=c.since,
-        open_until=c.open_until,
-        consecutive_failures=c.consecutive_failures,
-        trips=c.trips,
-        healthy=healthy,
-    )
-
-
 @dataclass(frozen=True)
 class _Round:
     """What one round read from the object and its references."""
@@ -143,7 +88,7 @@ class Prober:
         self.body = body
         self.wake = asyncio.Event()
         self.changed = True  # spec or annotation changed: probe at once
-        self.circuit = restore(body.get("status"))
+        self.circuit = reading.restore(body.get("status"))
         self.written: dict[str, Any] | None = None
         self.written_at: datetime | None = None
         # The status last written, parsed: the next round's transition times and Events start
@@ -199,7 +144,7 @@ class Prober:
     async def tick(self) -> float:
         """One round; returns the seconds until the next."""
         meta = self.body["metadata"]
-        spec, invalid = parse_spec(self.body.get("spec"))
+        spec, invalid = reading.parse_spec(self.body.get("spec"))
         generation = meta.get("generation")
         annotations = meta.get("annotations")
         override = circuits.parse_override(annotations, CIRCUIT_ANNOTATION)
@@ -274,7 +219,7 @@ class Prober:
         )
 
     def _previous(self) -> LLMProviderStatus:
-        return self.status or parse_status(self.body.get("status"))
+        return self.status or reading.parse_status(self.body.get("status"))
 
     async def _publish(self, facts: provider_status.Facts, min_gap: float) -> None:
         previous = self._previous()
@@ -282,9 +227,7 @@ class Prober:
         wire = status.to_wire()
         if self.written is None and wire == self.body.get("status"):
             self.written, self.written_at, self.status = wire, facts.now, status
-        if not provider_status.should_write(
-            self.written, wire, self.written_at, facts.now, min_gap
-        ):
+        if not status_writes.should_write(self.written, wire, self.written_at, facts.now, min_gap):
             held = self.written is not None and wire != self.written
             self.write_after = (
                 self.written_at + timedelta(seconds=min_gap) if held and self.written_at else None

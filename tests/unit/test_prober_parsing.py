@@ -11,8 +11,8 @@ from signalbox_api import conditions
 from signalbox_api.provider import CircuitState, LLMProviderSpec, LLMProviderStatus
 from signalbox_operator import circuit, discovery, provider_status
 from signalbox_operator.circuit import Circuit, Settings
-from signalbox_operator.prober import parse_spec, restore
 from signalbox_operator.provider_status import Facts, ProbeReport
+from signalbox_operator.reading import parse_spec, restore
 from signalbox_providers.outcomes import Outcome
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

@@ -18,7 +18,7 @@ from signalbox_api.provider import (
     LLMProviderStatus,
     ProbeError,
 )
-from signalbox_operator import discovery, provider_status
+from signalbox_operator import discovery, provider_status, status_writes
 from signalbox_operator.circuit import Circuit
 from signalbox_operator.provider_status import Facts, ProbeReport, Refs
 from signalbox_providers.outcomes import Outcome
@@ -454,7 +454,7 @@ def test_should_write(
     elapsed: float,
     expected: bool,
 ) -> None:
-    assert provider_status.should_write(written, new, written_at, at(elapsed)) is expected
+    assert status_writes.should_write(written, new, written_at, at(elapsed)) is expected
 
 
 def test_should_write_with_computed_statuses() -> None:
@@ -468,19 +468,19 @@ def test_should_write_with_computed_statuses() -> None:
     base = wire(40, T0)
     later = wire(45, at(10))
     assert later != base
-    assert not provider_status.should_write(base, later, T0, at(10))
-    assert provider_status.should_write(base, later, T0, at(60))
+    assert not status_writes.should_write(base, later, T0, at(10))
+    assert status_writes.should_write(base, later, T0, at(60))
     sick = Circuit(since=T0, healthy=False, last_failure=Outcome.TIMEOUT)
-    assert provider_status.should_write(base, wire(45, at(10), sick), T0, at(10))
+    assert status_writes.should_write(base, wire(45, at(10), sick), T0, at(10))
 
 
 def test_comparable_drops_only_volatile_health_figures() -> None:
-    out = provider_status.comparable(
+    out = status_writes.comparable(
         changed(("health", "lastError"), {"code": 0, "reason": "Timeout"})
     )
     assert out["health"] == {"lastError": {"code": 0, "reason": "Timeout"}}
     assert out["circuit"] == {
         k: v for k, v in WRITTEN["circuit"].items() if k != "consecutiveFailures"
     }
-    assert provider_status.comparable({})["health"] == {}
+    assert status_writes.comparable({})["health"] == {}
     assert "latencyMs" in WRITTEN["health"]  # the input is not mutated

@@ -11,7 +11,7 @@ import pytest
 from signalbox_api import conditions
 from signalbox_api.conditions import Reason
 from signalbox_api.provider import LLMProviderSpec, LLMProviderStatus
-from signalbox_operator import circuit, discovery, provider_status, refs
+from signalbox_operator import circuit, discovery, provider_status, refs, status_writes
 from signalbox_operator.circuit import Circuit
 from signalbox_operator.provider_status import Facts, ProbeReport, Refs
 from signalbox_providers.outcomes import Outcome
@@ -179,8 +179,8 @@ def test_what_probes_find_is_written_at_most_once_per_interval() -> None:
     written = wire()
     probe = ProbeReport(outcome=Outcome.SERVER_ERROR, at=T0, latency_ms=3, code=500, message="m")
     found = wire(last_probe=probe)
-    assert not provider_status.should_write(written, found, T0, T0 + timedelta(seconds=4), 5)
-    assert provider_status.should_write(written, found, T0, T0 + timedelta(seconds=5), 5)
+    assert not status_writes.should_write(written, found, T0, T0 + timedelta(seconds=4), 5)
+    assert status_writes.should_write(written, found, T0, T0 + timedelta(seconds=5), 5)
 
 
 def test_what_people_change_is_written_at_once() -> None:
@@ -191,6 +191,6 @@ def test_what_people_change_is_written_at_once() -> None:
         {"refs": Refs(reason=Reason.SECRET_NOT_FOUND, message="gone")},
         {"annotation_problem": "annotation x is ignored"},
     ):
-        assert provider_status.should_write(written, wire(**change), T0, soon, 30), change
+        assert status_writes.should_write(written, wire(**change), T0, soon, 30), change
     pending = wire(circuit=Circuit())
-    assert provider_status.should_write(pending, written, T0, soon, 30), "the first verdict"
+    assert status_writes.should_write(pending, written, T0, soon, 30), "the first verdict"
