@@ -90,7 +90,6 @@ def _load_kube_config() -> kubernetes.client.ApiClient:
         kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
     config = kubernetes.client.Configuration.get_default_copy()
     config.connection_pool_maxsize = 32  # as many as the threads that write status
-    config.retries = 0  # a failed call is reported at once; the callers retry on their own
     return kubernetes.client.ApiClient(config)
 
 

@@ -186,8 +186,8 @@ class Kube:
         self, plural: str, namespace: str, name: str, status: dict[str, Any]
     ) -> bool:
         """Replace the object's status; False when it is gone, when this process may not
-        write, or when the object changed twice under the write (the caller's next pass
-        retries)."""
+        write, when the API server could not be reached, or when the object changed twice
+        under the write (the caller's next pass retries)."""
         try:
             for _ in range(2):
                 result = await self.write_status(plural, namespace, name, status)
@@ -195,6 +195,22 @@ class Kube:
                     return result == Written.WRITTEN
         except NotLeading:
             return False
+        except kubernetes.client.ApiException as exc:
+            log.warning(
+                "could not write the status of %s %s/%s: HTTP %s",
+                plural,
+                namespace,
+                name,
+                exc.status,
+            )
+        except Exception as exc:  # an outage: one line, and the caller's next pass retries
+            log.warning(
+                "could not write the status of %s %s/%s: %s",
+                plural,
+                namespace,
+                name,
+                type(exc).__name__,
+            )
         return False
 
     # -- events -----------------------------------------------------------------------------

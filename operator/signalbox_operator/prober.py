@@ -25,6 +25,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import kubernetes
+import urllib3
 
 from signalbox_api import conditions
 from signalbox_api.conditions import ConditionType
@@ -51,6 +53,7 @@ PENDING_AFTER = 1.0  # a new provider shows Unknown conditions if its first prob
 SPREAD_PER_PROBER = 0.005  # first probes of many providers are spread, 5 ms apart on average
 ERROR_RETRY_SECONDS = 5.0
 NOT_LEADING_SECONDS = 1.0
+_REFUSED = (400, 403, 422)  # the write itself is wrong: retrying it unchanged cannot help
 
 
 @dataclass
@@ -135,6 +138,15 @@ class Prober:
             return await self.tick()
         except NotLeading:
             return NOT_LEADING_SECONDS
+        except (urllib3.exceptions.HTTPError, OSError) as exc:  # the API server is away
+            log.warning("status of %s/%s not written: %s", *self._key()[1:], type(exc).__name__)
+            return ERROR_RETRY_SECONDS
+        except kubernetes.client.ApiException as exc:
+            if exc.status not in _REFUSED:  # a busy or restarting API server: try again soon
+                log.warning("status of %s/%s not written: HTTP %s", *self._key()[1:], exc.status)
+                return ERROR_RETRY_SECONDS
+            await self._operator_error(f"the API server refused the status (HTTP {exc.status})")
+            return ERROR_RETRY_SECONDS
         except Exception as exc:  # shown in status, not retried in silence
             error = type(exc).__name__
             log.error("probe loop of %s/%s failed: %s", self.ref.namespace, self.ref.name, error)

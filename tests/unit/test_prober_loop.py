@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
 
 import httpx
+import kubernetes
 import pytest
+import urllib3
 
 from signalbox_operator import refs
 from signalbox_operator.kube import Current, Kube, ObjectRef, Written
@@ -123,3 +125,43 @@ async def test_a_conflict_rebases_on_the_status_there_now(server: Misbehaving) -
     assert len(kube.writes) == 1, "written once, after reading the current status"
     assert p.body["status"] == kube.current
     assert ready(kube.writes[0]) == ("True", "Ready")
+
+
+class RefusingKube(FakeKube):
+    """The first status write fails with ``error``; the rest succeed."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__()
+        self.error: BaseException | None = error
+
+    async def write_status(
+        self, plural: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> Written:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        return await super().write_status(plural, namespace, name, status)
+
+
+@pytest.mark.parametrize(
+    ("error", "reported"),
+    [
+        (kubernetes.client.ApiException(status=422), True),
+        (kubernetes.client.ApiException(status=503), False),
+        (urllib3.exceptions.MaxRetryError(None, "/"), False),
+    ],
+    ids=["refused", "busy", "away"],
+)
+async def test_a_refused_status_is_an_operator_error_an_outage_is_not(
+    server: Misbehaving, error: BaseException, reported: bool
+) -> None:
+    kube = RefusingKube(error)
+    async with httpx.AsyncClient() as http:
+        p = prober(kube, server.url("ok", "a"), http)
+        assert await p.round() == ERROR_RETRY_SECONDS
+    if reported:
+        assert ready(kube.writes[-1]) == ("False", "OperatorError")
+        assert "HTTP 422" in str(kube.writes[-1])
+    else:
+        assert kube.writes == []
+        assert kube.events == []
