@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # A real Kubernetes control plane on loopback, without Docker: etcd + kube-apiserver.
 #
-#   hack/cluster.sh up       build the pinned binaries if needed, start both, wait until the
-#                            API server is ready; the last line printed is the admin kubeconfig
-#   hack/cluster.sh down     stop both and remove the cluster's state
-#   hack/cluster.sh status   say whether it runs; print the kubeconfig path if it does
+#   hack/cluster.sh up [NAME]      build the pinned binaries if needed, start both, wait until
+#                                  the API server is ready; the last line printed is the admin
+#                                  kubeconfig
+#   hack/cluster.sh down [NAME]    stop both and remove the cluster's state
+#   hack/cluster.sh status [NAME]  say whether it runs; print the kubeconfig path if it does
+#   hack/cluster.sh stop-apiserver [NAME]   stop only the API server (etcd keeps the state)
+#   hack/cluster.sh start-apiserver [NAME]  start it again, same port and flags; wait for ready
 #
-# SIGNALBOX_CLUSTER names the cluster (default "default"), so a demo and a test run can each
-# have their own. There is no kubelet: pods never run, so in-cluster backends are modelled with
-# EndpointSlices that point at processes on 127.0.0.x.
+# NAME (or SIGNALBOX_CLUSTER; default "default") names the cluster, so a demo and a test run can
+# each have their own. SIGNALBOX_AUDIT=1 at `up` writes the API server's audit log of writes to
+# leases, Events and status (who, when, which outcome) to $STATE/audit.log. There is no kubelet:
+# pods never run, so in-cluster backends are modelled with EndpointSlices that point at
+# processes on 127.0.0.x.
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-CLUSTER="${SIGNALBOX_CLUSTER:-default}"
+CLUSTER="${2:-${SIGNALBOX_CLUSTER:-default}}"
 STATE="$SIGNALBOX_CACHE/clusters/$CLUSTER"
 KUBECONFIG_PATH="$STATE/kubeconfig"
 READY_TIMEOUT="${SIGNALBOX_READY_TIMEOUT:-60}"
@@ -114,38 +119,103 @@ up() {
 
   log "starting kube-apiserver on 127.0.0.1:$api_port"
   echo "$api_port" >"$STATE/apiserver.port"
-  start_bg apiserver "$apiserver_bin" \
-    --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
-    --cert-dir "$STATE/certs" --token-auth-file "$STATE/tokens.csv" \
-    --authorization-mode RBAC \
-    --service-account-issuer https://kubernetes.default.svc \
-    --service-account-key-file "$STATE/certs/sa.pub" \
-    --service-account-signing-key-file "$STATE/certs/sa.key" \
-    --service-cluster-ip-range 10.96.0.0/16 \
+  local api_args=(
+    --etcd-servers "http://127.0.0.1:$etcd_port"
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port"
+    --cert-dir "$STATE/certs" --token-auth-file "$STATE/tokens.csv"
+    --authorization-mode RBAC
+    --service-account-issuer https://kubernetes.default.svc
+    --service-account-key-file "$STATE/certs/sa.pub"
+    --service-account-signing-key-file "$STATE/certs/sa.key"
+    --service-cluster-ip-range 10.96.0.0/16
     --allow-privileged=true --v 1
-
-  local deadline=$((SECONDS + READY_TIMEOUT))
-  until api_ready; do
-    alive etcd || fail_start "etcd exited"
-    alive apiserver || fail_start "kube-apiserver exited"
-    ((SECONDS < deadline)) || fail_start "kube-apiserver was not ready within ${READY_TIMEOUT}s"
-    sleep 0.25
-  done
+  )
+  if [[ "${SIGNALBOX_AUDIT:-}" == 1 ]]; then
+    write_audit_policy
+    api_args+=(--audit-policy-file "$STATE/audit-policy.yaml" --audit-log-path "$STATE/audit.log"
+      --audit-log-format json --audit-log-mode blocking)
+  fi
+  echo "$apiserver_bin" >"$STATE/apiserver.bin"
+  printf '%s\n' "${api_args[@]}" >"$STATE/apiserver.args"
+  start_bg apiserver "$apiserver_bin" "${api_args[@]}"
+  wait_ready || fail_start "$(not_ready_reason)"
   write_kubeconfig "$api_port"
   log "cluster '$CLUSTER' ready in $((SECONDS - start))s"
   echo "$KUBECONFIG_PATH"
 }
 
-down() {
+write_audit_policy() {  # writes to leases, Events and status: enough to audit who wrote when
+  cat >"$STATE/audit-policy.yaml" <<'POLICY'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived, ResponseStarted]
+rules:
+  - level: Request
+    verbs: [create, update, patch]
+    resources:
+      - group: coordination.k8s.io
+        resources: [leases]
+  - level: Metadata
+    verbs: [create, update, patch]
+    resources:
+      - group: ""
+        resources: [events]
+      - group: signalbox.dev
+        resources: [llmproviders/status, routingpolicies/status]
+  - level: None
+POLICY
+}
+
+wait_ready() {  # until the API server answers /readyz; false when it died or took too long
+  local deadline=$((SECONDS + READY_TIMEOUT))
+  until api_ready; do
+    alive etcd || return 1
+    alive apiserver || return 1
+    ((SECONDS < deadline)) || return 1
+    sleep 0.25
+  done
+}
+
+not_ready_reason() {
+  if ! alive etcd; then echo "etcd exited"
+  elif ! alive apiserver; then echo "kube-apiserver exited"
+  else echo "kube-apiserver was not ready within ${READY_TIMEOUT}s"
+  fi
+}
+
+stop_pid() {  # stop_pid NAME: TERM, wait up to 5 s, then KILL
   local pid
+  [[ -f "$STATE/$1.pid" ]] || return 0
+  pid="$(cat "$STATE/$1.pid")"
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+}
+
+stop_apiserver() {
+  [[ -f "$STATE/apiserver.args" ]] || die "cluster '$CLUSTER' is not running"
+  stop_pid apiserver
+  rm -f "$STATE/apiserver.pid"
+  log "kube-apiserver of cluster '$CLUSTER' stopped (etcd keeps running)"
+}
+
+start_apiserver() {
+  [[ -f "$STATE/apiserver.args" ]] || die "cluster '$CLUSTER' was never started"
+  alive etcd || die "etcd of cluster '$CLUSTER' is not running"
+  if alive apiserver && api_ready; then
+    log "kube-apiserver of cluster '$CLUSTER' is already running"
+    return
+  fi
+  local args
+  mapfile -t args <"$STATE/apiserver.args"
+  start_bg apiserver "$(cat "$STATE/apiserver.bin")" "${args[@]}"
+  wait_ready || die "$(not_ready_reason) (log: $STATE/apiserver.log)"
+  log "kube-apiserver of cluster '$CLUSTER' is ready again"
+}
+
+down() {
   for name in apiserver etcd; do
-    if [[ -f "$STATE/$name.pid" ]]; then
-      pid="$(cat "$STATE/$name.pid")"
-      kill "$pid" 2>/dev/null || true
-      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -9 "$pid" 2>/dev/null || true
-    fi
+    stop_pid "$name"
   done
   rm -rf "$STATE"
   log "cluster '$CLUSTER' stopped"
@@ -165,5 +235,7 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  stop-apiserver) stop_apiserver ;;
+  start-apiserver) start_apiserver ;;
+  *) echo "usage: $0 up|down|status|stop-apiserver|start-apiserver [NAME]" >&2; exit 2 ;;
 esac

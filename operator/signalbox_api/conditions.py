@@ -56,6 +56,12 @@ class Reason(enum.StrEnum):
     NO_ELIGIBLE_PROVIDERS = "NoEligibleProviders"
     FAILING_OVER = "FailingOver"
     ALL_PROVIDERS_ELIGIBLE = "AllProvidersEligible"
+    INVALID_HEADER = "InvalidHeader"  # a Secret value that cannot be sent as an HTTP header
+    REDIRECTED = "Redirected"  # the provider answered a probe with a 3xx
+    TLS_ERROR = "TLSError"
+    PROTOCOL_ERROR = "ProtocolError"  # the provider's answer is not valid HTTP
+    RESPONSE_TOO_LARGE = "ResponseTooLarge"
+    OPERATOR_ERROR = "OperatorError"  # the operator itself failed on this object
 
 
 class Condition(ApiModel):

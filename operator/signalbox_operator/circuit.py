@@ -159,3 +159,13 @@ def parse_override(annotations: dict[str, str] | None, key: str) -> CircuitOverr
         return CircuitOverride(value) if value else None
     except ValueError:
         return None
+
+
+def override_problem(annotations: dict[str, str] | None, key: str) -> str:
+    """Why the override annotation is ignored, or '' when it is absent or valid."""
+    value = (annotations or {}).get(key)
+    if not value or value in {o.value for o in CircuitOverride}:
+        return ""
+    shown = repr(value) if len(value) <= 64 else repr(value[:64]) + "…"
+    choices = " or ".join(o.value for o in CircuitOverride)
+    return f"annotation {key}={shown} is ignored: use {choices}"

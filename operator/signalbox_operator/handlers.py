@@ -119,11 +119,22 @@ def _key(obj: Mapping[str, Any]) -> Key:
     return (obj["metadata"]["namespace"], obj["metadata"]["name"])
 
 
+def _seen(state: OperatorState, plural: str, event: kopf.RawEvent) -> None:
+    """Tell the writer which version of the object the watch delivered last."""
+    meta = event["object"]["metadata"]
+    kube = state.runtime.kube
+    if event["type"] == "DELETED":
+        kube.forget(plural, meta["namespace"], meta["name"])
+    else:
+        kube.observe(plural, meta["namespace"], meta["name"], meta.get("resourceVersion"))
+
+
 @kopf.on.event(GROUP, VERSION, "llmproviders")
 async def provider_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     state = state_of(memo)
     obj = event["object"]
     key = _key(obj)
+    _seen(state, "llmproviders", event)
     if event["type"] == "DELETED":
         state.stop_prober(key)
         state.policies.provider_event(key, None)
@@ -135,4 +146,6 @@ async def provider_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> Non
 @kopf.on.event(GROUP, VERSION, "routingpolicies")
 async def policy_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     obj = event["object"]
-    state_of(memo).policies.policy_event(_key(obj), None if event["type"] == "DELETED" else obj)
+    state = state_of(memo)
+    _seen(state, "routingpolicies", event)
+    state.policies.policy_event(_key(obj), None if event["type"] == "DELETED" else obj)

@@ -1,25 +1,37 @@
 """The operator's writes to the API server: status patches and Events.
 
 Calls go through the official kubernetes client in worker threads, off the event loop. Every
-write is counted in metrics. Messages are built by the caller and never carry secrets.
+write first asks the fence for a deadline, so nothing is sent by a replica whose lease may have
+passed on, and nothing sent outlives the lease. Status patches carry the object's
+``resourceVersion`` as a precondition: a writer that did not see the latest status (a paused
+former leader, or this one after someone else wrote) gets a conflict instead of overwriting.
+Events with the same reason and message are aggregated by bumping ``count``. Every write is
+counted in metrics. Messages are built by the caller and never carry secrets.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import enum
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import kubernetes
 
 from signalbox_api import API_VERSION, GROUP, VERSION
+from signalbox_operator.fencing import Fence, NotLeading, always_open
 from signalbox_operator.metrics import Metrics
 
 log = logging.getLogger(__name__)
 COMPONENT = "signalbox-operator"
+WRITE_SECONDS = 5.0  # the longest a single write may take, when the lease lasts that long
+EVENT_MEMORY = 4096  # distinct Events remembered for aggregation
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -31,56 +43,236 @@ class ObjectRef:
     uid: str | None = None
 
 
+class Written(enum.Enum):
+    WRITTEN = "written"
+    GONE = "gone"  # the object no longer exists
+    CONFLICT = "conflict"  # the object changed since the version the write was based on
+
+
+@dataclass(frozen=True)
+class Current:
+    """An object's status as the API server has it now, and the version to write against."""
+
+    status: dict[str, Any]
+    version: str | None
+
+
+Key = tuple[str, str, str]  # plural, namespace, name
+
+
 class Kube:
     """Thin async wrapper for the few API calls the operator makes itself."""
 
-    def __init__(self, api: kubernetes.client.ApiClient, metrics: Metrics, identity: str) -> None:
+    def __init__(
+        self,
+        api: kubernetes.client.ApiClient,
+        metrics: Metrics,
+        identity: str,
+        fence: Fence | None = None,
+    ) -> None:
         self._custom = kubernetes.client.CustomObjectsApi(api)
         self._core = kubernetes.client.CoreV1Api(api)
         self._metrics = metrics
         self._identity = identity
+        self._fence = fence or always_open()
+        self._term = self._fence.term
+        self._versions: dict[Key, str] = {}
+        self._events: collections.OrderedDict[tuple[str, ...], tuple[str, int, str]] = (
+            collections.OrderedDict()
+        )
+
+    # -- fencing ----------------------------------------------------------------------------
+
+    def may_write(self) -> bool:
+        """Whether this process holds the lease now (and in the term this Kube was made for)."""
+        return self._fence.term == self._term and self._fence.valid()
+
+    def _deadline(self) -> float:
+        if self._fence.term != self._term:
+            raise NotLeading("the lease was lost since this work began")
+        return self._fence.deadline(WRITE_SECONDS)
+
+    async def _call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run one API write in a thread, bounded by the fence's deadline."""
+        timeout = self._deadline()
+        call = functools.partial(func, *args, _request_timeout=timeout, **kwargs)
+        return await asyncio.wait_for(asyncio.to_thread(call), timeout + 0.5)
+
+    # -- status -----------------------------------------------------------------------------
+
+    def observe(self, plural: str, namespace: str, name: str, version: str | None) -> None:
+        """The watch delivered the object at ``version``; writes are based on the newest one."""
+        key = (plural, namespace, name)
+        if version is None:
+            return
+        known = self._versions.get(key)
+        if (
+            known is None
+            or not (known.isdigit() and version.isdigit())
+            or int(version) > int(known)
+        ):
+            self._versions[key] = version
+
+    def forget(self, plural: str, namespace: str, name: str) -> None:
+        self._versions.pop((plural, namespace, name), None)
+
+    async def read_status(self, plural: str, namespace: str, name: str) -> Current | None:
+        """The object's status and version as they are now; None when the object is gone."""
+        timeout = self._deadline()
+        call = functools.partial(
+            self._custom.get_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+            _request_timeout=timeout,
+        )
+        try:
+            obj: Any = await asyncio.wait_for(asyncio.to_thread(call), timeout + 0.5)
+        except kubernetes.client.ApiException as exc:
+            if exc.status == 404:
+                self.forget(plural, namespace, name)
+                return None
+            raise
+        version = obj.get("metadata", {}).get("resourceVersion")
+        if version:
+            self._versions[(plural, namespace, name)] = version
+        return Current(status=dict(obj.get("status") or {}), version=version)
+
+    async def write_status(
+        self, plural: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> Written:
+        """Replace the object's status if it is still at the version last seen.
+
+        Raises NotLeading when this process may not write, and the client's errors otherwise.
+        """
+        key = (plural, namespace, name)
+        version = self._versions.get(key)
+        if version is None:
+            current = await self.read_status(plural, namespace, name)
+            if current is None:
+                return Written.GONE
+            version = current.version
+        body: list[dict[str, Any]] = [{"op": "add", "path": "/status", "value": status}]
+        if version:
+            body.insert(0, {"op": "replace", "path": "/metadata/resourceVersion", "value": version})
+        try:
+            obj: Any = await self._call(
+                self._custom.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                name,
+                body,
+                _content_type="application/json-patch+json",
+            )
+        except kubernetes.client.ApiException as exc:
+            if exc.status == 404:
+                self.forget(plural, namespace, name)
+                return Written.GONE
+            if exc.status == 409:
+                self._versions.pop(key, None)
+                return Written.CONFLICT
+            raise
+        new_version = obj.get("metadata", {}).get("resourceVersion") if obj else None
+        if new_version:
+            self._versions[key] = new_version
+        self._metrics.status_writes.labels(kind=plural).inc()
+        return Written.WRITTEN
 
     async def patch_status(
         self, plural: str, namespace: str, name: str, status: dict[str, Any]
     ) -> bool:
-        """Replace the object's status; False when the object is gone."""
-        body = [{"op": "add", "path": "/status", "value": status}]
+        """Replace the object's status; False when it is gone, when this process may not
+        write, when the API server could not be reached, or when the object changed twice
+        under the write (the caller's next pass retries)."""
         try:
-            await asyncio.to_thread(
-                functools.partial(
-                    self._custom.patch_namespaced_custom_object_status,
-                    GROUP,
-                    VERSION,
-                    namespace,
-                    plural,
-                    name,
-                    body,
-                    _content_type="application/json-patch+json",
-                )
-            )
+            for _ in range(2):
+                result = await self.write_status(plural, namespace, name, status)
+                if result != Written.CONFLICT:
+                    return result == Written.WRITTEN
+        except NotLeading:
+            return False
         except kubernetes.client.ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-        self._metrics.status_writes.labels(kind=plural).inc()
-        return True
+            log.warning(
+                "could not write the status of %s %s/%s: HTTP %s",
+                plural,
+                namespace,
+                name,
+                exc.status,
+            )
+        except Exception as exc:  # an outage: one line, and the caller's next pass retries
+            log.warning(
+                "could not write the status of %s %s/%s: %s",
+                plural,
+                namespace,
+                name,
+                type(exc).__name__,
+            )
+        return False
+
+    # -- events -----------------------------------------------------------------------------
 
     async def event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
-        """Post a core/v1 Event about one of our objects; failures are logged, not raised."""
+        """Post a core/v1 Event about one of our objects, or bump the count of the same one
+        posted before; failures are logged, not raised, and nothing is sent without the lease."""
+        message = message[:1024]
+        key = (ref.namespace, ref.name, ref.uid or "", type_, reason, message)
         now = datetime.now(UTC).isoformat()
-        namespace, name = ref.namespace, ref.name
+        try:
+            known = self._events.pop(key, None)
+            if known is not None and await self._bump(ref.namespace, known, now):
+                self._events[key] = (known[0], known[1] + 1, known[2])
+            else:
+                name = await self._create(ref, type_, reason, message, now)
+                self._events[key] = (name, 1, now)
+            while len(self._events) > EVENT_MEMORY:
+                self._events.popitem(last=False)
+        except NotLeading:
+            return
+        except kubernetes.client.ApiException as exc:
+            log.warning(
+                "could not post event %s for %s/%s: HTTP %s",
+                reason,
+                ref.namespace,
+                ref.name,
+                exc.status,
+            )
+        except Exception as exc:  # an Event is never worth a failed loop
+            log.warning(
+                "could not post event %s for %s/%s: %s",
+                reason,
+                ref.namespace,
+                ref.name,
+                type(exc).__name__,
+            )
+
+    async def _bump(self, namespace: str, known: tuple[str, int, str], now: str) -> bool:
+        name, count, _first = known
+        patch = {"count": count + 1, "lastTimestamp": now}
+        try:
+            await self._call(self._core.patch_namespaced_event, name, namespace, patch)
+        except kubernetes.client.ApiException as exc:
+            if exc.status == 404:  # expired (Events live an hour): post a new one
+                return False
+            raise
+        return True
+
+    async def _create(self, ref: ObjectRef, type_: str, reason: str, message: str, now: str) -> str:
         body: Any = {
-            "metadata": {"generateName": f"{name}.", "namespace": namespace},
+            "metadata": {"generateName": f"{ref.name}.", "namespace": ref.namespace},
             "involvedObject": {
                 "apiVersion": API_VERSION,
                 "kind": ref.kind,
-                "name": name,
-                "namespace": namespace,
+                "name": ref.name,
+                "namespace": ref.namespace,
                 "uid": ref.uid,
             },
             "type": type_,
             "reason": reason,
-            "message": message[:1024],
+            "message": message,
             "firstTimestamp": now,
             "lastTimestamp": now,
             "count": 1,
@@ -88,9 +280,5 @@ class Kube:
             "reportingComponent": COMPONENT,
             "reportingInstance": self._identity,
         }
-        try:
-            await asyncio.to_thread(self._core.create_namespaced_event, namespace, body)
-        except kubernetes.client.ApiException as exc:
-            log.warning(
-                "could not post event %s for %s/%s: HTTP %s", reason, namespace, name, exc.status
-            )
+        created: Any = await self._call(self._core.create_namespaced_event, ref.namespace, body)
+        return str(created.metadata.name)

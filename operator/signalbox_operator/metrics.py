@@ -7,6 +7,7 @@ import contextlib
 import prometheus_client as prom
 
 from signalbox_api.provider import CircuitState
+from signalbox_providers.outcomes import Outcome
 
 PROBE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -67,3 +68,6 @@ class Metrics:
         for s in CircuitState:
             with contextlib.suppress(KeyError):
                 self.circuit_state.remove(namespace, name, s.value)
+        for outcome in Outcome:
+            with contextlib.suppress(KeyError):
+                self.probe_outcomes.remove(namespace, name, outcome.value)

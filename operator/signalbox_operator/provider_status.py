@@ -1,8 +1,7 @@
 """Computes an LLMProvider's status from what the operator knows, and decides when to write it.
 
 Pure: the prober gathers facts (spec, references, circuit, last probe) and this module turns
-them into conditions and fields. Status is written on every transition, and otherwise at most
-once per ``REFRESH_SECONDS`` to refresh the health figures.
+them into conditions and fields. When a computed status is worth writing is ``status_writes``'.
 """
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from signalbox_api import conditions
 from signalbox_api.conditions import Condition, ConditionStatus, ConditionType, Reason
@@ -25,11 +23,14 @@ from signalbox_api.provider import (
     ObservedModel,
     ProbeError,
 )
+from signalbox_operator import discovery
 from signalbox_operator.circuit import Circuit, effective_state
+from signalbox_operator.discovery import Discovered, clip
 from signalbox_providers.outcomes import Outcome
 
-REFRESH_SECONDS = 60.0
 SUMMARY_MODELS = 3
+MAX_MESSAGE = 1024  # condition and error messages; provider-made text can be any length
+MAX_ENDPOINT = 2048  # LLMProviderStatus.endpoint
 
 FAILURE_REASONS = {
     Outcome.CONNECT_FAILURE: Reason.CONNECTION_REFUSED,
@@ -42,7 +43,18 @@ FAILURE_REASONS = {
     Outcome.RATE_LIMITED: Reason.RATE_LIMITED,
 }
 
-OUTCOME_OF_REASON = {reason.value: outcome for outcome, reason in FAILURE_REASONS.items()}
+# Reasons that say more than the outcome does, and the outcome each stands for.
+SPECIFIC_REASONS = {
+    Reason.REDIRECTED: Outcome.INVALID_RESPONSE,
+    Reason.RESPONSE_TOO_LARGE: Outcome.INVALID_RESPONSE,
+    Reason.PROTOCOL_ERROR: Outcome.INVALID_RESPONSE,
+    Reason.TLS_ERROR: Outcome.CONNECT_FAILURE,
+}
+
+OUTCOME_OF_REASON = {
+    **{reason.value: outcome for outcome, reason in FAILURE_REASONS.items()},
+    **{reason.value: outcome for reason, outcome in SPECIFIC_REASONS.items()},
+}
 
 
 @dataclass(frozen=True)
@@ -70,7 +82,12 @@ class ProbeReport:
     code: int = 0
     message: str = ""
     retry_after: float | None = None
-    models: tuple[str, ...] | None = None
+    models: Discovered | None = None
+    reason: Reason | None = None  # when it says more than the outcome (Redirected, TLSError)
+
+    @property
+    def failure_reason(self) -> Reason:
+        return self.reason or FAILURE_REASONS.get(self.outcome, Reason.PROBE_FAILED)
 
 
 @dataclass(frozen=True)
@@ -87,45 +104,70 @@ class Facts:
     last_probe: ProbeReport | None = None
     last_success: datetime | None = None
     success_rate: float | None = None
-    discovered: tuple[str, ...] | None = None
+    discovered: Discovered | None = None
+    annotation_problem: str = ""  # an invalid signalbox.dev/circuit annotation, ignored
 
 
-def missing_models(spec: LLMProviderSpec, discovered: Sequence[str] | None) -> list[str]:
+def missing_models(spec: LLMProviderSpec, discovered: Discovered | None) -> list[str]:
     """Declared models the provider's own list no longer has (empty without discovery)."""
     if not spec.discover_models or discovered is None:
         return []
-    have = set(discovered)
-    return [m.name for m in spec.models if m.name not in have]
+    return [m.name for m in spec.models if not discovered.has(m.name)]
 
 
 def compute(facts: Facts, previous: Sequence[Condition]) -> LLMProviderStatus:
     """The full status for ``facts``; ``previous`` conditions keep their transition times."""
-    verdicts = _verdicts(facts)
+    declared = [m.name for m in facts.spec.models] if facts.spec else []
+    names, models_note = discovery.merge(declared, facts.discovered)
+    verdicts = _verdicts(facts, models_note)
     conds = list(previous)
     for type_, (status, reason, message) in verdicts.items():
         conds = conditions.set_condition(
-            conds, type_, status, reason, message, generation=facts.generation, now=facts.now
+            conds,
+            type_,
+            status,
+            reason,
+            clip(message, MAX_MESSAGE),
+            generation=facts.generation,
+            now=facts.now,
         )
-    models = _models(facts)
+    endpoint = facts.refs.base_url
     return LLMProviderStatus(
         observed_generation=facts.generation,
         conditions=conds,
         circuit=_circuit_status(facts),
         health=_health(facts),
-        endpoint=facts.refs.base_url,
+        endpoint=endpoint if endpoint and len(endpoint) <= MAX_ENDPOINT else None,
         endpoints=facts.refs.endpoints,
-        models=models,
-        model_summary=_summary([m.name for m in models]),
+        models=[ObservedModel(name=n, declared=n in declared) for n in names],
+        model_summary=_summary(names),
     )
+
+
+def failed(facts: Facts, previous: Sequence[Condition], error: str) -> LLMProviderStatus:
+    """The status to show when the operator itself failed on this provider: Ready=False with
+    reason OperatorError, the other conditions as they were. Uses nothing provider-made."""
+    conds = conditions.set_condition(
+        [c for c in previous if c.type != ConditionType.READY],
+        ConditionType.READY,
+        "False",
+        Reason.OPERATOR_ERROR,
+        clip(f"the operator failed on this provider: {error}", MAX_MESSAGE),
+        generation=facts.generation,
+        now=facts.now,
+    )
+    return LLMProviderStatus(observed_generation=facts.generation, conditions=conds)
 
 
 Verdict = tuple[ConditionStatus, str, str]
 
 
-def _verdicts(f: Facts) -> dict[str, Verdict]:
+def _verdicts(f: Facts, models_note: str = "") -> dict[str, Verdict]:
     out: dict[str, Verdict] = {}
     out[ConditionType.ACCEPTED] = (
-        ("False", Reason.INVALID_SPEC, f.invalid) if f.invalid else ("True", Reason.VALID, "")
+        ("False", Reason.INVALID_SPEC, f.invalid)
+        if f.invalid
+        else ("True", Reason.VALID, f.annotation_problem)
     )
     if f.invalid or f.spec is None:
         pending: Verdict = ("Unknown", Reason.INVALID_SPEC, "the spec was not accepted")
@@ -142,13 +184,13 @@ def _verdicts(f: Facts) -> dict[str, Verdict]:
             if f.refs.ok
             else ("False", f.refs.reason, f.refs.message)
         )
-        out[ConditionType.HEALTHY] = _healthy(f)
+        out[ConditionType.HEALTHY] = _healthy(f, models_note)
         out[ConditionType.AVAILABLE] = _available(f)
     out[ConditionType.READY] = _ready(out)
     return out
 
 
-def _healthy(f: Facts) -> Verdict:
+def _healthy(f: Facts, models_note: str = "") -> Verdict:
     assert f.spec is not None
     if f.spec.suspend:
         return ("Unknown", Reason.SUSPENDED, "probing is suspended")
@@ -157,21 +199,23 @@ def _healthy(f: Facts) -> Verdict:
         probe = f.last_probe
         if probe is None or probe.outcome == Outcome.SUCCESS:
             return ("Unknown", Reason.PENDING, "waiting for the first probe")
-        failures = f.circuit.consecutive_failures
-        reason = FAILURE_REASONS.get(probe.outcome, Reason.PROBE_FAILED)
-        return ("Unknown", reason, f"{failures} failed probe(s) so far: {probe.message}")
+        return ("Unknown", probe.failure_reason, f"the last probe failed: {probe.message}")
     if not f.circuit.healthy:
+        probe = f.last_probe
+        failed_now = probe is not None and probe.outcome != Outcome.SUCCESS
         reason = FAILURE_REASONS.get(
             f.circuit.last_failure or Outcome.BAD_REQUEST, Reason.PROBE_FAILED
         )
-        return ("False", reason, f.last_probe.message if f.last_probe else "")
+        if probe is not None and failed_now and probe.reason is not None:
+            reason = probe.reason  # it says more than the outcome: Redirected, TLSError
+        return ("False", reason, probe.message if probe is not None else "")
     if missing:
         return (
             "False",
             Reason.MODEL_NOT_FOUND,
             f"declared models not served: {', '.join(missing[:5])}",
         )
-    return ("True", Reason.PROBE_SUCCEEDED, "")
+    return ("True", Reason.PROBE_SUCCEEDED, models_note)
 
 
 def _available(f: Facts) -> Verdict:
@@ -233,7 +277,11 @@ def _health(f: Facts) -> HealthStatus | None:
         return None
     error = None
     if probe.outcome != Outcome.SUCCESS:
-        error = ProbeError(code=probe.code, reason=probe.outcome.value, message=probe.message)
+        error = ProbeError(
+            code=max(0, probe.code),
+            reason=probe.failure_reason.value[:64],
+            message=clip(probe.message, MAX_MESSAGE),
+        )
     return HealthStatus(
         last_probe_time=probe.at,
         last_success_time=f.last_success,
@@ -243,44 +291,9 @@ def _health(f: Facts) -> HealthStatus | None:
     )
 
 
-def _models(f: Facts) -> list[ObservedModel]:
-    declared = [m.name for m in f.spec.models] if f.spec else []
-    names = list(dict.fromkeys([*declared, *(f.discovered or ())]))
-    return [ObservedModel(name=n, declared=n in declared) for n in names[:1024]]
-
-
 def _summary(names: list[str]) -> str | None:
     if not names:
         return None
     head = ",".join(names[:SUMMARY_MODELS])
     more = len(names) - SUMMARY_MODELS
-    return (head + (f" +{more}" if more > 0 else ""))[:256]
-
-
-# -- when to write --------------------------------------------------------------------------
-
-_VOLATILE_HEALTH = ("lastProbeTime", "lastSuccessTime", "latencyMs", "successRate")
-
-
-def comparable(status: dict[str, Any]) -> dict[str, Any]:
-    """The status without the health figures that change on every probe."""
-    out = dict(status)
-    health = dict(out.get("health") or {})
-    for key in _VOLATILE_HEALTH:
-        health.pop(key, None)
-    out["health"] = health
-    return out
-
-
-def should_write(
-    written: dict[str, Any] | None,
-    new: dict[str, Any],
-    written_at: datetime | None,
-    now: datetime,
-) -> bool:
-    """Write on any transition; refresh mere health figures at most every REFRESH_SECONDS."""
-    if written is None or written_at is None:
-        return True
-    if comparable(written) != comparable(new):
-        return True
-    return new != written and (now - written_at).total_seconds() >= REFRESH_SECONDS
+    return clip(head + (f" +{more}" if more > 0 else ""), 256)

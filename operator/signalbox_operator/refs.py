@@ -45,11 +45,22 @@ def resolve(spec: LLMProviderSpec, namespace: str, lookups: Lookups) -> Refs:
                 Reason.SECRET_NOT_FOUND, f"Secret {namespace}/{ref.name} has no key {ref.key!r}"
             )
         api_key = data[ref.key]
+        if not sendable(api_key):
+            return Refs(
+                Reason.INVALID_HEADER,
+                f"Secret {namespace}/{ref.name} key {ref.key!r} cannot be sent in an HTTP "
+                "header: it holds a line break, a control character or a non-ASCII character",
+            )
     if spec.endpoint.url is not None:
         return Refs(base_url=spec.endpoint.url, api_key=api_key)
     if spec.endpoint.service is None:  # excluded by the schema; kept for the type checker
         return Refs(Reason.INVALID_SPEC, "no endpoint")
     return _resolve_service(spec.endpoint.service, namespace, lookups, api_key)
+
+
+def sendable(value: str) -> bool:
+    """Whether ``value`` may be an HTTP header value: visible ASCII, spaces and tabs."""
+    return value.isascii() and all(c == "\t" or " " <= c <= "~" for c in value)
 
 
 def _resolve_service(
@@ -88,4 +99,5 @@ __all__ = [
     "parse_service",
     "parse_slice",
     "resolve",
+    "sendable",
 ]

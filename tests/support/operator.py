@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.support.cluster import REPO, Cluster
+from tests.support.cluster import CLUSTER_SCRIPT, REPO, Cluster
 
 T = TypeVar("T")
 
@@ -46,6 +47,7 @@ class OperatorProcess:
     log_path: Path
     identity: str = field(default_factory=lambda: f"op-{uuid.uuid4().hex[:6]}")
     metrics_port: int = field(default_factory=free_port)
+    extra: list[str] = field(default_factory=list)  # more command-line arguments
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> OperatorProcess:
@@ -61,6 +63,7 @@ class OperatorProcess:
             self.namespace,
             "--identity",
             self.identity,
+            *self.extra,
         ]
         env = {**self.cluster.env, "PYTHONPATH": f"{REPO / 'operator'}:{REPO / 'router'}"}
         with self.log_path.open("ab") as log:
@@ -81,6 +84,25 @@ class OperatorProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
+
+    def pause(self) -> None:
+        """SIGSTOP: the process is frozen, as by a long GC pause or a stalled VM."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def peak_rss(self) -> int:
+        """The most resident memory the process has used so far, in bytes (VmHWM)."""
+        assert self.proc is not None
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        line = next(x for x in status.splitlines() if x.startswith("VmHWM:"))
+        return int(line.split()[1]) * 1024
 
     def metrics(self) -> str:
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
@@ -126,3 +148,31 @@ def events(cluster: Cluster, namespace: str, name: str) -> list[dict[str, Any]]:
 
 def environ_without_proxy() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+
+
+def apiserver(cluster: Cluster, verb: str) -> None:
+    """Stop or start the cluster's API server (etcd keeps running): ``stop`` or ``start``."""
+    proc = subprocess.run(
+        ["bash", str(CLUSTER_SCRIPT), f"{verb}-apiserver", cluster.name],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def audit_log(cluster: Cluster) -> list[dict[str, Any]]:
+    """The API server's audit events (a cluster started with SIGNALBOX_AUDIT=1)."""
+    path = cluster.kubeconfig.parent / "audit.log"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def lease_holder(cluster: Cluster, namespace: str) -> str | None:
+    proc = cluster.kubectl(
+        "get", "lease", "signalbox-operator", "-n", namespace, "-o", "json", check=False
+    )
+    if proc.returncode != 0:
+        return None
+    holder: str | None = json.loads(proc.stdout)["spec"].get("holderIdentity")
+    return holder

@@ -1,40 +1,214 @@
-"""The leader-election rule, as a table."""
+"""Leader election: the rule as a table, the fence, and the elector against a fake Lease API
+whose calls fail in the ways a real client fails."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import asyncio
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
 
+import kubernetes
 import pytest
+import urllib3
 
-from signalbox_operator.leader import Action, LeaseView, decide
+from signalbox_operator import fencing
+from signalbox_operator.fencing import Fence, NotLeading
+from signalbox_operator.leader import Action, Elector, LeaseView, LostLeadership, Timing, decide
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 ME = "operator-7f9c-abc"
 
 
-def lease(holder: str | None, age: float | None, duration: float = 15.0) -> LeaseView:
-    renewed = None if age is None else NOW - timedelta(seconds=age)
-    return LeaseView(holder=holder, renewed=renewed, duration=duration, version="42")
+def lease(holder: str | None, duration: float = 15.0) -> LeaseView:
+    return LeaseView(holder=holder, renewed=NOW, duration=duration, version="42")
 
 
 @pytest.mark.parametrize(
-    ("view", "action"),
+    ("view", "unchanged_for", "action"),
     [
-        pytest.param(None, Action.CREATE, id="no lease"),
-        pytest.param(lease(ME, 1), Action.RENEW, id="held by me, fresh"),
-        pytest.param(lease(ME, 3600), Action.RENEW, id="held by me, expired"),
-        pytest.param(lease(ME, None), Action.RENEW, id="held by me, never renewed"),
-        pytest.param(lease("other", 0), Action.WAIT, id="other, just renewed"),
-        pytest.param(lease("other", 14.999), Action.WAIT, id="other, about to expire"),
-        pytest.param(lease("other", 15), Action.TAKE, id="other, expires now"),
-        pytest.param(lease("other", 60), Action.TAKE, id="other, long expired"),
-        pytest.param(lease("other", 20, duration=30), Action.WAIT, id="other, longer lease"),
-        pytest.param(lease("other", -5), Action.WAIT, id="other, clock skew ahead"),
-        pytest.param(lease("other", None), Action.TAKE, id="other, never renewed"),
-        pytest.param(lease("", 1), Action.TAKE, id="empty holder"),
-        pytest.param(lease(None, 1), Action.TAKE, id="released lease"),
-        pytest.param(lease(ME.upper(), 1), Action.WAIT, id="holder match is exact"),
+        pytest.param(None, 0, Action.CREATE, id="no lease"),
+        pytest.param(lease(ME), 0, Action.RENEW, id="held by me"),
+        pytest.param(lease(ME), 3600, Action.RENEW, id="held by me, unchanged for long"),
+        pytest.param(lease("other"), 0, Action.WAIT, id="other, just seen"),
+        pytest.param(lease("other"), 14.999, Action.WAIT, id="other, about to expire"),
+        pytest.param(lease("other"), 15, Action.TAKE, id="other, expires now"),
+        pytest.param(lease("other"), 60, Action.TAKE, id="other, long unchanged"),
+        pytest.param(lease("other", duration=30), 20, Action.WAIT, id="other, longer lease"),
+        pytest.param(lease(""), 0, Action.TAKE, id="empty holder"),
+        pytest.param(lease(None), 0, Action.TAKE, id="released lease"),
+        pytest.param(lease(ME.upper()), 1, Action.WAIT, id="holder match is exact"),
     ],
 )
-def test_decide(view: LeaseView | None, action: Action) -> None:
-    assert decide(view, ME, NOW) == action
+def test_decide(view: LeaseView | None, unchanged_for: float, action: Action) -> None:
+    assert decide(view, ME, unchanged_for) == action
+
+
+@pytest.mark.parametrize(
+    ("duration", "deadline", "period"),
+    [(15, 15, 2), (15, 10, 10), (15, 20, 2), (15, 10, 0)],
+)
+def test_timing_must_leave_the_old_leader_time_to_stop(
+    duration: float, deadline: float, period: float
+) -> None:
+    with pytest.raises(ValueError, match="renew deadline"):
+        Timing(duration, deadline, period)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_fence_gives_a_deadline_only_while_the_lease_lasts() -> None:
+    clock = Clock()
+    fence = Fence(clock)
+    with pytest.raises(NotLeading):
+        fence.deadline(5)
+    fence.open(clock.now + 10)
+    assert fence.term == 1
+    assert fence.deadline(5) == 5
+    clock.now += 7
+    assert fence.deadline(5) == pytest.approx(3)  # the write must end before the lease does
+    clock.now += 2.6
+    with pytest.raises(NotLeading):
+        fence.deadline(5)  # 0.4 s left: not enough to start a write
+    fence.extend(clock.now + 10)
+    assert fence.valid()
+    fence.close()
+    fence.extend(clock.now + 10)  # a late renewal never reopens a closed fence
+    assert not fence.valid()
+    assert fencing.always_open().deadline(5) == 5
+
+
+class FakeLeases:
+    """The CoordinationV1Api calls the elector makes, on one in-memory Lease."""
+
+    def __init__(self) -> None:
+        self.lease: Any = None
+        self.version = 0
+        self.fail: BaseException | None = None
+
+    def _check(self) -> None:
+        if self.fail is not None:
+            raise self.fail
+
+    def read_namespaced_lease(self, name: str, namespace: str, **_: Any) -> Any:
+        self._check()
+        if self.lease is None:
+            raise kubernetes.client.ApiException(status=404)
+        return self.lease
+
+    def _store(self, body: dict[str, Any]) -> Any:
+        self.version += 1
+        spec = body["spec"]
+        renewed = datetime.fromisoformat(spec["renewTime"])
+        self.lease = SimpleNamespace(
+            spec=SimpleNamespace(
+                holder_identity=spec["holderIdentity"],
+                renew_time=renewed,
+                lease_duration_seconds=spec["leaseDurationSeconds"],
+            ),
+            metadata=SimpleNamespace(resource_version=str(self.version)),
+        )
+        return self.lease
+
+    def create_namespaced_lease(self, namespace: str, body: dict[str, Any], **_: Any) -> Any:
+        self._check()
+        if self.lease is not None:
+            raise kubernetes.client.ApiException(status=409)
+        return self._store(body)
+
+    def replace_namespaced_lease(
+        self, name: str, namespace: str, body: dict[str, Any], **_: Any
+    ) -> Any:
+        self._check()
+        if body["metadata"].get("resourceVersion") != str(self.version):
+            raise kubernetes.client.ApiException(status=409)
+        return self._store(body)
+
+
+def elector(leases: FakeLeases, identity: str, clock: Clock) -> Elector:
+    e = Elector(
+        kubernetes.client.ApiClient(),
+        namespace="ns",
+        name="lease",
+        identity=identity,
+        timing=Timing(duration=3, renew_deadline=2, retry_period=0.05),
+        fence=Fence(clock),
+        clock=clock,
+    )
+    e.api = leases  # type: ignore[assignment]
+    return e
+
+
+CLIENT_FAILURES = [
+    kubernetes.client.ApiException(status=500),
+    urllib3.exceptions.MaxRetryError(None, "/", reason=None),
+    ConnectionRefusedError(),
+    TimeoutError(),
+    RuntimeError("anything at all"),
+]
+
+
+@pytest.mark.parametrize("failure", CLIENT_FAILURES, ids=lambda e: type(e).__name__)
+async def test_a_failing_client_never_makes_a_leader(failure: BaseException) -> None:
+    leases, clock = FakeLeases(), Clock()
+    standby = elector(leases, "b", clock)
+    leases.fail = failure
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(standby.acquire(), 0.3)
+    assert not standby.fence.valid()
+
+
+async def test_standby_takes_over_only_after_the_lease_is_unchanged_for_its_duration() -> None:
+    leases, clock = FakeLeases(), Clock()
+    leader, standby = elector(leases, "a", clock), elector(leases, "b", clock)
+    await leader.acquire()
+    assert leader.fence.valid()
+    assert not standby.try_once()  # first sight of the record
+    clock.now += 2.9
+    assert not standby.try_once()
+    clock.now += 0.2
+    assert standby.try_once()
+    assert leases.lease.spec.holder_identity == "b"
+    assert not leader.try_once()  # the old leader sees a new record and waits
+
+
+@pytest.mark.parametrize("failure", CLIENT_FAILURES, ids=lambda e: type(e).__name__)
+async def test_leader_rides_out_short_failures_and_stops_at_the_renew_deadline(
+    failure: BaseException,
+) -> None:
+    leases, clock = FakeLeases(), Clock()
+    leader = elector(leases, "a", clock)
+    await leader.acquire()
+    holding = asyncio.create_task(leader.hold())
+    leases.fail = failure
+    await asyncio.sleep(0.2)
+    clock.now += 1.0  # half the renew deadline: a blip, invisible
+    await asyncio.sleep(0.2)
+    assert leader.fence.valid()
+    assert not holding.done()
+    leases.fail = None
+    await asyncio.sleep(0.2)
+    leases.fail = failure
+    clock.now += 2.5  # past the deadline of the last successful renewal
+    with pytest.raises(LostLeadership):
+        await asyncio.wait_for(holding, 2)
+    assert not leader.fence.valid()
+
+
+async def test_release_never_raises_and_closes_the_fence_first() -> None:
+    leases, clock = FakeLeases(), Clock()
+    leader = elector(leases, "a", clock)
+    await leader.acquire()
+    leases.fail = urllib3.exceptions.MaxRetryError(None, "/", reason=None)
+    await leader.release()
+    assert not leader.fence.valid()
+    leases.fail = None
+    leader.fence.open(clock.now + 2)
+    await leader.release()
+    assert leases.lease.spec.holder_identity is None

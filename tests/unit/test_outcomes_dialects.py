@@ -378,7 +378,7 @@ def test_root_of(base: str, root: str) -> None:
             {"data": [{"type": "model", "id": "claude-sonnet-4-5"}], "has_more": False},
             ["claude-sonnet-4-5"],
         ),
-        (ProviderType.VLLM, {"object": "list", "data": [{"id": 7}, {"id": None}, {"id": ""}]}, []),
+        (ProviderType.VLLM, {"data": [{"id": 7}, {"id": None}, {"id": ""}, {"id": "m"}]}, ["m"]),
         (
             ProviderType.OLLAMA,
             {

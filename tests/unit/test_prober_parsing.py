@@ -9,10 +9,10 @@ import pytest
 
 from signalbox_api import conditions
 from signalbox_api.provider import CircuitState, LLMProviderSpec, LLMProviderStatus
-from signalbox_operator import circuit, provider_status
+from signalbox_operator import circuit, discovery, provider_status
 from signalbox_operator.circuit import Circuit, Settings
-from signalbox_operator.prober import parse_spec, restore
 from signalbox_operator.provider_status import Facts, ProbeReport
+from signalbox_operator.reading import parse_spec, restore
 from signalbox_providers.outcomes import Outcome
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -250,13 +250,20 @@ def test_restart_after_model_not_found_is_healthy_on_the_first_success() -> None
     spec = LLMProviderSpec.model_validate(raw_spec(models=[{"name": "gpt-4o"}]))
     healthy = circuit.observe(Circuit(), Outcome.SUCCESS, T0, settings)
     before = provider_status.compute(
-        Facts(spec=spec, generation=1, now=T0, circuit=healthy, discovered=("o1",)), []
+        Facts(spec=spec, generation=1, now=T0, circuit=healthy, discovered=discovery.bound(["o1"])),
+        [],
     )
     assert healthy_reason(before) == ("False", "ModelNotFound")
     restored = restore(before.to_wire())
     probed = circuit.observe(restored, Outcome.SUCCESS, at(30), settings)
     after = provider_status.compute(
-        Facts(spec=spec, generation=1, now=at(30), circuit=probed, discovered=("gpt-4o",)),
+        Facts(
+            spec=spec,
+            generation=1,
+            now=at(30),
+            circuit=probed,
+            discovered=discovery.bound(["gpt-4o"]),
+        ),
         before.conditions,
     )
     assert healthy_reason(after) == ("True", "ProbeSucceeded")

@@ -56,7 +56,8 @@ async def test_list_models_probe_of_every_type(
             http, spec(type_, fake.url + suffix), Refs(base_url=fake.url + suffix, api_key=KEY)
         )
         assert report.outcome == Outcome.SUCCESS, report.message
-        assert report.models == ("m1", "m2")
+        assert report.models is not None
+        assert report.models.names == ("m1", "m2")
         assert [s.path for s in fake.seen] == paths
         assert all(s.authorized in (None, True) for s in fake.seen)
 

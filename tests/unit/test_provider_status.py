@@ -18,7 +18,7 @@ from signalbox_api.provider import (
     LLMProviderStatus,
     ProbeError,
 )
-from signalbox_operator import provider_status
+from signalbox_operator import discovery, provider_status, status_writes
 from signalbox_operator.circuit import Circuit
 from signalbox_operator.provider_status import Facts, ProbeReport, Refs
 from signalbox_providers.outcomes import Outcome
@@ -49,6 +49,8 @@ OK_REFS = Refs(base_url="https://api.openai.com/v1", api_key="sk-test")
 def facts(**changes: Any) -> Facts:
     base: dict[str, Any] = {"spec": SPEC, "generation": 3, "now": T0, "refs": OK_REFS}
     base.update(changes)
+    if isinstance(base.get("discovered"), tuple):  # a model list as the provider sent it
+        base["discovered"] = discovery.bound(base["discovered"])
     return Facts(**base)
 
 
@@ -414,7 +416,7 @@ def changed(path: tuple[str | int, ...], value: Any) -> dict[str, Any]:
             WRITTEN, T0, changed(("circuit", "state"), "Open"), 1, True, id="circuit state"
         ),
         pytest.param(
-            WRITTEN, T0, changed(("circuit", "consecutiveFailures"), 1), 1, True, id="failures"
+            WRITTEN, T0, changed(("circuit", "consecutiveFailures"), 1), 1, False, id="failures"
         ),
         pytest.param(
             WRITTEN,
@@ -452,7 +454,7 @@ def test_should_write(
     elapsed: float,
     expected: bool,
 ) -> None:
-    assert provider_status.should_write(written, new, written_at, at(elapsed)) is expected
+    assert status_writes.should_write(written, new, written_at, at(elapsed)) is expected
 
 
 def test_should_write_with_computed_statuses() -> None:
@@ -466,17 +468,19 @@ def test_should_write_with_computed_statuses() -> None:
     base = wire(40, T0)
     later = wire(45, at(10))
     assert later != base
-    assert not provider_status.should_write(base, later, T0, at(10))
-    assert provider_status.should_write(base, later, T0, at(60))
+    assert not status_writes.should_write(base, later, T0, at(10))
+    assert status_writes.should_write(base, later, T0, at(60))
     sick = Circuit(since=T0, healthy=False, last_failure=Outcome.TIMEOUT)
-    assert provider_status.should_write(base, wire(45, at(10), sick), T0, at(10))
+    assert status_writes.should_write(base, wire(45, at(10), sick), T0, at(10))
 
 
 def test_comparable_drops_only_volatile_health_figures() -> None:
-    out = provider_status.comparable(
+    out = status_writes.comparable(
         changed(("health", "lastError"), {"code": 0, "reason": "Timeout"})
     )
     assert out["health"] == {"lastError": {"code": 0, "reason": "Timeout"}}
-    assert out["circuit"] == WRITTEN["circuit"]
-    assert provider_status.comparable({})["health"] == {}
+    assert out["circuit"] == {
+        k: v for k, v in WRITTEN["circuit"].items() if k != "consecutiveFailures"
+    }
+    assert status_writes.comparable({})["health"] == {}
     assert "latencyMs" in WRITTEN["health"]  # the input is not mutated

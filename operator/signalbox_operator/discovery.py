@@ -1,0 +1,84 @@
+"""Bounds what a provider's model list may put into status, and says what was left out.
+
+A provider controls its model ids: they may be empty, huge, not text, or millions. Status has
+limits (253 characters a name, 1,024 names), and a status the API server refuses is a status
+never written. So ids are checked here, the rest dropped, and the count of what was dropped or
+cut is kept for a condition message. Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+
+MAX_NAME = 253  # signalbox_api.primitives.ModelName
+MAX_MODELS = 1024  # LLMProviderStatus.models
+
+
+@dataclass(frozen=True)
+class Discovered:
+    """The usable model ids of one listing, and how many the listing had in all."""
+
+    names: tuple[str, ...] = ()
+    listed: int = 0  # entries in the provider's list
+    dropped: int = 0  # entries that are no usable name (empty, too long, not text, repeated)
+    seen: frozenset[str] = field(default_factory=frozenset)  # wanted names found past the cap
+
+    def has(self, name: str) -> bool:
+        return name in self.seen or name in self.names
+
+
+def usable(name: object) -> bool:
+    """A model id fit for status: text of 1 to 253 printable characters."""
+    return isinstance(name, str) and 0 < len(name) <= MAX_NAME and name.isprintable()
+
+
+def bound(
+    ids: Iterable[object], wanted: Collection[str] = (), limit: int = MAX_MODELS
+) -> Discovered:
+    """At most ``limit`` distinct usable names, in the provider's order; and which of the
+    ``wanted`` (declared) names the list has, wherever they are in it."""
+    names: dict[str, None] = {}
+    seen: set[str] = set()
+    listed = dropped = 0
+    for item in ids:
+        listed += 1
+        if not usable(item):
+            dropped += 1
+            continue
+        assert isinstance(item, str)
+        if item in names:
+            dropped += 1
+        elif len(names) < limit:
+            names[item] = None
+        elif item in wanted:
+            seen.add(item)
+    return Discovered(tuple(names), listed, dropped, frozenset(seen))
+
+
+def merge(
+    declared: Sequence[str], found: Discovered | None, limit: int = MAX_MODELS
+) -> tuple[list[str], str]:
+    """Declared names first, then discovered ones, without repeats, at most ``limit``; and what
+    a reader of status.models should know (ids dropped, or the list cut short), or ''."""
+    discovered = found.names if found else ()
+    everything = list(dict.fromkeys([*declared, *discovered]))
+    shown = everything[:limit]
+    if found is None:
+        return shown, ""
+    parts = []
+    if found.dropped:
+        parts.append(
+            f"{found.dropped} of {found.listed} listed model ids were dropped "
+            f"(empty, repeated, not text, or longer than {MAX_NAME} characters)"
+        )
+    if len(everything) > limit or found.listed - found.dropped > len(found.names):
+        parts.append(
+            f"the provider lists more models than status holds; status.models shows {len(shown)}"
+        )
+    return shown, "; ".join(parts)
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, marked with an ellipsis when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"

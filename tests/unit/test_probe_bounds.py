@@ -1,0 +1,141 @@
+"""Probes stay bounded in time and memory, and name what went wrong, against providers that
+misbehave over real HTTP on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import tracemalloc
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from signalbox_api.provider import LLMProviderSpec
+from signalbox_operator import probing
+from signalbox_operator.provider_status import Refs
+from signalbox_providers.outcomes import Outcome
+from tests.support.misbehaving import MANY_IDS, Misbehaving
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Misbehaving]:
+    s = Misbehaving()
+    await s.start()
+    yield s
+    await s.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=httpx.Timeout(None)) as client:
+        yield client
+
+
+def spec(url: str, timeout: str = "2s") -> LLMProviderSpec:
+    raw: dict[str, Any] = {
+        "type": "OpenAICompatible",
+        "endpoint": {"url": url},
+        "healthCheck": {"timeout": timeout, "interval": "5s"},
+    }
+    return LLMProviderSpec.model_validate(raw)
+
+
+async def run(http: httpx.AsyncClient, url: str, limits: probing.Limits, within: str = "2s") -> Any:
+    return await probing.probe(http, spec(url, within), Refs(base_url=url), limits)
+
+
+@pytest.mark.parametrize("behaviour", ["endless", "huge", "bomb"])
+async def test_large_bodies_are_cut_off_at_the_cap(
+    server: Misbehaving, http: httpx.AsyncClient, behaviour: str
+) -> None:
+    limits = probing.Limits(max_body=256 * 1024)
+    tracemalloc.start()
+    try:
+        report = await run(http, server.url(behaviour, "p"), limits)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert report.outcome == Outcome.INVALID_RESPONSE
+    assert report.reason == "ResponseTooLarge"
+    assert "over 262144 bytes" in report.message
+    assert peak < 8 * 1024 * 1024, f"{peak} bytes held for a 256 KiB cap"
+
+
+async def test_the_timeout_covers_a_body_that_drips(
+    server: Misbehaving, http: httpx.AsyncClient
+) -> None:
+    started = asyncio.get_running_loop().time()
+    report = await run(http, server.url("drip", "p"), probing.Limits(), within="500ms")
+    assert report.outcome == Outcome.TIMEOUT
+    assert asyncio.get_running_loop().time() - started < 2
+
+
+async def test_a_redirect_is_named(server: Misbehaving, http: httpx.AsyncClient) -> None:
+    report = await run(http, server.url("redirect", "p"), probing.Limits())
+    assert report.outcome == Outcome.INVALID_RESPONSE
+    assert report.reason == "Redirected"
+    assert report.code == 302
+    assert "example.invalid" not in report.message
+
+
+async def test_bad_model_ids_are_dropped_and_counted(
+    server: Misbehaving, http: httpx.AsyncClient
+) -> None:
+    report = await run(http, server.url("badids", "p"), probing.Limits())
+    assert report.outcome == Outcome.SUCCESS
+    assert report.models is not None
+    assert report.models.names == ("fine-1",)
+    assert report.models.dropped == 2  # "x" * 300 and the repeat; null, "", 7 never parse
+    many = await run(http, server.url("many", "p"), probing.Limits())
+    assert many.models is not None
+    assert len(many.models.names) == 1024
+    assert many.models.listed == len(MANY_IDS)
+
+
+async def test_large_bodies_take_turns_and_small_ones_never_wait(
+    server: Misbehaving, http: httpx.AsyncClient
+) -> None:
+    limits = probing.Limits(max_body=10**9, large=asyncio.Semaphore(1))
+    slow = asyncio.ensure_future(run(http, server.url("drip", "a"), limits, within="3s"))
+    endless = [
+        asyncio.ensure_future(run(http, server.url("endless", str(i)), limits, within="1s"))
+        for i in range(3)
+    ]
+    await asyncio.sleep(0.2)
+    started = asyncio.get_running_loop().time()
+    ok = await run(http, server.url("ok", "p"), limits)
+    assert ok.outcome == Outcome.SUCCESS
+    assert asyncio.get_running_loop().time() - started < 0.5
+    reports = await asyncio.gather(*endless)
+    assert all(r.outcome == Outcome.TIMEOUT for r in reports)
+    slow.cancel()
+
+
+async def test_a_key_httpx_cannot_send_is_a_failure_without_the_key(
+    server: Misbehaving, http: httpx.AsyncClient
+) -> None:
+    url = server.url("ok", "p")
+    for key in ("sk-new\nline", "sk-ünïcode"):
+        report = await probing.probe(http, spec(url), Refs(base_url=url, api_key=key))
+        assert report.outcome == Outcome.BAD_REQUEST
+        assert report.reason == "InvalidHeader"
+        assert key not in report.message
+
+
+async def test_cut_off_bodies_are_freed_without_waiting_for_the_cycle_collector(
+    server: Misbehaving, http: httpx.AsyncClient
+) -> None:
+    limits = probing.Limits(max_body=1024 * 1024)
+    gc.disable()
+    tracemalloc.start()
+    try:
+        for i in range(10):
+            report = await run(http, server.url("endless", str(i)), limits)
+            assert report.reason == "ResponseTooLarge"
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+    assert held < 4 * 1024 * 1024, f"{held} bytes still held after 10 probes of a 1 MiB cap"

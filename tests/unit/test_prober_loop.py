@@ -1,0 +1,167 @@
+"""One prober's rounds against a fake writer: nothing without the lease, failures of the
+operator's own shown as status, conflicts answered by reading what is there now."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, cast
+
+import httpx
+import kubernetes
+import pytest
+import urllib3
+
+from signalbox_operator import refs
+from signalbox_operator.kube import Current, Kube, ObjectRef, Written
+from signalbox_operator.metrics import Metrics
+from signalbox_operator.prober import ERROR_RETRY_SECONDS, NOT_LEADING_SECONDS, Prober, Runtime
+from tests.support.misbehaving import Misbehaving
+
+
+class FakeKube:
+    def __init__(self) -> None:
+        self.leading = True
+        self.writes: list[dict[str, Any]] = []
+        self.events: list[tuple[str, str, str]] = []
+        self.answers: list[Written] = []
+        self.current: dict[str, Any] = {}
+
+    def may_write(self) -> bool:
+        return self.leading
+
+    async def write_status(
+        self, plural: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> Written:
+        answer = self.answers.pop(0) if self.answers else Written.WRITTEN
+        if answer == Written.WRITTEN:
+            self.writes.append(status)
+        return answer
+
+    async def read_status(self, plural: str, namespace: str, name: str) -> Current | None:
+        return Current(status=self.current, version="9")
+
+    async def event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
+        self.events.append((type_, reason, message))
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Misbehaving]:
+    s = Misbehaving()
+    await s.start()
+    yield s
+    await s.stop()
+
+
+def body(url: str) -> Mapping[str, Any]:
+    return {
+        "metadata": {"namespace": "ns", "name": "p", "uid": "u1", "generation": 1},
+        "spec": {
+            "type": "OpenAICompatible",
+            "endpoint": {"url": url},
+            "healthCheck": {"interval": "5s", "timeout": "1s"},
+        },
+    }
+
+
+def prober(kube: FakeKube, url: str, http: httpx.AsyncClient, secret: Any = None) -> Prober:
+    lookups = refs.Lookups(
+        secret=secret or (lambda _k: None), service=lambda _k: None, endpoints=lambda _k: []
+    )
+    rt = Runtime(
+        kube=cast(Kube, kube),
+        http=http,
+        metrics=Metrics(),
+        lookups=lookups,
+        provider_changed=lambda _ns: None,
+    )
+    return Prober(rt, body(url))
+
+
+def ready(status: dict[str, Any]) -> tuple[str, str]:
+    c = next(c for c in status["conditions"] if c["type"] == "Ready")
+    return (c["status"], c["reason"])
+
+
+async def test_nothing_is_probed_or_written_without_the_lease(server: Misbehaving) -> None:
+    kube = FakeKube()
+    kube.leading = False
+    async with httpx.AsyncClient() as http:
+        p = prober(kube, server.url("ok", "a"), http)
+        assert await p.round() == NOT_LEADING_SECONDS
+    assert kube.writes == []
+    assert server.seen == {}
+
+
+async def test_an_operator_failure_is_ready_false_with_an_event(server: Misbehaving) -> None:
+    kube = FakeKube()
+
+    def broken(_key: Any) -> None:
+        raise RuntimeError("sk-secret-in-an-exception")
+
+    async with httpx.AsyncClient() as http:
+        p = prober(kube, server.url("ok", "a"), http)
+        await p.round()
+        assert ready(kube.writes[-1]) == ("True", "Ready")
+        p.body = {
+            **p.body,
+            "spec": {**p.body["spec"], "auth": {"secretRef": {"name": "s", "key": "k"}}},
+        }
+        p.rt.lookups = refs.Lookups(secret=broken, service=lambda _k: None, endpoints=lambda _k: [])
+        p.changed = True
+        assert await p.round() == ERROR_RETRY_SECONDS
+    assert ready(kube.writes[-1]) == ("False", "OperatorError")
+    assert "RuntimeError" in str(kube.writes[-1])
+    assert ("Warning", "OperatorError") in [e[:2] for e in kube.events]
+    assert "sk-secret" not in str(kube.writes) + str(kube.events)
+
+
+async def test_a_conflict_rebases_on_the_status_there_now(server: Misbehaving) -> None:
+    kube = FakeKube()
+    kube.answers = [Written.CONFLICT]
+    kube.current = {"conditions": [], "circuit": {"state": "Open"}}
+    async with httpx.AsyncClient() as http:
+        p = prober(kube, server.url("ok", "a"), http)
+        await p.round()
+    assert len(kube.writes) == 1, "written once, after reading the current status"
+    assert p.body["status"] == kube.current
+    assert ready(kube.writes[0]) == ("True", "Ready")
+
+
+class RefusingKube(FakeKube):
+    """The first status write fails with ``error``; the rest succeed."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__()
+        self.error: BaseException | None = error
+
+    async def write_status(
+        self, plural: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> Written:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        return await super().write_status(plural, namespace, name, status)
+
+
+@pytest.mark.parametrize(
+    ("error", "reported"),
+    [
+        (kubernetes.client.ApiException(status=422), True),
+        (kubernetes.client.ApiException(status=503), False),
+        (urllib3.exceptions.MaxRetryError(None, "/"), False),
+    ],
+    ids=["refused", "busy", "away"],
+)
+async def test_a_refused_status_is_an_operator_error_an_outage_is_not(
+    server: Misbehaving, error: BaseException, reported: bool
+) -> None:
+    kube = RefusingKube(error)
+    async with httpx.AsyncClient() as http:
+        p = prober(kube, server.url("ok", "a"), http)
+        assert await p.round() == ERROR_RETRY_SECONDS
+    if reported:
+        assert ready(kube.writes[-1]) == ("False", "OperatorError")
+        assert "HTTP 422" in str(kube.writes[-1])
+    else:
+        assert kube.writes == []
+        assert kube.events == []
