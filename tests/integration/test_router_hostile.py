@@ -45,6 +45,8 @@ MAX_HEAD = 64 * 1024  # the defaults
 MAX_HEADERS = 100
 CLIENT_KEY = "sbx-hostile-client-key"
 
+RANDOM_NAMES = 4_000  # each a series if labels were not bounded
+
 
 @dataclass
 class World:
@@ -353,9 +355,10 @@ def _series(text: str, metric: str) -> set[tuple[str, str]]:
     return out
 
 
+@pytest.mark.timeout(300)
 def test_random_model_names_leave_the_metrics_bounded(world: World) -> None:
     rng = random.Random(9)
-    names = ["".join(rng.choices(string.ascii_lowercase, k=12)) for _ in range(10_000)]
+    names = ["".join(rng.choices(string.ascii_lowercase, k=12)) for _ in range(RANDOM_NAMES)]
     names[::2] = [f"rand-{n}" for n in names[::2]]  # half match the policy's glob
 
     async def ask_all() -> list[int]:
@@ -372,8 +375,8 @@ def test_random_model_names_leave_the_metrics_bounded(world: World) -> None:
         return codes
 
     codes = asyncio.run(ask_all())
-    assert codes.count(200) == 5_000  # the glob's
-    assert codes.count(404) == 5_000  # the rest name no model
+    assert codes.count(200) == RANDOM_NAMES // 2  # the glob's
+    assert codes.count(404) == RANDOM_NAMES // 2  # the rest name no model
     assert (
         world.router.post(
             "/v1/chat/completions", json={"model": ALIAS, "messages": MESSAGES}
