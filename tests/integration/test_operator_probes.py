@@ -82,11 +82,18 @@ def test_memory_and_probe_gaps_with_100_misbehaving_providers(
             gaps = server.gaps("ok", f"c{i}", after=watched_from)
             assert len(gaps) >= 10
             assert max(gaps) <= 3.0, f"a healthy provider went {max(gaps):.1f}s without a probe"
-        for behaviour in ("endless", "huge", "bomb"):
-            c = healthy(cluster, namespace, f"{behaviour}-0")
-            assert c is not None
-            assert (c["status"], c["reason"]) == ("False", "ResponseTooLarge"), behaviour
-        assert (healthy(cluster, namespace, "drip-0") or {}).get("reason") == "Timeout"
+        seen: dict[str, set[tuple[str, str]]] = {}
+        listed = json.loads(cluster.kubectl("get", "llmp", "-n", namespace, "-o", "json").stdout)
+        for obj in listed["items"]:
+            c = condition(obj, "Healthy") or {}
+            kind = obj["metadata"]["name"].rsplit("-", 1)[0]
+            seen.setdefault(kind, set()).add((c.get("status", ""), c.get("reason", "")))
+        # Large bodies take turns (a few at a time); one whose turn does not come within its
+        # timeout is a Timeout. Either way each is unhealthy, and the cap is named.
+        for kind in ("endless", "huge", "bomb"):
+            assert seen[kind] <= {("False", "ResponseTooLarge"), ("False", "Timeout")}, kind
+            assert ("False", "ResponseTooLarge") in seen[kind], kind
+        assert seen["drip"] == {("False", "Timeout")}
         peak = op.peak_rss()
         assert peak < CHART_MEMORY_LIMIT, f"peak RSS {peak / 2**20:.0f} MiB"
         print(f"peak RSS {peak / 2**20:.0f} MiB")
