@@ -26,8 +26,7 @@ STREAM = [
     event({"content": "Hello"}),
     event({"content": " there"}),
     event({}, "stop"),
-    b'data: {"id":"chatcmpl-1","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}'
-    b"\n\n",
+    b'data: {"id":"chatcmpl-1","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}\n\n',
     b"data: [DONE]\n\n",
 ]
 
