@@ -390,7 +390,7 @@ def run(args: argparse.Namespace, work: Path, procs: list[subprocess.Popen[bytes
             wait_http(urls[name].replace("/v1/chat/completions", "/v1/models"))
     pids = {"bare": procs[1].pid, "router": router.pid}
     if args.only == "streams":
-        print_streams(streams_case(args, fake_port, urls, pids))
+        print(json.dumps({"streams": print_streams(streams_case(args, fake_port, urls, pids))}))
         return 0
     rows: dict[str, dict[str, float]] = {}
     for name, url in urls.items():
@@ -435,8 +435,7 @@ def run(args: argparse.Namespace, work: Path, procs: list[subprocess.Popen[bytes
     set_faults(fake_port, None)
     many = streams_case(args, fake_port, urls, pids)
     memory = soak(urls["router"], router.pid)
-    print_report(rows, memory)
-    print_streams(many)
+    print_report(rows, memory, print_streams(many))
     return 0
 
 
@@ -475,7 +474,8 @@ def streams_case(
     return runs
 
 
-def print_streams(runs: dict[str, list[bench_streams.StreamRun]]) -> None:
+def print_streams(runs: dict[str, list[bench_streams.StreamRun]]) -> dict[str, float]:
+    """Print the rounds; the ratios for the JSON line."""
     bare, router = runs["bare"], runs["router"]
     for i, (b, r) in enumerate(zip(bare, router, strict=True)):
         print(
@@ -488,30 +488,24 @@ def print_streams(runs: dict[str, list[bench_streams.StreamRun]]) -> None:
         )
     cpu_b = statistics.median(b.cpu_ms_per_1k_chunks for b in bare)
     cpu_r = statistics.median(r.cpu_ms_per_1k_chunks for r in router)
-    print(
-        json.dumps(
-            {
-                "streams": {
-                    "bare_cpu_ms_per_1k_chunks": round(cpu_b, 2),
-                    "router_cpu_ms_per_1k_chunks": round(cpu_r, 2),
-                    "router_vs_bare_cpu": round(cpu_r / cpu_b, 3),
-                    "router_vs_bare_cpu_worst_round": round(
-                        max(
-                            r.cpu_ms_per_1k_chunks / b.cpu_ms_per_1k_chunks
-                            for b, r in zip(bare, router, strict=True)
-                        ),
-                        3,
-                    ),
-                    "bare_peak_rss_mb": round(max(b.peak_rss_mb for b in bare), 1),
-                    "router_peak_rss_mb": round(max(r.peak_rss_mb for r in router), 1),
-                    "chunks_per_s_per_stream_min": round(
-                        min(x.chunks_per_s_per_stream for x in (*bare, *router)), 1
-                    ),
-                    "broken_streams": sum(x.broken for x in (*bare, *router)),
-                }
-            }
-        )
-    )
+    return {
+        "bare_cpu_ms_per_1k_chunks": round(cpu_b, 2),
+        "router_cpu_ms_per_1k_chunks": round(cpu_r, 2),
+        "router_vs_bare_cpu": round(cpu_r / cpu_b, 3),
+        "router_vs_bare_cpu_worst_round": round(
+            max(
+                r.cpu_ms_per_1k_chunks / b.cpu_ms_per_1k_chunks
+                for b, r in zip(bare, router, strict=True)
+            ),
+            3,
+        ),
+        "bare_peak_rss_mb": round(max(b.peak_rss_mb for b in bare), 1),
+        "router_peak_rss_mb": round(max(r.peak_rss_mb for r in router), 1),
+        "chunks_per_s_per_stream_min": round(
+            min(x.chunks_per_s_per_stream for x in (*bare, *router)), 1
+        ),
+        "broken_streams": sum(x.broken for x in (*bare, *router)),
+    }
 
 
 def soak(url: str, pid: int) -> dict[str, float]:
@@ -528,7 +522,9 @@ def soak(url: str, pid: int) -> dict[str, float]:
     }
 
 
-def print_report(rows: dict[str, dict[str, float]], memory: dict[str, float]) -> None:
+def print_report(
+    rows: dict[str, dict[str, float]], memory: dict[str, float], streams: dict[str, float]
+) -> None:
     cols = [
         "rps",
         "p50_ms",
@@ -561,6 +557,7 @@ def print_report(rows: dict[str, dict[str, float]], memory: dict[str, float]) ->
         "stream_chunks_per_s_router_vs_direct": round(r["chunks_per_s"] / d["chunks_per_s"], 3),
         "router_rss_mb_after_100k": round(memory["rss_mb"], 1),
         "router_rss_growth_last_50k_mb": round(memory["growth_last_half_mb"], 1),
+        "streams": streams,
     }
     print(json.dumps(ratios))
 
