@@ -17,7 +17,10 @@ rounds, so drifts of this shared machine hit both alike), added latency at a fix
 sets here), time to first token and chunks per
 second of a 500-chunk stream (direct and routed streams alternate; the fake yields its core to
 the client so arrival times are taken promptly), and the router's memory after 100,000
-requests. Prints a table and ends with one JSON line of the ratios.
+requests. Many streams (``--only streams`` runs just this case): 1,000 clients each hold a
+stream that the fake paces at 20 chunks/s (20,000 chunks/s in all), through the bare proxy and
+the router in alternating rounds; per server, CPU time per 1,000 chunks delivered and peak RSS
+(hack/bench_streams.py). Prints a table and ends with one JSON line of the ratios.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import asyncio
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -38,6 +42,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+import bench_streams
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "operator"), str(REPO / "router")]
@@ -70,10 +76,18 @@ BARE_PROXY = textwrap.dedent("""
             m = await receive(); body += m.get("body", b""); more = m.get("more_body", False)
         async with state["s"].post(UP + scope["path"], data=body,
                                    headers={"content-type": "application/json"}) as r:
-            data = await r.read()
-        await send({"type": "http.response.start", "status": r.status,
-                    "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": data})
+            kind = r.headers.get("content-type", "application/json").encode()
+            if not kind.startswith(b"text/event-stream"):
+                data = await r.read()
+                await send({"type": "http.response.start", "status": r.status,
+                            "headers": [(b"content-type", b"application/json")]})
+                await send({"type": "http.response.body", "body": data})
+                return
+            await send({"type": "http.response.start", "status": r.status,
+                        "headers": [(b"content-type", kind)]})
+            async for data in r.content.iter_any():  # each read goes on at once
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
     uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), loop="uvloop",
                 http="httptools", log_level="warning", access_log=False)
 """)
@@ -199,13 +213,6 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def router_manifests(folder: Path, upstream: str) -> None:
     providers = [
         {
@@ -301,8 +308,12 @@ def main() -> int:
     )
     parser.add_argument("--no-litellm", action="store_true")
     parser.add_argument("--install-litellm", action="store_true")
+    parser.add_argument("--only", choices=["streams"], help="run only this case")
+    parser.add_argument("--streams", type=int, default=1000, help="concurrent streams")
+    parser.add_argument("--stream-rate", type=float, default=20.0, help="chunks/s per stream")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
+    raise_fd_limit(4 * args.streams + 1000)  # inherited by the servers started here
+    if shutil.which("wrk") is None and args.only is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
     if args.install_litellm:
         install_litellm()
@@ -316,6 +327,14 @@ def main() -> int:
             p.terminate()
         for p in procs:
             p.wait(10)
+
+
+def raise_fd_limit(needed: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        if hard != resource.RLIM_INFINITY and hard < needed:
+            raise SystemExit(f"{needed} open files are needed; the hard limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
 def run(args: argparse.Namespace, work: Path, procs: list[subprocess.Popen[bytes]]) -> int:
@@ -369,6 +388,10 @@ def run(args: argparse.Namespace, work: Path, procs: list[subprocess.Popen[bytes
     for name in ("bare", "router", "litellm"):
         if name in urls:
             wait_http(urls[name].replace("/v1/chat/completions", "/v1/models"))
+    pids = {"bare": procs[1].pid, "router": router.pid}
+    if args.only == "streams":
+        print(json.dumps({"streams": print_streams(streams_case(args, fake_port, urls, pids))}))
+        return 0
     rows: dict[str, dict[str, float]] = {}
     for name, url in urls.items():
         wrk(url, 2)  # warm up
@@ -399,14 +422,7 @@ def run(args: argparse.Namespace, work: Path, procs: list[subprocess.Popen[bytes
     for name, samples in latencies.items():
         samples.sort()
         rows[name].update(at200_p50_ms=pct(samples, 0.5), at200_p99_ms=pct(samples, 0.99))
-    import urllib.request
-
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{fake_port}/_fake/faults",
-        data=json.dumps({"reply_words": 500}).encode(),
-        method="PUT",
-    )
-    urllib.request.urlopen(req).read()  # noqa: S310 (loopback)
+    set_faults(fake_port, {"reply_words": 500})
     streamed = {n: urls[n] for n in ("direct", "router")}
     for name, (_, cps) in asyncio.run(stream_timing(streamed)).items():
         rows[name].update(chunks_per_s=cps)
@@ -416,12 +432,80 @@ def run(args: argparse.Namespace, work: Path, procs: list[subprocess.Popen[bytes
     os.setpriority(os.PRIO_PROCESS, procs[0].pid, 10)
     for name, (ttft, _) in asyncio.run(stream_timing(streamed)).items():
         rows[name].update(ttft_ms=ttft)
-    urllib.request.urlopen(
-        urllib.request.Request(f"http://127.0.0.1:{fake_port}/_fake/reset", method="POST")
-    ).read()
+    set_faults(fake_port, None)
+    many = streams_case(args, fake_port, urls, pids)
     memory = soak(urls["router"], router.pid)
-    print_report(rows, memory)
+    print_report(rows, memory, print_streams(many))
     return 0
+
+
+def set_faults(fake_port: int, faults: dict[str, Any] | None) -> None:
+    """Set the fake's faults, or reset them with None."""
+    import urllib.request
+
+    req = (
+        urllib.request.Request(f"http://127.0.0.1:{fake_port}/_fake/reset", method="POST")
+        if faults is None
+        else urllib.request.Request(
+            f"http://127.0.0.1:{fake_port}/_fake/faults",
+            data=json.dumps(faults).encode(),
+            method="PUT",
+        )
+    )
+    urllib.request.urlopen(req).read()  # noqa: S310 (loopback)
+
+
+def streams_case(
+    args: argparse.Namespace, fake_port: int, urls: dict[str, str], pids: dict[str, int]
+) -> dict[str, list[bench_streams.StreamRun]]:
+    """Bare proxy and router in alternating rounds of many paced streams."""
+    window = max(2.0, args.duration)
+    words = bench_streams.stream_words(window, args.stream_rate)
+    set_faults(fake_port, {"reply_words": words, "chunk_interval": 1 / args.stream_rate})
+    runs: dict[str, list[bench_streams.StreamRun]] = {"bare": [], "router": []}
+    try:
+        for _ in range(args.rounds):
+            for name, results in runs.items():
+                results.append(
+                    bench_streams.run(urls[name], pids[name], BODY, args.streams, window)
+                )
+    finally:
+        set_faults(fake_port, None)
+    return runs
+
+
+def print_streams(runs: dict[str, list[bench_streams.StreamRun]]) -> dict[str, float]:
+    """Print the rounds; the ratios for the JSON line."""
+    bare, router = runs["bare"], runs["router"]
+    for i, (b, r) in enumerate(zip(bare, router, strict=True)):
+        print(
+            f"streams round {i + 1}: CPU ms per 1,000 chunks bare {b.cpu_ms_per_1k_chunks:.1f} "
+            f"router {r.cpu_ms_per_1k_chunks:.1f} "
+            f"({r.cpu_ms_per_1k_chunks / b.cpu_ms_per_1k_chunks:.3f}); chunks/s per stream "
+            f"bare {b.chunks_per_s_per_stream:.1f} router {r.chunks_per_s_per_stream:.1f}; "
+            f"peak RSS MB bare {b.peak_rss_mb:.0f} router {r.peak_rss_mb:.0f}; "
+            f"broken streams bare {b.broken} router {r.broken}"
+        )
+    cpu_b = statistics.median(b.cpu_ms_per_1k_chunks for b in bare)
+    cpu_r = statistics.median(r.cpu_ms_per_1k_chunks for r in router)
+    return {
+        "bare_cpu_ms_per_1k_chunks": round(cpu_b, 2),
+        "router_cpu_ms_per_1k_chunks": round(cpu_r, 2),
+        "router_vs_bare_cpu": round(cpu_r / cpu_b, 3),
+        "router_vs_bare_cpu_worst_round": round(
+            max(
+                r.cpu_ms_per_1k_chunks / b.cpu_ms_per_1k_chunks
+                for b, r in zip(bare, router, strict=True)
+            ),
+            3,
+        ),
+        "bare_peak_rss_mb": round(max(b.peak_rss_mb for b in bare), 1),
+        "router_peak_rss_mb": round(max(r.peak_rss_mb for r in router), 1),
+        "chunks_per_s_per_stream_min": round(
+            min(x.chunks_per_s_per_stream for x in (*bare, *router)), 1
+        ),
+        "broken_streams": sum(x.broken for x in (*bare, *router)),
+    }
 
 
 def soak(url: str, pid: int) -> dict[str, float]:
@@ -429,7 +513,7 @@ def soak(url: str, pid: int) -> dict[str, float]:
     served, samples = 0, []
     while served < 100_000:
         served += int(wrk(url, 8)["requests"])
-        samples.append((served, rss_mb(pid)))
+        samples.append((served, bench_streams.rss_mb(pid)))
     half = next(rss for n, rss in samples if n >= 50_000)
     return {
         "requests": served,
@@ -438,7 +522,9 @@ def soak(url: str, pid: int) -> dict[str, float]:
     }
 
 
-def print_report(rows: dict[str, dict[str, float]], memory: dict[str, float]) -> None:
+def print_report(
+    rows: dict[str, dict[str, float]], memory: dict[str, float], streams: dict[str, float]
+) -> None:
     cols = [
         "rps",
         "p50_ms",
@@ -471,6 +557,7 @@ def print_report(rows: dict[str, dict[str, float]], memory: dict[str, float]) ->
         "stream_chunks_per_s_router_vs_direct": round(r["chunks_per_s"] / d["chunks_per_s"], 3),
         "router_rss_mb_after_100k": round(memory["rss_mb"], 1),
         "router_rss_growth_last_50k_mb": round(memory["growth_last_half_mb"], 1),
+        "streams": streams,
     }
     print(json.dumps(ratios))
 

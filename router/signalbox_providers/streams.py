@@ -52,6 +52,19 @@ class OpenAIEvents:
     def feed(self, data: bytes) -> bytes:
         if self._done:
             return b""
+        if (  # the usual read: exactly one whole one-line data event (what _split would find)
+            not self._pending
+            and self._parser is None
+            and data.startswith(b"data: ")
+            and data.find(b"\n") == len(data) - 2
+            and data.endswith(b"\n\n")
+            and b"\r" not in data
+            and len(data) - 2 <= self._max
+        ):
+            try:
+                return self._payload(data[6:-2])
+            except ValueError as exc:
+                raise StreamFailed(str(exc)) from exc
         if self._parser is None and b"\r" in data:
             self._parser = SseParser(self._max)
             data, self._pending, self._pending_size = b"".join(self._pending) + data, [], 0

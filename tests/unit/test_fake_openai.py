@@ -6,6 +6,7 @@ The same routes back the vLLM, LocalAI and Ollama (/v1) flavors, so every flavor
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -279,6 +280,17 @@ async def test_stream_cut_midway(fake: FakeProvider, client: openai.AsyncOpenAI)
     with pytest.raises((openai.APIError, httpx.HTTPError)):
         await drain()
     assert len(received) == 3
+
+
+async def test_stream_paced(fake: FakeProvider, client: openai.AsyncOpenAI) -> None:
+    fake.set_faults(chunk_interval=0.05)
+    started = time.monotonic()
+    stream = await client.chat.completions.create(
+        model=MODEL, stream=True, messages=[{"role": "user", "content": "a b c"}]
+    )
+    arrivals = [time.monotonic() async for _ in stream]
+    assert len(arrivals) >= 5
+    assert arrivals[-1] - started >= 0.05 * (len(arrivals) - 1) * 0.9  # a pause per chunk
 
 
 async def test_malformed_body(fake: FakeProvider) -> None:

@@ -51,6 +51,12 @@ class Faults(pydantic.BaseModel):
         ge=0,
         description="Go silent, connection open, after this many stream chunks (until cleared).",
     )
+    chunk_interval: float = pydantic.Field(
+        default=0.0,
+        ge=0,
+        le=60,
+        description="Pace streams: seconds of pause before each chunk after the first.",
+    )
     malformed: bool = pydantic.Field(default=False, description="Send invalid JSON with a 200.")
     api_key: str | None = pydantic.Field(
         default=None, description="Require this API key (401 otherwise)."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -71,11 +72,15 @@ async def start_stream(request: web.Request, content_type: str) -> web.StreamRes
 
 
 async def send_chunks(request: web.Request, resp: web.StreamResponse, chunks: list[bytes]) -> None:
-    """Write chunks, honouring the cut-stream fault by dropping the connection midway and the
-    stall fault by going silent midway."""
+    """Write chunks, honouring the cut-stream fault by dropping the connection midway, the
+    stall fault by going silent midway and the pacing knob by a pause before every chunk but
+    the first (a pause, not a schedule: chunks that come late never come in a burst)."""
     state = state_of(request)
     cut, stall = state.faults.cut_stream_after, state.faults.stall_stream_after
+    interval = state.faults.chunk_interval
     for i, chunk in enumerate(chunks):
+        if interval and i:
+            await asyncio.sleep(interval)
         if cut is not None and i >= cut:
             if request.transport is not None:
                 request.transport.abort()  # the client sees an incomplete chunked body
