@@ -1,6 +1,6 @@
 """Router benchmark (not a test): the router beside the Python ceiling and LiteLLM, one run.
 
-    .venv/bin/python hack/bench_router.py [--duration 10] [--rounds 3] [--no-litellm]
+    .venv/bin/python hack/bench_router.py [--duration 10] [--rounds 4] [--no-litellm]
 
 The system under test runs pinned to CPU 0; the fake provider and the load generators (wrk
 and this script's own clients) run on CPU 1, off the router's core. Compared side by side:
@@ -12,7 +12,8 @@ and this script's own clients) run on CPU 1, off the router's core. Compared sid
   (d) LiteLLM's proxy in its own virtualenv (one worker, logging off), when installed
       (hack/bench_router.py --install-litellm).
 Measured: throughput at 32 connections (wrk; the bare proxy and the router in alternating
-rounds, so drifts of this shared machine hit both alike), added latency at a fixed 200 req/s
+rounds, first one then the other, so drifts of this shared machine and the cost of going second
+hit both alike), added latency at a fixed 200 req/s
 (direct, bare and router in alternating rounds; the bare proxy's is the floor any Python hop
 sets here), time to first token and chunks per
 second of a 500-chunk stream (direct and routed streams alternate; the fake yields its core to
@@ -304,7 +305,10 @@ def main() -> int:
     )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="alternating bare/router throughput rounds"
+        "--rounds",
+        type=int,
+        default=4,
+        help="throughput rounds (bare and router; the order flips each round)",
     )
     parser.add_argument("--no-litellm", action="store_true")
     parser.add_argument("--install-litellm", action="store_true")
@@ -401,9 +405,9 @@ def run(args: argparse.Namespace, work: Path, procs: list[subprocess.Popen[bytes
         litellm.terminate()
         litellm.wait(30)
     rounds: dict[str, list[dict[str, float]]] = {"bare": [], "router": []}
-    for _ in range(args.rounds):
-        for name, results in rounds.items():
-            results.append(wrk(urls[name], args.duration))
+    for i in range(args.rounds):  # the order flips each round: whichever runs second is slower
+        for name in ("bare", "router") if i % 2 == 0 else ("router", "bare"):
+            rounds[name].append(wrk(urls[name], args.duration))
     for name, results in rounds.items():
         rows[name] = {k: statistics.median(r[k] for r in results) for k in results[0]}
     ratios = [r["rps"] / b["rps"] for b, r in zip(rounds["bare"], rounds["router"], strict=True)]

@@ -6,7 +6,8 @@ The ASGI application answers chat completions as it does behind uvicorn, but the
 stub that hands back a canned OpenAI answer at once, so what is timed is parsing, checking,
 selection, limits, forwarding, metering and the reply: the part of a request's cost that
 ``hack/bench_router.py`` cannot separate from the HTTP stack. Steadier than a network
-benchmark, it suits comparing two versions of the code. ``--profile`` adds cProfile's view.
+benchmark, it suits comparing two versions of the code; it reports the quickest of 20 batches,
+the one least disturbed by the rest of the machine. ``--profile`` adds cProfile's view.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
+BATCHES = 20
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "operator"), str(REPO / "router"), str(REPO / "hack")]
 
@@ -55,16 +57,23 @@ class _Content:
     def is_eof(self) -> bool:
         return True
 
+    async def read(self, n: int = -1) -> bytes:
+        return ANSWER
+
 
 class _Answer:
     status = 200
     headers: dict[str, str] = {}
     content = _Content()
+    content_length = len(ANSWER)
 
     async def read(self) -> bytes:
         return ANSWER
 
     def release(self) -> None:
+        pass
+
+    def close(self) -> None:
         pass
 
 
@@ -109,15 +118,18 @@ async def run(requests: int, profile: bool) -> float:
     profiler = cProfile.Profile() if profile else None
     if profiler is not None:
         profiler.enable()
-    started = time.perf_counter()
-    for _ in range(requests):
-        await app(scope, receive, send)
-        sent.clear()
-    elapsed = time.perf_counter() - started
+    batch = max(1, requests // BATCHES)
+    best = float("inf")
+    for _ in range(BATCHES):  # the quickest batch: the least disturbed by the rest of the machine
+        started = time.perf_counter()
+        for _ in range(batch):
+            await app(scope, receive, send)
+            sent.clear()
+        best = min(best, time.perf_counter() - started)
     if profiler is not None:
         profiler.disable()
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
-    return elapsed / requests * 1e6
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+    return best / batch * 1e6
 
 
 def main() -> int:

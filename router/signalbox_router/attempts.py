@@ -4,8 +4,9 @@ An ``Attempt`` is created right after the provider's limiter admitted the reques
 ``await`` in between, and from then on it holds the limiter slot and token estimate, the
 in-flight counts, the local breaker's trial and the upstream response. It books its end exactly
 once (``succeeded``, ``failed``, or, from ``close``, whatever ended it: a failure, a client gone,
-a cancellation, a bug of ours), and that booking gives everything back. Used as ``async with``;
-a stream takes it over with ``hand_over`` and closes it when the stream ends.
+a cancellation, a bug of ours), and that booking gives everything back. Its creator calls
+``close(exc)`` on any exception and ``done()`` on return; a stream takes it over with
+``hand_over`` and closes it when the stream ends.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -84,6 +84,24 @@ class Prepared:
 class Attempt:
     """One try; see the module docstring for what it owns."""
 
+    __slots__ = (
+        "_handed_over",
+        "booked",
+        "cand",
+        "due",
+        "endpoint",
+        "entry",
+        "first_byte_due",
+        "job",
+        "limiter",
+        "number",
+        "prepared",
+        "response",
+        "started",
+        "state",
+        "trial",
+    )
+
     def __init__(
         self,
         state: RouterState,
@@ -106,20 +124,13 @@ class Attempt:
         self.booked = False
         self._handed_over = False
         state.started(self.entry.name, endpoint)
-        state.breakers.configure(self.entry.name, prepared.breaker)
         self.trial = state.breakers.before_request(self.entry.name, self.started)
 
-    async def __aenter__(self) -> Attempt:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def done(self) -> None:
+        """The exchange returned: a complete answer was booked by it; a stream took the
+        attempt over; anything else is booked now (as the client's)."""
         if not self._handed_over:
-            self.close(exc)
+            self.close()
 
     def hand_over(self) -> Attempt:
         """A stream takes the attempt over; it must call ``close`` when it ends."""

@@ -56,7 +56,7 @@ class Breakers:
         state = self._states.get(name)
         if state is None:
             self._states[name] = _State(settings)
-        elif state.settings != settings:
+        elif state.settings is not settings and state.settings != settings:
             state.settings = settings
 
     def _get(self, name: str) -> _State:

@@ -47,39 +47,31 @@ async def send(
 ) -> replies.Reply | replies.StreamReply:
     """The answer to ``outbound`` as the client's reply. Raises UpstreamFailed; whatever ends
     the exchange, the attempt books it (a stream's reply takes the attempt over)."""
-    try:
-        return await _send(client, deadlines, attempt, outbound)
-    except TimeoutError as exc:  # a deadline, or aiohttp's for a new connection
-        raise UpstreamFailed(Outcome.TIMEOUT, f"{attempt.entry.name}: timed out") from exc
-    except aiohttp.ClientError as exc:
-        message = f"{attempt.entry.name}: {type(exc).__name__}"
-        raise UpstreamFailed(Outcome.CONNECT_FAILURE, message) from exc
-
-
-async def _send(
-    client: aiohttp.ClientSession,
-    deadlines: Deadlines,
-    attempt: Attempt,
-    outbound: dialects.Outbound,
-) -> replies.Reply | replies.StreamReply:
     name = attempt.entry.name
-    with deadlines.at(attempt.first_byte_due) as deadline:
-        attempt.response = resp = await client.post(
-            outbound.url,
-            data=outbound.data,
-            headers=attempt.prepared.headers,
-            timeout=attempt.prepared.connect,
-            allow_redirects=False,
-        )
-        if 300 <= resp.status < 400:
-            raise UpstreamFailed(Outcome.INVALID_RESPONSE, f"{name}: redirect refused")
-        if resp.status >= 400 or resp.status < 200:
-            deadline.move(attempt.due)
-            raise await _failure(attempt, resp)
-        if attempt.job.stream:
-            return await _stream(deadlines, attempt, resp)
-        deadline.move(attempt.due)  # the rest of an answer may take the request's time
-        raw = await _read(resp, MAX_ANSWER, name)
+    try:
+        with deadlines.at(attempt.first_byte_due) as deadline:
+            attempt.response = resp = await client.post(
+                outbound.url,
+                data=outbound.data,
+                headers=attempt.prepared.headers,
+                timeout=attempt.prepared.connect,
+                allow_redirects=False,
+            )
+            if 300 <= resp.status < 400:
+                raise UpstreamFailed(Outcome.INVALID_RESPONSE, f"{name}: redirect refused")
+            if resp.status >= 400 or resp.status < 200:
+                deadline.move(attempt.due)
+                raise await _failure(attempt, resp)
+            if attempt.job.stream:
+                return await _stream(deadlines, attempt, resp)
+            deadline.move(attempt.due)  # the rest of an answer may take the request's time
+            raw = await read_bounded(resp, MAX_ANSWER)
+    except TimeoutError as exc:  # a deadline, or aiohttp's for a new connection
+        raise UpstreamFailed(Outcome.TIMEOUT, f"{name}: timed out") from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamFailed(Outcome.CONNECT_FAILURE, f"{name}: {type(exc).__name__}") from exc
+    except _TooLarge as exc:
+        raise UpstreamFailed(Outcome.INVALID_RESPONSE, f"{name}: {exc}") from exc
     try:
         answer = attempt.prepared.dialect.answer(attempt.job.kind, raw, attempt.cand.model)
     except dialects.InvalidAnswer as exc:
@@ -88,20 +80,37 @@ async def _send(
     return replies.Reply(200, answer.body, [replies.JSON_TYPE, *_names(attempt)])
 
 
-async def _read(resp: aiohttp.ClientResponse, limit: int, name: str) -> bytes:
-    if resp.content_length is not None and resp.content_length > limit:
-        raise UpstreamFailed(Outcome.INVALID_RESPONSE, f"{name}: answer over {limit} bytes")
-    raw = await resp.content.read(limit + 1)
-    if len(raw) > limit:
-        raise UpstreamFailed(Outcome.INVALID_RESPONSE, f"{name}: answer over {limit} bytes")
-    return raw
+class _TooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"answer over {limit} bytes")
+
+
+async def read_bounded(resp: aiohttp.ClientResponse, limit: int, *, cut: bool = False) -> bytes:
+    """The whole body, or ``_TooLarge`` past ``limit`` bytes (with ``cut``, its first ``limit``
+    bytes instead). A plain body of a declared length is read in one go; anything else
+    (chunked, or inflated from a compressed one) is counted as it arrives."""
+    declared = resp.content_length
+    if declared is not None and "content-encoding" not in resp.headers:
+        if declared <= limit:
+            return await resp.read()
+        if not cut:
+            raise _TooLarge(limit)
+    chunks, size = [], 0
+    async for chunk in resp.content.iter_any():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            if not cut:
+                raise _TooLarge(limit)
+            break
+    return b"".join(chunks)[:limit]
 
 
 async def _failure(attempt: Attempt, resp: aiohttp.ClientResponse) -> UpstreamFailed:
     """The failure an error answer stands for, with the provider's body when it is the
     request's fault (and so goes back to the client)."""
     try:
-        raw = await resp.content.read(MAX_ERROR_BODY)
+        raw = await read_bounded(resp, MAX_ERROR_BODY, cut=True)
     except aiohttp.ClientError:
         raw = b""  # the status says enough
     parsed = _json_or_none(redaction.redact(raw, attempt.state.secrets()))

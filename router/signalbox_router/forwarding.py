@@ -158,8 +158,12 @@ class Forwarder:
             endpoint=endpoint,
             number=number,
         )
-        async with attempt:
+        try:  # the attempt owns what it took from here; it books however this ends
             reply = await exchange.send(self.session, self.deadlines, attempt, outbound)
+        except BaseException as exc:
+            attempt.close(exc)
+            raise
+        attempt.done()
         self.state.meter.attempts.observe(number)
         return reply
 
@@ -167,6 +171,7 @@ class Forwarder:
         cached = self._prepared.get(entry.name)
         if cached is None or cached.entry is not entry:
             cached = self._prepared[entry.name] = Prepared.of(entry)
+            self.state.breakers.configure(entry.name, cached.breaker)
         return cached
 
     async def _wait_for_capacity(

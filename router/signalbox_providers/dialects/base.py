@@ -123,12 +123,12 @@ def usage_of(body: Mapping[str, Any], prompt: str, completion: str) -> Usage | N
     usage = body.get("usage")
     if usage is None:
         return None
-    if not isinstance(usage, Mapping):
+    if type(usage) is not dict:
         raise InvalidAnswer("usage is not an object")
-    counts = (usage.get(prompt, 0), usage.get(completion, 0))
-    if not all(type(n) is int and n >= 0 for n in counts):
+    p, c = usage.get(prompt, 0), usage.get(completion, 0)
+    if type(p) is not int or type(c) is not int or p < 0 or c < 0:  # bool is no count either
         raise InvalidAnswer("usage token counts are not non-negative integers")
-    return counts[0], counts[1]
+    return p, c
 
 
 def loads_object(raw: bytes, what: str) -> dict[str, Any]:
@@ -136,7 +136,7 @@ def loads_object(raw: bytes, what: str) -> dict[str, Any]:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidAnswer(f"{what} is not JSON") from exc
-    if not isinstance(value, dict):
+    if type(value) is not dict:
         raise InvalidAnswer(f"{what} is not a JSON object")
     return value
 

@@ -85,7 +85,7 @@ class Dialect:
         """A 2xx body, validated. Raises InvalidAnswer."""
         body = loads_object(raw, "the answer")
         key = "choices" if kind == "chat" else "data"
-        if not isinstance(body.get(key), list):
+        if type(body.get(key)) is not list:
             raise InvalidAnswer(f"the answer has no {key!r} list")
         return Answer(raw, usage_of(body, "prompt_tokens", "completion_tokens"))
 
