@@ -54,6 +54,16 @@ def _scenarios(up: scripted.ScriptedUpstream, evil: scripted.ScriptedUpstream) -
         "redirect-307-azure": ("AzureOpenAI", "azure", scripted.redirect(307, to_evil)),
         "gzip": ("OpenAICompatible", None, scripted.gzipped(scripted.completion("gzip"))),
         "empty-anthropic": ("Anthropic", "anthropic", scripted.json_answer({})),
+        "big-answer": (
+            "OpenAICompatible",
+            None,
+            scripted.json_answer(scripted.completion("big-answer", "y" * BIG)),
+        ),
+        "big-chunked-answer": (
+            "OpenAICompatible",
+            None,
+            scripted.chunked_json(scripted.completion("big-chunked-answer", "z" * BIG)),
+        ),
         "bad-usage": (
             "OpenAICompatible",
             None,
@@ -195,6 +205,15 @@ def test_answers_are_asked_for_uncompressed_and_a_compressed_one_is_read(world: 
     assert resp.json()["choices"][0]["message"]["content"] == "hello"
     assert "content-encoding" not in resp.headers
     assert world.up.requests_for("gzip")[-1].headers["accept-encoding"] == "identity"
+
+
+@pytest.mark.parametrize(("model", "letter"), [("big-answer", "y"), ("big-chunked-answer", "z")])
+def test_a_large_answer_arriving_in_many_reads_is_read_whole(
+    world: World, model: str, letter: str
+) -> None:
+    resp = world.chat(model)
+    assert resp.status_code == 200, resp.text[:300]
+    assert resp.json()["choices"][0]["message"]["content"] == letter * BIG
 
 
 def test_an_empty_anthropic_answer_is_not_a_completion(world: World) -> None:

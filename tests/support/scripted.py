@@ -119,6 +119,23 @@ def gzipped(body: Any) -> Behavior:
     return lambda h: answer(h, 200, None, [("content-encoding", "gzip")], raw=data)
 
 
+def chunked_json(body: Any, pieces: int = 50) -> Behavior:
+    """A JSON answer without a declared length, sent in many chunks."""
+    data = json.dumps(body).encode()
+    step = max(1, len(data) // pieces)
+
+    def run(h: Handler) -> None:
+        h.send_response(200)
+        h.send_header("content-type", "application/json")
+        h.send_header("transfer-encoding", "chunked")
+        h.end_headers()
+        for i in range(0, len(data), step):
+            _chunk(h, data[i : i + step])
+        h.wfile.write(b"0\r\n\r\n")
+
+    return run
+
+
 def _chunk(h: Handler, data: bytes) -> None:
     h.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
     h.wfile.flush()
