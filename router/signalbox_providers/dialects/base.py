@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 from urllib.parse import quote, urlsplit
 
 import orjson
@@ -55,16 +55,14 @@ class HttpCall:
         return f"HttpCall({self.method} {self.url})"
 
 
-@dataclass(frozen=True, slots=True)
-class Outbound:
+class Outbound(NamedTuple):  # a tuple: built on every request, and cheaply so
     """One request body for a provider, and where it goes."""
 
     url: str
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
+class Answer(NamedTuple):
     """A validated complete answer, already in OpenAI's shape."""
 
     body: bytes
