@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from signalbox_providers.fake import FakeProvider, Flavor
+from tests.support import router as router_support
 from tests.support.cluster import Cluster
 from tests.support.misbehaving import Misbehaving
 from tests.support.operator import OperatorProcess, condition, events, wait_for
@@ -29,18 +30,14 @@ def server() -> Iterator[Misbehaving]:
 
 
 def provider(name: str, url: str, interval: str, timeout: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "signalbox.dev/v1alpha1",
-        "kind": "LLMProvider",
-        "metadata": {"name": name},
-        "spec": {
-            "type": "OpenAICompatible",
-            "endpoint": {"url": url},
-            "healthCheck": {"interval": interval, "timeout": timeout, "unhealthyThreshold": 1},
-            "circuitBreaker": {"failureThreshold": 100},  # keep probing the bad ones
-            **spec,
-        },
-    }
+    return router_support.provider(
+        name,
+        "OpenAICompatible",
+        url,
+        healthCheck={"interval": interval, "timeout": timeout, "unhealthyThreshold": 1},
+        circuitBreaker={"failureThreshold": 100},  # keep probing the bad ones
+        **spec,
+    )
 
 
 def apply_all(cluster: Cluster, namespace: str, items: list[dict[str, Any]]) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from signalbox_providers.fake import FakeProvider, Flavor
 from tests.support import cluster as clusters
+from tests.support import router as router_support
 from tests.support.cluster import Cluster
 from tests.support.operator import OperatorProcess, condition, free_port, wait_for
 from tests.support.router_process import KubeRouter
@@ -23,19 +24,15 @@ MODEL = "gpt-4o-mini"
 
 
 def provider(name: str, url: str, priority: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "signalbox.dev/v1alpha1",
-        "kind": "LLMProvider",
-        "metadata": {"name": name},
-        "spec": {
-            "type": "OpenAICompatible",
-            "endpoint": {"url": url},
-            "priority": priority,
-            "models": [{"name": MODEL, "capabilities": ["chat", "streaming"]}],
-            "healthCheck": {"interval": "1s", "timeout": "800ms", "unhealthyThreshold": 1},
-            "circuitBreaker": {"failureThreshold": 1, "openDuration": "30s"},
-        },
-    }
+    return router_support.provider(
+        name,
+        "OpenAICompatible",
+        url,
+        models=[{"name": MODEL, "capabilities": ["chat", "streaming"]}],
+        priority=priority,
+        healthCheck={"interval": "1s", "timeout": "800ms", "unhealthyThreshold": 1},
+        circuitBreaker={"failureThreshold": 1, "openDuration": "30s"},
+    )
 
 
 POLICY = {

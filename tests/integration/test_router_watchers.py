@@ -144,18 +144,14 @@ def test_the_folder_watch_survives_a_bad_secret_and_a_deleted_folder(tmp_path: P
 
 
 def _kube_provider(name: str, url: str, secret: str, priority: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "signalbox.dev/v1alpha1",
-        "kind": "LLMProvider",
-        "metadata": {"name": name},
-        "spec": {
-            "type": "OpenAICompatible",
-            "endpoint": {"url": url},
-            "priority": priority,
-            "auth": {"secretRef": {"name": secret, "key": "k"}},
-            "models": [{"name": MODEL, "capabilities": ["chat"]}],
-        },
-    }
+    return provider(
+        name,
+        "OpenAICompatible",
+        url,
+        models=[{"name": MODEL, "capabilities": ["chat"]}],
+        secret=(secret, "k"),
+        priority=priority,
+    )
 
 
 def _mark_ready(cluster: Cluster, namespace: str, name: str) -> None:
