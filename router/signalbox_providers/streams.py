@@ -175,18 +175,20 @@ class TranslatedEvents:
         return self._sent_done
 
     def feed(self, data: bytes) -> bytes:
-        return self._translate(self._parse(data))
+        return self._translate(lambda: self._parse(data))
 
     def end(self) -> bytes:
-        out = self._translate(self._flush()) if self._flush and not self._sent_done else b""
+        flush = self._flush
+        out = self._translate(flush) if flush is not None and not self._sent_done else b""
         if not self._sent_done:
             raise StreamFailed("the upstream stream ended before it finished")
         return out
 
-    def _translate(self, items: list[Any]) -> bytes:
+    def _translate(self, parsed: Callable[[], list[Any]]) -> bytes:
+        """Translate what ``parsed`` yields; a parse or translation error fails the stream."""
         out = []
         try:
-            for item in items:
+            for item in parsed():
                 out += [sse(chunk) for chunk in self._translator.feed(item)]
         except (UpstreamStreamError, ValueError, TypeError) as exc:
             raise StreamFailed(f"upstream stream error: {str(exc)[:300]}") from exc
@@ -197,25 +199,9 @@ class TranslatedEvents:
 
 
 def anthropic_events(model: str, client_usage: bool) -> TranslatedEvents:
-    return TranslatedEvents(_guarded(SseParser().feed), AnthropicStream(model, client_usage))
+    return TranslatedEvents(SseParser().feed, AnthropicStream(model, client_usage))
 
 
 def ollama_lines(model: str, client_usage: bool) -> TranslatedEvents:
     parser = NdjsonParser()
-    return TranslatedEvents(
-        _guarded(parser.feed), OllamaStream(model, client_usage), _guarded_flush(parser.flush)
-    )
-
-
-def _guarded(parse: Callable[[bytes], list[Any]]) -> Callable[[bytes], list[Any]]:
-    def feed(data: bytes) -> list[Any]:
-        try:
-            return parse(data)
-        except ValueError as exc:
-            raise StreamFailed(str(exc)[:300]) from exc
-
-    return feed
-
-
-def _guarded_flush(flush: Callable[[], list[Any]]) -> Callable[[], list[Any]]:
-    return lambda: _guarded(lambda _data: flush())(b"")
+    return TranslatedEvents(parser.feed, OllamaStream(model, client_usage), parser.flush)

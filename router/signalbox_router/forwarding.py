@@ -94,15 +94,16 @@ class Forwarder:
     async def _failover(self, job: Job, ticket: object) -> replies.Reply | replies.StreamReply:
         failover = job.route.failover
         wait_until = time.monotonic() + parse_duration(failover.retry_after_max_wait)
-        attempts, last = 0, None
+        attempts, backed_off, last = 0, 0, None
         while True:
             limited: float | None = None
             for cand in job.route.ordered:
                 entry = self.state.snapshot.providers.get(cand.provider)
                 if attempts >= failover.max_attempts or entry is None:
                     continue
-                if attempts:
+                if attempts > backed_off:  # once after each failed attempt, not per candidate
                     await asyncio.sleep(_backoff(failover, attempts + 1))
+                    backed_off = attempts
                 try:
                     return await self._try(job, ticket, entry, cand, attempts + 1)
                 except _Limited as refused:

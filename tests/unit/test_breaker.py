@@ -145,13 +145,6 @@ def test_a_refused_key_waits_for_a_new_key_or_a_good_probe(
     assert b.is_open("p", 1.0) is still_open
 
 
-def test_a_failure_does_not_close_an_open_breaker_for_a_refused_key() -> None:
-    b = Breakers()
-    b.key_refused("p", now=0.0, wall=1000.0)
-    b.key_may_work("p", key_changed=False, probe_ok_at=None)
-    assert b.is_open("p", 29.0)
-
-
 def test_rate_limit_cooling_is_separate_from_opening() -> None:
     b = Breakers()
     assert b.cooling("p", 0) is False
