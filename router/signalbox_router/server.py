@@ -237,8 +237,9 @@ _UNROUTED = replies.signalbox_headers("", "", 0)
 
 def _stamped(reply: replies.Reply | replies.StreamReply) -> replies.Reply | replies.StreamReply:
     """Every model response names provider, model and attempts; blank when none was tried."""
+    for name, _ in reply.headers:
+        if name == b"x-signalbox-provider":
+            return reply  # a provider answered: all three headers are there
     names = {k for k, _ in reply.headers}
-    if b"x-signalbox-provider" in names:
-        return reply  # a provider answered: all three headers are there
     reply.headers.extend((k, v) for k, v in _UNROUTED if k not in names)
     return reply

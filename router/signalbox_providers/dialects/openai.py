@@ -165,15 +165,17 @@ def _with_model(body: Mapping[str, Any], model: str) -> Mapping[str, Any]:
     return out
 
 
-_STEERING = (b'"model"', b'"stream"', b'"stream_options"')
-
-
 def _unambiguous(raw: bytes | None) -> bool:
     """Whether ``raw`` names each field the router acts on at most once. With a repeated key
     the router and the upstream might read different values (parsers differ on which one
     wins), so such a body is sent as the router read it. A string value spelling one of these
     names counts too; that only costs a re-encoding."""
-    return raw is not None and all(raw.count(key) <= 1 for key in _STEERING)
+    return (
+        raw is not None
+        and raw.count(b'"model"') <= 1
+        and raw.count(b'"stream"') <= 1
+        and raw.count(b'"stream_options"') <= 1
+    )
 
 
 _OPENAI = Dialect()
