@@ -9,7 +9,8 @@ key is checked. :class:`BoundedProtocol` adds, in the parser's own callbacks:
   it arrives, so it never grows past the bound by more than one read;
 - a head timeout (from the connection's start, or the next request's first byte) and a body
   timeout (from the end of the head): past either, ``408`` where an answer can still be sent,
-  and the connection is closed.
+  and the connection is closed;
+- a client that goes away before its answer started cancels the work for it at once.
 
 After a refusal the rest of the request is dropped as it arrives (nothing of it is kept) until
 the client closes or :data:`LINGER` seconds pass.
@@ -23,11 +24,11 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from signalbox_router import replies
+from signalbox_router import replies, sending
 
 _IDLE, _HEAD, _BODY, _REFUSED = 0, 1, 2, 3
 # After a refusal, what the client still sends is read and dropped for this long before the
@@ -89,6 +90,16 @@ class BoundedProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+        # A client gone before its answer started: the work for it stops now (the attempt
+        # closes its upstream and books the client's cancellation). A started stream has its
+        # own watcher (sending.send_stream).
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_started:
+            scope = cast("dict[str, Any]", cycle.scope)  # the application's keys are ours
+            task = scope.get(sending.TASK)
+            if isinstance(task, asyncio.Task) and not task.done():
+                scope[sending.CLIENT_GONE] = True
+                task.cancel()
 
     def data_received(self, data: bytes) -> None:
         if self._phase == _REFUSED:

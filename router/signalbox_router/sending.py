@@ -17,6 +17,12 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
+# Scope keys between the connection and the application: the task working on a request, and
+# the mark that its client went away before an answer started (the task is then cancelled).
+TASK = "signalbox.task"
+CLIENT_GONE = "signalbox.client_gone"
+
+
 async def send_reply(send: Send, reply: replies.Reply) -> None:
     headers = [*reply.headers, (b"content-length", str(len(reply.body)).encode())]
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})

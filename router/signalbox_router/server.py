@@ -9,6 +9,7 @@ Raw ASGI keeps the per-request overhead to the few microseconds a pass-through c
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -53,6 +54,10 @@ class RouterApp:
             return
         try:
             reply = await self._dispatch(scope, receive)
+        except asyncio.CancelledError:
+            if scope.get(sending.CLIENT_GONE):  # see bounding: nobody is left to answer
+                return
+            raise
         except reading.Refused as refused:
             reply = refused.reply
         except Exception:  # a bug of ours: the client still gets an OpenAI-shaped answer
@@ -107,6 +112,7 @@ class RouterApp:
     async def _model_call(
         self, scope: Scope, receive: Receive, kind: inspection.Kind
     ) -> replies.Reply | replies.StreamReply:
+        scope[sending.TASK] = asyncio.current_task()  # cancelled should the client leave
         priority = reading.priority(scope)
         raw, parsed = await reading.read_json(receive, self.settings.max_body)
         try:

@@ -120,6 +120,7 @@ def _scenarios(up: scripted.ScriptedUpstream, evil: scripted.ScriptedUpstream) -
             ),
         ),
         "endless": ("OpenAICompatible", None, scripted.endless("endless", up)),
+        "held": ("OpenAICompatible", None, scripted.held("held", up)),
     }
 
 
@@ -315,3 +316,36 @@ def test_a_client_that_leaves_a_stream_closes_the_upstream_at_once(world: World)
     after = world.router.metric("signalbox_router_upstream_errors_total", provider="p-endless")
     assert after == errors_before
     assert world.router.excluded("endless") == {}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_a_client_that_leaves_before_its_answer_starts_closes_the_upstream_at_once(
+    world: World, stream: bool
+) -> None:
+    world.up.gone_at.pop("held", None)
+    errors_before = world.router.metric("signalbox_router_upstream_errors_total", provider="p-held")
+    gone_before = world.router.metric(
+        "signalbox_router_requests_total", provider="p-held", code="499"
+    )
+    body = {"model": "held", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up before any answer
+        httpx.post(world.router.url + "/v1/chat/completions", json=body, timeout=0.5)
+    left = time.monotonic()
+    deadline = left + 10
+    while "held" not in world.up.gone_at and time.monotonic() < deadline:
+        time.sleep(0.01)
+    closed_after = world.up.gone_at["held"] - left
+    print(f"upstream closed {closed_after * 1000:.0f} ms after the client left")
+    assert closed_after < 1.0  # the upstream would otherwise be held for a minute
+    time.sleep(0.2)
+    _rested(world)
+    # Booked as the client's cancellation, not the provider's failure.
+    assert (
+        world.router.metric("signalbox_router_upstream_errors_total", provider="p-held")
+        == errors_before
+    )
+    assert (
+        world.router.metric("signalbox_router_requests_total", provider="p-held", code="499")
+        == gone_before + 1
+    )
+    assert world.router.excluded("held") == {}

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import select
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -182,6 +184,22 @@ def endless(model: str, upstream: ScriptedUpstream, every: float = 0.02) -> Beha
                 time.sleep(every)
         except OSError:
             upstream.gone_at[model] = time.monotonic()
+        h.close_connection = True
+
+    return run
+
+
+def held(model: str, upstream: ScriptedUpstream, seconds: float = 60.0) -> Behavior:
+    """Sends nothing back, for up to ``seconds``; records when the client closed the
+    connection."""
+
+    def run(h: Handler) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            readable, _, _ = select.select([h.connection], [], [], 0.01)
+            if readable and not h.connection.recv(1, socket.MSG_PEEK):
+                upstream.gone_at[model] = time.monotonic()
+                break
         h.close_connection = True
 
     return run
