@@ -64,7 +64,7 @@ harness_build() {
   need_go
   log "building $name from hack/tools/$name (once per change of its sources)"
   mkdir -p "$dir"
-  (cd "$src" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -ldflags "-s -w" -o "$tmp" . \
+  (cd "$src" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath -ldflags "-s -w" -o "$tmp" . \
     >"$tmp.log" 2>&1) &
   wait_building $! "$name" "$start" || { tail -40 "$tmp.log" >&2; rm -f "$tmp" "$tmp.log"; die "building $name failed"; }
   mv -f "$tmp" "$out"
