@@ -1,13 +1,27 @@
 #!/usr/bin/env bash
-# Builds the pinned kube-apiserver and etcd (and, on request, helm and kubeconform)
-# from the Go module proxy into $SIGNALBOX_CACHE/bin/<tool>-<version>/.
-# A binary that is already there is reused; a new pin builds a new one.
+# Builds the pinned kube-apiserver and etcd (and, on request, helm, kubeconform and promtool)
+# from the Go module proxy into $SIGNALBOX_CACHE/bin/<tool>-<version>/, and the test harnesses in
+# hack/tools/<name>/ into $SIGNALBOX_CACHE/bin/<name>-<hash of their sources>/.
+# A binary that is already there is reused; a new pin (or a changed harness) builds a new one.
+# monitoring-crds is no binary: it copies prometheus-operator's ServiceMonitor and PrometheusRule
+# CRDs out of its Go module into $SIGNALBOX_CACHE/crds/prometheus-operator-<version>/.
 #
-# usage: hack/build-binaries.sh [kube-apiserver] [etcd] [helm] [kubeconform]
+# usage: hack/build-binaries.sh [kube-apiserver] [etcd] [helm] [kubeconform] [promtool]
+#          [argocd-health] [dashboard-check] [monitoring-crds]
 #        (no arguments: kube-apiserver and etcd), prints one "name path" line per tool.
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 bin_dir() { echo "$SIGNALBOX_CACHE/bin/$1-$2"; }
+
+# wait_building PID NAME START: waits for a build, with a heartbeat so a long one shows progress.
+wait_building() {
+  local pid="$1" name="$2" start="$3"
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 15
+    kill -0 "$pid" 2>/dev/null && log "still building $name ($((SECONDS - start))s so far)"
+  done
+  wait "$pid"
+}
 
 # go_build NAME VERSION MODULE PACKAGE [GO.MOD EXTRA LINES] [LDFLAGS]
 go_build() {
@@ -28,17 +42,56 @@ go_build() {
     GOFLAGS=-mod=mod go get "${module}@${version}" >build.log 2>&1 || { cat build.log >&2; exit 1; }
     mkdir -p "$dir"
     CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w $ldflags" -o "$tmp" "$pkg" >>build.log 2>&1 &
-    local pid=$!
-    while kill -0 "$pid" 2>/dev/null; do  # a heartbeat, so a long first build shows progress
-      sleep 15
-      kill -0 "$pid" 2>/dev/null && log "still building $name ($((SECONDS - start))s so far)"
-    done
-    wait "$pid" || { tail -40 build.log >&2; exit 1; }
+    wait_building $! "$name" "$start" || { tail -40 build.log >&2; exit 1; }
     mv -f "$tmp" "$out"
   ) || { rm -rf "$work"; die "building $name $version failed (output above)"; }
   rm -rf "$work"
   log "built $name in $((SECONDS - start))s -> $out"
   echo "$name $out"
+}
+
+# harness_build NAME: builds the Go module in hack/tools/NAME (its own go.mod and go.sum).
+harness_build() {
+  local name="$1" src="$HACK_DIR/tools/$1"
+  local hash dir out tmp start=$SECONDS
+  [[ -f "$src/go.mod" ]] || die "no Go module in $src"
+  hash="$(cd "$src" && find . -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) | LC_ALL=C sort \
+    | xargs cat | sha256sum | cut -c1-12)"
+  dir="$(bin_dir "$name" "$hash")"
+  out="$dir/$name"
+  tmp="$out.tmp.$$"
+  if [[ -x "$out" ]]; then echo "$name $out"; return; fi
+  need_go
+  log "building $name from hack/tools/$name (once per change of its sources)"
+  mkdir -p "$dir"
+  (cd "$src" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath -ldflags "-s -w" -o "$tmp" . \
+    >"$tmp.log" 2>&1) &
+  wait_building $! "$name" "$start" || { tail -40 "$tmp.log" >&2; rm -f "$tmp" "$tmp.log"; die "building $name failed"; }
+  mv -f "$tmp" "$out"
+  rm -f "$tmp.log"
+  log "built $name in $((SECONDS - start))s -> $out"
+  echo "$name $out"
+}
+
+# monitoring_crds: the ServiceMonitor and PrometheusRule CRDs from prometheus-operator's module.
+monitoring_crds() {
+  local dir="$SIGNALBOX_CACHE/crds/prometheus-operator-$PROMETHEUS_OPERATOR_VERSION" src kind
+  if [[ -f "$dir/servicemonitors.yaml" && -f "$dir/prometheusrules.yaml" ]]; then
+    echo "monitoring-crds $dir"; return
+  fi
+  need_go
+  src="$(cd "$(mktemp -d)" && GOFLAGS=-mod=mod go mod download -json \
+    "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" \
+    | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')"
+  [[ -d "$src/example/prometheus-operator-crd" ]] \
+    || die "could not download prometheus-operator $PROMETHEUS_OPERATOR_VERSION from the Go module proxy"
+  mkdir -p "$dir"
+  for kind in servicemonitors prometheusrules; do
+    cp "$src/example/prometheus-operator-crd/monitoring.coreos.com_$kind.yaml" "$dir/$kind.yaml.tmp.$$"
+    chmod 0644 "$dir/$kind.yaml.tmp.$$"
+    mv -f "$dir/$kind.yaml.tmp.$$" "$dir/$kind.yaml"
+  done
+  echo "monitoring-crds $dir"
 }
 
 kube_replaces() {
@@ -73,6 +126,9 @@ main() {
       etcd) go_build etcd "$ETCD_VERSION" go.etcd.io/etcd/server/v3 go.etcd.io/etcd/server/v3 ;;
       helm) go_build helm "$HELM_VERSION" helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm ;;
       kubeconform) go_build kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform github.com/yannh/kubeconform/cmd/kubeconform ;;
+      argocd-health | dashboard-check) harness_build "$tool" ;;
+      monitoring-crds) monitoring_crds ;;
+      promtool) go_build promtool "$PROMETHEUS_VERSION" github.com/prometheus/prometheus github.com/prometheus/prometheus/cmd/promtool ;;
       *) die "unknown tool: $tool" ;;
     esac
   done

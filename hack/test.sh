@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The one test command: installs everything it needs (virtualenv, Python dependencies, the
-# kube-apiserver and etcd binaries), runs the static checks, then unit and integration tests.
+# kube-apiserver and etcd binaries, and helm, promtool, the Argo CD health and dashboard checkers
+# and prometheus-operator's CRDs for the chart's tests), runs the static checks, then unit and
+# integration tests.
 #
 #   hack/test.sh              everything
 #   hack/test.sh unit         unit tests only (no cluster)
@@ -14,6 +16,8 @@ ensure_venv
 if [[ "$what" != unit ]]; then
   log "control-plane binaries (built once from the Go module proxy, then cached in $SIGNALBOX_CACHE)"
   "$HACK_DIR/build-binaries.sh" kube-apiserver etcd >/dev/null
+  log "the tools the chart's alerts, dashboard, Argo CD checks and manifests are tested in (cached too)"
+  "$HACK_DIR/build-binaries.sh" helm promtool argocd-health dashboard-check monitoring-crds >/dev/null
   "$HACK_DIR/verify-lint.sh"
   "$HACK_DIR/verify-crds.sh"
 fi

@@ -5,6 +5,11 @@ KUBE_VERSION="v1.35.4"
 ETCD_VERSION="v3.6.16"
 HELM_VERSION="v3.19.5"
 KUBECONFORM_VERSION="v0.7.0"
+PROMETHEUS_VERSION="v0.316.0"   # promtool: checks and unit-tests the chart's alert rules
+# The ServiceMonitor and PrometheusRule CRDs the chart is validated against. The newest
+# github.com/prometheus-operator/prometheus-operator the Go module proxy serves (its
+# pkg/apis/monitoring submodule has newer tags, but holds no CRDs).
+PROMETHEUS_OPERATOR_VERSION="v0.85.0"
 
 # Where built binaries live: outside the repository, shared by every checkout.
 SIGNALBOX_CACHE="${SIGNALBOX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/signalbox}"

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support import tools
 from tests.support.cluster import REPO, Cluster
 
 CHART = REPO / "charts" / "signalbox"
@@ -43,7 +44,10 @@ def run_helm(helm: Path, cluster: Cluster | None, *args: str) -> str:
 
 @pytest.fixture(scope="session")
 def monitoring_crds(cluster: Cluster) -> None:
-    cluster.kubectl("apply", "-f", str(REPO / "tests" / "fixtures" / "monitoring-crds.yaml"))
+    """prometheus-operator's own ServiceMonitor and PrometheusRule CRDs, from its Go module."""
+    crds = tools.built("monitoring-crds")
+    for kind in ("servicemonitors", "prometheusrules"):
+        cluster.kubectl("apply", "--server-side", "-f", str(crds / f"{kind}.yaml"))
     cluster.kubectl(
         "wait",
         "--for=condition=Established",
@@ -94,6 +98,36 @@ def test_rendered_manifests_pass_server_side_validation(
         } <= kinds
     proc = cluster.kubectl("apply", "--dry-run=server", "-f", "-", stdin=rendered, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_monitoring_crds_reject_what_prometheus_operator_rejects(
+    cluster: Cluster, namespace: str, monitoring_crds: None
+) -> None:
+    """The CRDs are the real schemas, not an accept-anything stand-in: bad rules are refused."""
+    bad_duration = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": "bad", "namespace": namespace},
+        "spec": {"groups": [{"name": "g", "rules": [{"alert": "A", "expr": "1", "for": "5 min"}]}]},
+    }
+    unknown_field = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": {"name": "bad", "namespace": namespace},
+        "spec": {"selector": {}, "endpoints": [{"port": "metrics", "scrapeEvery": "30s"}]},
+    }
+    for manifest, field in ((bad_duration, "for"), (unknown_field, "scrapeEvery")):
+        proc = cluster.kubectl(
+            "apply",
+            "--dry-run=server",
+            "--validate=strict",
+            "-f",
+            "-",
+            stdin=json.dumps(manifest),
+            check=False,
+        )
+        assert proc.returncode != 0, manifest
+        assert field in proc.stderr
 
 
 def test_security_context_is_hardened(helm: Path) -> None:

@@ -19,6 +19,7 @@ class KubeRouter:
     namespace: str
     log_path: Path
     port: int = field(default_factory=free_port)
+    extra: list[str] = field(default_factory=list)  # more command-line arguments
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -39,6 +40,7 @@ class KubeRouter:
                     str(self.port),
                     "--resync",
                     "30",
+                    *self.extra,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

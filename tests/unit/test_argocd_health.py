@@ -1,4 +1,6 @@
-"""The Argo CD health checks in charts/signalbox/argocd, run in Lua 5.1 through lupa.
+"""The Argo CD health checks in charts/signalbox/argocd, run in Lua 5.1 through lupa (fast).
+
+tests/integration/test_argocd_engine.py runs the same table in gopher-lua, Argo CD's own engine.
 
 Argo CD runs them in gopher-lua (Lua 5.1) with only the base and table libraries and a global
 ``obj`` decoded from the live object, and reads back the table the chunk returns. The sandbox here
@@ -7,6 +9,8 @@ is as small: no string, math, io, os or debug library, and no string methods.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +18,11 @@ import lupa.lua51
 import pytest
 import yaml
 
-ARGOCD_DIR = Path(__file__).resolve().parents[2] / "charts" / "signalbox" / "argocd"
+from tests.support import argocd_cases
+from tests.support.argocd_cases import CASES
+
+REPO = Path(__file__).resolve().parents[2]
+ARGOCD_DIR = REPO / "charts" / "signalbox" / "argocd"
 SCRIPTS = {
     "LLMProvider": ARGOCD_DIR / "llmprovider-health.lua",
     "RoutingPolicy": ARGOCD_DIR / "routingpolicy-health.lua",
@@ -54,360 +62,6 @@ def run_health(kind: str, obj: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def cond(type_: str, status: str, reason: str = "Reason", message: str = "") -> dict[str, Any]:
-    return {
-        "type": type_,
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "observedGeneration": 3,
-        "lastTransitionTime": "2025-01-01T00:00:00Z",
-    }
-
-
-def provider(
-    status: dict[str, Any] | None,
-    *,
-    generation: int | str | None = 3,
-    suspend: bool | None = None,
-) -> dict[str, Any]:
-    spec: dict[str, Any] = {"type": "OpenAI", "endpoint": {"url": "https://api.openai.com/v1"}}
-    if suspend is not None:
-        spec["suspend"] = suspend
-    obj: dict[str, Any] = {
-        "apiVersion": "signalbox.dev/v1alpha1",
-        "kind": "LLMProvider",
-        "metadata": {"name": "openai", "namespace": "llm", "generation": generation},
-        "spec": spec,
-    }
-    if status is not None:
-        obj["status"] = status
-    return obj
-
-
-def policy(status: dict[str, Any] | None, *, generation: int = 3) -> dict[str, Any]:
-    obj: dict[str, Any] = {
-        "apiVersion": "signalbox.dev/v1alpha1",
-        "kind": "RoutingPolicy",
-        "metadata": {"name": "chat", "namespace": "llm", "generation": generation},
-        "spec": {"models": ["gpt-4o"], "providers": [{"name": "a"}, {"name": "b"}]},
-    }
-    if status is not None:
-        obj["status"] = status
-    return obj
-
-
-def p_status(*conditions: dict[str, Any], observed: int | None = 3, **extra: Any) -> dict[str, Any]:
-    return {"observedGeneration": observed, "conditions": list(conditions), **extra}
-
-
-PROVIDER_READY = (
-    cond("Accepted", "True", "Valid"),
-    cond("ResolvedRefs", "True", "Resolved"),
-    cond("Healthy", "True", "ProbeSucceeded"),
-    cond("Available", "True", "Ready"),
-    cond("Ready", "True", "Ready"),
-)
-CLOSED = {"state": "Closed", "consecutiveFailures": 0, "trips": 0}
-
-POLICY_READY = (
-    cond("Accepted", "True", "Valid"),
-    cond("ResolvedRefs", "True", "Resolved", "2 provider(s)"),
-    cond("Ready", "True", "Ready", "2 eligible provider(s)"),
-    cond("Degraded", "False", "AllProvidersEligible"),
-)
-
-
-def _ab(eligible: bool, reason: str) -> list[dict[str, Any]]:
-    return [
-        {"name": "a", "eligible": eligible, "reason": reason, "priority": 10, "weight": 1},
-        {"name": "b", "eligible": False, "reason": "CircuitOpen", "priority": 20, "weight": 1},
-    ]
-
-
-# (id, kind, object, expected status, substrings the message must contain)
-CASES: list[tuple[str, str, dict[str, Any], str, tuple[str, ...]]] = [
-    # LLMProvider
-    ("provider-no-status", "LLMProvider", provider(None), "Progressing", ("operator",)),
-    ("provider-empty-status", "LLMProvider", provider({}), "Progressing", ("operator",)),
-    (
-        "provider-empty-conditions",
-        "LLMProvider",
-        provider(p_status()),
-        "Progressing",
-        ("waiting for the operator",),
-    ),
-    (
-        "provider-no-observed-generation",
-        "LLMProvider",
-        provider(p_status(*PROVIDER_READY, observed=None, circuit=CLOSED)),
-        "Progressing",
-        ("generation 3",),
-    ),
-    (
-        "provider-stale-generation",
-        "LLMProvider",
-        provider(p_status(*PROVIDER_READY, observed=2, circuit=CLOSED), generation=3),
-        "Progressing",
-        ("generation 3",),
-    ),
-    (
-        "provider-newer-observed-generation",
-        "LLMProvider",
-        provider(p_status(*PROVIDER_READY, observed=4, circuit=CLOSED), generation=3),
-        "Healthy",
-        ("ready",),
-    ),
-    (
-        "provider-generation-as-string",
-        "LLMProvider",
-        provider(p_status(*PROVIDER_READY, observed=2, circuit=CLOSED), generation="3"),
-        "Progressing",
-        ("generation 3",),
-    ),
-    (
-        "provider-no-metadata-generation",
-        "LLMProvider",
-        provider(p_status(*PROVIDER_READY, observed=1, circuit=CLOSED), generation=None),
-        "Healthy",
-        (),
-    ),
-    (
-        "provider-suspended",
-        "LLMProvider",
-        provider(
-            p_status(
-                cond("Accepted", "True", "Valid"),
-                cond("Ready", "False", "Suspended", "spec.suspend is true"),
-            ),
-            suspend=True,
-        ),
-        "Suspended",
-        ("spec.suspend",),
-    ),
-    (
-        "provider-suspended-but-stale",
-        "LLMProvider",
-        provider(p_status(*PROVIDER_READY, observed=2), suspend=True),
-        "Progressing",
-        ("generation 3",),
-    ),
-    (
-        "provider-suspend-false-is-ignored",
-        "LLMProvider",
-        provider(p_status(*PROVIDER_READY, circuit=CLOSED), suspend=False),
-        "Healthy",
-        ("circuit Closed",),
-    ),
-    (
-        "provider-not-accepted",
-        "LLMProvider",
-        provider(
-            p_status(
-                cond("Accepted", "False", "InvalidSpec", "spec.models[0].name is empty"),
-                cond("Ready", "Unknown", "InvalidSpec", "the spec was not accepted"),
-            )
-        ),
-        "Degraded",
-        ("InvalidSpec", "spec.models[0].name is empty"),
-    ),
-    (
-        "provider-ready-closed",
-        "LLMProvider",
-        provider(p_status(*PROVIDER_READY, circuit=CLOSED)),
-        "Healthy",
-        ("ready", "circuit Closed"),
-    ),
-    (
-        "provider-ready-half-open",
-        "LLMProvider",
-        provider(p_status(*PROVIDER_READY, circuit={"state": "HalfOpen"})),
-        "Healthy",
-        ("circuit HalfOpen",),
-    ),
-    (
-        "provider-ready-no-circuit",
-        "LLMProvider",
-        provider(p_status(*PROVIDER_READY)),
-        "Healthy",
-        ("ready",),
-    ),
-    (
-        "provider-ready-conditions-reversed",
-        "LLMProvider",
-        provider(p_status(*reversed(PROVIDER_READY), circuit=CLOSED)),
-        "Healthy",
-        ("circuit Closed",),
-    ),
-    (
-        "provider-circuit-open",
-        "LLMProvider",
-        provider(
-            p_status(
-                cond("Ready", "False", "CircuitOpen", "the circuit is open"),
-                cond("Accepted", "True", "Valid"),
-                cond("Healthy", "False", "Timeout", "probe timed out"),
-                circuit={"state": "Open", "trips": 2},
-            )
-        ),
-        "Degraded",
-        ("CircuitOpen: the circuit is open", "circuit Open"),
-    ),
-    (
-        "provider-secret-missing",
-        "LLMProvider",
-        provider(
-            p_status(
-                cond("Accepted", "True", "Valid"),
-                cond("ResolvedRefs", "False", "SecretNotFound", "secret llm/openai not found"),
-                cond("Ready", "False", "SecretNotFound", "secret llm/openai not found"),
-            )
-        ),
-        "Degraded",
-        ("SecretNotFound", "secret llm/openai not found"),
-    ),
-    (
-        "provider-first-probe-pending",
-        "LLMProvider",
-        provider(
-            p_status(
-                cond("Accepted", "True", "Valid"),
-                cond("Ready", "Unknown", "Pending", "waiting for the first probe"),
-            )
-        ),
-        "Progressing",
-        ("Pending: waiting for the first probe",),
-    ),
-    (
-        "provider-no-ready-condition",
-        "LLMProvider",
-        provider(p_status(cond("Accepted", "True", "Valid"))),
-        "Progressing",
-        ("Ready",),
-    ),
-    (
-        "provider-odd-ready-status",
-        "LLMProvider",
-        provider(p_status(cond("Ready", "Maybe"))),
-        "Unknown",
-        ("Maybe",),
-    ),
-    # RoutingPolicy
-    ("policy-no-status", "RoutingPolicy", policy(None), "Progressing", ("operator",)),
-    (
-        "policy-empty-conditions",
-        "RoutingPolicy",
-        policy(p_status(eligible="0/0")),
-        "Progressing",
-        ("waiting for the operator",),
-    ),
-    (
-        "policy-stale-generation",
-        "RoutingPolicy",
-        policy(p_status(*POLICY_READY, observed=1), generation=2),
-        "Progressing",
-        ("generation 2",),
-    ),
-    (
-        "policy-suspend-is-not-a-policy-field",
-        "RoutingPolicy",
-        {**policy(p_status(*POLICY_READY)), "spec": {"suspend": True, "models": ["x"]}},
-        "Healthy",
-        ("ready",),
-    ),
-    (
-        "policy-not-accepted",
-        "RoutingPolicy",
-        policy(
-            p_status(
-                cond("Accepted", "False", "InvalidSpec", "weights must be set on all or none"),
-                cond("Ready", "False", "NoEligibleProviders", "no provider can take traffic"),
-            )
-        ),
-        "Degraded",
-        ("weights must be set on all or none",),
-    ),
-    (
-        "policy-ready",
-        "RoutingPolicy",
-        policy(
-            p_status(
-                *POLICY_READY, eligible="2/2", activeProvider="a", providers=_ab(True, "Ready")
-            )
-        ),
-        "Healthy",
-        ("ready", "2/2 eligible", "active a"),
-    ),
-    (
-        "policy-failing-over",
-        "RoutingPolicy",
-        policy(
-            p_status(
-                cond("Degraded", "True", "FailingOver", "out: b (CircuitOpen)"),
-                cond("Ready", "True", "Ready", "1 eligible provider(s)"),
-                cond("ResolvedRefs", "True", "Resolved", "2 provider(s)"),
-                cond("Accepted", "True", "Valid"),
-                eligible="1/2",
-                activeProvider="a",
-                providers=_ab(True, "Ready"),
-            )
-        ),
-        "Healthy",
-        ("failing over: out: b (CircuitOpen)", "1/2 eligible", "active a"),
-    ),
-    (
-        "policy-no-eligible",
-        "RoutingPolicy",
-        policy(
-            p_status(
-                cond("Accepted", "True", "Valid"),
-                cond("ResolvedRefs", "True", "Resolved", "2 provider(s)"),
-                cond("Ready", "False", "NoEligibleProviders", "no provider can take traffic"),
-                cond("Degraded", "False", "NoEligibleProviders"),
-                eligible="0/2",
-                providers=_ab(False, "Unhealthy"),
-            )
-        ),
-        "Degraded",
-        ("NoEligibleProviders: no provider can take traffic", "0/2 eligible"),
-    ),
-    (
-        "policy-refs-not-found",
-        "RoutingPolicy",
-        policy(
-            p_status(
-                cond("Accepted", "True", "Valid"),
-                cond("ResolvedRefs", "False", "NotFound", "not found: b"),
-                cond("Ready", "False", "NoEligibleProviders", "no provider can take traffic"),
-            )
-        ),
-        "Degraded",
-        ("NoEligibleProviders", "; NotFound: not found: b"),
-    ),
-    (
-        "policy-ready-unknown",
-        "RoutingPolicy",
-        policy(p_status(cond("Accepted", "True", "Valid"), cond("Ready", "Unknown", "Pending"))),
-        "Progressing",
-        ("Pending",),
-    ),
-    (
-        "policy-no-ready-condition",
-        "RoutingPolicy",
-        policy(p_status(cond("Accepted", "True", "Valid"))),
-        "Progressing",
-        ("Ready",),
-    ),
-    (
-        "policy-odd-ready-status",
-        "RoutingPolicy",
-        policy(p_status(cond("Ready", "Maybe"))),
-        "Unknown",
-        ("Maybe",),
-    ),
-]
-
-
 @pytest.mark.parametrize(
     ("kind", "obj", "expected", "fragments"),
     [pytest.param(kind, obj, exp, frags, id=id_) for id_, kind, obj, exp, frags in CASES],
@@ -430,7 +84,12 @@ def test_cases_cover_every_outcome() -> None:
 
 def test_policy_ready_without_degraded_condition_is_plain_healthy() -> None:
     health = run_health(
-        "RoutingPolicy", policy(p_status(cond("Ready", "True", "Ready", "1 eligible provider(s)")))
+        "RoutingPolicy",
+        argocd_cases.policy(
+            argocd_cases.p_status(
+                argocd_cases.cond("Ready", "True", "Ready", "1 eligible provider(s)")
+            )
+        ),
     )
     assert health == {"status": "Healthy", "message": "ready"}
 
@@ -462,3 +121,25 @@ def test_readme_names_the_configmap_keys() -> None:
     readme = (ARGOCD_DIR / "README.md").read_text(encoding="utf-8")
     for kind in SCRIPTS:
         assert CONFIGMAP_KEY.format(kind=kind) in readme
+
+
+def test_generated_scripts_match_their_sources() -> None:
+    """The scripts and the patch are generated from src/; hand edits or a stale run fail here."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "hack" / "argocd_health.py"), "check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_helpers_live_once_and_reach_both_scripts() -> None:
+    helpers = (ARGOCD_DIR / "src" / "helpers.lua").read_text(encoding="utf-8")
+    assert "local function find_condition" in helpers
+    for path in (ARGOCD_DIR / "src").glob("*.lua"):
+        if path.name != "helpers.lua":
+            assert "local function find_condition" not in path.read_text(encoding="utf-8")
+    for script in SCRIPTS.values():
+        assert script.read_text(encoding="utf-8").count("local function find_condition") == 1

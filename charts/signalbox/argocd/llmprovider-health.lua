@@ -1,7 +1,7 @@
 -- Argo CD health check for signalbox.dev/v1alpha1 LLMProvider.
+-- Generated from src/helpers.lua and src/llmprovider.lua by hack/update-argocd-health.sh: edit those.
 -- Runs in Argo CD's gopher-lua sandbox (Lua 5.1, base and table libraries only: no string or
 -- math library), so it sticks to tostring, tonumber, type, ipairs and "..".
--- argocd-cm-patch.yaml embeds this file verbatim; tests/unit/test_argocd_health.py checks both.
 local hs = {}
 
 local function text(value)
