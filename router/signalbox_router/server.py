@@ -213,6 +213,8 @@ class RouterApp:
             body["failing"] = failing
         if self.state.problems:
             body["problems"] = list(self.state.problems[:20])
+        for name, report in self.state.reports.items():
+            body[name] = report()
         return replies.json_reply(body, 200 if ready else 503)
 
     async def metrics(self, scope: Scope, receive: Receive) -> replies.Reply:

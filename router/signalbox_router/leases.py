@@ -1,0 +1,189 @@
+"""A per-minute budget shared by router replicas, spent here from leases with no round trip.
+
+With ``--redis-url`` a provider's ``rateLimit`` lives in Redis, where every replica takes
+capacity in batches (a lease) and gives back what it did not spend. :class:`LeasedWindow` is the
+local side: a :class:`limits.Window` that admits from the leases it holds, so the request path
+never waits for Redis. When the leases run low it asks (through ``wake``) for more; the
+background task in :mod:`shared_budget` sends the asks and hands the grants back here. A lease
+may be spent only for ``life`` seconds from the moment it was asked for; Redis counts it as spent
+until then, so no window there is fooled by a batch spent late.
+
+Without Redis (it is down or slow) the window falls back to its ``fallback``: a local window of
+this replica's share of the limit, which also records every cost spent in shared mode, so a
+replica that has just spent its share cannot spend it again when it falls back. Back in shared
+mode, what it spent alone is charged to Redis, so a return brings no burst.
+
+Pure and single-threaded like :mod:`limits`: the clock is passed in; nothing here awaits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from signalbox_router.limits import OVERSIZED_RETRY, Window
+
+LIFE = 2.0  # seconds a lease may be spent
+POLL = 0.01  # the wait named to a request while more capacity is on its way
+HEADROOM = 1.5  # a batch covers this many times the demand seen over one lease life
+_EPSILON = 1e-9
+
+
+@dataclass
+class Lease:
+    expires: float
+    stamp: str  # where Redis recorded it, to give back what is left
+    left: float
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What to ask Redis for: up to ``want``, at least ``need`` (or nothing), and a charge for
+    what was spent beyond the leases (a late token count, or spending while Redis was away)."""
+
+    want: float
+    need: float
+    charge: float
+
+
+@dataclass(frozen=True)
+class Grant:
+    amount: float
+    stamp: str
+    life: float  # seconds, from the moment the ask was sent
+    retry_after: float  # when nothing was granted: seconds until Redis may have enough
+
+
+class LeasedWindow(Window):
+    """One shared budget (requests or tokens of one provider) as this replica sees it."""
+
+    def __init__(self, limit: float, cap: float, fallback: Window) -> None:
+        self.limit, self.cap, self.fallback = float(limit), float(cap), fallback
+        self.shared = True
+        self.leases: deque[Lease] = deque()
+        self.balance = 0.0  # what the leases hold, together
+        self.debt = 0.0  # spent beyond the leases, to charge with the next ask
+        self.need = 0.0  # the largest cost refused since the last grant
+        self.retry_at = -math.inf  # Redis had nothing before then
+        self.asking = False
+        self.low_water = 0.0
+        self.spent = 0.0  # since the last ask, for the demand estimate
+        self.asked_at = -math.inf
+        self.returns: list[tuple[str, float]] = []  # (stamp, amount) to give back
+        self.alone_spent = 0.0  # spent in fallback mode, charged on return
+        self.wake: Callable[[], None] = _nothing
+
+    def _expire(self, now: float) -> None:
+        leases = self.leases
+        while leases and leases[0].expires <= now:
+            lease = leases.popleft()
+            self.balance -= lease.left
+            if lease.left > _EPSILON:
+                self.returns.append((lease.stamp, lease.left))
+        if not leases:
+            self.balance = 0.0
+
+    def wait(self, now: float, cost: float) -> float:
+        if not self.shared:
+            return self.fallback.wait(now, cost)
+        if cost > self.limit:
+            return OVERSIZED_RETRY
+        if self.leases and self.leases[0].expires <= now:
+            self._expire(now)
+        if self.balance + _EPSILON >= cost:
+            return 0.0
+        if cost > self.need:
+            self.need = cost
+            self.wake()
+        return max(POLL, self.retry_at - now)
+
+    def adjust(self, now: float, delta: float) -> None:
+        self.fallback.adjust(now, delta)  # in shared mode too: what this replica spent lately
+        if not self.shared:
+            self.alone_spent += max(0.0, delta)
+            return
+        if self.leases and self.leases[0].expires <= now:
+            self._expire(now)
+        if delta > 0:
+            self.spent += delta
+            for lease in self.leases:
+                taken = min(delta, lease.left)
+                lease.left, self.balance, delta = (
+                    lease.left - taken,
+                    self.balance - taken,
+                    delta - taken,
+                )
+                if delta <= 0:
+                    break
+            self.debt += max(0.0, delta)
+            if self.balance < self.low_water and not self.asking:
+                self.low_water = 0.0  # one wake per batch
+                self.wake()
+        elif delta < 0:  # a refund: pays debt first, then goes back to the newest lease
+            refund = -delta
+            paid = min(refund, self.debt)
+            self.debt, refund = self.debt - paid, refund - paid
+            if refund > 0 and self.leases:
+                self.leases[-1].left += refund
+                self.balance += refund
+
+    def ask(self, now: float) -> Ask | None:
+        """What to ask for now, if anything; marks the window as asking until answered."""
+        self._expire(now)
+        if not self.shared or self.asking:
+            return None
+        short = max(0.0, self.need - self.balance)
+        low = self.spent > 0 and self.balance < self.low_water
+        if short > 0 and now < self.retry_at:
+            short = 0.0  # Redis said none before then; the waiting request is told so
+        if short <= 0 and not low and self.debt <= 0:
+            return None
+        elapsed = max(now - self.asked_at, LIFE / 10)
+        demand = self.spent / elapsed * LIFE * HEADROOM if elapsed < 10 * LIFE else 0.0
+        need = math.ceil(short) if short > 0 else (1.0 if low else 0.0)
+        want = max(need, min(self.cap, math.ceil(demand))) if (short > 0 or low) else 0.0
+        self.asking, self.asked_at, self.spent = True, now, 0.0
+        charge, self.debt = self.debt, 0.0
+        return Ask(want=float(want), need=float(need), charge=charge)
+
+    def granted(self, sent: float, ask: Ask, grant: Grant) -> None:
+        """Redis answered the ask sent at ``sent`` (local clock)."""
+        self.asking = False
+        if grant.amount > 0:
+            self.leases.append(Lease(sent + grant.life, grant.stamp, grant.amount))
+            self.balance += grant.amount
+            self.low_water = grant.amount / 2
+            self.retry_at = -math.inf
+        elif ask.need > 0:  # others' leases may come back sooner than Redis can know
+            self.retry_at = sent + min(grant.retry_after, LIFE)
+        if grant.amount <= 0 or self.balance >= self.need:
+            self.need = 0.0  # a request still waiting asks again when it next tries
+
+    def unanswered(self, ask: Ask) -> None:
+        """The ask got no answer: its charge is kept for the next one."""
+        self.asking = False
+        self.debt += ask.charge
+
+    def take_returns(self) -> list[tuple[str, float]]:
+        returns, self.returns = self.returns, []
+        return returns
+
+    def go_alone(self) -> None:
+        """Redis is away: spend from the fallback share; the leases held are lost."""
+        self.shared, self.asking = False, False
+        self.leases.clear()
+        self.balance, self.need, self.retry_at, self.returns = 0.0, 0.0, -math.inf, []
+        self.alone_spent = 0.0
+
+    def rejoin(self) -> None:
+        """Redis is back: what was spent alone is charged (up to a whole budget) first."""
+        if not self.shared:
+            self.shared = True
+            self.debt += min(self.alone_spent, self.limit)
+            self.alone_spent = 0.0
+
+
+def _nothing() -> None:
+    return None
