@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: installs everything it needs (virtualenv, Python dependencies, the
-# kube-apiserver and etcd binaries), runs the static checks, then unit and integration tests.
+# kube-apiserver and etcd binaries, redis-server), runs the static checks, then unit and
+# integration tests.
 #
 #   hack/test.sh              everything
 #   hack/test.sh unit         unit tests only (no cluster)
@@ -14,6 +15,12 @@ ensure_venv
 if [[ "$what" != unit ]]; then
   log "control-plane binaries (built once from the Go module proxy, then cached in $SIGNALBOX_CACHE)"
   "$HACK_DIR/build-binaries.sh" kube-apiserver etcd >/dev/null
+  if ! command -v redis-server >/dev/null 2>&1; then
+    log "redis-server (Debian package; the shared-limit tests start their own on loopback)"
+    [[ "$(id -u)" == 0 ]] || die "redis-server is not installed: apt-get install redis-server"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  fi
   "$HACK_DIR/verify-lint.sh"
   "$HACK_DIR/verify-crds.sh"
 fi

@@ -69,10 +69,13 @@ class LeasedWindow(Window):
         self.retry_at = -math.inf  # Redis had nothing before then
         self.asking = False
         self.low_water = 0.0
+        self.running_low = False  # the leases fell below low water: ask ahead
+        self.last_batch = 0.0
         self.spent = 0.0  # since the last ask, for the demand estimate
         self.asked_at = -math.inf
         self.returns: list[tuple[str, float]] = []  # (stamp, amount) to give back
         self.alone_spent = 0.0  # spent in fallback mode, charged on return
+        self.recent = Recent()  # spent by this replica lately, shared or alone
         self.wake: Callable[[], None] = _nothing
 
     def _expire(self, now: float) -> None:
@@ -101,6 +104,7 @@ class LeasedWindow(Window):
 
     def adjust(self, now: float, delta: float) -> None:
         self.fallback.adjust(now, delta)  # in shared mode too: what this replica spent lately
+        self.recent.add(now, delta)
         if not self.shared:
             self.alone_spent += max(0.0, delta)
             return
@@ -118,8 +122,8 @@ class LeasedWindow(Window):
                 if delta <= 0:
                     break
             self.debt += max(0.0, delta)
-            if self.balance < self.low_water and not self.asking:
-                self.low_water = 0.0  # one wake per batch
+            if self.balance < self.low_water and not self.running_low:
+                self.running_low = True  # one wake per batch
                 self.wake()
         elif delta < 0:  # a refund: pays debt first, then goes back to the newest lease
             refund = -delta
@@ -135,7 +139,7 @@ class LeasedWindow(Window):
         if not self.shared or self.asking:
             return None
         short = max(0.0, self.need - self.balance)
-        low = self.spent > 0 and self.balance < self.low_water
+        low = self.running_low
         if short > 0 and now < self.retry_at:
             short = 0.0  # Redis said none before then; the waiting request is told so
         if short <= 0 and not low and self.debt <= 0:
@@ -143,8 +147,10 @@ class LeasedWindow(Window):
         elapsed = max(now - self.asked_at, LIFE / 10)
         demand = self.spent / elapsed * LIFE * HEADROOM if elapsed < 10 * LIFE else 0.0
         need = math.ceil(short) if short > 0 else (1.0 if low else 0.0)
+        if low:  # the last batch ran low within its life: at least double it
+            demand = max(demand, 2 * self.last_batch)
         want = max(need, min(self.cap, math.ceil(demand))) if (short > 0 or low) else 0.0
-        self.asking, self.asked_at, self.spent = True, now, 0.0
+        self.asking, self.asked_at, self.spent, self.running_low = True, now, 0.0, False
         charge, self.debt = self.debt, 0.0
         return Ask(want=float(want), need=float(need), charge=charge)
 
@@ -154,7 +160,7 @@ class LeasedWindow(Window):
         if grant.amount > 0:
             self.leases.append(Lease(sent + grant.life, grant.stamp, grant.amount))
             self.balance += grant.amount
-            self.low_water = grant.amount / 2
+            self.low_water, self.last_batch = grant.amount / 2, grant.amount
             self.retry_at = -math.inf
         elif ask.need > 0:  # others' leases may come back sooner than Redis can know
             self.retry_at = sent + min(grant.retry_after, LIFE)
@@ -177,12 +183,38 @@ class LeasedWindow(Window):
         self.balance, self.need, self.retry_at, self.returns = 0.0, 0.0, -math.inf, []
         self.alone_spent = 0.0
 
-    def rejoin(self) -> None:
-        """Redis is back: what was spent alone is charged (up to a whole budget) first."""
+    def rejoin(self, now: float, *, forgot: bool) -> None:
+        """Redis is back: what was spent alone is charged first (up to a whole budget); all
+        this replica spent in the last minute when Redis ``forgot`` everything (a restart)."""
         if not self.shared:
             self.shared = True
-            self.debt += min(self.alone_spent, self.limit)
+            spent = self.recent.total(now) if forgot else self.alone_spent
+            self.debt += min(spent, self.limit)
             self.alone_spent = 0.0
+
+
+class Recent:
+    """What was spent in about the last minute: one total per clock second, in a ring."""
+
+    __slots__ = ("amounts", "seconds")
+
+    def __init__(self) -> None:
+        self.seconds = [-1] * 61
+        self.amounts = [0.0] * 61
+
+    def add(self, now: float, amount: float) -> None:
+        second = int(now)
+        i = second % 61
+        if self.seconds[i] != second:
+            self.seconds[i], self.amounts[i] = second, 0.0
+        self.amounts[i] += amount
+
+    def total(self, now: float) -> float:
+        """The sum over the seconds of the last minute, the current one included."""
+        since = int(now) - 60
+        return max(
+            0.0, sum(a for s, a in zip(self.seconds, self.amounts, strict=True) if s >= since)
+        )
 
 
 def _nothing() -> None:

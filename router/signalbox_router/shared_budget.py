@@ -80,7 +80,7 @@ class SharedBudgets:
         replicas: int | None = None,
         timeout: float = 0.05,
         tick: float = 0.1,
-        heartbeat_every: float = 2.0,
+        heartbeat_every: float = 0.5,
         probe_every: float = 0.5,
     ) -> None:
         self.client, self.prefix = client, prefix
@@ -95,6 +95,7 @@ class SharedBudgets:
         self._providers: dict[str, _Shared] = {}
         self._wake = asyncio.Event()
         self._sha: dict[str, str] = {}
+        self._run_id = ""  # Redis's, to tell a restart (which forgets budgets) from a pause
         self.round_trips = prom.Counter(
             "signalbox_router_shared_budget_round_trips_total",
             "Round trips to Redis for shared budgets, by purpose (lease, heartbeat, probe).",
@@ -234,7 +235,8 @@ class SharedBudgets:
             "give_back": budget_scripts.GIVE_BACK,
             "heartbeat": budget_scripts.HEARTBEAT,
         }
-        async with asyncio.timeout(self.timeout * 3):
+        async with asyncio.timeout(self.timeout * 4):
+            self._run_id = str((await self.client.info("server")).get("run_id", ""))
             for name, text in scripts.items():
                 self._sha[name] = str(await self.client.script_load(text))
 
@@ -269,15 +271,16 @@ class SharedBudgets:
         self.round_trips.labels("probe").inc()
         try:
             async with asyncio.timeout(self.timeout):
-                await self.client.ping()
+                run_id = str((await self.client.info("server")).get("run_id", ""))
         except _FAILURES:
             return
+        forgot, self._run_id = run_id != self._run_id, run_id
         self.shared, self.since, self.reason = True, time.monotonic(), ""
         self.mode.set(1)
         log.warning("shared budgets: Redis answers again; limits are shared once more")
         for shared in self._providers.values():
             for budget in shared.budgets:
-                budget.window.rejoin()
+                budget.window.rejoin(time.monotonic(), forgot=forgot)
 
     async def _leave(self) -> None:
         try:

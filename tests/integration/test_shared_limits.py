@@ -9,18 +9,16 @@ counting for itself, it would receive three times that.
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import openai
 import pytest
 
 from signalbox_providers.fake import FakeProvider, Flavor
 from tests.support.redis_server import RedisServer
+from tests.support.round_robin import hammer
 from tests.support.router import (
     Doc,
     RouterProcess,
@@ -80,40 +78,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         redis.stop()
 
 
-async def hammer(
-    world: World, scenario: str, seconds: float, parallel: int = 9, **extra: Any
-) -> list[openai.types.chat.ChatCompletion]:
-    """Round robin over the routers, ``parallel`` at a time, for ``seconds``; the answers."""
-    clients = [
-        openai.AsyncOpenAI(base_url=r.base_url, api_key="unused", max_retries=0, timeout=15)
-        for r in world.routers
-    ]
-    turn = itertools.count()
-    answers: list[openai.types.chat.ChatCompletion] = []
-    stop = time.monotonic() + seconds
-
-    async def worker() -> None:
-        while time.monotonic() < stop:
-            client = clients[next(turn) % len(clients)]
-            try:
-                answers.append(
-                    await client.chat.completions.create(
-                        model=scenario, messages=[{"role": "user", "content": "hi"}], **extra
-                    )
-                )
-            except openai.RateLimitError:
-                await asyncio.sleep(0.02)
-
-    try:
-        await asyncio.gather(*(worker() for _ in range(parallel)))
-    finally:
-        for client in clients:
-            await client.close()
-    return answers
-
-
 async def test_three_routers_share_one_sliding_window(world: World) -> None:
-    answers = await hammer(world, "sliding", seconds=5)
+    answers = await hammer(world.routers, "sliding", seconds=5)
     served = world.served("sliding")
     assert served == len(answers)
     assert served <= 63, f"the provider received {served} requests in one window of 60"
@@ -122,7 +88,7 @@ async def test_three_routers_share_one_sliding_window(world: World) -> None:
 
 async def test_three_routers_share_one_token_bucket(world: World) -> None:
     started = time.monotonic()
-    await hammer(world, "bucket", seconds=5)
+    await hammer(world.routers, "bucket", seconds=5)
     elapsed = time.monotonic() - started
     served = world.served("bucket")
     # One burst plus one a second, plus a lease life of 2 s (a lease may be spent that late).
@@ -132,7 +98,7 @@ async def test_three_routers_share_one_token_bucket(world: World) -> None:
 
 
 async def test_three_routers_share_a_token_budget(world: World) -> None:
-    answers = await hammer(world, "tokens", seconds=6, max_tokens=40)
+    answers = await hammer(world.routers, "tokens", seconds=6, max_tokens=40)
     spent = sum(a.usage.total_tokens for a in answers if a.usage is not None)
     assert len(answers) == world.served("tokens")
     assert spent <= 1.05 * 3000, f"the provider served {spent} tokens of a 3000 budget"
@@ -140,8 +106,9 @@ async def test_three_routers_share_a_token_budget(world: World) -> None:
 
 
 async def test_at_steady_load_few_requests_touch_redis(world: World) -> None:
+    await hammer(world.routers, "steady", seconds=2, parallel=6)  # batches grow to the demand
     before = sum(_lease_trips(r) for r in world.routers)
-    answers = await hammer(world, "steady", seconds=6, parallel=6)
+    answers = await hammer(world.routers, "steady", seconds=6, parallel=6)
     trips = sum(_lease_trips(r) for r in world.routers) - before
     assert len(answers) >= 200
     assert trips / len(answers) <= 0.05, f"{trips} round trips for {len(answers)} requests"
