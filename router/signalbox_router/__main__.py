@@ -25,6 +25,7 @@ from signalbox_router import (
     supervision,
 )
 from signalbox_router.forwarding import Forwarder
+from signalbox_router.response_cache import ResponseCache
 from signalbox_router.server import RouterApp, Settings
 from signalbox_router.state import RouterState
 
@@ -169,6 +170,7 @@ def _first_reading(args: argparse.Namespace) -> folder_watch.FolderWatch:
 
 def build_app(args: argparse.Namespace) -> RouterApp:
     state = RouterState()
+    budgets = _shared_budgets(args, state)
     app = RouterApp(
         state,
         Settings(
@@ -179,8 +181,12 @@ def build_app(args: argparse.Namespace) -> RouterApp:
     )
     tasks: list[asyncio.Task[None]] = []
     holder: dict[str, aiohttp.ClientSession] = {}
+    app.cache = ResponseCache(
+        state.meter.registry,
+        budgets.client if budgets is not None else None,
+        prefix=args.redis_prefix,
+    )
     folder = _first_reading(args) if args.manifests is not None else None
-    budgets = _shared_budgets(args, state)
 
     async def startup() -> None:
         session = holder["session"] = exchange.session()

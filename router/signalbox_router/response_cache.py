@@ -1,0 +1,259 @@
+"""The response cache a RoutingPolicy opts into with ``spec.cache``: answers to repeated
+deterministic requests, served without asking a provider.
+
+Each router keeps a least-recently-used map per policy (``maxEntries``, ``ttl``; answers over
+``maxEntryBytes`` are not kept). With ``--redis-url`` entries are also written to Redis (in the
+background) and looked up there on a local miss, so one replica's answer serves them all; a
+Redis that is slow (50 ms) or away is a miss, never an error. Every answer of a caching policy
+says ``x-signalbox-cache: hit``, ``miss`` or ``bypass`` (a request that is not deterministic,
+or whose ``Cache-Control`` says ``no-cache``/``no-store``). What hits saved (tokens, and cost at
+the providers' declared prices) is added to ``/v1/usage``. Keys and rules: :mod:`cache_keys`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import prometheus_client as prom
+
+from signalbox_api.policy import ResponseCache as CacheSpec
+from signalbox_api.primitives import parse_duration, parse_money
+from signalbox_router import cache_keys, reading, replies
+from signalbox_router.selection import Route
+from signalbox_router.sending import Scope
+from signalbox_router.snapshot import Snapshot
+
+log = logging.getLogger(__name__)
+HEADER = b"x-signalbox-cache"
+_MILLION = Decimal(1_000_000)
+
+
+@dataclass(frozen=True)
+class Entry:
+    provider: str
+    model: str
+    answer: bytes
+    expires: float  # wall clock (seconds since the epoch), so Redis copies agree
+
+    def encode(self) -> bytes:
+        return f"{self.expires!r}\n{self.provider}\n{self.model}\n".encode() + self.answer
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Entry:
+        expires, provider, model, answer = raw.split(b"\n", 3)
+        return cls(provider.decode(), model.decode(), answer, float(expires))
+
+
+@dataclass(frozen=True)
+class Lookup:
+    policy: str
+    key: str
+    verdict: str  # "hit" (once found), "miss" or "bypass"
+    store: bool
+    spec: CacheSpec
+
+
+class _Local:
+    """One policy's entries, least recently used first."""
+
+    def __init__(self, spec: CacheSpec) -> None:
+        self.spec, self.entries = spec, OrderedDict[str, Entry]()
+
+    def get(self, key: str, now: float) -> Entry | None:
+        entry = self.entries.get(key)
+        if entry is not None and entry.expires <= now:
+            del self.entries[key]
+            return None
+        if entry is not None:
+            self.entries.move_to_end(key)
+        return entry
+
+    def put(self, key: str, entry: Entry) -> int:
+        """Keep ``entry``; the number of older entries evicted to make room."""
+        self.entries[key] = entry
+        self.entries.move_to_end(key)
+        evicted = 0
+        while len(self.entries) > self.spec.max_entries:
+            self.entries.popitem(last=False)
+            evicted += 1
+        return evicted
+
+
+class ResponseCache:
+    """All policies' caches in one router; Redis (a ``redis.asyncio.Redis``) when given."""
+
+    def __init__(
+        self,
+        registry: prom.CollectorRegistry,
+        client: Any = None,
+        *,
+        prefix: str = "signalbox",
+        timeout: float = 0.05,
+    ) -> None:
+        self.client, self.prefix, self.timeout = client, prefix, timeout
+        self._seen: Snapshot | None = None
+        self._specs: dict[str, CacheSpec] = {}
+        self._local: dict[str, _Local] = {}
+        self._writes: set[asyncio.Task[None]] = set()
+        self.saved_tokens = [0, 0]
+        self.saved_cost: dict[str, Decimal] = {}
+        self.hits = 0
+        self.lookups = prom.Counter(
+            "signalbox_router_cache_lookups_total",
+            "Response cache lookups by policy and result (hit, miss, bypass).",
+            ["policy", "result"],
+            registry=registry,
+        )
+        self.evictions = prom.Counter(
+            "signalbox_router_cache_evictions_total",
+            "Entries evicted from a policy's local cache to make room.",
+            ["policy"],
+            registry=registry,
+        )
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any policy of the last snapshot seen caches."""
+        return bool(self._specs)
+
+    def lookup(
+        self, scope: Scope, body: dict[str, Any], route: Route, snapshot: Snapshot
+    ) -> Lookup | None:
+        """None when the request's policy has no cache (nothing is added to its answer)."""
+        if snapshot is not self._seen:
+            self._follow(snapshot)
+        spec = self._specs.get(route.policy or "") if self._specs else None
+        if spec is None or route.policy is None:
+            return None
+        control = reading.header(scope, b"cache-control").lower()
+        no_store, deterministic = b"no-store" in control, cache_keys.deterministic(body)
+        verdict = "miss" if deterministic and b"no-cache" not in control and not no_store else ""
+        if not verdict:  # not looked up; a fresh deterministic answer is still kept
+            self.lookups.labels(route.policy, "bypass").inc()
+        store = deterministic and not no_store
+        client_key = reading.header(scope, b"authorization")
+        key = cache_keys.key(client_key, body) if store or verdict else ""
+        return Lookup(route.policy, key, verdict or "bypass", store, spec)
+
+    def _follow(self, snapshot: Snapshot) -> None:
+        self._seen = snapshot
+        self._specs = {p.name: p.spec.cache for p in snapshot.policies if p.spec.cache}
+        self._local = {
+            name: local
+            for name, local in self._local.items()
+            if self._specs.get(name) == local.spec
+        }
+
+    async def answer(
+        self, look: Lookup, body: dict[str, Any], route: Route
+    ) -> replies.Reply | replies.StreamReply | None:
+        """The kept answer as this request wants it (plain or streamed), or None."""
+        if look.verdict == "bypass":
+            return None
+        entry = await self._find(look)
+        if entry is None:
+            self.lookups.labels(look.policy, "miss").inc()
+            return None
+        self.lookups.labels(look.policy, "hit").inc()
+        parsed = cache_keys.keepable(200, entry.answer)
+        if parsed is None:
+            return None
+        self._count_savings(entry, parsed, route)
+        headers = [*replies.signalbox_headers(entry.provider, entry.model, 0), (HEADER, b"hit")]
+        if body.get("stream"):
+            usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            chunks = _chunks(cache_keys.replay(parsed, usage))
+            return replies.StreamReply(chunks, [*replies.STREAM_HEADERS, *headers])
+        return replies.Reply(200, entry.answer, [replies.JSON_TYPE, *headers])
+
+    async def _find(self, look: Lookup) -> Entry | None:
+        local = self._policy(look)
+        now = time.time()
+        entry = local.get(look.key, now)
+        if entry is not None or self.client is None:
+            return entry
+        try:
+            async with asyncio.timeout(self.timeout):
+                raw = await self.client.get(self._redis_key(look.key))
+            found = Entry.decode(raw) if raw else None
+        except Exception as exc:  # a slow, gone or confused Redis is a miss
+            log.debug("response cache: Redis lookup failed (%s)", type(exc).__name__)
+            return None
+        if found is None or found.expires <= now:
+            return None
+        self.evictions.labels(look.policy).inc(local.put(look.key, found))
+        return found
+
+    def keep(
+        self, look: Lookup, reply: replies.Reply | replies.StreamReply
+    ) -> replies.Reply | replies.StreamReply:
+        """Mark the provider's answer with the lookup's verdict; keep it when it may be."""
+        reply.headers.append((HEADER, look.verdict.encode()))
+        if not look.store or not isinstance(reply, replies.Reply):
+            return reply
+        if len(reply.body) > look.spec.max_entry_bytes:
+            return reply
+        if cache_keys.keepable(reply.status, reply.body) is None:
+            return reply
+        names = dict(reply.headers)
+        provider = names.get(b"x-signalbox-provider", b"").decode()
+        model = names.get(b"x-signalbox-model", b"").decode()
+        ttl = parse_duration(look.spec.ttl)
+        entry = Entry(provider, model, reply.body, time.time() + ttl)
+        self.evictions.labels(look.policy).inc(self._policy(look).put(look.key, entry))
+        if self.client is not None:
+            task = asyncio.create_task(self._write(look.key, entry, ttl))
+            self._writes.add(task)
+            task.add_done_callback(self._writes.discard)
+        return reply
+
+    async def _write(self, key: str, entry: Entry, ttl: float) -> None:
+        try:
+            async with asyncio.timeout(self.timeout * 4):
+                await self.client.set(self._redis_key(key), entry.encode(), px=int(ttl * 1000))
+        except Exception as exc:  # the local copy still serves this replica
+            log.debug("response cache: Redis write failed (%s)", type(exc).__name__)
+
+    def _policy(self, look: Lookup) -> _Local:
+        local = self._local.get(look.policy)
+        if local is None or local.spec != look.spec:
+            local = self._local[look.policy] = _Local(look.spec)
+        return local
+
+    def _redis_key(self, key: str) -> str:
+        return f"{self.prefix}:cache:{key}"
+
+    def _count_savings(self, entry: Entry, parsed: dict[str, Any], route: Route) -> None:
+        prompt, completion = cache_keys.usage(parsed)
+        self.hits += 1
+        self.saved_tokens[0] += prompt
+        self.saved_tokens[1] += completion
+        price = next((c.price for c in route.ordered if c.provider == entry.provider), None)
+        if price is not None:
+            spent = (
+                parse_money(price.input_per_m_tok) * prompt
+                + parse_money(price.output_per_m_tok) * completion
+            ) / _MILLION
+            self.saved_cost[price.currency] = self.saved_cost.get(price.currency, 0) + spent
+
+    def savings(self) -> dict[str, Any]:
+        """For ``/v1/usage``: hits, and the tokens and cost they saved."""
+        return {
+            "hits": self.hits,
+            "saved_tokens": sum(self.saved_tokens),
+            "saved_prompt_tokens": self.saved_tokens[0],
+            "saved_completion_tokens": self.saved_tokens[1],
+            "saved_cost": {c: str(v.normalize()) for c, v in sorted(self.saved_cost.items())},
+        }
+
+
+async def _chunks(events: Any) -> AsyncIterator[bytes]:
+    for event in events:
+        yield event
