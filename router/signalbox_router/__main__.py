@@ -8,6 +8,7 @@ import contextlib
 import gc
 import ipaddress
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -96,8 +97,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--resync", type=float, default=60.0, help="full re-list period (seconds)")
     p.add_argument(
         "--redis-url",
-        help="share rate limits across replicas through this Redis (redis://, rediss://, "
-        "unix://); default: each replica counts for itself",
+        default=os.environ.get("SIGNALBOX_REDIS_URL") or None,
+        help="share rate limits and cached answers across replicas through this Redis "
+        "(redis://, rediss://, unix://; default: $SIGNALBOX_REDIS_URL, else none: each replica "
+        "counts for itself)",
     )
     p.add_argument(
         "--redis-prefix", default="signalbox", help="prefix of the Redis keys (default: signalbox)"
