@@ -111,6 +111,12 @@ class ResponseCache:
             ["policy", "result"],
             registry=registry,
         )
+        self.saved = prom.Counter(
+            "signalbox_router_cache_saved_tokens_total",
+            "Tokens (in plus out) that answers from the cache did not cost, by policy.",
+            ["policy"],
+            registry=registry,
+        )
         self.evictions = prom.Counter(
             "signalbox_router_cache_evictions_total",
             "Entries evicted from a policy's local cache to make room.",
@@ -165,7 +171,7 @@ class ResponseCache:
         parsed = cache_keys.keepable(200, entry.answer)
         if parsed is None:
             return None
-        self._count_savings(entry, parsed, route)
+        self._count_savings(look.policy, entry, parsed, route)
         headers = [*replies.signalbox_headers(entry.provider, entry.model, 0), (HEADER, b"hit")]
         if body.get("stream"):
             usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -230,8 +236,11 @@ class ResponseCache:
     def _redis_key(self, key: str) -> str:
         return f"{self.prefix}:cache:{key}"
 
-    def _count_savings(self, entry: Entry, parsed: dict[str, Any], route: Route) -> None:
+    def _count_savings(
+        self, policy: str, entry: Entry, parsed: dict[str, Any], route: Route
+    ) -> None:
         prompt, completion = cache_keys.usage(parsed)
+        self.saved.labels(policy).inc(prompt + completion)
         self.hits += 1
         self.saved_tokens[0] += prompt
         self.saved_tokens[1] += completion

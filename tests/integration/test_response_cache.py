@@ -173,10 +173,12 @@ def test_evictions_hits_and_savings_are_reported(world: World) -> None:
     assert _sample(metrics, 'signalbox_router_cache_evictions_total{policy="cached"}') >= 2
     hits = 'signalbox_router_cache_lookups_total{policy="cached",result="hit"}'
     assert _sample(metrics, hits) > 0
+    saved = _sample(metrics, 'signalbox_router_cache_saved_tokens_total{policy="cached"}')
     usage = router.get("/v1/usage", headers=auth).json()
     cache = usage["cache"]
     assert cache["hits"] >= 3
     assert cache["saved_tokens"] > 0
+    assert saved == cache["saved_tokens"]
     expected = cache["saved_prompt_tokens"] + 2 * cache["saved_completion_tokens"]
     assert float(cache["saved_cost"]["USD"]) == expected
 
