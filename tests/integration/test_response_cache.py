@@ -166,6 +166,8 @@ def test_a_policy_without_cache_says_nothing_of_it(world: World) -> None:
 
 def test_evictions_hits_and_savings_are_reported(world: World) -> None:
     router = world.routers[0]
+    for _ in range(3):  # two hits
+        ask(world, "savings")
     for i in range(5):  # more than maxEntries
         ask(world, f"fill {i}")
     auth = {"Authorization": f"Bearer {KEYS[0]}"}
@@ -176,7 +178,7 @@ def test_evictions_hits_and_savings_are_reported(world: World) -> None:
     saved = _sample(metrics, 'signalbox_router_cache_saved_tokens_total{policy="cached"}')
     usage = router.get("/v1/usage", headers=auth).json()
     cache = usage["cache"]
-    assert cache["hits"] >= 3
+    assert cache["hits"] >= 2
     assert cache["saved_tokens"] > 0
     assert saved == cache["saved_tokens"]
     expected = cache["saved_prompt_tokens"] + 2 * cache["saved_completion_tokens"]
