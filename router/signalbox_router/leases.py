@@ -9,9 +9,9 @@ may be spent only for ``life`` seconds from the moment it was asked for; Redis c
 until then, so no window there is fooled by a batch spent late.
 
 Without Redis (it is down or slow) the window falls back to its ``fallback``: a local window of
-this replica's share of the limit, which also records every cost spent in shared mode, so a
-replica that has just spent its share cannot spend it again when it falls back. Back in shared
-mode, what it spent alone is charged to Redis, so a return brings no burst.
+this replica's share of the limit, charged first with what this replica spent in the last
+minute, so a replica that has just spent its share cannot spend it again when it falls back.
+Back in shared mode, what it spent alone is charged to Redis, so a return brings no burst.
 
 Pure and single-threaded like :mod:`limits`: the clock is passed in; nothing here awaits.
 """
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from signalbox_router.limits import OVERSIZED_RETRY, Window
 
 LIFE = 2.0  # seconds a lease may be spent
-POLL = 0.01  # the wait named to a request while more capacity is on its way
+POLL = 0.002  # the wait named to a request while more capacity is on its way
 HEADROOM = 1.5  # a batch covers this many times the demand seen over one lease life
 _EPSILON = 1e-9
 
@@ -103,9 +103,9 @@ class LeasedWindow(Window):
         return max(POLL, self.retry_at - now)
 
     def adjust(self, now: float, delta: float) -> None:
-        self.fallback.adjust(now, delta)  # in shared mode too: what this replica spent lately
         self.recent.add(now, delta)
         if not self.shared:
+            self.fallback.adjust(now, delta)
             self.alone_spent += max(0.0, delta)
             return
         if self.leases and self.leases[0].expires <= now:
@@ -176,8 +176,10 @@ class LeasedWindow(Window):
         returns, self.returns = self.returns, []
         return returns
 
-    def go_alone(self) -> None:
-        """Redis is away: spend from the fallback share; the leases held are lost."""
+    def go_alone(self, now: float) -> None:
+        """Redis is away: spend from the fallback share, less what this replica spent in the
+        last minute; the leases held are lost."""
+        self.fallback.adjust(now, self.recent.total(now))
         self.shared, self.asking = False, False
         self.leases.clear()
         self.balance, self.need, self.retry_at, self.returns = 0.0, 0.0, -math.inf, []
@@ -205,9 +207,10 @@ class Recent:
     def add(self, now: float, amount: float) -> None:
         second = int(now)
         i = second % 61
-        if self.seconds[i] != second:
-            self.seconds[i], self.amounts[i] = second, 0.0
-        self.amounts[i] += amount
+        if self.seconds[i] == second:
+            self.amounts[i] += amount
+        else:
+            self.seconds[i], self.amounts[i] = second, amount
 
     def total(self, now: float) -> float:
         """The sum over the seconds of the last minute, the current one included."""

@@ -141,7 +141,7 @@ class SharedBudgets:
         )
         window.wake = self._wake.set
         if not self.shared:
-            window.go_alone()
+            window.go_alone(time.monotonic())
         key = f"{self.prefix}:budget:{name}:{dim}"
         return Budget(key, _ALGORITHMS[spec.algorithm], limit, burst, capacity, window)
 
@@ -265,7 +265,7 @@ class SharedBudgets:
             )
             for shared in self._providers.values():
                 for budget in shared.budgets:
-                    budget.window.go_alone()
+                    budget.window.go_alone(time.monotonic())
 
     async def _probe(self) -> None:
         self.round_trips.labels("probe").inc()

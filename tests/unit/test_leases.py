@@ -118,14 +118,14 @@ def test_alone_a_window_spends_its_share_counting_what_it_spent_shared() -> None
     grant(w, 0.0, 10)
     for _ in range(8):
         assert w.admit(0.1, 1) == 0.0
-    w.go_alone()
+    w.go_alone(0.2)
     assert sum(w.admit(0.2, 1) == 0.0 for _ in range(30)) == 12  # 20 minus the 8 spent shared
     assert w.ask(0.3) is None  # nothing is asked of Redis while alone
 
 
 def test_back_in_shared_mode_what_was_spent_alone_is_charged() -> None:
     w = window(limit=60, share=100)
-    w.go_alone()
+    w.go_alone(0.2)
     for _ in range(70):
         w.admit(0.1, 1)
     w.rejoin(0.2, forgot=False)
@@ -147,7 +147,7 @@ def test_when_redis_forgot_everything_the_last_minute_spent_here_is_charged() ->
     grant(w, 0.0, 10)
     for _ in range(8):
         w.admit(0.1, 1)
-    w.go_alone()
+    w.go_alone(0.2)
     for _ in range(3):
         w.admit(30.0, 1)
     w.rejoin(40.0, forgot=True)
