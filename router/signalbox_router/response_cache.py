@@ -6,8 +6,9 @@ Each router keeps a least-recently-used map per policy (``maxEntries``, ``ttl``;
 background) and looked up there on a local miss, so one replica's answer serves them all; a
 Redis that is slow (50 ms) or away is a miss, never an error. Every answer of a caching policy
 says ``x-signalbox-cache: hit``, ``miss`` or ``bypass`` (a request that is not deterministic,
-or whose ``Cache-Control`` says ``no-cache``/``no-store``). What hits saved (tokens, and cost at
-the providers' declared prices) is added to ``/v1/usage``. Keys and rules: :mod:`cache_keys`.
+or whose ``Cache-Control`` says ``no-cache``/``no-store``). A streamed answer is collected as it
+is sent (:mod:`stream_capture`) and kept once it ended whole. What hits saved (tokens, and cost
+at the providers' declared prices) is added to ``/v1/usage``. Keys and rules: :mod:`cache_keys`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import prometheus_client as prom
 
 from signalbox_api.policy import ResponseCache as CacheSpec
 from signalbox_api.primitives import parse_duration, parse_money
-from signalbox_router import cache_keys, reading, replies
+from signalbox_router import cache_keys, reading, replies, stream_capture
 from signalbox_router.selection import Route
 from signalbox_router.sending import Scope
 from signalbox_router.snapshot import Snapshot
@@ -200,25 +201,48 @@ class ResponseCache:
     def keep(
         self, look: Lookup, reply: replies.Reply | replies.StreamReply
     ) -> replies.Reply | replies.StreamReply:
-        """Mark the provider's answer with the lookup's verdict; keep it when it may be."""
+        """Mark the provider's answer with the lookup's verdict; keep it when it may be (a
+        stream once it has ended whole)."""
         reply.headers.append((HEADER, look.verdict.encode()))
-        if not look.store or not isinstance(reply, replies.Reply):
-            return reply
-        if len(reply.body) > look.spec.max_entry_bytes:
-            return reply
-        if cache_keys.keepable(reply.status, reply.body) is None:
+        if not look.store or reply.status != 200:
             return reply
         names = dict(reply.headers)
-        provider = names.get(b"x-signalbox-provider", b"").decode()
-        model = names.get(b"x-signalbox-model", b"").decode()
+        who = (
+            names.get(b"x-signalbox-provider", b"").decode(),
+            names.get(b"x-signalbox-model", b"").decode(),
+        )
+        if isinstance(reply, replies.StreamReply):
+            reply.chunks = self._captured(look, reply.chunks, who)
+        else:
+            self._store(look, reply.body, who)
+        return reply
+
+    async def _captured(
+        self, look: Lookup, chunks: AsyncIterator[bytes], who: tuple[str, str]
+    ) -> AsyncIterator[bytes]:
+        capture = stream_capture.Capture(4 * look.spec.max_entry_bytes)  # SSE framing included
+        try:
+            async for chunk in chunks:
+                capture.feed(chunk)
+                yield chunk
+            answer = capture.answer()
+            if answer is not None:
+                self._store(look, answer, who)
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    def _store(self, look: Lookup, answer: bytes, who: tuple[str, str]) -> None:
+        if len(answer) > look.spec.max_entry_bytes or cache_keys.keepable(200, answer) is None:
+            return
         ttl = parse_duration(look.spec.ttl)
-        entry = Entry(provider, model, reply.body, time.time() + ttl)
+        entry = Entry(who[0], who[1], answer, time.time() + ttl)
         self.evictions.labels(look.policy).inc(self._policy(look).put(look.key, entry))
         if self.client is not None:
             task = asyncio.create_task(self._write(look.key, entry, ttl))
             self._writes.add(task)
             task.add_done_callback(self._writes.discard)
-        return reply
 
     async def _write(self, key: str, entry: Entry, ttl: float) -> None:
         try:

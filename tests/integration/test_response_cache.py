@@ -140,6 +140,42 @@ def test_a_stream_is_replayed_from_the_kept_answer(world: World) -> None:
     assert world.served() == before
 
 
+def stream(world: World, content: str, router: int = 0) -> tuple[str, str]:
+    """A streamed request's text and its x-signalbox-cache header."""
+    with world.sdk(router).chat.completions.with_streaming_response.create(
+        model="cached",
+        messages=[{"role": "user", "content": content}],
+        temperature=0,
+        stream=True,
+    ) as raw:
+        chunks = list(raw.parse())
+        verdict = raw.headers["x-signalbox-cache"]
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices), verdict
+
+
+def test_a_streamed_answer_is_kept_once_it_ended_whole(world: World) -> None:
+    text, verdict = stream(world, "stream first")
+    assert verdict == "miss"
+    before = world.served()
+    plain, headers = ask(world, "stream first", router=1)  # shared through Redis
+    assert headers["x-signalbox-cache"] == "hit"
+    assert plain.choices[0].message.content == text
+    again, verdict = stream(world, "stream first")
+    assert (again, verdict) == (text, "hit")
+    assert world.served() == before
+
+
+def test_a_stream_cut_upstream_is_not_kept(world: World) -> None:
+    world.fake.set_faults(cut_stream_after=2, reply_words=20)
+    try:
+        with pytest.raises(openai.APIError):
+            stream(world, "cut stream")
+    finally:
+        world.fake.clear_faults()
+    _, verdict = stream(world, "cut stream")
+    assert verdict == "miss"
+
+
 def test_errors_truncated_and_oversized_answers_are_never_kept(world: World) -> None:
     world.fake.set_faults(status=500, times=1)
     with pytest.raises(openai.InternalServerError):
