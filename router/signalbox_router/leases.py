@@ -6,7 +6,9 @@ local side: a :class:`limits.Window` that admits from the leases it holds, so th
 never waits for Redis. When the leases run low it asks (through ``wake``) for more; the
 background task in :mod:`shared_budget` sends the asks and hands the grants back here. A lease
 may be spent only for ``life`` seconds from the moment it was asked for; Redis counts it as spent
-until then, so no window there is fooled by a batch spent late.
+until then, so no window there is fooled by a batch spent late. (A token bucket cannot record
+that, so a lease spent late lets it pass ``life`` seconds more of its rate in a minute: its
+leases are kept short.)
 
 Without Redis (it is down or slow) the window falls back to its ``fallback``: a local window of
 this replica's share of the limit, charged first with what this replica spent in the last
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 
 from signalbox_router.limits import OVERSIZED_RETRY, Window
 
-LIFE = 2.0  # seconds a lease may be spent
+LIFE = 2.0  # seconds a lease may be spent, by default
 POLL = 0.002  # the wait named to a request while more capacity is on its way
 HEADROOM = 1.5  # a batch covers this many times the demand seen over one lease life
 _EPSILON = 1e-9
@@ -59,8 +61,8 @@ class Grant:
 class LeasedWindow(Window):
     """One shared budget (requests or tokens of one provider) as this replica sees it."""
 
-    def __init__(self, limit: float, cap: float, fallback: Window) -> None:
-        self.limit, self.cap, self.fallback = float(limit), float(cap), fallback
+    def __init__(self, limit: float, cap: float, fallback: Window, life: float = LIFE) -> None:
+        self.limit, self.cap, self.fallback, self.life = float(limit), float(cap), fallback, life
         self.shared = True
         self.leases: deque[Lease] = deque()
         self.balance = 0.0  # what the leases hold, together
@@ -144,8 +146,9 @@ class LeasedWindow(Window):
             short = 0.0  # Redis said none before then; the waiting request is told so
         if short <= 0 and not low and self.debt <= 0:
             return None
-        elapsed = max(now - self.asked_at, LIFE / 10)
-        demand = self.spent / elapsed * LIFE * HEADROOM if elapsed < 10 * LIFE else 0.0
+        life = self.life
+        elapsed = max(now - self.asked_at, life / 10)
+        demand = self.spent / elapsed * life * HEADROOM if elapsed < 10 * life else 0.0
         need = math.ceil(short) if short > 0 else (1.0 if low else 0.0)
         if low:  # the last batch ran low within its life: at least double it
             demand = max(demand, 2 * self.last_batch)
@@ -163,7 +166,7 @@ class LeasedWindow(Window):
             self.low_water, self.last_batch = grant.amount / 2, grant.amount
             self.retry_at = -math.inf
         elif ask.need > 0:  # others' leases may come back sooner than Redis can know
-            self.retry_at = sent + min(grant.retry_after, LIFE)
+            self.retry_at = sent + min(grant.retry_after, self.life)
         if grant.amount <= 0 or self.balance >= self.need:
             self.need = 0.0  # a request still waiting asks again when it next tries
 

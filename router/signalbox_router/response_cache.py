@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -26,7 +25,7 @@ import prometheus_client as prom
 
 from signalbox_api.policy import ResponseCache as CacheSpec
 from signalbox_api.primitives import parse_duration, parse_money
-from signalbox_router import cache_keys, reading, replies, stream_capture
+from signalbox_router import cache_entries, cache_keys, reading, replies, stream_capture
 from signalbox_router.selection import Route
 from signalbox_router.sending import Scope
 from signalbox_router.snapshot import Snapshot
@@ -37,54 +36,12 @@ _MILLION = Decimal(1_000_000)
 
 
 @dataclass(frozen=True)
-class Entry:
-    provider: str
-    model: str
-    answer: bytes
-    expires: float  # wall clock (seconds since the epoch), so Redis copies agree
-
-    def encode(self) -> bytes:
-        return f"{self.expires!r}\n{self.provider}\n{self.model}\n".encode() + self.answer
-
-    @classmethod
-    def decode(cls, raw: bytes) -> Entry:
-        expires, provider, model, answer = raw.split(b"\n", 3)
-        return cls(provider.decode(), model.decode(), answer, float(expires))
-
-
-@dataclass(frozen=True)
 class Lookup:
     policy: str
     key: str
     verdict: str  # "hit" (once found), "miss" or "bypass"
     store: bool
     spec: CacheSpec
-
-
-class _Local:
-    """One policy's entries, least recently used first."""
-
-    def __init__(self, spec: CacheSpec) -> None:
-        self.spec, self.entries = spec, OrderedDict[str, Entry]()
-
-    def get(self, key: str, now: float) -> Entry | None:
-        entry = self.entries.get(key)
-        if entry is not None and entry.expires <= now:
-            del self.entries[key]
-            return None
-        if entry is not None:
-            self.entries.move_to_end(key)
-        return entry
-
-    def put(self, key: str, entry: Entry) -> int:
-        """Keep ``entry``; the number of older entries evicted to make room."""
-        self.entries[key] = entry
-        self.entries.move_to_end(key)
-        evicted = 0
-        while len(self.entries) > self.spec.max_entries:
-            self.entries.popitem(last=False)
-            evicted += 1
-        return evicted
 
 
 class ResponseCache:
@@ -101,7 +58,7 @@ class ResponseCache:
         self.client, self.prefix, self.timeout = client, prefix, timeout
         self._seen: Snapshot | None = None
         self._specs: dict[str, CacheSpec] = {}
-        self._local: dict[str, _Local] = {}
+        self._local: dict[str, cache_entries.Entries] = {}
         self._writes: set[asyncio.Task[None]] = set()
         self.saved_tokens = [0, 0]
         self.saved_cost: dict[str, Decimal] = {}
@@ -180,7 +137,7 @@ class ResponseCache:
             return replies.StreamReply(chunks, [*replies.STREAM_HEADERS, *headers])
         return replies.Reply(200, entry.answer, [replies.JSON_TYPE, *headers])
 
-    async def _find(self, look: Lookup) -> Entry | None:
+    async def _find(self, look: Lookup) -> cache_entries.Entry | None:
         local = self._policy(look)
         now = time.time()
         entry = local.get(look.key, now)
@@ -189,7 +146,7 @@ class ResponseCache:
         try:
             async with asyncio.timeout(self.timeout):
                 raw = await self.client.get(self._redis_key(look.key))
-            found = Entry.decode(raw) if raw else None
+            found = cache_entries.Entry.decode(raw) if raw else None
         except Exception as exc:  # a slow, gone or confused Redis is a miss
             log.debug("response cache: Redis lookup failed (%s)", type(exc).__name__)
             return None
@@ -237,31 +194,31 @@ class ResponseCache:
         if len(answer) > look.spec.max_entry_bytes or cache_keys.keepable(200, answer) is None:
             return
         ttl = parse_duration(look.spec.ttl)
-        entry = Entry(who[0], who[1], answer, time.time() + ttl)
+        entry = cache_entries.Entry(who[0], who[1], answer, time.time() + ttl)
         self.evictions.labels(look.policy).inc(self._policy(look).put(look.key, entry))
         if self.client is not None:
             task = asyncio.create_task(self._write(look.key, entry, ttl))
             self._writes.add(task)
             task.add_done_callback(self._writes.discard)
 
-    async def _write(self, key: str, entry: Entry, ttl: float) -> None:
+    async def _write(self, key: str, entry: cache_entries.Entry, ttl: float) -> None:
         try:
             async with asyncio.timeout(self.timeout * 4):
                 await self.client.set(self._redis_key(key), entry.encode(), px=int(ttl * 1000))
         except Exception as exc:  # the local copy still serves this replica
             log.debug("response cache: Redis write failed (%s)", type(exc).__name__)
 
-    def _policy(self, look: Lookup) -> _Local:
+    def _policy(self, look: Lookup) -> cache_entries.Entries:
         local = self._local.get(look.policy)
         if local is None or local.spec != look.spec:
-            local = self._local[look.policy] = _Local(look.spec)
+            local = self._local[look.policy] = cache_entries.Entries(look.spec)
         return local
 
     def _redis_key(self, key: str) -> str:
         return f"{self.prefix}:cache:{key}"
 
     def _count_savings(
-        self, policy: str, entry: Entry, parsed: dict[str, Any], route: Route
+        self, policy: str, entry: cache_entries.Entry, parsed: dict[str, Any], route: Route
     ) -> None:
         prompt, completion = cache_keys.usage(parsed)
         self.saved.labels(policy).inc(prompt + completion)

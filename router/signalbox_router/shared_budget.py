@@ -7,8 +7,7 @@ replicas, and watches Redis. A round trip that fails or takes longer than ``time
 puts every window on its fallback share (limit / live replicas) at once, with a log line, the
 ``signalbox_router_shared_budget_mode`` gauge and a line in ``/readyz``; a probe every
 ``probe_every`` seconds brings them back. The request path itself never awaits Redis.
-
-``maxConcurrency`` cannot be leased by the minute: each replica holds its share of it.
+The limiters themselves are built by :mod:`shared_limiters`.
 """
 
 from __future__ import annotations
@@ -16,56 +15,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import socket
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import prometheus_client as prom
 import redis.asyncio
 import redis.exceptions
 
-from signalbox_api.provider import RateLimit, RateLimitAlgorithm
-from signalbox_router import budget_scripts, leases, limits
+from signalbox_api.provider import RateLimit
+from signalbox_router import budget_scripts, leases, limits, shared_limiters
 
 if TYPE_CHECKING:
     from signalbox_router.state import RouterState
 
 log = logging.getLogger(__name__)
-_ALGORITHMS = {
-    RateLimitAlgorithm.TOKEN_BUCKET: "tb",
-    RateLimitAlgorithm.SLIDING_WINDOW: "sw",
-    RateLimitAlgorithm.FIXED_WINDOW: "fw",
-}
 _FAILURES = (redis.exceptions.RedisError, OSError, TimeoutError)
-
-
-@dataclass(frozen=True)
-class Budget:
-    """One leased window and what Redis needs to know of it."""
-
-    key: str
-    algorithm: str
-    limit: int
-    burst: int | None
-    capacity: float
-    window: leases.LeasedWindow
-
-    def args(self) -> list[str]:
-        return [self.algorithm, repr(self.limit), repr(self.capacity)]
-
-
-@dataclass
-class _Shared:
-    """A provider's limiter and the spec it was built from."""
-
-    spec: RateLimit
-    limiter: limits.ProviderLimiter
-    budgets: tuple[Budget, ...]
 
 
 class SharedBudgets:
@@ -92,7 +60,7 @@ class SharedBudgets:
         self.shared = True
         self.since = time.monotonic()
         self.reason = ""
-        self._providers: dict[str, _Shared] = {}
+        self._providers: dict[str, shared_limiters.SharedLimiter] = {}
         self._wake = asyncio.Event()
         self._sha: dict[str, str] = {}
         self._run_id = ""  # Redis's, to tell a restart (which forgets budgets) from a pause
@@ -109,41 +77,19 @@ class SharedBudgets:
         )
         self.mode.set(1)
 
-    # -- the request path's side: building limiters --------------------------------------
-
     def limiter(self, name: str, spec: RateLimit | None) -> limits.ProviderLimiter:
         """A limiter for provider ``name`` spending shared budgets (plain when ``spec`` is None)."""
         if spec is None:
             self._providers.pop(name, None)
             return limits.ProviderLimiter()
-        budgets: list[Budget] = []
-        requests = self._budget(name, "requests", spec, spec.requests_per_minute, spec.burst)
-        tokens = self._budget(name, "tokens", spec, spec.tokens_per_minute, spec.tokens_per_minute)
-        budgets += [b for b in (requests, tokens) if b is not None]
-        limiter = limits.ProviderLimiter(
-            requests=requests.window if requests else None,
-            tokens=tokens.window if tokens else None,
-            max_concurrency=_share(spec.max_concurrency, self.replicas),
+        key = f"{self.prefix}:budget:{name}"
+        shared = self._providers[name] = shared_limiters.build(
+            key, spec, self.replicas, self._wake.set
         )
-        self._providers[name] = _Shared(spec, limiter, tuple(budgets))
-        return limiter
-
-    def _budget(
-        self, name: str, dim: str, spec: RateLimit, limit: int | None, burst: int | None
-    ) -> Budget | None:
-        if limit is None:
-            return None
-        bucket = spec.algorithm == RateLimitAlgorithm.TOKEN_BUCKET
-        capacity = limits.TokenBucket(limit, burst).capacity if bucket else float(limit)
-        cap = max(1.0, math.ceil(capacity / (2 * self.replicas)))
-        window = leases.LeasedWindow(
-            limit, cap, _fallback(spec.algorithm, limit, burst, self.replicas)
-        )
-        window.wake = self._wake.set
         if not self.shared:
-            window.go_alone(time.monotonic())
-        key = f"{self.prefix}:budget:{name}:{dim}"
-        return Budget(key, _ALGORITHMS[spec.algorithm], limit, burst, capacity, window)
+            for budget in shared.budgets:
+                budget.window.go_alone(time.monotonic())
+        return shared.limiter
 
     def status(self) -> dict[str, object]:
         """For ``/readyz``: the mode, since when, why, and the live replicas counted."""
@@ -186,14 +132,15 @@ class SharedBudgets:
             except _FAILURES as exc:
                 self._go_alone(exc)
                 return
-        asks: list[tuple[Budget, leases.Ask]] = []
+        asks: list[tuple[shared_limiters.Budget, leases.Ask]] = []
         pipe = self.client.pipeline(transaction=False)
         budgets = [b for shared in self._providers.values() for b in shared.budgets]
         for budget in budgets:
             ask = budget.window.ask(now)
             if ask is not None:
                 asks.append((budget, ask))
-                args = [repr(ask.want), repr(ask.need), repr(leases.LIFE), repr(ask.charge)]
+                life = budget.window.life
+                args = [repr(ask.want), repr(ask.need), repr(life), repr(ask.charge)]
                 self._call(pipe, "lease", budget.key, [*budget.args(), *args])
         for budget in budgets if asks or heartbeat else ():  # returns ride along
             for stamp, amount in budget.window.take_returns():
@@ -244,13 +191,10 @@ class SharedBudgets:
         live = self.fixed_replicas or max(1, live)
         if live != self.replicas:
             self.replicas = live
-            for name, shared in list(self._providers.items()):
-                shared.limiter.max_concurrency = _share(shared.spec.max_concurrency, live)
-                for b in shared.budgets:
-                    b.window.cap = max(1.0, math.ceil(b.capacity / (2 * live)))
-                    if self.shared:  # while alone, the share in use stays until Redis is back
-                        b.window.fallback = _fallback(shared.spec.algorithm, b.limit, b.burst, live)
-                log.debug("the fallback share of %s is now 1/%d", name, live)
+            for shared in self._providers.values():
+                # While alone, the share in use stays until Redis is back.
+                shared_limiters.resize(shared, live, fallbacks=self.shared)
+            log.info("shared budgets: %d live replicas", live)
 
     def _go_alone(self, exc: BaseException) -> None:
         if self.shared:
@@ -297,19 +241,3 @@ def from_url(url: str, state: RouterState, *, prefix: str, replicas: int | None)
     state.make_limiter = budgets.limiter
     state.reports["shared_budgets"] = budgets.status
     return budgets
-
-
-def _fallback(
-    algorithm: RateLimitAlgorithm, limit: int, burst: int | None, replicas: int
-) -> limits.Window:
-    """This replica's share of a limit, to spend alone while Redis is away."""
-    share = limit / replicas
-    if algorithm == RateLimitAlgorithm.SLIDING_WINDOW:
-        return limits.SlidingWindow(share)
-    if algorithm == RateLimitAlgorithm.FIXED_WINDOW:
-        return limits.FixedWindow(share)
-    return limits.TokenBucket(share, max(1.0, limits.TokenBucket(limit, burst).capacity / replicas))
-
-
-def _share(limit: int | None, replicas: int) -> int | None:
-    return None if limit is None else max(1, limit // max(1, replicas))

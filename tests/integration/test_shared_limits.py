@@ -34,7 +34,7 @@ LIMITS: dict[str, dict[str, Any]] = {
     "sliding": {"requestsPerMinute": 60, "algorithm": "SlidingWindow"},
     "bucket": {"requestsPerMinute": 60},  # TokenBucket, burst 1: one a second
     "tokens": {"tokensPerMinute": 3000, "algorithm": "SlidingWindow"},
-    "steady": {"requestsPerMinute": 1_000_000},
+    "steady": {"requestsPerMinute": 1_000_000, "algorithm": "SlidingWindow"},  # 5 s leases
 }
 
 
@@ -108,9 +108,9 @@ async def test_three_routers_share_a_token_budget(world: World) -> None:
 async def test_at_steady_load_few_requests_touch_redis(world: World) -> None:
     await hammer(world.routers, "steady", seconds=2, parallel=6)  # batches grow to the demand
     before = sum(_lease_trips(r) for r in world.routers)
-    answers = await hammer(world.routers, "steady", seconds=6, parallel=6)
+    answers = await hammer(world.routers, "steady", seconds=20, parallel=6, until=300)
     trips = sum(_lease_trips(r) for r in world.routers) - before
-    assert len(answers) >= 200
+    assert len(answers) >= 100  # however busy this machine is
     assert trips / len(answers) <= 0.05, f"{trips} round trips for {len(answers)} requests"
 
 

@@ -20,10 +20,12 @@ async def hammer(
     model: str,
     seconds: float,
     parallel: int = 9,
+    until: int | None = None,
     **extra: Any,
 ) -> list[ChatCompletion]:
-    """Round robin over ``routers``, ``parallel`` at a time, for ``seconds``: the answers (a
-    429 is counted out and tried again after 20 ms, by the next router)."""
+    """Round robin over ``routers``, ``parallel`` at a time, for ``seconds`` or until ``until``
+    answers came: the answers (a 429 is counted out and tried again after 20 ms, by the next
+    router)."""
     clients = [
         openai.AsyncOpenAI(base_url=r.base_url, api_key="unused", max_retries=0, timeout=15)
         for r in routers
@@ -33,7 +35,7 @@ async def hammer(
     stop = time.monotonic() + seconds
 
     async def worker() -> None:
-        while time.monotonic() < stop:
+        while time.monotonic() < stop and (until is None or len(answers) < until):
             client = clients[next(turn) % len(clients)]
             try:
                 answers.append(
