@@ -184,11 +184,9 @@ def build_app(args: argparse.Namespace) -> RouterApp:
     )
     tasks: list[asyncio.Task[None]] = []
     holder: dict[str, aiohttp.ClientSession] = {}
-    app.cache = ResponseCache(
-        state.meter.registry,
-        budgets.client if budgets is not None else None,
-        prefix=args.redis_prefix,
-    )
+    app.cache = ResponseCache(state.meter.registry, prefix=args.redis_prefix)
+    if budgets is not None:  # the cache shares the budgets' Redis, and their view of it
+        app.cache.client, app.cache.reachable = budgets.client, lambda: budgets.shared
     folder = _first_reading(args) if args.manifests is not None else None
 
     async def startup() -> None:

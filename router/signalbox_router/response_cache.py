@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -54,8 +54,10 @@ class ResponseCache:
         *,
         prefix: str = "signalbox",
         timeout: float = 0.05,
+        reachable: Callable[[], bool] = lambda: True,
     ) -> None:
         self.client, self.prefix, self.timeout = client, prefix, timeout
+        self.reachable = reachable  # False while Redis is known to be away: not even tried
         self._seen: Snapshot | None = None
         self._specs: dict[str, CacheSpec] = {}
         self._local: dict[str, cache_entries.Entries] = {}
@@ -141,7 +143,7 @@ class ResponseCache:
         local = self._policy(look)
         now = time.time()
         entry = local.get(look.key, now)
-        if entry is not None or self.client is None:
+        if entry is not None or self.client is None or not self.reachable():
             return entry
         try:
             async with asyncio.timeout(self.timeout):
@@ -196,7 +198,7 @@ class ResponseCache:
         ttl = parse_duration(look.spec.ttl)
         entry = cache_entries.Entry(who[0], who[1], answer, time.time() + ttl)
         self.evictions.labels(look.policy).inc(self._policy(look).put(look.key, entry))
-        if self.client is not None:
+        if self.client is not None and self.reachable():
             task = asyncio.create_task(self._write(look.key, entry, ttl))
             self._writes.add(task)
             task.add_done_callback(self._writes.discard)

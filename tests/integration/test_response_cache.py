@@ -16,6 +16,7 @@ import openai
 import pytest
 
 from signalbox_providers.fake import FakeProvider, Flavor
+from tests.support.operator import wait_for
 from tests.support.redis_server import RedisServer
 from tests.support.router import RouterProcess, policy, provider, running_fakes
 
@@ -28,6 +29,7 @@ PRICE = {"inputPerMTok": "1000000", "outputPerMTok": "2000000"}  # 1 and 2 USD a
 class World:
     routers: list[RouterProcess]
     fake: FakeProvider
+    redis: RedisServer
 
     def served(self) -> int:
         return sum(1 for s in self.fake.seen if s.path.endswith("/chat/completions"))
@@ -57,7 +59,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             for router in routers:
                 router.write(docs)
                 router.start()
-            yield World(routers, fake)
+            yield World(routers, fake, redis)
     finally:
         for router in routers:
             router.stop()
@@ -193,6 +195,26 @@ def test_errors_truncated_and_oversized_answers_are_never_kept(world: World) -> 
         assert headers["x-signalbox-cache"] == "miss"
     finally:
         world.fake.clear_faults()
+
+
+def test_with_redis_away_each_router_still_caches_for_itself(world: World) -> None:
+    world.redis.pause()
+    auth = {"Authorization": f"Bearer {KEYS[0]}"}
+    try:
+        wait_for(
+            lambda: (
+                world.routers[0].get("/readyz", headers=auth).json()["shared_budgets"]["mode"]
+                == "fallback"
+            ),
+            5,
+            "the router to see Redis gone",
+        )
+        _, headers = ask(world, "while redis sleeps")
+        assert headers["x-signalbox-cache"] == "miss"
+        _, headers = ask(world, "while redis sleeps")
+        assert headers["x-signalbox-cache"] == "hit"
+    finally:
+        world.redis.resume()
 
 
 def test_a_policy_without_cache_says_nothing_of_it(world: World) -> None:
