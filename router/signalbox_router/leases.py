@@ -72,7 +72,6 @@ class LeasedWindow(Window):
         self.asking = False
         self.low_water = 0.0
         self.running_low = False  # the leases fell below low water: ask ahead
-        self.last_batch = 0.0
         self.spent = 0.0  # since the last ask, for the demand estimate
         self.asked_at = -math.inf
         self.returns: list[tuple[str, float]] = []  # (stamp, amount) to give back
@@ -150,8 +149,6 @@ class LeasedWindow(Window):
         elapsed = max(now - self.asked_at, life / 10)
         demand = self.spent / elapsed * life * HEADROOM if elapsed < 10 * life else 0.0
         need = math.ceil(short) if short > 0 else (1.0 if low else 0.0)
-        if low:  # the last batch ran low within its life: at least double it
-            demand = max(demand, 2 * self.last_batch)
         want = max(need, min(self.cap, math.ceil(demand))) if (short > 0 or low) else 0.0
         self.asking, self.asked_at, self.spent, self.running_low = True, now, 0.0, False
         charge, self.debt = self.debt, 0.0
@@ -163,7 +160,7 @@ class LeasedWindow(Window):
         if grant.amount > 0:
             self.leases.append(Lease(sent + grant.life, grant.stamp, grant.amount))
             self.balance += grant.amount
-            self.low_water, self.last_batch = grant.amount / 2, grant.amount
+            self.low_water = grant.amount / 2
             self.retry_at = -math.inf
         elif ask.need > 0:  # others' leases may come back sooner than Redis can know
             self.retry_at = sent + min(grant.retry_after, self.life)
