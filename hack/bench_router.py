@@ -1,6 +1,7 @@
 """Router benchmark (not a test): the router beside the Python ceiling and LiteLLM, one run.
 
     .venv/bin/python hack/bench_router.py [--duration 10] [--rounds 4] [--no-litellm]
+    .venv/bin/python hack/bench_router.py --replicas 3 --redis   (hack/bench_shared.py)
 
 The system under test runs pinned to CPU 0; the fake provider and the load generators (wrk
 and this script's own clients) run on CPU 1, off the router's core. Compared side by side:
@@ -315,6 +316,13 @@ def main() -> int:
     parser.add_argument("--only", choices=["streams"], help="run only this case")
     parser.add_argument("--streams", type=int, default=1000, help="concurrent streams")
     parser.add_argument("--stream-rate", type=float, default=20.0, help="chunks/s per stream")
+    parser.add_argument("--replicas", type=int, default=3, help="routers per set, with --redis")
+    parser.add_argument(
+        "--redis",
+        action="store_true",
+        help="instead: shared limits through Redis against local ones, and a cache hit "
+        "(hack/bench_shared.py)",
+    )
     args = parser.parse_args()
     raise_fd_limit(4 * args.streams + 1000)  # inherited by the servers started here
     if shutil.which("wrk") is None and args.only is None:
@@ -325,6 +333,10 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="signalbox-bench-"))
     procs: list[subprocess.Popen[bytes]] = []
     try:
+        if args.redis:
+            import bench_shared
+
+            return bench_shared.run(args, work, procs)
         return run(args, work, procs)
     finally:
         for p in procs:

@@ -110,9 +110,21 @@ spec:
   failover: {maxAttempts: 3}
 YAML
 
+REDIS_ARGS=()
+if command -v redis-server >/dev/null 2>&1; then
+  step "redis-server on loopback (router replicas share rate limits and cached answers there)"
+  REDIS_PORT="$(free_port)"
+  mkdir -p "$RUN/redis"
+  background redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$RUN/redis" \
+    --save "" --appendonly no
+  REDIS_ARGS=(--redis-url "redis://127.0.0.1:$REDIS_PORT/0")
+else
+  log "redis-server is not installed (apt-get install redis-server): limits stay per router"
+fi
+
 step "operator and router (Kubernetes mode) as local processes"
 background operator "$PY" -m signalbox_operator -n "$NS" --metrics-port 0 --lease-namespace "$NS"
-background router "$PY" -m signalbox_router -n "$NS" --port "$ROUTER_PORT"
+background router "$PY" -m signalbox_router -n "$NS" --port "$ROUTER_PORT" "${REDIS_ARGS[@]}"
 kc wait -n "$NS" --for=condition=Ready --timeout=60s llmp/flaky-vllm llmp/local-llama llmp/cloud >/dev/null
 for _ in $(seq 50); do curl -fsS "127.0.0.1:$ROUTER_PORT/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
 sleep 1.5  # the policy status follows the providers within about a second
@@ -157,6 +169,8 @@ kc get events -n "$NS" --field-selector involvedObject.name=flaky-vllm \
   -o custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message
 step "router usage summary (GET /v1/usage)"
 curl -sS "127.0.0.1:$ROUTER_PORT/v1/usage"; echo
+step "router readiness (GET /readyz; shared_budgets: limits shared through Redis)"
+curl -sS "127.0.0.1:$ROUTER_PORT/readyz"; echo
 
 if [[ "$WAIT" == 1 ]]; then
   step "everything keeps running; Ctrl-C stops it"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The one test command: installs everything it needs (virtualenv, Python dependencies, the
-# kube-apiserver and etcd binaries, and helm, promtool, the Argo CD health and dashboard checkers
-# and prometheus-operator's CRDs for the chart's tests), runs the static checks, then unit and
-# integration tests.
+# kube-apiserver and etcd binaries, redis-server, and helm, promtool, the Argo CD health and
+# dashboard checkers and prometheus-operator's CRDs for the chart's tests), runs the static checks,
+# then unit and integration tests.
 #
 #   hack/test.sh              everything
 #   hack/test.sh unit         unit tests only (no cluster)
@@ -18,6 +18,12 @@ if [[ "$what" != unit ]]; then
   "$HACK_DIR/build-binaries.sh" kube-apiserver etcd >/dev/null
   log "the tools the chart's alerts, dashboard, Argo CD checks and manifests are tested in (cached too)"
   "$HACK_DIR/build-binaries.sh" helm promtool argocd-health dashboard-check monitoring-crds >/dev/null
+  if ! command -v redis-server >/dev/null 2>&1; then
+    log "redis-server (Debian package; the shared-limit tests start their own on loopback)"
+    [[ "$(id -u)" == 0 ]] || die "redis-server is not installed: apt-get install redis-server"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  fi
   "$HACK_DIR/verify-lint.sh"
   "$HACK_DIR/verify-crds.sh"
 fi

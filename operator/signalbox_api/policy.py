@@ -165,6 +165,26 @@ class Failover(ApiModel):
     )
 
 
+class ResponseCache(ApiModel):
+    """Answers kept for repeats of the same deterministic request (``temperature: 0`` or a
+    ``seed``), per client API key; shared by the router replicas when they have a Redis."""
+
+    ttl: Duration = Field(
+        default="5m",
+        description="How long an answer is served from the cache.",
+        json_schema_extra=duration_between("1s", "24h", "spec.cache.ttl"),
+    )
+    max_entries: int = Field(
+        default=1000, ge=1, le=1_000_000, description="Answers each router keeps in memory."
+    )
+    max_entry_bytes: int = Field(
+        default=65536,
+        ge=256,
+        le=8 * 1024 * 1024,
+        description="Larger answers are not cached.",
+    )
+
+
 def _weights_all_or_none(self: dict[str, Any]) -> bool:
     weighted = {has(p, "weight") for p in self.get("providers") or []}
     return len(weighted) <= 1
@@ -220,6 +240,9 @@ class RoutingPolicySpec(ApiModel):
         default=None, description="Capabilities, context window and tiers a provider must meet."
     )
     failover: Failover = Field(default_factory=Failover, description="Failover rules.")
+    cache: ResponseCache | None = Field(
+        default=None, description="Cache deterministic answers (off when absent)."
+    )
 
 
 class PolicyProviderStatus(ApiModel):

@@ -227,7 +227,8 @@ class ModelSpec(ApiModel):
 
 
 class RateLimit(ApiModel):
-    """Limits the router enforces towards this provider (per router process)."""
+    """Limits the router enforces towards this provider (per router process; across all
+    replicas when they share a Redis)."""
 
     model_config = {
         "json_schema_extra": rules(

@@ -8,9 +8,11 @@ import contextlib
 import gc
 import ipaddress
 import logging
+import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -24,8 +26,12 @@ from signalbox_router import (
     supervision,
 )
 from signalbox_router.forwarding import Forwarder
+from signalbox_router.response_cache import ResponseCache
 from signalbox_router.server import RouterApp, Settings
 from signalbox_router.state import RouterState
+
+if TYPE_CHECKING:
+    from signalbox_router.shared_budget import SharedBudgets
 
 log = logging.getLogger("signalbox_router")
 
@@ -89,6 +95,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="bind address of --metrics-port (default: loopback)",
     )
     p.add_argument("--resync", type=float, default=60.0, help="full re-list period (seconds)")
+    p.add_argument(
+        "--redis-url",
+        default=os.environ.get("SIGNALBOX_REDIS_URL") or None,
+        help="share rate limits and cached answers across replicas through this Redis "
+        "(redis://, rediss://, unix://; default: $SIGNALBOX_REDIS_URL, else none: each replica "
+        "counts for itself)",
+    )
+    p.add_argument(
+        "--redis-prefix", default="signalbox", help="prefix of the Redis keys (default: signalbox)"
+    )
+    p.add_argument(
+        "--redis-fallback-replicas",
+        default="auto",
+        help="while Redis is away each replica spends limit / N: N live replicas counted by "
+        "heartbeat ('auto', the default) or this number",
+    )
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
 
@@ -121,6 +143,28 @@ def _client_keys(args: argparse.Namespace) -> frozenset[str] | None:
     )
 
 
+def _fallback_replicas(value: str) -> int | None:
+    if value == "auto":
+        return None
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    raise StartupError(f"--redis-fallback-replicas {value!r}: 'auto' or a whole number >= 1")
+
+
+def _shared_budgets(args: argparse.Namespace, state: RouterState) -> SharedBudgets | None:
+    """Shared limits through Redis, set up when ``--redis-url`` is given (else None)."""
+    if args.redis_url is None:
+        return None
+    if args.redis_url.split("://", 1)[0] not in ("redis", "rediss", "unix"):
+        raise StartupError("--redis-url: must start with redis://, rediss:// or unix://")
+    replicas = _fallback_replicas(args.redis_fallback_replicas)
+    from signalbox_router import shared_budget
+
+    return shared_budget.from_url(
+        args.redis_url, state, prefix=args.redis_prefix, replicas=replicas
+    )
+
+
 def _first_reading(args: argparse.Namespace) -> folder_watch.FolderWatch:
     if not args.manifests.is_dir():
         raise StartupError(f"--manifests {args.manifests}: no such folder")
@@ -129,6 +173,7 @@ def _first_reading(args: argparse.Namespace) -> folder_watch.FolderWatch:
 
 def build_app(args: argparse.Namespace) -> RouterApp:
     state = RouterState()
+    budgets = _shared_budgets(args, state)
     app = RouterApp(
         state,
         Settings(
@@ -139,6 +184,9 @@ def build_app(args: argparse.Namespace) -> RouterApp:
     )
     tasks: list[asyncio.Task[None]] = []
     holder: dict[str, aiohttp.ClientSession] = {}
+    app.cache = ResponseCache(state.meter.registry, prefix=args.redis_prefix)
+    if budgets is not None:  # the cache shares the budgets' Redis, and their view of it
+        app.cache.client, app.cache.reachable = budgets.client, lambda: budgets.shared
     folder = _first_reading(args) if args.manifests is not None else None
 
     async def startup() -> None:
@@ -162,6 +210,10 @@ def build_app(args: argparse.Namespace) -> RouterApp:
                     "kubernetes-watch",
                     lambda h: watching.run(state, args.namespace, args.resync, h),
                 )
+            )
+        if budgets is not None:
+            tasks.append(
+                supervisor.start("shared-budgets", lambda _: budgets.run(), reports_health=False)
             )
         _tune_gc()
 

@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 from signalbox_api.provider import Capability
 from signalbox_router import exposition, inspection, reading, replies, selection, sending
 from signalbox_router.forwarding import Forwarder, job_for
+from signalbox_router.response_cache import ResponseCache
 from signalbox_router.sending import Receive, Scope, Send
 from signalbox_router.state import RouterState
 
@@ -39,6 +40,7 @@ class RouterApp:
     state: RouterState
     settings: Settings = field(default_factory=Settings)
     forwarder: Forwarder | None = None
+    cache: ResponseCache | None = None
     on_startup: list[Hook] = field(default_factory=list)
     on_shutdown: list[Hook] = field(default_factory=list)
 
@@ -133,7 +135,14 @@ class RouterApp:
                 )
             )
         assert self.forwarder is not None, "the forwarder is set at startup"
-        return _stamped(await self.forwarder.forward(job_for(kind, body, route, priority, raw)))
+        cache, snapshot = self.cache, self.state.snapshot
+        look = cache.lookup(scope, body, route, snapshot) if cache and kind == "chat" else None
+        if look is not None and cache is not None:
+            kept = await cache.answer(look, body, route)
+            if kept is not None:
+                return _stamped(kept)
+        reply = await self.forwarder.forward(job_for(kind, body, route, priority, raw))
+        return _stamped(reply if look is None or cache is None else cache.keep(look, reply))
 
     def chat(
         self, scope: Scope, receive: Receive
@@ -153,7 +162,10 @@ class RouterApp:
         return replies.json_reply({"object": "list", "data": data})
 
     async def usage(self, scope: Scope, receive: Receive) -> replies.Reply:
-        return replies.json_reply(self.state.meter.summary())
+        summary = self.state.meter.summary()
+        if self.cache is not None and (self.cache.hits or self.cache.enabled):
+            summary["cache"] = self.cache.savings()
+        return replies.json_reply(summary)
 
     async def explain(self, scope: Scope, receive: Receive) -> replies.Reply:
         query = parse_qs(scope.get("query_string", b"").decode())
@@ -219,6 +231,8 @@ class RouterApp:
             body["failing"] = failing
         if self.state.problems:
             body["problems"] = list(self.state.problems[:20])
+        for name, report in self.state.reports.items():
+            body[name] = report()
         return replies.json_reply(body, 200 if ready else 503)
 
     async def metrics(self, scope: Scope, receive: Receive) -> replies.Reply:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from signalbox_api.provider import RateLimit
@@ -42,6 +43,12 @@ class RouterState:
     # Requests waiting for rate-limited capacity, one line per model name.
     waiting: dict[str, PriorityQueueGate[object]] = field(default_factory=dict)
     _limiters: dict[str, tuple[RateLimit | None, ProviderLimiter]] = field(default_factory=dict)
+    # Builds a provider's limiter from its rateLimit; shared_budget's when limits are shared.
+    make_limiter: Callable[[str, RateLimit | None], ProviderLimiter] = field(
+        default=lambda _name, spec: ProviderLimiter.from_spec(spec)
+    )
+    # Extra lines for /readyz, by name (shared budgets: their mode).
+    reports: dict[str, Callable[[], object]] = field(default_factory=dict)
     _secrets: tuple[bytes, ...] = ()
 
     @property
@@ -101,7 +108,7 @@ class RouterState:
         if current is None or (
             current[0] is not entry.spec.rate_limit and current[0] != entry.spec.rate_limit
         ):
-            current = (entry.spec.rate_limit, ProviderLimiter.from_spec(entry.spec.rate_limit))
+            current = (entry.spec.rate_limit, self.make_limiter(entry.name, entry.spec.rate_limit))
             self._limiters[entry.name] = current
         return current[1]
 

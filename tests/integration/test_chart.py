@@ -133,7 +133,7 @@ def test_monitoring_crds_reject_what_prometheus_operator_rejects(
 def test_security_context_is_hardened(helm: Path) -> None:
     rendered = run_helm(helm, None, "template", "sb", str(CHART), *KUBE, "-f", str(FULL))
     deployments = [d for d in _docs(rendered) if d["kind"] == "Deployment"]
-    assert len(deployments) == 2
+    assert len(deployments) == 3  # operator, router, bundled Redis
     for dep in deployments:
         pod = dep["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True

@@ -25,6 +25,7 @@ def test_demo_runs_and_cleans_up() -> None:
     assert "Hello from flaky-vllm. You said: Stream me a reply" in out
     assert "served by local-llama after 2 attempt(s)" in out
     assert "CircuitOpen" in out
+    assert '"shared_budgets": {"mode": "shared"' in out  # the demo's router uses its Redis
     flaky = next(
         line
         for line in out.splitlines()
