@@ -15,8 +15,10 @@ and then gets 429 with Retry-After. Nothing is retried once a streamed byte reac
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +51,8 @@ class Job:
     stream: bool
     client_usage: bool
     raw: bytes | None = None  # the body as the client sent it
+    # Another client API (``signalbox_providers.ingress``): wraps each provider's dialect.
+    ingress: Callable[[dialects.Dialect], dialects.Dialect] | None = None
 
     @functools.cached_property
     def estimate(self) -> int:
@@ -130,6 +134,8 @@ class Forwarder:
     ) -> replies.Reply | replies.StreamReply:
         """One attempt at ``cand``: the reply, or UpstreamFailed, or _Limited."""
         prepared = self._prepare(entry)
+        if job.ingress is not None:
+            prepared = dataclasses.replace(prepared, dialect=job.ingress(prepared.dialect))
         endpoint = self.state.pick_endpoint(entry)
         try:  # before anything is held: a request this provider cannot take is the client's
             outbound = prepared.dialect.request(
