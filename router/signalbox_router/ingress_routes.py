@@ -1,5 +1,6 @@
 """The routes for client APIs other than OpenAI chat: ``POST /v1/messages`` (Anthropic
-Messages) and ``POST /v1/completions`` (legacy text completions).
+Messages), ``POST /v1/responses`` (OpenAI Responses, stateless) and ``POST /v1/completions``
+(legacy text completions).
 
 Each reads its body at the edge (``signalbox_providers.ingress``), derives the capabilities it
 needs, and hands the forwarder an ordinary chat job whose ``ingress`` wraps every provider's
@@ -10,14 +11,13 @@ Messages route is in Anthropic's shape, mid-stream errors included.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from signalbox_api.provider import Capability
-from signalbox_providers import dialects
-from signalbox_providers.ingress import completions, messages, wrapping
+from signalbox_providers.ingress import completions, messages, responses_request, wrapping
 from signalbox_providers.ingress.messages_request import InvalidMessages, to_chat
 from signalbox_providers.ingress.messages_stream import event
 from signalbox_router import inspection, reading, replies, selection, sending
@@ -54,6 +54,18 @@ async def _messages(app: RouterApp, scope: Scope, receive: Receive) -> Answer:
     return await _forward(app, body, needs, priority, wrapping.for_messages(parsed))
 
 
+async def responses_route(app: RouterApp, scope: Scope, receive: Receive) -> Answer:
+    scope[sending.TASK] = asyncio.current_task()
+    priority = reading.priority(scope)
+    _, parsed = await reading.read_json(receive, app.settings.max_body)
+    try:
+        body = responses_request.to_chat(parsed)
+    except responses_request.InvalidResponses as exc:
+        return replies.error(400, str(exc), param=exc.param, code="invalid_request")
+    needs = inspection.needs(body, "chat")
+    return await _forward(app, body, needs, priority, wrapping.for_responses(parsed))
+
+
 async def completions_route(app: RouterApp, scope: Scope, receive: Receive) -> Answer:
     scope[sending.TASK] = asyncio.current_task()
     priority = reading.priority(scope)
@@ -72,7 +84,7 @@ async def _forward(
     body: dict[str, Any],
     needs: selection.Needs,
     priority: RequestPriority,
-    ingress: Callable[[dialects.Dialect], dialects.Dialect],
+    ingress: wrapping.Wrap,
 ) -> Answer:
     try:
         route = selection.route(body["model"], needs, app.state.snapshot, app.state.view())

@@ -1,7 +1,7 @@
 """The router's HTTP face: a raw ASGI application (served by uvicorn).
 
-Routes: ``POST /v1/chat/completions``, ``POST /v1/embeddings``, ``POST /v1/messages`` and
-``POST /v1/completions`` (``ingress_routes``), ``GET /v1/models``,
+Routes: ``POST /v1/chat/completions``, ``POST /v1/embeddings``, ``POST /v1/messages``,
+``POST /v1/responses`` and ``POST /v1/completions`` (``ingress_routes``), ``GET /v1/models``,
 ``GET /v1/usage``, ``GET /v1/explain?model=…&capabilities=…``, ``/healthz``, ``/readyz`` and
 ``/metrics`` (which takes a client key like ``/v1/`` when client keys are set; Prometheus scrapes
 :class:`exposition.MetricsApp` on a port of its own). Every error is in the OpenAI shape (on
@@ -245,6 +245,7 @@ _ROUTES: dict[str, tuple[str, Handler]] = {
     "/v1/chat/completions": ("POST", RouterApp.chat),
     "/v1/embeddings": ("POST", RouterApp.embeddings),
     ingress_routes.MESSAGES_PATH: ("POST", ingress_routes.messages_route),
+    "/v1/responses": ("POST", ingress_routes.responses_route),
     "/v1/completions": ("POST", ingress_routes.completions_route),
     "/v1/models": ("GET", RouterApp.models),
     "/v1/usage": ("GET", RouterApp.usage),

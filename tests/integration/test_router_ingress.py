@@ -29,7 +29,7 @@ from tests.support.router import RouterProcess, policy, provider, running_fakes,
 RUN = secrets.token_hex(6)
 CLIENT_KEY = f"sbx-client-{RUN}"
 SECRET_NAME = "provider-keys"
-CAPS = ["chat", "completions", "streaming", "tools", "vision", "jsonMode"]
+CAPS = ["chat", "completions", "streaming", "tools", "vision", "jsonMode", "jsonSchema"]
 PROMPT = "hello router"
 WEATHER_TOOL: dict[str, Any] = {
     "name": "get_weather",

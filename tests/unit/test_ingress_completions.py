@@ -39,7 +39,7 @@ def test_invalid(body: dict[str, Any], param: str) -> None:
     ],
 )
 def test_sent_where_served(ptype: ProviderType, base: str, url: str) -> None:
-    dialect = wrapping.for_completions(dialects.dialect(ptype))
+    dialect = wrapping.for_completions(dialects.dialect(ptype), ptype)
     body = {"model": "alias", "prompt": "x", "stream": True}
     out = dialect.request("chat", base, body, "upstream", opts={})
     assert out.url == url
@@ -51,13 +51,13 @@ def test_sent_where_served(ptype: ProviderType, base: str, url: str) -> None:
 
 @pytest.mark.parametrize("ptype", [ProviderType.ANTHROPIC, ProviderType.AZURE_OPENAI])
 def test_refused_where_not_served(ptype: ProviderType) -> None:
-    dialect = wrapping.for_completions(dialects.dialect(ptype))
+    dialect = wrapping.for_completions(dialects.dialect(ptype), ptype)
     with pytest.raises(dialects.Unsupported):
         dialect.request("chat", "http://x", {"model": "m", "prompt": "x"}, "m", opts={})
 
 
 def test_answer_checked_and_metered() -> None:
-    dialect = wrapping.for_completions(dialects.dialect(ProviderType.VLLM))
+    dialect = wrapping.for_completions(dialects.dialect(ProviderType.VLLM), ProviderType.VLLM)
     raw = orjson.dumps(
         {
             "id": "cmpl-1",

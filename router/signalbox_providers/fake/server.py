@@ -32,6 +32,7 @@ from signalbox_providers.fake import (
     errors,
     ollama_api,
     openai_api,
+    responses_api,
     wire,
 )
 from signalbox_providers.fake.state import FakeState, Faults, Flavor, SeenRequest
@@ -170,9 +171,11 @@ def build_app(state: FakeState) -> web.Application:
     if flavor == Flavor.ANTHROPIC:
         routes += anthropic_api.routes()
     elif flavor == Flavor.AZURE:
-        routes += openai_api.azure_routes()
+        routes += openai_api.azure_routes() + responses_api.routes("/openai/v1")
     else:
         routes += openai_api.routes("/v1") + completions_api.routes("/v1")
+    if flavor == Flavor.OPENAI:
+        routes += responses_api.routes("/v1")
     if flavor == Flavor.OLLAMA:
         routes += ollama_api.routes()
     if flavor == Flavor.VLLM:
