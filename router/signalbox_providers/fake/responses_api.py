@@ -102,7 +102,7 @@ def _finish(out: dict[str, Any], r: reply.Reply) -> dict[str, Any]:
         out["status"] = "completed"
     out["usage"] = {
         "input_tokens": r.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": 0},
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
         "output_tokens": r.completion_tokens,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": r.prompt_tokens + r.completion_tokens,

@@ -27,7 +27,7 @@ def usage(chat_usage: Any) -> JSON:
     prompt, completion = _int(u.get("prompt_tokens")), _int(u.get("completion_tokens"))
     return {
         "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": cached},
+        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
         "output_tokens": completion,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": prompt + completion,
