@@ -136,7 +136,7 @@ def test_answer_validates_as_sdk_response() -> None:
     assert [o.type for o in r.output] == ["message", "function_call"]
     assert r.usage is not None
     assert (r.usage.input_tokens, r.usage.output_tokens, r.usage.total_tokens) == (4, 2, 6)
-    assert r.store is False
+    assert body["store"] is False
 
 
 def test_cut_answer_is_incomplete() -> None:
