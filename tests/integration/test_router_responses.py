@@ -234,3 +234,19 @@ def test_bad_input(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client.responses.create(model="vllm-model", input=bad)
     assert "web_search_call" in str(caught.value)
+
+
+def test_stream_cut_upstream_raises_in_sdk(
+    client: openai.OpenAI, fakes: dict[str, FakeProvider]
+) -> None:
+    vllm = next(k for k in KINDS if k.id == "vllm")
+    fakes["vllm"].set_faults(api_key=_key(vllm), cut_stream_after=4)
+    try:
+        seen: list[str] = []
+        stream = client.responses.create(model=vllm.alias, input=PROMPT, stream=True)
+        with pytest.raises(openai.APIError, match="upstream stream failed"):
+            seen.extend(event.type for event in stream)
+    finally:
+        fakes["vllm"].set_faults(api_key=_key(vllm))
+    assert seen[0] == "response.created"
+    assert "response.completed" not in seen
