@@ -376,3 +376,26 @@ def test_native_stream_error_event_fails() -> None:
     error = {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}
     with pytest.raises(StreamFailed, match="busy"):
         stream.feed(_native("error", error))
+
+
+def test_tool_result_images_follow_as_user_content() -> None:
+    image = {"type": "image", "source": {"type": "url", "url": "https://x/y.png"}}
+    chat = to_chat(
+        _request(
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "tool_result", "tool_use_id": "t1", "content": [image]},
+                    ],
+                }
+            ]
+        )
+    )
+    assert chat["messages"] == [
+        {"role": "tool", "tool_call_id": "t1", "content": ""},
+        {
+            "role": "user",
+            "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}],
+        },
+    ]
