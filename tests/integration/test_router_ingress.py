@@ -561,3 +561,20 @@ def test_completions_bad_prompt(client: openai.OpenAI) -> None:
 
 
 BY_ID = {k.id: k for k in KINDS}
+
+
+@every_kind
+async def test_messages_async_stream_with_tools(router: RouterProcess, kind: Kind) -> None:
+    async with anthropic.AsyncAnthropic(
+        base_url=router.url, api_key=CLIENT_KEY, max_retries=0, timeout=15
+    ) as aclaude:
+        async with aclaude.messages.stream(
+            model=kind.alias,
+            max_tokens=200,
+            tools=[WEATHER_TOOL],
+            messages=_user("weather please"),
+        ) as stream:
+            final = await stream.get_final_message()
+    assert final.stop_reason == "tool_use"
+    uses = [b for b in final.content if isinstance(b, anthropic.types.ToolUseBlock)]
+    assert [(u.name, u.input) for u in uses] == [("get_weather", WEATHER_ARGS)]
