@@ -15,8 +15,10 @@ and then gets 429 with Retry-After. Nothing is retried once a streamed byte reac
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +27,7 @@ import orjson
 
 from signalbox_api.policy import Failover
 from signalbox_api.primitives import parse_duration
+from signalbox_api.provider import ProviderType
 from signalbox_providers import dialects
 from signalbox_providers.outcomes import Outcome
 from signalbox_router import exchange, redaction, replies
@@ -49,6 +52,8 @@ class Job:
     stream: bool
     client_usage: bool
     raw: bytes | None = None  # the body as the client sent it
+    # Another client API (``signalbox_providers.ingress``): wraps each provider's dialect.
+    ingress: Callable[[dialects.Dialect, ProviderType], dialects.Dialect] | None = None
 
     @functools.cached_property
     def estimate(self) -> int:
@@ -130,6 +135,9 @@ class Forwarder:
     ) -> replies.Reply | replies.StreamReply:
         """One attempt at ``cand``: the reply, or UpstreamFailed, or _Limited."""
         prepared = self._prepare(entry)
+        if job.ingress is not None:
+            wrapped = job.ingress(prepared.dialect, entry.spec.type)
+            prepared = dataclasses.replace(prepared, dialect=wrapped)
         endpoint = self.state.pick_endpoint(entry)
         try:  # before anything is held: a request this provider cannot take is the client's
             outbound = prepared.dialect.request(

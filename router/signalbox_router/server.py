@@ -1,9 +1,11 @@
 """The router's HTTP face: a raw ASGI application (served by uvicorn).
 
-Routes: ``POST /v1/chat/completions``, ``POST /v1/embeddings``, ``GET /v1/models``,
+Routes: ``POST /v1/chat/completions``, ``POST /v1/embeddings``, ``POST /v1/messages``,
+``POST /v1/responses`` and ``POST /v1/completions`` (``ingress_routes``), ``GET /v1/models``,
 ``GET /v1/usage``, ``GET /v1/explain?model=…&capabilities=…``, ``/healthz``, ``/readyz`` and
 ``/metrics`` (which takes a client key like ``/v1/`` when client keys are set; Prometheus scrapes
-:class:`exposition.MetricsApp` on a port of its own). Every error is in the OpenAI shape.
+:class:`exposition.MetricsApp` on a port of its own). Every error is in the OpenAI shape (on
+``/v1/messages``, Anthropic's). A client key travels as a bearer token or in ``x-api-key``.
 Raw ASGI keeps the per-request overhead to the few microseconds a pass-through can afford.
 """
 
@@ -18,7 +20,15 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
 from signalbox_api.provider import Capability
-from signalbox_router import exposition, inspection, reading, replies, selection, sending
+from signalbox_router import (
+    exposition,
+    ingress_routes,
+    inspection,
+    reading,
+    replies,
+    selection,
+    sending,
+)
 from signalbox_router.forwarding import Forwarder, job_for
 from signalbox_router.response_cache import ResponseCache
 from signalbox_router.sending import Receive, Scope, Send
@@ -61,10 +71,11 @@ class RouterApp:
                 return
             raise
         except reading.Refused as refused:
-            reply = refused.reply
-        except Exception:  # a bug of ours: the client still gets an OpenAI-shaped answer
+            reply = ingress_routes.shaped(scope["path"], refused.reply)
+        except Exception:  # a bug of ours: the client still gets an error in its API's shape
             log.exception("request to %s failed inside the router", scope.get("path"))
             reply = replies.error(500, "The router failed to handle this request.", code="internal")
+            reply = ingress_routes.shaped(scope["path"], reply)
         if isinstance(reply, replies.StreamReply):
             await sending.send_stream(send, receive, reply)
         else:
@@ -92,7 +103,8 @@ class RouterApp:
             return replies.error(404, f"Unknown path: {path}", code="unknown_url")
         wanted, handler = route
         if method != wanted:
-            return replies.error(405, f"Use {wanted} for {path}", code="method_not_allowed")
+            reply = replies.error(405, f"Use {wanted} for {path}", code="method_not_allowed")
+            return ingress_routes.shaped(path, reply)
         if path.startswith("/v1/") or path == "/metrics":
             self._authenticate(scope)
         return await handler(self, scope, receive)
@@ -103,7 +115,10 @@ class RouterApp:
             return
         # The scheme's name is case-insensitive (RFC 9110, section 11.1).
         scheme, _, token = reading.header(scope, b"authorization").partition(b" ")
-        given = token.strip() if scheme.lower() == b"bearer" else b""
+        if scheme.lower() == b"bearer":
+            given = token.strip()
+        else:  # the Anthropic SDK's way
+            given = reading.header(scope, b"x-api-key").strip()
         if not any(hmac.compare_digest(given, k.encode()) for k in keys):
             raise reading.Refused(
                 replies.error(
@@ -243,6 +258,9 @@ Handler = Callable[[RouterApp, Scope, Receive], Awaitable[replies.Reply | replie
 _ROUTES: dict[str, tuple[str, Handler]] = {
     "/v1/chat/completions": ("POST", RouterApp.chat),
     "/v1/embeddings": ("POST", RouterApp.embeddings),
+    ingress_routes.MESSAGES_PATH: ("POST", ingress_routes.messages_route),
+    "/v1/responses": ("POST", ingress_routes.responses_route),
+    "/v1/completions": ("POST", ingress_routes.completions_route),
     "/v1/models": ("GET", RouterApp.models),
     "/v1/usage": ("GET", RouterApp.usage),
     "/v1/explain": ("GET", RouterApp.explain),

@@ -163,7 +163,7 @@ def test_malformed_json_is_400(world: World, raw: bytes) -> None:
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("POST", "/v1/completions"),
+        ("POST", "/v1/edits"),
         ("GET", "/v2/models"),
         ("POST", "/v1/chat/completions/"),
         ("GET", "/"),

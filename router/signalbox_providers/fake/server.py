@@ -26,7 +26,15 @@ from typing import Any
 import pydantic
 from aiohttp import web
 
-from signalbox_providers.fake import anthropic_api, errors, ollama_api, openai_api, wire
+from signalbox_providers.fake import (
+    anthropic_api,
+    completions_api,
+    errors,
+    ollama_api,
+    openai_api,
+    responses_api,
+    wire,
+)
 from signalbox_providers.fake.state import FakeState, Faults, Flavor, SeenRequest
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -163,9 +171,11 @@ def build_app(state: FakeState) -> web.Application:
     if flavor == Flavor.ANTHROPIC:
         routes += anthropic_api.routes()
     elif flavor == Flavor.AZURE:
-        routes += openai_api.azure_routes()
+        routes += openai_api.azure_routes() + responses_api.routes("/openai/v1")
     else:
-        routes += openai_api.routes("/v1")
+        routes += openai_api.routes("/v1") + completions_api.routes("/v1")
+    if flavor == Flavor.OPENAI:
+        routes += responses_api.routes("/v1")
     if flavor == Flavor.OLLAMA:
         routes += ollama_api.routes()
     if flavor == Flavor.VLLM:

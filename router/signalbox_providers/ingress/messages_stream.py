@@ -1,0 +1,189 @@
+"""Messages streams: the internal (OpenAI chunk) stream as Anthropic's event sequence, and an
+Anthropic provider's own stream passed through once each event has been read.
+
+``ChatEvents`` wraps a provider dialect's stream translator, whose output is always whole
+``data:`` events, and writes ``message_start`` and a ``ping`` on the first chunk, a
+``content_block_start`` / ``content_block_delta`` / ``content_block_stop`` run per text or
+tool-use block, and, at ``[DONE]``, ``message_delta`` (stop reason and usage) and
+``message_stop``. ``NativeEvents`` checks an Anthropic stream with ``translate.anthropic``'s
+reader (errors, usage, the end) and sends every event on as it came.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from signalbox_providers.dialects.base import StreamFailed, StreamTranslator, Usage
+from signalbox_providers.ingress import messages
+from signalbox_providers.sse import SseParser
+from signalbox_providers.translate.anthropic import AnthropicStream
+from signalbox_providers.translate.openai_format import JSON, UpstreamStreamError
+
+
+def event(name: str, payload: JSON) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+class ChatEvents:
+    """OpenAI chat chunks (from ``inner``) -> Anthropic Messages events."""
+
+    def __init__(self, inner: StreamTranslator, model: str) -> None:
+        self._inner, self._model = inner, model
+        self._started = False
+        self._index = -1  # the open content block, -1 when none is open
+        self._open: str | None = None  # "text", or "tool:<call index>"
+        self._stop: Any = None
+        self._usage: Any = None
+        self._done = False
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._inner.usage
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def feed(self, data: bytes) -> bytes:
+        return self._translate(self._inner.feed(data))
+
+    def end(self) -> bytes:
+        return self._translate(self._inner.end())
+
+    def _translate(self, chat: bytes) -> bytes:
+        out: list[bytes] = []
+        for raw in chat.split(b"\n\n"):
+            if not raw.startswith(b"data: ") or self._done:
+                continue
+            if raw == b"data: [DONE]":
+                out += self._finish()
+                continue
+            try:
+                chunk = orjson.loads(raw[6:])
+                out += self._chunk(chunk)
+            except (ValueError, TypeError, AttributeError, KeyError) as exc:
+                raise StreamFailed(f"an upstream chunk could not be read: {exc}") from exc
+        return b"".join(out)
+
+    def _chunk(self, chunk: dict[str, Any]) -> list[bytes]:
+        out = [] if self._started else self._start(chunk)
+        if chunk.get("usage"):
+            self._usage = chunk["usage"]
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") or {}
+            text = delta.get("content")
+            if isinstance(text, str) and text:
+                out += self._block("text", {"type": "text", "text": ""})
+                out.append(self._delta({"type": "text_delta", "text": text}))
+            for call in delta.get("tool_calls") or []:
+                out += self._tool_call(call)
+            if choice.get("finish_reason") is not None:
+                self._stop = choice["finish_reason"]
+        return out
+
+    def _start(self, chunk: dict[str, Any]) -> list[bytes]:
+        self._started = True
+        message: JSON = {
+            "id": messages.message_id(chunk.get("id")),
+            "type": "message",
+            "role": "assistant",
+            "model": str(chunk.get("model") or self._model),
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        }
+        return [
+            event("message_start", {"type": "message_start", "message": message}),
+            event("ping", {"type": "ping"}),
+        ]
+
+    def _tool_call(self, call: dict[str, Any]) -> list[bytes]:
+        key = f"tool:{call.get('index', 0)}"
+        function = call.get("function") or {}
+        out: list[bytes] = []
+        if key != self._open:
+            block = {
+                "type": "tool_use",
+                "id": str(call.get("id") or ""),
+                "name": str(function.get("name") or ""),
+                "input": {},
+            }
+            out += self._block(key, block)
+        arguments = function.get("arguments")
+        if isinstance(arguments, str) and arguments:
+            out.append(self._delta({"type": "input_json_delta", "partial_json": arguments}))
+        return out
+
+    def _block(self, key: str, block: JSON) -> list[bytes]:
+        """Opens the block ``key`` unless it is the open one (closing that first)."""
+        if key == self._open:
+            return []
+        out = self._close()
+        self._index += 1
+        self._open = key
+        payload = {"type": "content_block_start", "index": self._index, "content_block": block}
+        return [*out, event("content_block_start", payload)]
+
+    def _delta(self, delta: JSON) -> bytes:
+        payload = {"type": "content_block_delta", "index": self._index, "delta": delta}
+        return event("content_block_delta", payload)
+
+    def _close(self) -> list[bytes]:
+        if self._open is None:
+            return []
+        self._open = None
+        return [event("content_block_stop", {"type": "content_block_stop", "index": self._index})]
+
+    def _finish(self) -> list[bytes]:
+        out = [] if self._started else self._start({})
+        out += self._close()
+        self._done = True
+        u = messages.usage(self._usage)
+        delta = {
+            "type": "message_delta",
+            "delta": {"stop_reason": messages.stop_reason(self._stop), "stop_sequence": None},
+            "usage": u,
+        }
+        return [
+            *out,
+            event("message_delta", delta),
+            event("message_stop", {"type": "message_stop"}),
+        ]
+
+
+class NativeEvents:
+    """An Anthropic provider's stream, passed on event by event once each was read."""
+
+    def __init__(self, model: str) -> None:
+        self._parser = SseParser()
+        self._reader = AnthropicStream(model, True)
+
+    @property
+    def usage(self) -> Usage | None:
+        u = self._reader.usage
+        return (u.prompt, u.completion) if u is not None else None
+
+    @property
+    def done(self) -> bool:
+        return self._reader.done
+
+    def feed(self, data: bytes) -> bytes:
+        out = []
+        try:
+            for e in self._parser.feed(data):
+                if self._reader.done:
+                    break
+                self._reader.feed(e)
+                name = e.event or "message"
+                out.append(b"event: " + name.encode() + b"\ndata: " + e.data.encode() + b"\n\n")
+        except (UpstreamStreamError, ValueError, TypeError) as exc:
+            raise StreamFailed(f"upstream stream error: {str(exc)[:300]}") from exc
+        return b"".join(out)
+
+    def end(self) -> bytes:
+        if not self._reader.done:
+            raise StreamFailed("the upstream stream ended before it finished")
+        return b""

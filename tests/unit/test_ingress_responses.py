@@ -1,0 +1,254 @@
+"""OpenAI Responses ingress as pure functions: requests into the internal chat form, chat
+answers and streams back into Responses objects and events, checked against the ``openai``
+SDK's own types; and which provider types get the request as it came."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+import pydantic
+import pytest
+from openai.types.responses import Response, ResponseStreamEvent
+
+from signalbox_api.provider import ProviderType
+from signalbox_providers import dialects
+from signalbox_providers.dialects.base import StreamFailed
+from signalbox_providers.ingress import responses, wrapping
+from signalbox_providers.ingress.responses_request import InvalidResponses, stateful, to_chat
+from signalbox_providers.ingress.responses_stream import ChatResponseEvents, NativeResponseEvents
+from signalbox_providers.streams import OpenAIEvents
+
+EVENTS = pydantic.TypeAdapter(ResponseStreamEvent)
+
+
+def test_text_input_and_options() -> None:
+    chat = to_chat(
+        {
+            "model": "m",
+            "input": "hi",
+            "instructions": "Be brief.",
+            "max_output_tokens": 50,
+            "temperature": 0.2,
+            "stream": True,
+            "text": {"format": {"type": "json_schema", "name": "f", "schema": {"type": "object"}}},
+        }
+    )
+    assert chat["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "hi"},
+    ]
+    assert chat["max_tokens"] == 50
+    assert chat["temperature"] == 0.2
+    assert chat["stream_options"] == {"include_usage": True}
+    assert chat["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "f", "schema": {"type": "object"}},
+    }
+
+
+def test_items() -> None:
+    chat = to_chat(
+        {
+            "model": "m",
+            "input": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "input_text", "text": "look"},
+                        {"type": "input_image", "image_url": "data:image/png;base64,QQ=="},
+                    ],
+                },
+                {"type": "reasoning", "id": "rs_1", "summary": []},
+                {"type": "function_call", "call_id": "c1", "name": "a", "arguments": "{}"},
+                {"type": "function_call", "call_id": "c2", "name": "b", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c1", "output": "one"},
+                {"type": "function_call_output", "call_id": "c2", "output": "two"},
+                {
+                    "type": "message",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": "done"}],
+                },
+            ],
+            "tools": [{"type": "function", "name": "a", "parameters": {}, "strict": None}],
+            "tool_choice": {"type": "function", "name": "a"},
+            "parallel_tool_calls": False,
+        }
+    )
+    user, calls, out1, out2, assistant = chat["messages"]
+    assert user["content"][1] == {
+        "type": "image_url",
+        "image_url": {"url": "data:image/png;base64,QQ=="},
+    }
+    assert [c["id"] for c in calls["tool_calls"]] == ["c1", "c2"]
+    assert out1 == {"role": "tool", "tool_call_id": "c1", "content": "one"}
+    assert out2["tool_call_id"] == "c2"
+    assert assistant == {"role": "assistant", "content": "done"}
+    assert chat["tools"] == [{"type": "function", "function": {"name": "a", "parameters": {}}}]
+    assert chat["tool_choice"] == {"type": "function", "function": {"name": "a"}}
+    assert chat["parallel_tool_calls"] is False
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"input": "x"},
+        {"model": "m"},
+        {"model": "m", "input": []},
+        {"model": "m", "input": [{"type": "web_search_call"}]},
+        {"model": "m", "input": "x", "tools": [{"type": "web_search"}]},
+        {"model": "m", "input": "x", "max_output_tokens": 0},
+        {"model": "m", "input": [{"role": "tool", "content": "x"}]},
+    ],
+)
+def test_invalid(body: dict[str, Any]) -> None:
+    with pytest.raises(InvalidResponses):
+        to_chat(body)
+
+
+def test_stateful() -> None:
+    assert stateful({"previous_response_id": "resp_1"})
+    assert stateful({"conversation": "conv_1"})
+    assert not stateful({"input": "x"})
+    assert to_chat({"model": "m", "previous_response_id": "resp_1"})["messages"] == []
+
+
+def _chat(finish: str, **message: Any) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-x",
+        "object": "chat.completion",
+        "created": 5,
+        "model": "up",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", **message}, "finish_reason": finish}
+        ],
+        "usage": {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6},
+    }
+
+
+def test_answer_validates_as_sdk_response() -> None:
+    call = {"id": "call_9", "type": "function", "function": {"name": "a", "arguments": "{}"}}
+    body = responses.from_chat(_chat("tool_calls", content="hi", tool_calls=[call]), {})
+    r = Response.model_validate(body)
+    assert r.status == "completed"
+    assert r.output_text == "hi"
+    assert [o.type for o in r.output] == ["message", "function_call"]
+    assert r.usage is not None
+    assert (r.usage.input_tokens, r.usage.output_tokens, r.usage.total_tokens) == (4, 2, 6)
+    assert body["store"] is False
+
+
+def test_cut_answer_is_incomplete() -> None:
+    r = Response.model_validate(responses.from_chat(_chat("length", content="hi"), {}))
+    assert r.status == "incomplete"
+    assert r.incomplete_details is not None
+    assert r.incomplete_details.reason == "max_output_tokens"
+
+
+def _sse(chunk: dict[str, Any] | str) -> bytes:
+    return b"data: " + (chunk if isinstance(chunk, str) else json.dumps(chunk)).encode() + b"\n\n"
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-s",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "up",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
+def test_chat_stream_becomes_responses_events() -> None:
+    head = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "a"}}
+    upstream: list[dict[str, Any] | str] = [
+        _chunk({"role": "assistant", "content": ""}),
+        _chunk({"content": "Hel"}),
+        _chunk({"content": "lo"}),
+        _chunk({"tool_calls": [{**head, "function": {"name": "a", "arguments": ""}}]}),
+        _chunk({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}),
+        _chunk({}, "tool_calls"),
+        {**_chunk({}), "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}},
+        "[DONE]",
+    ]
+    stream = ChatResponseEvents(OpenAIEvents(True), {"instructions": "x"}, "m")
+    raw = b"".join(stream.feed(_sse(c)) for c in upstream)
+    assert stream.done
+    events = []
+    for block in raw.decode().strip().split("\n\n"):
+        name, data = block.split("\n")
+        event = EVENTS.validate_python(json.loads(data.removeprefix("data: ")))
+        assert name == f"event: {event.type}"
+        events.append(event)
+    assert [e.type for e in events] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    final = events[-1]
+    assert final.type == "response.completed"
+    assert final.response.output_text == "Hello"
+    assert final.response.instructions == "x"
+    assert final.response.usage is not None
+    assert final.response.usage.output_tokens == 2
+
+
+def test_native_stream_passes_events_and_meters() -> None:
+    done = {
+        "type": "response.completed",
+        "sequence_number": 1,
+        "response": {"usage": {"input_tokens": 5, "output_tokens": 7}},
+    }
+    wire = (
+        b'event: response.created\ndata: {"type":"response.created","sequence_number":0}\n\n'
+        + b"event: response.completed\ndata: "
+        + orjson.dumps(done)
+        + b"\n\n"
+    )
+    stream = NativeResponseEvents()
+    assert stream.feed(wire[:30]) + stream.feed(wire[30:]) == wire
+    assert stream.done
+    assert stream.usage == (5, 7)
+    failed = NativeResponseEvents()
+    with pytest.raises(StreamFailed):
+        failed.feed(b'event: error\ndata: {"type":"error","message":"boom"}\n\n')
+
+
+@pytest.mark.parametrize(
+    ("ptype", "base", "url"),
+    [
+        (ProviderType.OPENAI, "https://api.example/v1", "https://api.example/v1/responses"),
+        (ProviderType.AZURE_OPENAI, "https://az.example", "https://az.example/openai/v1/responses"),
+    ],
+)
+def test_passed_through_to_openai_and_azure(ptype: ProviderType, base: str, url: str) -> None:
+    original = {"model": "alias", "input": "x", "previous_response_id": "resp_1"}
+    dialect = wrapping.for_responses(original)(dialects.dialect(ptype), ptype)
+    out = dialect.request("chat", base, to_chat(original), "upstream", opts={})
+    assert out.url == url
+    assert orjson.loads(out.data) == {**original, "model": "upstream"}
+
+
+@pytest.mark.parametrize("ptype", [ProviderType.OPENAI_COMPATIBLE, ProviderType.VLLM])
+def test_stored_state_refused_elsewhere(ptype: ProviderType) -> None:
+    original = {"model": "alias", "input": "x", "previous_response_id": "resp_1"}
+    dialect = wrapping.for_responses(original)(dialects.dialect(ptype), ptype)
+    with pytest.raises(dialects.Unsupported, match="previous_response_id"):
+        dialect.request("chat", "http://x/v1", to_chat(original), "upstream", opts={})
+    plain = {"model": "alias", "input": "x"}
+    dialect = wrapping.for_responses(plain)(dialects.dialect(ptype), ptype)
+    out = dialect.request("chat", "http://x/v1", to_chat(plain), "upstream", opts={})
+    assert out.url == "http://x/v1/chat/completions"

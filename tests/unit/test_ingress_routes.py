@@ -1,0 +1,45 @@
+"""The router's reshaping of replies on the Messages route: every error in Anthropic's shape,
+a failed stream's closing event included; other routes keep OpenAI's."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import orjson
+
+from signalbox_router import ingress_routes, replies
+
+
+def test_errors_reshaped_on_messages_only() -> None:
+    refused = replies.error(401, "Missing or invalid API key.", code="invalid_api_key")
+    shaped = ingress_routes.shaped("/v1/messages", refused)
+    assert shaped.status == 401
+    assert orjson.loads(shaped.body) == {
+        "type": "error",
+        "error": {"type": "authentication_error", "message": "Missing or invalid API key."},
+    }
+    assert ingress_routes.shaped("/v1/chat/completions", refused) is refused
+
+
+def test_success_left_alone() -> None:
+    ok = replies.json_reply({"type": "message"})
+    assert ingress_routes.anthropic_shaped(ok) is ok
+
+
+async def test_stream_error_event_reshaped() -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'event: ping\ndata: {"type":"ping"}\n\n'
+        error = replies.error_body(502, "upstream stream failed: x", code="upstream_stream_error")
+        yield b"data: " + orjson.dumps(error) + b"\n\n"  # as streaming.relay ends a stream
+
+    reply = ingress_routes.anthropic_shaped(replies.StreamReply(chunks()))
+    assert isinstance(reply, replies.StreamReply)
+    out = [c async for c in reply.chunks]
+    assert out[0].startswith(b"event: ping")
+    name, data = out[1].decode().strip().split("\n")
+    assert name == "event: error"
+    assert json.loads(data.removeprefix("data: ")) == {
+        "type": "error",
+        "error": {"type": "api_error", "message": "upstream stream failed: x"},
+    }
