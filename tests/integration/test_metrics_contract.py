@@ -1,11 +1,12 @@
 """Metrics and queries agree: every metric and label the alerts and the dashboard use is exported.
 
-The real operator and the real router run against the test cluster with three fake providers;
-traffic goes through the router (plain, streamed, failed over, refused by a rate limit), then both
-/metrics endpoints are scraped the way Prometheus scrapes them (the router's on its own metrics
-port). Every metric name, matcher label and grouping label in the chart's alert expressions and
-in the dashboard's panel queries must be among the scraped samples, and `promtool check metrics`
-must find nothing to say about either scrape.
+The real operator and the real router (its limits shared through a real Redis, its policy
+caching answers) run against the test cluster with three fake providers; traffic goes through
+the router (plain, streamed, failed over, refused by a rate limit, answered from the cache),
+then both /metrics endpoints are scraped the way Prometheus scrapes them (the router's on its
+own metrics port). Every metric name, matcher label and grouping label in the chart's alert
+expressions and in the dashboard's panel queries must be among the scraped samples, and
+`promtool check metrics` must find nothing to say about either scrape.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from tests.support import router as router_support
 from tests.support import tools
 from tests.support.cluster import Cluster
 from tests.support.operator import OperatorProcess, condition, free_port, wait_for
+from tests.support.redis_server import RedisServer
 from tests.support.router_process import KubeRouter
 
 MODEL = "gpt-4o-mini"
@@ -86,6 +88,11 @@ def _send_traffic(router: KubeRouter, primary: FakeProvider) -> None:
         )
         codes.add(resp.status_code)
     assert codes == {200, 429}
+    for expected in ("miss", "hit"):  # a deterministic request, asked twice
+        raw = client.chat.completions.with_raw_response.create(
+            model="chat", messages=[{"role": "user", "content": "cache me"}], temperature=0
+        )
+        assert raw.headers["x-signalbox-cache"] == expected
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +110,7 @@ def _scraped(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Scrap
     primary = FakeProvider("primary", Flavor.OPENAI, [MODEL])
     backup = FakeProvider("backup", Flavor.OPENAI, [MODEL])
     limited = FakeProvider("limited", Flavor.OPENAI, [MODEL])
+    redis = RedisServer(tmp_path / "redis").start()
     with primary.running_in_thread(), backup.running_in_thread(), limited.running_in_thread():
         cluster.apply(_provider("primary", primary.base_url, priority=10), namespace)
         cluster.apply(_provider("backup", backup.base_url, priority=20), namespace)
@@ -111,7 +119,10 @@ def _scraped(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Scrap
         )
         cluster.apply(
             router_support.policy(
-                "chat", ["chat"], [{"name": n, "model": MODEL} for n in ("primary", "backup")]
+                "chat",
+                ["chat"],
+                [{"name": n, "model": MODEL} for n in ("primary", "backup")],
+                cache={"ttl": "60s"},
             ),
             namespace,
         )
@@ -127,7 +138,10 @@ def _scraped(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Scrap
         op = OperatorProcess(cluster, namespace, tmp_path / "operator.log").start()
         metrics_port = free_port()
         router = KubeRouter(
-            cluster, namespace, tmp_path / "router.log", extra=["--metrics-port", str(metrics_port)]
+            cluster,
+            namespace,
+            tmp_path / "router.log",
+            extra=["--metrics-port", str(metrics_port), "--redis-url", redis.url],
         )
         try:
             wait_for(
@@ -151,6 +165,7 @@ def _scraped(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Scrap
         finally:
             router.stop()
             op.stop()
+            redis.stop()
 
 
 def _routable(router: KubeRouter) -> bool:
