@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from signalbox_api.primitives import parse_duration
 from signalbox_router.priority import RequestPriority
 
-PREFIX = b"x-signalbox-"
 PRIORITY = b"x-signalbox-priority"
 MAX_ATTEMPTS = b"x-signalbox-max-attempts"
 TIMEOUT = b"x-signalbox-timeout"
 FAILOVER = b"x-signalbox-failover"
+NAMES = frozenset({PRIORITY, MAX_ATTEMPTS, TIMEOUT, FAILOVER})
 MAX_TIMEOUT = 3600.0
 ATTEMPTS_CEILING = 10  # the most a policy allows
 _PRIORITIES = {p.name.lower().encode(): p for p in RequestPriority}

@@ -203,3 +203,18 @@ def test_a_stream_is_cut_at_the_total_timeout(world: World) -> None:
     assert "the request timeout passed" in resp.text
     world.fake("deadline-stream", "a").clear_faults()
     fake.clear_faults()
+
+
+def test_the_other_client_apis_take_the_controls(world: World) -> None:
+    first, second = world.fake("off", "a"), world.fake("off", "b")
+    first.set_faults(status=503)
+    before = len(second.seen)
+    body = {"model": "off", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
+    resp = world.router.post("/v1/messages", json=body, headers={"x-signalbox-failover": "off"})
+    assert resp.status_code == 502, resp.text
+    assert resp.json()["type"] == "error"  # Anthropic's shape on this route
+    assert len(second.seen) == before
+    bad = world.router.post("/v1/messages", json=body, headers={"x-signalbox-timeout": "later"})
+    assert bad.status_code == 400
+    assert "x-signalbox-timeout" in bad.json()["error"]["message"]
+    first.clear_faults()
