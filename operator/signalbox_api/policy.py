@@ -163,6 +163,13 @@ class Failover(ApiModel):
         description="Longest Retry-After the router waits out when no other provider is left.",
         json_schema_extra=duration_between("0s", "10m", "spec.failover.retryAfterMaxWait"),
     )
+    total_timeout: Duration | None = Field(
+        default=None,
+        description="One deadline for the whole request, across every attempt and back-off "
+        "(a client's x-signalbox-timeout header may shorten it); when it passes, the client "
+        "gets 504 with code total_timeout. Unset: only the providers' own timeouts apply.",
+        json_schema_extra=duration_between("1s", "1h", "spec.failover.totalTimeout"),
+    )
 
 
 class ResponseCache(ApiModel):

@@ -88,6 +88,7 @@ class Attempt:
         "_handed_over",
         "booked",
         "cand",
+        "capped",
         "due",
         "endpoint",
         "entry",
@@ -122,9 +123,16 @@ class Attempt:
         self.first_byte_due = min(self.started + prepared.first_token, self.due)
         self.response: aiohttp.ClientResponse | None = None
         self.booked = False
+        self.capped = False  # the client's total timeout comes before the provider's
         self._handed_over = False
         state.started(self.entry.name, endpoint)
         self.trial = state.breakers.before_request(self.entry.name, self.started)
+
+    def cap(self, due: float) -> None:
+        """End the attempt by ``due`` at the latest: the request's total timeout."""
+        if due < self.due:
+            self.due, self.capped = due, True
+            self.first_byte_due = min(self.first_byte_due, due)
 
     def done(self) -> None:
         """The exchange returned: a complete answer was booked by it; a stream took the
@@ -152,7 +160,9 @@ class Attempt:
         elif failure.outcome == Outcome.RATE_LIMITED:
             wait = failure.retry_after or DEFAULT_RETRY_AFTER
             breakers.rate_limited(name, now, wait, self.trial)
-        elif failure.outcome in _NEUTRAL:
+        elif failure.outcome in _NEUTRAL or (
+            failure.outcome == Outcome.TIMEOUT and self.capped and now >= self.due
+        ):  # cut by the client's deadline: says nothing about the provider
             breakers.neutral(name, self.trial)
         else:
             breakers.failure(name, now, self.trial)

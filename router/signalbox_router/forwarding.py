@@ -32,6 +32,8 @@ from signalbox_providers import dialects
 from signalbox_providers.outcomes import Outcome
 from signalbox_router import exchange, redaction, replies
 from signalbox_router.attempts import DEFAULT_RETRY_AFTER, Attempt, Prepared
+from signalbox_router.controls import DEFAULT as DEFAULT_CONTROLS
+from signalbox_router.controls import Controls
 from signalbox_router.deadlines import Deadlines
 from signalbox_router.estimates import estimate_tokens
 from signalbox_router.failures import RequestFailed, UpstreamFailed
@@ -52,6 +54,8 @@ class Job:
     stream: bool
     client_usage: bool
     raw: bytes | None = None  # the body as the client sent it
+    controls: Controls = DEFAULT_CONTROLS  # the client's x-signalbox-* headers
+    due: float | None = None  # monotonic time the whole request must end by, if any
     # Another client API (``signalbox_providers.ingress``): wraps each provider's dialect.
     ingress: Callable[[dialects.Dialect, ProviderType], dialects.Dialect] | None = None
 
@@ -68,12 +72,12 @@ def job_for(
     kind: Kind,
     body: dict[str, Any],
     route: Route,
-    priority: RequestPriority,
+    ctl: Controls,
     raw: bytes | None = None,
 ) -> Job:
     stream = kind == "chat" and bool(body.get("stream"))
     usage = stream and bool((body.get("stream_options") or {}).get("include_usage"))
-    return Job(kind, body, route, priority, stream, usage, raw)
+    return Job(kind, body, route, ctl.priority, stream, usage, raw, ctl)
 
 
 class Forwarder:
@@ -85,8 +89,14 @@ class Forwarder:
 
     async def forward(self, job: Job) -> replies.Reply | replies.StreamReply:
         ticket = object()  # this request's place in line, should it wait for capacity
+        total = job.route.failover.total_timeout
+        if total is not None or job.controls.timeout is not None:
+            seconds = job.controls.total(None if total is None else parse_duration(total))
+            job.due = None if seconds is None else time.monotonic() + seconds
         try:
             return await self._failover(job, ticket)
+        except _OutOfTime as late:
+            return late.reply()
         except UpstreamFailed as failure:
             return self._give_up(failure)
         except RequestFailed as failed:
@@ -99,15 +109,20 @@ class Forwarder:
     async def _failover(self, job: Job, ticket: object) -> replies.Reply | replies.StreamReply:
         failover = job.route.failover
         wait_until = time.monotonic() + parse_duration(failover.retry_after_max_wait)
+        max_attempts = job.controls.attempts(failover.max_attempts)
+        if job.due is not None:
+            wait_until = min(wait_until, job.due)
         attempts, backed_off, last = 0, 0, None
         while True:
             limited: float | None = None
             for cand in job.route.ordered:
                 entry = self.state.snapshot.providers.get(cand.provider)
-                if attempts >= failover.max_attempts or entry is None:
+                if attempts >= max_attempts or entry is None:
                     continue
                 if attempts > backed_off:  # once after each failed attempt, not per candidate
-                    await asyncio.sleep(_backoff(failover, attempts + 1))
+                    pause = _backoff(failover, attempts + 1)
+                    _check_time(job, attempts, pause)
+                    await asyncio.sleep(pause)
                     backed_off = attempts
                 try:
                     return await self._try(job, ticket, entry, cand, attempts + 1)
@@ -120,6 +135,7 @@ class Forwarder:
                     self.state.meter.errors.labels(cand.provider, failure.outcome.value).inc()
                     if not _retryable(failure.outcome, failover):
                         raise
+                    _check_time(job, attempts, 0.0)
                     self.state.meter.failovers.labels(cand.provider, failure.outcome.value).inc()
             if attempts == 0 and limited is not None:
                 await self._wait_for_capacity(job, ticket, limited, wait_until)
@@ -167,6 +183,8 @@ class Forwarder:
             endpoint=endpoint,
             number=number,
         )
+        if job.due is not None:
+            attempt.cap(job.due)
         try:  # the attempt owns what it took from here; it books however this ends
             reply = await exchange.send(self.session, self.deadlines, attempt, outbound)
         except BaseException as exc:
@@ -227,6 +245,27 @@ class Forwarder:
             retry_after=(failure.retry_after or DEFAULT_RETRY_AFTER) if status == 429 else None,
             headers=[counted],
         )
+
+
+class _OutOfTime(Exception):
+    """The request's total timeout passed (or would, before the next attempt could start)."""
+
+    def __init__(self, attempts: int) -> None:
+        self.attempts = attempts
+
+    def reply(self) -> replies.Reply:
+        return replies.error(
+            504,
+            f"the request's total timeout passed after {self.attempts} attempt(s)",
+            code="total_timeout",
+            headers=[(b"x-signalbox-attempts", str(self.attempts).encode())],
+        )
+
+
+def _check_time(job: Job, attempts: int, pause: float) -> None:
+    """Raise _OutOfTime when the request's deadline comes before ``pause`` seconds pass."""
+    if job.due is not None and time.monotonic() + pause >= job.due:
+        raise _OutOfTime(attempts)
 
 
 class _Limited(Exception):

@@ -20,9 +20,8 @@ from signalbox_api.provider import Capability
 from signalbox_providers.ingress import completions, messages, responses_request, wrapping
 from signalbox_providers.ingress.messages_request import InvalidMessages, to_chat
 from signalbox_providers.ingress.messages_stream import event
-from signalbox_router import inspection, reading, replies, selection, sending
+from signalbox_router import controls, inspection, reading, replies, selection, sending
 from signalbox_router.forwarding import job_for
-from signalbox_router.priority import RequestPriority
 from signalbox_router.sending import Receive, Scope
 
 if TYPE_CHECKING:
@@ -44,31 +43,31 @@ async def messages_route(app: RouterApp, scope: Scope, receive: Receive) -> Answ
 
 async def _messages(app: RouterApp, scope: Scope, receive: Receive) -> Answer:
     scope[sending.TASK] = asyncio.current_task()  # cancelled should the client leave
-    priority = reading.priority(scope)
+    ctl = reading.request_controls(scope)
     _, parsed = await reading.read_json(receive, app.settings.max_body)
     try:
         body = to_chat(parsed)
     except InvalidMessages as exc:
         return replies.error(400, str(exc), param=exc.param, code="invalid_request")
     needs = inspection.needs(body, "chat")
-    return await _forward(app, body, needs, priority, wrapping.for_messages(parsed))
+    return await _forward(app, body, needs, ctl, wrapping.for_messages(parsed))
 
 
 async def responses_route(app: RouterApp, scope: Scope, receive: Receive) -> Answer:
     scope[sending.TASK] = asyncio.current_task()
-    priority = reading.priority(scope)
+    ctl = reading.request_controls(scope)
     _, parsed = await reading.read_json(receive, app.settings.max_body)
     try:
         body = responses_request.to_chat(parsed)
     except responses_request.InvalidResponses as exc:
         return replies.error(400, str(exc), param=exc.param, code="invalid_request")
     needs = inspection.needs(body, "chat")
-    return await _forward(app, body, needs, priority, wrapping.for_responses(parsed))
+    return await _forward(app, body, needs, ctl, wrapping.for_responses(parsed))
 
 
 async def completions_route(app: RouterApp, scope: Scope, receive: Receive) -> Answer:
     scope[sending.TASK] = asyncio.current_task()
-    priority = reading.priority(scope)
+    ctl = reading.request_controls(scope)
     _, parsed = await reading.read_json(receive, app.settings.max_body)
     try:
         body = completions.validate(parsed)
@@ -76,14 +75,14 @@ async def completions_route(app: RouterApp, scope: Scope, receive: Receive) -> A
         return replies.error(400, str(exc), param=exc.param, code="invalid_request")
     caps = {Capability.COMPLETIONS} | ({Capability.STREAMING} if body.get("stream") else set())
     needs = selection.Needs(frozenset(caps), completions.prompt_chars(body) // 4)
-    return await _forward(app, body, needs, priority, wrapping.for_completions)
+    return await _forward(app, body, needs, ctl, wrapping.for_completions)
 
 
 async def _forward(
     app: RouterApp,
     body: dict[str, Any],
     needs: selection.Needs,
-    priority: RequestPriority,
+    ctl: controls.Controls,
     ingress: wrapping.Wrap,
 ) -> Answer:
     try:
@@ -92,7 +91,7 @@ async def _forward(
         message = f"The model '{body['model']}' does not exist."
         return _stamped(replies.error(404, message, code="model_not_found", param="model"))
     assert app.forwarder is not None, "the forwarder is set at startup"
-    job = job_for("chat", body, route, priority)
+    job = job_for("chat", body, route, ctl)
     job.ingress = ingress
     return _stamped(await app.forwarder.forward(job))
 

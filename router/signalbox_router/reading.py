@@ -7,12 +7,10 @@ from typing import Any
 
 import orjson
 
-from signalbox_router import nesting, replies
-from signalbox_router.priority import RequestPriority
+from signalbox_router import controls, nesting, replies
 from signalbox_router.sending import Receive, Scope
 
-PRIORITY_HEADER = b"x-signalbox-priority"
-_PRIORITIES = {p.name.lower().encode(): p for p in RequestPriority}
+_PRIORITY_ONLY = {p.name.lower().encode(): c for p, c in controls.BY_PRIORITY.items()}
 
 
 class Refused(Exception):
@@ -69,18 +67,24 @@ def header(scope: Scope, name: bytes) -> bytes:
     return b""
 
 
-def priority(scope: Scope) -> RequestPriority:
-    raw = header(scope, PRIORITY_HEADER).strip()
-    if not raw:
-        return RequestPriority.STANDARD
-    priority = _PRIORITIES.get(raw.lower())
-    if priority is None:
+def request_controls(scope: Scope) -> controls.Controls:
+    """The request's ``x-signalbox-*`` controls, found in one pass over the headers; a
+    request with none (or a priority alone) gets a shared object."""
+    found: dict[bytes, bytes] | None = None
+    for key, value in scope.get("headers", ()):
+        if key in controls.NAMES:  # a set lookup: as cheap as the one compare it replaces
+            if found is None:
+                found = {}
+            found[bytes(key)] = bytes(value)
+    if found is None:
+        return controls.DEFAULT
+    if len(found) == 1 and controls.PRIORITY in found:
+        shared = _PRIORITY_ONLY.get(found[controls.PRIORITY].strip().lower())
+        if shared is not None:
+            return shared
+    try:
+        return controls.parse(found)
+    except controls.InvalidControl as exc:
         raise Refused(
-            replies.error(
-                400,
-                "x-signalbox-priority must be critical, standard or sheddable",
-                param="x-signalbox-priority",
-                code="invalid_header",
-            )
-        )
-    return priority
+            replies.error(400, str(exc), param=exc.header, code="invalid_header")
+        ) from exc

@@ -130,7 +130,7 @@ class RouterApp:
         self, scope: Scope, receive: Receive, kind: inspection.Kind
     ) -> replies.Reply | replies.StreamReply:
         scope[sending.TASK] = asyncio.current_task()  # cancelled should the client leave
-        priority = reading.priority(scope)
+        ctl = reading.request_controls(scope)
         raw, parsed = await reading.read_json(receive, self.settings.max_body)
         try:
             body = inspection.validate(parsed, kind)
@@ -156,7 +156,7 @@ class RouterApp:
             kept = await cache.answer(look, body, route)
             if kept is not None:
                 return _stamped(kept)
-        reply = await self.forwarder.forward(job_for(kind, body, route, priority, raw))
+        reply = await self.forwarder.forward(job_for(kind, body, route, ctl, raw))
         return _stamped(reply if look is None or cache is None else cache.keep(look, reply))
 
     def chat(
