@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: installs everything it needs (virtualenv, Python dependencies, the
-# kube-apiserver and etcd binaries), runs the static checks, then unit and integration tests.
+# kube-apiserver and etcd binaries, llama.cpp's server and Ollama), runs the static checks, then
+# unit and integration tests (the integration tests include real inference servers).
 #
 #   hack/test.sh              everything
 #   hack/test.sh unit         unit tests only (no cluster)
@@ -14,6 +15,8 @@ ensure_venv
 if [[ "$what" != unit ]]; then
   log "control-plane binaries (built once from the Go module proxy, then cached in $SIGNALBOX_CACHE)"
   "$HACK_DIR/build-binaries.sh" kube-apiserver etcd >/dev/null
+  log "inference servers: llama.cpp's server and Ollama (built once, then cached in $SIGNALBOX_CACHE)"
+  "$HACK_DIR/build-inference.sh" llama-cpp ollama >/dev/null
   "$HACK_DIR/verify-lint.sh"
   "$HACK_DIR/verify-crds.sh"
 fi
