@@ -44,7 +44,7 @@ build_llama_cpp() {
     "$py" -m pip install --no-cache-dir "llama-cpp-python[server]==$LLAMA_CPP_PYTHON_VERSION" >>"$logf" 2>&1 &
   heartbeat $! "llama-cpp-python" "$start" || { tail -40 "$logf" >&2; rm -rf "$venv"; die "installing llama-cpp-python failed (output above)"; }
   "$py" -c 'import llama_cpp.server' || { rm -rf "$venv"; die "llama_cpp.server does not import after the install"; }
-  touch "$venv/.signalbox-installed"
+  echo "$((SECONDS - start))" >"$venv/.signalbox-installed"  # the first-run cost, for the demo
   log "installed llama-cpp-python in $((SECONDS - start))s -> $venv"
   echo "llama-cpp $py"
 }
@@ -76,7 +76,7 @@ ollama_headers() {
     cp "$dl/$header" "$inc/miniaudio/miniaudio.h"
     rm -rf "$dl"
   fi
-  echo "-I/usr/include -I/usr/include/stb -I$inc"
+  echo "-I$inc"
 }
 
 build_ollama() {
