@@ -43,8 +43,10 @@ def test_a_stream_without_usage_is_metered_with_the_estimate(router: RouterProce
     assert all(c.usage is None for c in chunks)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "Hello from tiny. You said: say something"
-    [row] = router.get("/v1/usage").json()["data"]
-    assert row["estimated_tokens"] == row["total_tokens"] == PROMPT_ESTIMATE + COMPLETION_ESTIMATE
+    [usage] = router.get("/v1/usage").json()["data"]
+    assert (
+        usage["estimated_tokens"] == usage["total_tokens"] == PROMPT_ESTIMATE + COMPLETION_ESTIMATE
+    )
     labels = {"model": "tiny-chat", "provider": "tiny", "source": "estimated"}
     metric = "signalbox_router_tokens_total"
     assert router.metric(metric, **labels, direction="input") == PROMPT_ESTIMATE
