@@ -42,8 +42,18 @@ def providers(llama: inference.Server, ollama: inference.Server) -> list[dict[st
     ]
 
 
-def ready(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
-    return condition(cluster.get("llmp", name, namespace), "Ready") or {}
+def ready(cluster: Cluster, namespace: str, name: str) -> str | None:
+    """The status of the provider's Ready condition (None before there is one)."""
+    found = condition(cluster.get("llmp", name, namespace), "Ready") or {}
+    status: str | None = found.get("status")
+    return status
+
+
+def until_ready_is(cluster: Cluster, namespace: str, name: str, status: str, why: str) -> None:
+    def check() -> bool:
+        return ready(cluster, namespace, name) == status
+
+    wait_for(check, 60, f"{name} Ready={status} {why}")
 
 
 def test_probes_mark_real_servers_ready_and_notice_them_going_away(
@@ -61,20 +71,12 @@ def test_probes_mark_real_servers_ready_and_notice_them_going_away(
                 yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items}), namespace
             )
             for name in names:
-                wait_for(
-                    lambda n=name: ready(cluster, namespace, n).get("status") == "True",
-                    60,
-                    f"{name} Ready (operator log: {op.log()[-2000:]})",
-                )
+                until_ready_is(cluster, namespace, name, "True", f"(operator log: {op.log_path})")
             status = cluster.get("llmp", "ollama-list", namespace)["status"]
             assert status["health"]["latencyMs"] >= 0
         # Both servers are stopped now: nothing listens on their ports any more.
         for name in names:
-            wait_for(
-                lambda n=name: ready(cluster, namespace, n).get("status") == "False",
-                60,
-                f"{name} not Ready once its server is gone",
-            )
+            until_ready_is(cluster, namespace, name, "False", "once its server is gone")
             gone = cluster.get("llmp", name, namespace)["status"]["health"]["lastError"]
             assert gone["reason"] in {"ConnectionRefused", "ProbeFailed", "Timeout"}, gone
     finally:
