@@ -3,7 +3,6 @@ so the fake's ``llamacpp`` flavor behaves like the real server (checked side by 
 tests/integration/inference/test_conformance.py):
 
 * ``stream_options.include_usage`` is ignored: a stream never carries usage;
-* SSE events end with CRLF line breaks (``data: …\\r\\n\\r\\n``);
 * a request for a model the server does not serve is answered by its first (default) model;
 * a prompt that does not fit the context window (512 tokens here) is a 400 with OpenAI's
   ``context_length_exceeded`` error body;
@@ -41,11 +40,6 @@ def too_long(prompt_tokens: int, max_tokens: int | None) -> web.Response | None:
     body = errors.openai_body(400, message, "messages")
     body["error"]["code"] = "context_length_exceeded"
     return errors.respond(body, 400)
-
-
-def crlf(chunks: list[bytes]) -> list[bytes]:
-    """SSE events as the server frames them: CRLF line ends."""
-    return [c.replace(b"\n", b"\r\n") for c in chunks]
 
 
 def list_item(item: dict[str, Any]) -> dict[str, Any]:

@@ -112,7 +112,7 @@ async def _chat(request: web.Request, body: dict[str, Any]) -> web.StreamRespons
         asked = bool((body.get("stream_options") or {}).get("include_usage"))
         chunks = stream_chunks(state, cid, model, r, asked and not llama)
         resp = await wire.start_stream(request, "text/event-stream")
-        await wire.send_chunks(request, resp, llamacpp.crlf(chunks) if llama else chunks)
+        await wire.send_chunks(request, resp, chunks)
         return resp
     message: dict[str, Any] = {"role": "assistant", "content": r.text or None, "refusal": None}
     if r.tool_calls:

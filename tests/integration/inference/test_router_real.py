@@ -10,6 +10,7 @@ router meters them with its own estimate, marked as estimated, and never as 0 to
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -23,32 +24,43 @@ CHAT_CAPS = ["chat", "streaming"]
 PROMPT = [{"role": "user", "content": "say something"}]
 
 
+SERVERS = {"llama": ("llama_cpp", "OpenAICompatible"), "ollama": ("ollama", "Ollama")}
+
+
 @pytest.fixture(scope="module")
-def router(
-    llama_cpp: inference.Server, ollama: inference.Server, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RouterProcess]:
-    def models(server: inference.Server, alias: str) -> list[dict[str, Any]]:
-        return [
-            {"name": server.chat_model, "aliases": [f"{alias}-chat"], "capabilities": CHAT_CAPS},
-            {
-                "name": server.embed_model,
-                "aliases": [f"{alias}-embed"],
-                "capabilities": ["embeddings"],
-            },
-        ]
+def routers(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, RouterProcess]]:
+    """A router per real server, started on first use (``via``: ``llama`` or ``ollama``), each
+    serving ``<via>-chat`` and ``<via>-embed`` through one provider named ``via``."""
+    with ExitStack() as stack:
 
-    docs = [
-        provider(
-            "llama", "OpenAICompatible", llama_cpp.base_url, models=models(llama_cpp, "llama")
-        ),
-        provider("ollama", "Ollama", ollama.url, models=models(ollama, "ollama")),
-    ]
-    folder: Path = tmp_path_factory.mktemp("router") / "manifests"
-    with running_router(folder, docs, "--no-client-auth") as r:
-        yield r
+        class Routers(dict[str, RouterProcess]):
+            def __missing__(self, via: str) -> RouterProcess:
+                fixture, ptype = SERVERS[via]
+                server: inference.Server = request.getfixturevalue(fixture)
+                models = [
+                    {
+                        "name": server.chat_model,
+                        "aliases": [f"{via}-chat"],
+                        "capabilities": CHAT_CAPS,
+                    },
+                    {
+                        "name": server.embed_model,
+                        "aliases": [f"{via}-embed"],
+                        "capabilities": ["embeddings"],
+                    },
+                ]
+                url = server.base_url if ptype == "OpenAICompatible" else server.url
+                docs = [provider(via, ptype, url, models=models)]
+                folder: Path = tmp_path_factory.mktemp(f"router-{via}") / "manifests"
+                router = stack.enter_context(running_router(folder, docs, "--no-client-auth"))
+                self[via] = router
+                return router
+
+        yield Routers()
 
 
-@pytest.fixture
 def client(router: RouterProcess) -> openai.OpenAI:
     return openai.OpenAI(base_url=router.base_url, api_key="unused", max_retries=0)
 
@@ -58,11 +70,14 @@ def usage_row(router: RouterProcess, model: str) -> dict[str, Any]:
     return next((r for r in rows if r["model"] == model), {})
 
 
-@pytest.mark.parametrize("via", ["llama", "ollama"])
+every_server = pytest.mark.parametrize("via", list(SERVERS))
+
+
+@every_server
 def test_plain_chat_through_a_real_server_carries_its_usage(
-    client: openai.OpenAI, router: RouterProcess, via: str
+    routers: dict[str, RouterProcess], via: str
 ) -> None:
-    raw = client.chat.completions.with_raw_response.create(
+    raw = client(routers[via]).chat.completions.with_raw_response.create(
         model=f"{via}-chat", messages=PROMPT, max_tokens=6
     )
     assert raw.headers["x-signalbox-provider"] == via
@@ -75,9 +90,9 @@ def test_plain_chat_through_a_real_server_carries_its_usage(
     assert r.usage.prompt_tokens > 0
 
 
-@pytest.mark.parametrize("via", ["llama", "ollama"])
-def test_a_streamed_chat_through_a_real_server(client: openai.OpenAI, via: str) -> None:
-    stream = client.chat.completions.create(
+@every_server
+def test_a_streamed_chat_through_a_real_server(routers: dict[str, RouterProcess], via: str) -> None:
+    stream = client(routers[via]).chat.completions.create(
         model=f"{via}-chat", messages=PROMPT, max_tokens=6, stream=True
     )
     assert isinstance(stream, openai.Stream)
@@ -87,18 +102,19 @@ def test_a_streamed_chat_through_a_real_server(client: openai.OpenAI, via: str) 
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
 
 
-@pytest.mark.parametrize("via", ["llama", "ollama"])
-def test_embeddings_through_a_real_server(client: openai.OpenAI, via: str) -> None:
-    r = client.embeddings.create(model=f"{via}-embed", input=["one", "two three"])
+@every_server
+def test_embeddings_through_a_real_server(routers: dict[str, RouterProcess], via: str) -> None:
+    r = client(routers[via]).embeddings.create(model=f"{via}-embed", input=["one", "two three"])
     assert [d.index for d in r.data] == [0, 1]
     assert len(r.data[0].embedding) == len(r.data[1].embedding) > 0
 
 
 def test_llama_cpp_streams_without_usage_are_metered_as_estimated_never_zero(
-    client: openai.OpenAI, router: RouterProcess
+    routers: dict[str, RouterProcess],
 ) -> None:
+    router = routers["llama"]
     before = usage_row(router, "llama-chat").get("estimated_tokens", 0)
-    stream = client.chat.completions.create(
+    stream = client(router).chat.completions.create(
         model="llama-chat",
         messages=PROMPT,
         max_tokens=5,
@@ -117,13 +133,14 @@ def test_llama_cpp_streams_without_usage_are_metered_as_estimated_never_zero(
 
 
 def test_ollama_streams_carry_usage_and_are_not_estimated(
-    client: openai.OpenAI, router: RouterProcess
+    routers: dict[str, RouterProcess],
 ) -> None:
-    list(
-        client.chat.completions.create(
-            model="ollama-chat", messages=PROMPT, stream=True, max_tokens=4
-        )
+    router = routers["ollama"]
+    stream = client(router).chat.completions.create(
+        model="ollama-chat", messages=PROMPT, stream=True, max_tokens=4
     )
+    assert isinstance(stream, openai.Stream)
+    list(stream)
     row = usage_row(router, "ollama-chat")
     assert row["total_tokens"] > 0
     assert row["estimated_tokens"] == 0
