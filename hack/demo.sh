@@ -151,12 +151,16 @@ curl -sS "127.0.0.1:$ROUTER_PORT/v1/chat/completions" -H 'content-type: applicat
 echo
 
 step "the same with the openai SDK, streaming"
-"$PY" - "$ROUTER_PORT" <<'PY'
+"$PY" - "$ROUTER_PORT" "$LOCAL_MODEL" <<'PY'
 import sys, openai
 client = openai.OpenAI(base_url=f"http://127.0.0.1:{sys.argv[1]}/v1", api_key="unused")
 stream = client.chat.completions.create(model="chat-default", stream=True,
     messages=[{"role": "user", "content": "Stream me a reply"}])
 print("".join(c.choices[0].delta.content or "" for c in stream if c.choices))
+# llama.cpp's server sends no usage on streams: the router meters its own estimate instead.
+stream = client.chat.completions.create(model=sys.argv[2], stream=True, max_tokens=12,
+    messages=[{"role": "user", "content": "Stream me a reply"}])
+print(f"{sys.argv[2]}:", "".join(c.choices[0].delta.content or "" for c in stream if c.choices))
 PY
 
 step "breaking flaky-vllm (it now answers HTTP 503)"
@@ -179,7 +183,7 @@ kc get llmp,llmrp -n "$NS"
 step "kubectl get events -n $NS"
 kc get events -n "$NS" --field-selector involvedObject.name=flaky-vllm \
   -o custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message
-step "router usage summary (GET /v1/usage)"
+step "router usage summary (GET /v1/usage; estimated_tokens: counted by the router where the upstream sent no usage)"
 curl -sS "127.0.0.1:$ROUTER_PORT/v1/usage"; echo
 
 if [[ "$WAIT" == 1 ]]; then
