@@ -101,7 +101,7 @@ def _require_model(state: FakeState, body: dict[str, Any]) -> str:
     if not isinstance(name, str) or not name:
         raise wire.BadRequest("model is required")
     if name not in state.models and name.removesuffix(":latest") not in state.models:
-        raise wire.BadRequest(f'model "{name}" not found, try pulling it first', 404)
+        raise wire.BadRequest(f"model '{name}' not found", 404)  # as Ollama v0.17.4 says it
     return name
 
 
