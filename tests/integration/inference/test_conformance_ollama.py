@@ -2,7 +2,11 @@
 ``ollama`` flavor and a real Ollama v0.17.4 serving the tiny models, over raw HTTP on loopback.
 The routes are the ones Signalbox uses: ``/api/tags`` (the operator's ListModels probe),
 ``/api/chat`` (plain and NDJSON streams, what the router translates) and ``/v1/embeddings``.
-Where the two differed, the fake follows Ollama (router/signalbox_providers/fake/ollama_api.py).
+Where the two differed, the fake was changed to follow Ollama
+(router/signalbox_providers/fake/ollama_api.py): an unknown model's 404 says
+``model '<name>' not found``, and a prompt over ``num_ctx`` is cut to fit (a 400 with
+``truncate: false``). Tool calls are not compared: the tiny model's template has no tools, so
+Ollama refuses them (400 ``... does not support tools``).
 """
 
 from __future__ import annotations
@@ -101,6 +105,20 @@ def test_an_unknown_model_is_a_404_with_an_error_string(server: inference.Server
     resp = post(server, "/api/chat", chat(server, model="no-such-model"))
     assert resp.status_code == 404
     assert resp.json() == {"error": "model 'no-such-model' not found"}
+
+
+def test_a_prompt_over_the_context_window_is_cut_to_fit_unless_truncate_is_false(
+    server: inference.Server,
+) -> None:
+    long = [{"role": "user", "content": "word " * inference.CONTEXT}]
+    options = {"num_predict": 3, "num_ctx": inference.CONTEXT}
+    resp = post(server, "/api/chat", chat(server, messages=long, stream=False, options=options))
+    assert resp.status_code == 200
+    assert resp.json()["prompt_eval_count"] <= inference.CONTEXT
+    refused = chat(server, messages=long, stream=False, options=options, truncate=False)
+    resp = post(server, "/api/chat", refused)
+    assert resp.status_code == 400
+    assert resp.json() == {"error": "the input length exceeds the context length"}
 
 
 def test_openai_style_embeddings(server: inference.Server) -> None:
