@@ -25,19 +25,15 @@ heartbeat() {
 }
 
 build_llama_cpp() {
-  local venv py tmp start=$SECONDS
+  local venv py start=$SECONDS
   venv="$(llama_cpp_venv)"
   py="$venv/bin/python"
   if [[ -f "$venv/.signalbox-installed" ]]; then echo "llama-cpp $py"; return; fi
   command -v python3 >/dev/null || die "python3 (>= 3.11) is needed to install llama-cpp-python"
-  command -v cmake >/dev/null || command -v c++ >/dev/null || die "a C++ compiler and cmake are needed to build llama.cpp"
-  tmp="$venv.tmp.$$"
-  rm -rf "$tmp"
-  log "installing llama-cpp-python[server] $LLAMA_CPP_PYTHON_VERSION (builds llama.cpp from source; first time only, about 4 minutes)"
-  python3 -m venv "$tmp" || die "could not create a virtualenv (on Debian: apt-get install python3-venv)"
-  # Built where it will live: the wheel's compiled library does not care, but the venv's scripts do.
+  command -v c++ >/dev/null || die "a C++ compiler is needed to build llama.cpp (on Debian: apt-get install g++)"
+  log "installing llama-cpp-python[server] $LLAMA_CPP_PYTHON_VERSION (builds llama.cpp from source; first time only: about 4 minutes on two idle cores, much longer on a busy machine)"
   rm -rf "$venv"
-  mv "$tmp" "$venv"
+  python3 -m venv "$venv" || die "could not create a virtualenv (on Debian: apt-get install python3-venv)"
   local logf="$venv/build.log"
   "$py" -m pip install --quiet --upgrade pip >"$logf" 2>&1 || { cat "$logf" >&2; die "pip upgrade failed"; }
   CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
@@ -86,7 +82,7 @@ build_ollama() {
   need_go
   command -v c++ >/dev/null || die "a C++ compiler is needed to build Ollama (cgo)"
   cppflags="$(ollama_headers)"
-  log "building ollama $OLLAMA_VERSION with cgo from the Go module proxy (first time only; several minutes)"
+  log "building ollama $OLLAMA_VERSION with cgo from the Go module proxy (first time only; several minutes, about 20 on a busy 2-core machine)"
   work="$(mktemp -d)"
   mkdir -p "$(dirname "$out")"
   tmp="$out.tmp.$$"
