@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The local demo of the whole system, without Docker: a real kube-apiserver and etcd on
-# loopback, the operator and the router as local processes, and three fake providers (a
-# cloud-like OpenAI, a local Ollama and a flaky one). It applies providers and a policy, sends
+# loopback, the operator and the router as local processes, a real local inference engine
+# (llama.cpp's OpenAI-compatible server with a tiny random-weight model generated here, when
+# hack/build-inference.sh has installed it; a fake Ollama otherwise) and two fake providers
+# playing a cloud OpenAI and a flaky vLLM. It applies providers and a policy, sends
 # requests through the router with curl and the openai SDK, then breaks a provider and shows
 # the failover and the circuit opening. Ctrl-C stops everything it started.
 #
@@ -9,6 +11,7 @@
 #   hack/demo.sh --no-wait  run the show and stop at once (used by the tests)
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 source "$HACK_DIR/lib/python.sh"
+source "$HACK_DIR/lib/inference.sh"
 export SIGNALBOX_CLUSTER="${SIGNALBOX_CLUSTER:-demo}"
 NS=signalbox-demo
 WAIT=1
@@ -47,16 +50,32 @@ kc apply --server-side --force-conflicts -f "$REPO_ROOT/crds" >/dev/null
 kc wait --for=condition=Established --timeout=30s crd/llmproviders.signalbox.dev crd/routingpolicies.signalbox.dev >/dev/null
 kc create namespace "$NS" --dry-run=client -o yaml | kc apply -f - >/dev/null
 
-step "three fake providers on loopback"
 CLOUD_PORT="$(free_port)"; LOCAL_PORT="$(free_port)"; FLAKY_PORT="$(free_port)"; ROUTER_PORT="$(free_port)"
+LLAMA_VENV="$(llama_cpp_venv)"
+if [[ -f "$LLAMA_VENV/.signalbox-installed" ]]; then
+  cost="$(cat "$LLAMA_VENV/.signalbox-installed")"
+  step "a real local inference engine: llama.cpp's OpenAI-compatible server (llama-cpp-python $LLAMA_CPP_PYTHON_VERSION) with a tiny random-weight model"
+  echo "first-run cost: hack/build-inference.sh built llama.cpp from source once${cost:+ in ${cost}s} (about 4 minutes on two idle cores); cached in $LLAMA_VENV"
+  "$PY" "$HACK_DIR/tiny_models.py" "$RUN/models" >/dev/null
+  echo "model: $RUN/models/tiny-chat.gguf (2 layers, 64 dims, 512 tokens, written by hack/tiny_models.py; it answers random words)"
+  background llama-cpp "$LLAMA_VENV/bin/python" -m llama_cpp.server --model "$RUN/models/tiny-chat.gguf" \
+    --model_alias tiny-chat --n_ctx 512 --n_threads 1 --host 127.0.0.1 --port "$LOCAL_PORT"
+  LOCAL_TYPE=OpenAICompatible LOCAL_URL="http://127.0.0.1:$LOCAL_PORT/v1" LOCAL_MODEL=tiny-chat LOCAL_WHAT="llama.cpp"
+else
+  step "a local provider: a fake Ollama (no real inference engine is installed)"
+  echo "hack/build-inference.sh llama-cpp installs llama.cpp's server once (first run: builds llama.cpp from source, about 4 minutes on two idle cores); the demo then runs it with a tiny model"
+  background fake-local "$PY" -m signalbox_providers.fake --flavor ollama --name local-llama \
+    --host 127.0.0.1 --port "$LOCAL_PORT" --model llama3.2:3b
+  LOCAL_TYPE=Ollama LOCAL_URL="http://127.0.0.1:$LOCAL_PORT" LOCAL_MODEL=llama3.2:3b LOCAL_WHAT="fake Ollama"
+fi
+
+step "two fake providers on loopback"
 export DEMO_CLOUD_KEY="sk-demo-$RANDOM$RANDOM"
 background fake-cloud "$PY" -m signalbox_providers.fake --flavor openai --name cloud \
   --host 127.0.0.1 --port "$CLOUD_PORT" --model gpt-4o-mini --api-key-env DEMO_CLOUD_KEY
-background fake-local "$PY" -m signalbox_providers.fake --flavor ollama --name local-llama \
-  --host 127.0.0.1 --port "$LOCAL_PORT" --model llama3.2:3b
 background fake-flaky "$PY" -m signalbox_providers.fake --flavor vllm --name flaky-vllm \
   --host 127.0.0.1 --port "$FLAKY_PORT" --model meta-llama/Llama-3.1-8B-Instruct
-echo "cloud (OpenAI) :$CLOUD_PORT   local (Ollama) :$LOCAL_PORT   flaky (vLLM) :$FLAKY_PORT"
+echo "cloud (OpenAI) :$CLOUD_PORT   local ($LOCAL_WHAT) :$LOCAL_PORT   flaky (vLLM) :$FLAKY_PORT"
 
 step "kubectl apply: a Secret, three LLMProviders and a RoutingPolicy"
 kc apply -n "$NS" -f - <<YAML
@@ -80,10 +99,10 @@ apiVersion: signalbox.dev/v1alpha1
 kind: LLMProvider
 metadata: {name: local-llama}
 spec:
-  type: Ollama
-  endpoint: {url: "http://127.0.0.1:$LOCAL_PORT"}
+  type: $LOCAL_TYPE
+  endpoint: {url: "$LOCAL_URL"}
   priority: 20
-  models: [{name: "llama3.2:3b", capabilities: [chat, streaming, tools]}]
+  models: [{name: "$LOCAL_MODEL", capabilities: [chat, streaming]}]
   healthCheck: {interval: 2s, timeout: 1s}
 ---
 apiVersion: signalbox.dev/v1alpha1
@@ -138,13 +157,22 @@ curl -sS -D "$RUN/headers" "127.0.0.1:$ROUTER_PORT/v1/chat/completions" \
   -d '{"model": "chat-default", "messages": [{"role": "user", "content": "Where does this go?"}]}'
 echo; grep -i '^x-signalbox' "$RUN/headers"
 
+step "the local engine ($LOCAL_WHAT) answering through the router (model $LOCAL_MODEL)"
+curl -sS "127.0.0.1:$ROUTER_PORT/v1/chat/completions" -H 'content-type: application/json' \
+  -d '{"model": "'"$LOCAL_MODEL"'", "max_tokens": 12, "messages": [{"role": "user", "content": "Say something"}]}'
+echo
+
 step "the same with the openai SDK, streaming"
-"$PY" - "$ROUTER_PORT" <<'PY'
+"$PY" - "$ROUTER_PORT" "$LOCAL_MODEL" <<'PY'
 import sys, openai
 client = openai.OpenAI(base_url=f"http://127.0.0.1:{sys.argv[1]}/v1", api_key="unused")
 stream = client.chat.completions.create(model="chat-default", stream=True,
     messages=[{"role": "user", "content": "Stream me a reply"}])
 print("".join(c.choices[0].delta.content or "" for c in stream if c.choices))
+# llama.cpp's server sends no usage on streams: the router meters its own estimate instead.
+stream = client.chat.completions.create(model=sys.argv[2], stream=True, max_tokens=12,
+    messages=[{"role": "user", "content": "Stream me a reply"}])
+print(f"{sys.argv[2]}:", "".join(c.choices[0].delta.content or "" for c in stream if c.choices))
 PY
 
 step "breaking flaky-vllm (it now answers HTTP 503)"
@@ -152,7 +180,7 @@ curl -sS -X PUT "127.0.0.1:$FLAKY_PORT/_fake/faults" -d '{"status": 503}' >/dev/
 for i in 1 2 3; do
   curl -sS -D "$RUN/headers" -o /dev/null "127.0.0.1:$ROUTER_PORT/v1/chat/completions" \
     -H 'content-type: application/json' \
-    -d '{"model": "chat-default", "messages": [{"role": "user", "content": "still there?"}]}'
+    -d '{"model": "chat-default", "max_tokens": 16, "messages": [{"role": "user", "content": "still there?"}]}'
   printf 'request %s served by %s after %s attempt(s)\n' "$i" \
     "$(awk -F': ' 'tolower($1)=="x-signalbox-provider"{print $2}' "$RUN/headers" | tr -d '\r')" \
     "$(awk -F': ' 'tolower($1)=="x-signalbox-attempts"{print $2}' "$RUN/headers" | tr -d '\r')"
@@ -167,7 +195,7 @@ kc get llmp,llmrp -n "$NS"
 step "kubectl get events -n $NS"
 kc get events -n "$NS" --field-selector involvedObject.name=flaky-vllm \
   -o custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message
-step "router usage summary (GET /v1/usage)"
+step "router usage summary (GET /v1/usage; estimated_tokens: counted by the router where the upstream sent no usage)"
 curl -sS "127.0.0.1:$ROUTER_PORT/v1/usage"; echo
 step "router readiness (GET /readyz; shared_budgets: limits shared through Redis)"
 curl -sS "127.0.0.1:$ROUTER_PORT/readyz"; echo

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The one test command: installs everything it needs (virtualenv, Python dependencies, the
-# kube-apiserver and etcd binaries, redis-server, and helm, promtool, the Argo CD health and
-# dashboard checkers and prometheus-operator's CRDs for the chart's tests), runs the static checks,
-# then unit and integration tests.
+# kube-apiserver and etcd binaries, redis-server, llama.cpp's server and Ollama, and helm, promtool,
+# the Argo CD health and dashboard checkers and prometheus-operator's CRDs for the chart's tests),
+# runs the static checks, then unit and integration tests (real inference servers included).
 #
 #   hack/test.sh              everything
 #   hack/test.sh unit         unit tests only (no cluster)
@@ -24,6 +24,8 @@ if [[ "$what" != unit ]]; then
     DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
   fi
+  log "inference servers: llama.cpp's server and Ollama (built once, then cached in $SIGNALBOX_CACHE)"
+  "$HACK_DIR/build-inference.sh" llama-cpp ollama >/dev/null
   "$HACK_DIR/verify-lint.sh"
   "$HACK_DIR/verify-crds.sh"
 fi

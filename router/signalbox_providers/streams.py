@@ -38,6 +38,7 @@ class OpenAIEvents:
     def __init__(self, client_usage: bool, max_event: int = MAX_EVENT) -> None:
         self.client_usage = client_usage
         self.usage: Usage | None = None
+        self.text_chars = self.text_chunks = 0
         self._max = max_event
         self._done = False
         self._finished = False  # a choice carried its finish_reason
@@ -136,8 +137,10 @@ class OpenAIEvents:
         if not isinstance(choices, list):
             raise StreamFailed("an upstream event has no 'choices' list")
         for choice in choices:
-            if isinstance(choice, dict) and choice.get("finish_reason") is not None:
-                self._finished = True
+            if isinstance(choice, dict):
+                if choice.get("finish_reason") is not None:
+                    self._finished = True
+                self._count(choice.get("delta"))
         if chunk.get("usage") is not None:
             try:
                 self.usage = usage_of(chunk, "prompt_tokens", "completion_tokens")
@@ -146,6 +149,12 @@ class OpenAIEvents:
             if not self.client_usage and not choices:
                 return b""
         return b"data: " + payload + b"\n\n"
+
+    def _count(self, delta: Any) -> None:
+        text = delta.get("content") if type(delta) is dict else None
+        if type(text) is str and text:
+            self.text_chars += len(text)
+            self.text_chunks += 1
 
 
 def _error_message(error: Any) -> str:
@@ -164,6 +173,7 @@ class TranslatedEvents:
     ) -> None:
         self._parse, self._translator, self._flush = parse, translator, flush
         self._sent_done = False
+        self.text_chars = self.text_chunks = 0
 
     @property
     def usage(self) -> Usage | None:
@@ -189,7 +199,13 @@ class TranslatedEvents:
         out = []
         try:
             for item in parsed():
-                out += [sse(chunk) for chunk in self._translator.feed(item)]
+                for chunk in self._translator.feed(item):
+                    out.append(sse(chunk))
+                    for choice in chunk.get("choices") or ():
+                        text = (choice.get("delta") or {}).get("content")
+                        if text:
+                            self.text_chars += len(text)
+                            self.text_chunks += 1
         except (UpstreamStreamError, ValueError, TypeError) as exc:
             raise StreamFailed(f"upstream stream error: {str(exc)[:300]}") from exc
         if self._translator.done and not self._sent_done:

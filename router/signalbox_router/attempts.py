@@ -145,13 +145,20 @@ class Attempt:
         self._handed_over = True
         return self
 
-    def succeeded(self, usage: tuple[int, int] | None) -> None:
+    def succeeded(self, usage: tuple[int, int] | None, *, estimated: bool = False) -> None:
+        """Book a success; ``estimated``: the router counted ``usage`` (the upstream sent none)."""
         if self.booked:
             return
         self.state.breakers.success(self.entry.name, self.trial)
-        self._book(True, 200, usage)
+        self._book(True, 200, usage, estimated)
 
-    def failed(self, failure: UpstreamFailed, usage: tuple[int, int] | None = None) -> None:
+    def failed(
+        self,
+        failure: UpstreamFailed,
+        usage: tuple[int, int] | None = None,
+        *,
+        estimated: bool = False,
+    ) -> None:
         if self.booked:
             return
         name, now, breakers = self.entry.name, time.monotonic(), self.state.breakers
@@ -166,7 +173,7 @@ class Attempt:
             breakers.neutral(name, self.trial)
         else:
             breakers.failure(name, now, self.trial)
-        self._book(False, failure.upstream_status or failure.status, usage)
+        self._book(False, failure.upstream_status or failure.status, usage, estimated)
 
     def close(self, exc: BaseException | None = None) -> None:
         """Book whatever ended the attempt, if nothing was booked yet. Idempotent."""
@@ -186,7 +193,9 @@ class Attempt:
             self.state.breakers.neutral(self.entry.name, self.trial)
             self._book(False, 500, None)
 
-    def _book(self, ok: bool, code: int, usage: tuple[int, int] | None) -> None:
+    def _book(
+        self, ok: bool, code: int, usage: tuple[int, int] | None, estimated: bool = False
+    ) -> None:
         self.booked = True
         now = time.monotonic()
         seconds = now - self.started
@@ -207,6 +216,7 @@ class Attempt:
             seconds=seconds,
             usage=usage,
             price=self.cand.price,
+            estimated=estimated,
         )
 
     def __repr__(self) -> str:

@@ -1,13 +1,20 @@
-"""How many tokens a request may use, estimated before it is sent, for token-per-minute limits.
+"""Token counts the router works out itself: before a request is sent (for token-per-minute
+limits), and after an answer whose upstream sent no usage (for metering, marked as estimated).
 
 About four characters a token, a flat count for images and audio, a small overhead per
 message, plus the completion budget the request asks for; the upstream's usage corrects the
-estimate once the answer is in.
+estimate once the answer is in. When the upstream sends no usage at all (llama.cpp's server
+ignores ``stream_options.include_usage``), ``estimated_usage`` counts the prompt the same way
+and the answer's text at about four characters a token, or one token per streamed text chunk
+when that is more (servers that stream token by token: llama.cpp, vLLM, Ollama).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+
+import orjson
 
 _MESSAGE_OVERHEAD, _REPLY_OVERHEAD = 4, 3  # tokens of a message's role and separators; the reply
 _DEFAULT_COMPLETION = 256  # completion budget of a request without max_tokens
@@ -55,6 +62,56 @@ def _completion_budget(body: Mapping[str, object]) -> int:
     return _DEFAULT_COMPLETION * copies
 
 
+def prompt_tokens(body: Mapping[str, object]) -> int:
+    """About how many tokens the request's prompt (or embeddings input) is; see the module."""
+    if "input" in body and "messages" not in body:
+        return _input_tokens(body["input"])
+    messages = body.get("messages")
+    prompt = sum(_message_tokens(m) for m in messages) if isinstance(messages, list) else 0
+    return _REPLY_OVERHEAD + prompt + _input_tokens(body.get("prompt"))
+
+
+def estimated_usage(
+    body: Mapping[str, object], text_chars: int, text_chunks: int = 0
+) -> tuple[int, int]:
+    """Prompt and completion tokens of an answer whose upstream sent no usage: the prompt as
+    ``prompt_tokens`` counts it; the completion from the ``text_chars`` characters of answer text
+    (about 4 a token), or ``text_chunks`` streamed text chunks (about one token each) when that
+    is more. Never (0, 0) for a chat: the reply overhead alone counts."""
+    completion = max(math.ceil(text_chars / 4), text_chunks)
+    return prompt_tokens(body), completion
+
+
+def answer_usage(body: Mapping[str, object], answer: bytes) -> tuple[int, int]:
+    """``estimated_usage`` of a complete OpenAI-shaped answer (JSON bytes) to ``body``."""
+    try:
+        parsed = orjson.loads(answer)
+    except orjson.JSONDecodeError:
+        parsed = None
+    return estimated_usage(body, answer_text_chars(parsed) if isinstance(parsed, dict) else 0)
+
+
+def answer_text_chars(answer: Mapping[str, object]) -> int:
+    """Characters of text in a complete OpenAI-shaped chat answer: each choice's content and
+    tool-call arguments (nothing for embeddings)."""
+    total = 0
+    choices = answer.get("choices")
+    for choice in choices if isinstance(choices, list) else ():
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if isinstance(message, dict):
+            total += _text_chars(message.get("content"))
+            calls = message.get("tool_calls")
+            for call in calls if isinstance(calls, list) else ():
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict):
+                    total += _text_chars(function.get("arguments"))
+    return total
+
+
+def _text_chars(value: object) -> int:
+    return len(value) if isinstance(value, str) else 0
+
+
 def estimate_tokens(body: Mapping[str, object]) -> int:
     """A cheap estimate of a request's tokens, in plus out, before it is sent.
 
@@ -65,7 +122,4 @@ def estimate_tokens(body: Mapping[str, object]) -> int:
     """
     if "input" in body and "messages" not in body:
         return _input_tokens(body["input"])
-    messages = body.get("messages")
-    prompt = sum(_message_tokens(m) for m in messages) if isinstance(messages, list) else 0
-    prompt += _input_tokens(body.get("prompt"))  # legacy completions
-    return _REPLY_OVERHEAD + prompt + _completion_budget(body)
+    return prompt_tokens(body) + _completion_budget(body)

@@ -19,7 +19,7 @@ import orjson
 
 from signalbox_providers import dialects
 from signalbox_providers.outcomes import Outcome, retry_after_seconds
-from signalbox_router import redaction, replies, streaming
+from signalbox_router import estimates, redaction, replies, streaming
 from signalbox_router.attempts import Attempt
 from signalbox_router.failures import UpstreamFailed
 
@@ -76,7 +76,10 @@ async def send(
         answer = attempt.prepared.dialect.answer(attempt.job.kind, raw, attempt.cand.model)
     except dialects.InvalidAnswer as exc:
         raise UpstreamFailed(Outcome.INVALID_RESPONSE, f"{name}: {exc}") from exc
-    attempt.succeeded(answer.usage)
+    if answer.usage is None:  # the upstream said nothing: the router counts (see estimates)
+        attempt.succeeded(estimates.answer_usage(attempt.job.body, answer.body), estimated=True)
+    else:
+        attempt.succeeded(answer.usage)
     return replies.Reply(200, answer.body, [replies.JSON_TYPE, *_names(attempt)])
 
 

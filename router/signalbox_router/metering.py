@@ -1,6 +1,9 @@
 """Usage and cost metering: Prometheus metrics and the JSON usage summary.
 
-Tokens come from the upstream's own usage (the router asks OpenAI-style streams for it); cost
+Tokens come from the upstream's own usage (the router asks OpenAI-style streams for it); when an
+upstream sends none (llama.cpp's server ignores the ask on streams), the router's own estimate
+(``estimates.estimated_usage``) counts instead, under ``source="estimated"`` in the token metric
+and as ``estimated_tokens`` in the usage summary, so such traffic is never metered as 0. Cost
 is tokens times the model's declared prices. Nothing here ever sees keys or prompts. What every
 request touches is kept with plain arithmetic (the request path takes no locks) and turned into
 Prometheus metrics when it scrapes.
@@ -98,6 +101,8 @@ class _Row:
     successes: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
+    estimated_in: int = 0  # tokens the router counted itself (the upstream sent no usage)
+    estimated_out: int = 0
     # Tokens by the prices they were served at: (input, output per million, currency).
     priced: dict[tuple[str, str, str], list[int]] = field(default_factory=dict)
     seconds: float = 0.0
@@ -181,8 +186,9 @@ class Meter:
         seconds: float,
         usage: tuple[int, int] | None = None,
         price: Cost | None = None,
+        estimated: bool = False,
     ) -> None:
-        """Count one answered request."""
+        """Count one answered request; ``estimated``: the router counted ``usage`` itself."""
         row = self._row(model, provider)
         row.codes[code] = row.codes.get(code, 0) + 1
         row.requests += 1
@@ -193,8 +199,12 @@ class Meter:
         if usage is None:
             return
         prompt, completion = usage
-        row.tokens_in += prompt
-        row.tokens_out += completion
+        if estimated:
+            row.estimated_in += prompt
+            row.estimated_out += completion
+        else:
+            row.tokens_in += prompt
+            row.tokens_out += completion
         if price is not None:  # priced at scrape time, exactly
             key = (price.input_per_m_tok, price.output_per_m_tok, price.currency)
             totals = row.priced.get(key)
@@ -215,8 +225,9 @@ class Meter:
         )
         tokens = CounterMetricFamily(
             "signalbox_router_tokens",
-            "Tokens from upstream usage.",
-            labels=["model", "provider", "direction"],
+            "Tokens from upstream usage (source upstream) or the router's own count when the"
+            " upstream sent none (source estimated).",
+            labels=["model", "provider", "direction", "source"],
         )
         cost = CounterMetricFamily(
             "signalbox_router_cost",
@@ -238,8 +249,11 @@ class Meter:
         for (model, provider), row in list(self._rows.items()):
             for code, count in list(row.codes.items()):
                 requests.add_metric([model, provider, str(code)], count)
-            tokens.add_metric([model, provider, "input"], row.tokens_in)
-            tokens.add_metric([model, provider, "output"], row.tokens_out)
+            tokens.add_metric([model, provider, "input", "upstream"], row.tokens_in)
+            tokens.add_metric([model, provider, "output", "upstream"], row.tokens_out)
+            if row.estimated_in or row.estimated_out:
+                tokens.add_metric([model, provider, "input", "estimated"], row.estimated_in)
+                tokens.add_metric([model, provider, "output", "estimated"], row.estimated_out)
             for currency, amount in row.cost().items():
                 cost.add_metric([model, provider, currency], float(amount))
             latency.add_metric([model, provider], row.latency.cumulative(), row.latency.total)
@@ -256,7 +270,11 @@ class Meter:
                     "model": model,
                     "provider": provider,
                     "request_count": row.requests,
-                    "total_tokens": row.tokens_in + row.tokens_out,
+                    "total_tokens": row.tokens_in
+                    + row.tokens_out
+                    + row.estimated_in
+                    + row.estimated_out,
+                    "estimated_tokens": row.estimated_in + row.estimated_out,
                     "total_cost": str(sum(row.cost().values(), Decimal(0)).normalize()),
                     "avg_response_time": round(row.seconds / row.requests, 4)
                     if row.requests

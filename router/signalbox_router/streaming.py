@@ -4,7 +4,8 @@ Each read is translated (and so validated) before any of it reaches the client. 
 malformed or gone silent upstream ends with an OpenAI-style error event and never with
 ``[DONE]``; once the first byte reached the client nothing is retried. The attempt the stream
 took over is booked when the stream ends, however it ends: a client that goes away closes the
-upstream at once and is booked as the client's cancellation, not the provider's failure.
+upstream at once and is booked as the client's cancellation, not the provider's failure. A
+stream whose upstream sent no usage is booked with the router's own estimate (``estimates``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import aiohttp
 from signalbox_providers import dialects
 from signalbox_providers.outcomes import Outcome
 from signalbox_providers.streams import sse
-from signalbox_router import redaction, replies
+from signalbox_router import estimates, redaction, replies
 from signalbox_router.failures import UpstreamFailed
 
 if TYPE_CHECKING:
@@ -45,14 +46,27 @@ async def relay(
                 yield out
             if not data:
                 break
-        attempt.succeeded(translator.usage)
+        usage = translator.usage
+        if usage is None:
+            attempt.succeeded(_estimate(attempt, translator), estimated=True)
+        else:
+            attempt.succeeded(usage)
     except (TimeoutError, aiohttp.ClientError, dialects.StreamFailed) as exc:
         failure = _failure(exc, attempt)
-        attempt.failed(failure, translator.usage)
+        usage = translator.usage
+        if usage is None:
+            attempt.failed(failure, _estimate(attempt, translator), estimated=True)
+        else:
+            attempt.failed(failure, usage)
         message = redaction.redact_text(failure.message, attempt.state.secrets())
         yield sse(replies.error_body(502, message, code="upstream_stream_error"))
     finally:
         attempt.close()  # a client gone, a cancellation: nothing was booked yet
+
+
+def _estimate(attempt: Attempt, translator: dialects.StreamTranslator) -> tuple[int, int]:
+    body = attempt.job.body
+    return estimates.estimated_usage(body, translator.text_chars, translator.text_chunks)
 
 
 def _failure(exc: BaseException, attempt: Attempt) -> UpstreamFailed:

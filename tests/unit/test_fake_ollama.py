@@ -169,7 +169,7 @@ def test_unknown_model(client: ollama.Client) -> None:
     with pytest.raises(ollama.ResponseError) as caught:
         client.chat(model="mistral:7b", messages=HELLO)
     assert caught.value.status_code == 404
-    assert caught.value.error == 'model "mistral:7b" not found, try pulling it first'
+    assert caught.value.error == "model 'mistral:7b' not found"
     with pytest.raises(ollama.ResponseError) as streamed:
         list(client.chat(model="mistral:7b", messages=HELLO, stream=True))
     assert streamed.value.status_code == 404

@@ -68,7 +68,10 @@ def test_a_scrape_shows_requests_tokens_cost_latency_ttft_and_attempts() -> None
     mp = {"model": "m", "provider": "p"}
     assert sample(text, "signalbox_router_requests_total", **mp, code="200") == 1
     assert sample(text, "signalbox_router_requests_total", **mp, code="502") == 1
-    assert sample(text, "signalbox_router_tokens_total", **mp, direction="output") == 20
+    assert (
+        sample(text, "signalbox_router_tokens_total", **mp, direction="output", source="upstream")
+        == 20
+    )
     assert sample(text, "signalbox_router_cost_total", **mp, currency="USD") == 1.35e-05
     # Only the success is timed: one answer within 25 ms, none within 10 ms.
     latency = "signalbox_router_request_duration_seconds"

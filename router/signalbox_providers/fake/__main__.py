@@ -18,6 +18,7 @@ DEFAULT_MODELS = {
     Flavor.VLLM: ["meta-llama/Llama-3.1-8B-Instruct"],
     Flavor.LOCALAI: ["gpt-4", "text-embedding-ada-002"],
     Flavor.AZURE: ["gpt-4o-mini", "text-embedding-3-small"],
+    Flavor.LLAMACPP: ["tiny-chat", "tiny-embed"],
 }
 
 

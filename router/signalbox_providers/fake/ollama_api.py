@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -26,6 +27,7 @@ _LOAD_NS = 12_000_000
 _PROMPT_TOKEN_NS = 400_000
 _EVAL_TOKEN_NS = 9_000_000
 _KEEP_ALIVE = datetime.timedelta(minutes=5)
+_CONTEXT = 4096  # num_ctx when a request sets none
 
 
 def routes() -> list[web.RouteDef]:
@@ -91,7 +93,7 @@ async def running(request: web.Request) -> web.Response:
     models = []
     for model in (m for m in state.models if m in used):
         item = _describe(model)
-        item.update(expires_at=expires, size_vram=item["size"], context_length=4096)
+        item.update(expires_at=expires, size_vram=item["size"], context_length=_CONTEXT)
         models.append(item)
     return web.json_response({"models": models})
 
@@ -101,7 +103,7 @@ def _require_model(state: FakeState, body: dict[str, Any]) -> str:
     if not isinstance(name, str) or not name:
         raise wire.BadRequest("model is required")
     if name not in state.models and name.removesuffix(":latest") not in state.models:
-        raise wire.BadRequest(f'model "{name}" not found, try pulling it first', 404)
+        raise wire.BadRequest(f"model '{name}' not found", 404)  # as Ollama v0.17.4 says it
     return name
 
 
@@ -146,6 +148,18 @@ def to_prompt(body: dict[str, Any]) -> reply.Prompt:
         json_schema=fmt if isinstance(fmt, dict) else None,
         json_object=fmt == "json",
     )
+
+
+def _fit(body: dict[str, Any], prompt: reply.Prompt) -> reply.Prompt:
+    """A prompt over the context window (``options.num_ctx``) cut to fit, as Ollama does unless
+    ``truncate`` is false (then a 400)."""
+    num_ctx = (body.get("options") or {}).get("num_ctx")
+    window = num_ctx if isinstance(num_ctx, int) and num_ctx > 0 else _CONTEXT
+    if prompt.prompt_tokens <= window:
+        return prompt
+    if body.get("truncate") is False:
+        raise wire.BadRequest("the input length exceeds the context length")
+    return dataclasses.replace(prompt, prompt_tokens=window)
 
 
 def _timings(prompt_tokens: int, eval_count: int) -> dict[str, int]:
@@ -198,7 +212,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     state = wire.state_of(request)
     body = await wire.json_body(request)
     model = _require_model(state, body)
-    r = reply.plan(to_prompt(body), state.name, state.faults.reply_words)
+    r = reply.plan(_fit(body, to_prompt(body)), state.name, state.faults.reply_words)
     if body.get("stream", True):
         resp = await wire.start_stream(request, "application/x-ndjson")
         await wire.send_chunks(request, resp, stream_lines(model, r))

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from signalbox_providers.fake import content, reply, wire
+from signalbox_providers.fake import content, llamacpp, reply, wire
 from signalbox_providers.fake.state import FakeState, Flavor
 
 _ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
@@ -38,7 +38,7 @@ async def list_models(request: web.Request) -> web.Response:
         }
         if state.flavor == Flavor.VLLM:
             item.update(root=model, parent=None, max_model_len=32768, permission=[])
-        data.append(item)
+        data.append(llamacpp.list_item(item) if state.flavor == Flavor.LLAMACPP else item)
     return web.json_response({"object": "list", "data": data})
 
 
@@ -100,13 +100,19 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 async def _chat(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
     state = wire.state_of(request)
-    model = wire.require_model(state, body)
-    r = reply.plan(to_prompt(body), state.name, state.faults.reply_words)
+    llama = state.flavor == Flavor.LLAMACPP
+    model = llamacpp.model(state, body) if llama else wire.require_model(state, body)
+    prompt = to_prompt(body)
+    refused = llamacpp.too_long(prompt.prompt_tokens, prompt.max_tokens) if llama else None
+    if refused is not None:
+        return refused
+    r = reply.plan(prompt, state.name, state.faults.reply_words)
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     if body.get("stream"):
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        asked = bool((body.get("stream_options") or {}).get("include_usage"))
+        chunks = stream_chunks(state, cid, model, r, asked and not llama)
         resp = await wire.start_stream(request, "text/event-stream")
-        await wire.send_chunks(request, resp, stream_chunks(state, cid, model, r, include_usage))
+        await wire.send_chunks(request, resp, chunks)
         return resp
     message: dict[str, Any] = {"role": "assistant", "content": r.text or None, "refusal": None}
     if r.tool_calls:
@@ -183,7 +189,10 @@ async def embeddings(request: web.Request) -> web.Response:
 
 async def _embeddings(request: web.Request, body: dict[str, Any]) -> web.Response:
     state = wire.state_of(request)
-    model = wire.require_model(state, body)
+    if state.flavor == Flavor.LLAMACPP:
+        model = llamacpp.model(state, body)
+    else:
+        model = wire.require_model(state, body)
     raw = body.get("input")
     inputs = [raw] if isinstance(raw, str) else raw
     if not isinstance(inputs, list) or not inputs:

@@ -25,6 +25,7 @@ class Flavor(enum.StrEnum):
     VLLM = "vllm"
     LOCALAI = "localai"
     AZURE = "azure"
+    LLAMACPP = "llamacpp"  # llama.cpp's OpenAI-compatible server (see fake/llamacpp.py)
 
 
 class Faults(pydantic.BaseModel):

@@ -1,0 +1,146 @@
+"""The router (manifests mode) in front of real inference servers, driven by the official openai
+SDK: llama.cpp's OpenAI-compatible server (type ``OpenAICompatible``) and Ollama (type
+``Ollama``: chat through its native ``/api/chat`` with NDJSON streams, embeddings through
+``/v1/embeddings``), both serving the tiny random-weight models.
+
+llama.cpp's server ignores ``stream_options.include_usage``, so its streams carry no usage: the
+router meters them with its own estimate, marked as estimated, and never as 0 tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from tests.support import inference
+from tests.support.router import RouterProcess, provider, running_router
+
+CHAT_CAPS = ["chat", "streaming"]
+PROMPT = [{"role": "user", "content": "say something"}]
+
+
+SERVERS = {"llama": ("llama_cpp", "OpenAICompatible"), "ollama": ("ollama", "Ollama")}
+
+
+@pytest.fixture(scope="module")
+def routers(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, RouterProcess]]:
+    """A router per real server, started on first use (``via``: ``llama`` or ``ollama``), each
+    serving ``<via>-chat`` and ``<via>-embed`` through one provider named ``via``."""
+    with ExitStack() as stack:
+
+        class Routers(dict[str, RouterProcess]):
+            def __missing__(self, via: str) -> RouterProcess:
+                fixture, ptype = SERVERS[via]
+                server: inference.Server = request.getfixturevalue(fixture)
+                models = [
+                    {
+                        "name": server.chat_model,
+                        "aliases": [f"{via}-chat"],
+                        "capabilities": CHAT_CAPS,
+                    },
+                    {
+                        "name": server.embed_model,
+                        "aliases": [f"{via}-embed"],
+                        "capabilities": ["embeddings"],
+                    },
+                ]
+                url = server.base_url if ptype == "OpenAICompatible" else server.url
+                docs = [provider(via, ptype, url, models=models)]
+                folder: Path = tmp_path_factory.mktemp(f"router-{via}") / "manifests"
+                router = stack.enter_context(running_router(folder, docs, "--no-client-auth"))
+                self[via] = router
+                return router
+
+        yield Routers()
+
+
+def client(router: RouterProcess) -> openai.OpenAI:
+    return openai.OpenAI(base_url=router.base_url, api_key="unused", max_retries=0)
+
+
+def usage_row(router: RouterProcess, model: str) -> dict[str, Any]:
+    rows = router.get("/v1/usage").json()["data"]
+    return next((r for r in rows if r["model"] == model), {})
+
+
+every_server = pytest.mark.parametrize("via", list(SERVERS))
+
+
+@every_server
+def test_plain_chat_through_a_real_server_carries_its_usage(
+    routers: dict[str, RouterProcess], via: str
+) -> None:
+    raw = client(routers[via]).chat.completions.with_raw_response.create(
+        model=f"{via}-chat", messages=PROMPT, max_tokens=6
+    )
+    assert raw.headers["x-signalbox-provider"] == via
+    r = raw.parse()
+    assert r.choices[0].message.role == "assistant"
+    assert isinstance(r.choices[0].message.content, str)
+    assert r.choices[0].finish_reason in {"stop", "length"}
+    assert r.usage is not None
+    assert 0 < r.usage.completion_tokens <= 6
+    assert r.usage.prompt_tokens > 0
+
+
+@every_server
+def test_a_streamed_chat_through_a_real_server(routers: dict[str, RouterProcess], via: str) -> None:
+    stream = client(routers[via]).chat.completions.create(
+        model=f"{via}-chat", messages=PROMPT, max_tokens=6, stream=True
+    )
+    assert isinstance(stream, openai.Stream)
+    chunks = list(stream)
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] in {"stop", "length"}
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+@every_server
+def test_embeddings_through_a_real_server(routers: dict[str, RouterProcess], via: str) -> None:
+    r = client(routers[via]).embeddings.create(model=f"{via}-embed", input=["one", "two three"])
+    assert [d.index for d in r.data] == [0, 1]
+    assert len(r.data[0].embedding) == len(r.data[1].embedding) > 0
+
+
+def test_llama_cpp_streams_without_usage_are_metered_as_estimated_never_zero(
+    routers: dict[str, RouterProcess],
+) -> None:
+    router = routers["llama"]
+    before = usage_row(router, "llama-chat").get("estimated_tokens", 0)
+    stream = client(router).chat.completions.create(
+        model="llama-chat",
+        messages=PROMPT,
+        max_tokens=5,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    assert isinstance(stream, openai.Stream)
+    chunks = list(stream)
+    assert all(c.usage is None for c in chunks)  # the server ignores include_usage
+    text = [c for c in chunks if c.choices and c.choices[0].delta.content]
+    assert text
+    row = usage_row(router, "llama-chat")
+    assert row["estimated_tokens"] - before >= 3 + len(text)  # the reply overhead and the text
+    labels = {"model": "llama-chat", "provider": "llama", "direction": "output"}
+    assert router.metric("signalbox_router_tokens_total", **labels, source="estimated") >= len(text)
+
+
+def test_ollama_streams_carry_usage_and_are_not_estimated(
+    routers: dict[str, RouterProcess],
+) -> None:
+    router = routers["ollama"]
+    stream = client(router).chat.completions.create(
+        model="ollama-chat", messages=PROMPT, stream=True, max_tokens=4
+    )
+    assert isinstance(stream, openai.Stream)
+    list(stream)
+    row = usage_row(router, "ollama-chat")
+    assert row["total_tokens"] > 0
+    assert row["estimated_tokens"] == 0
