@@ -18,7 +18,7 @@ from signalbox_providers.dialects.base import InvalidAnswer, StreamFailed, Usage
 from signalbox_providers.sse import MAX_EVENT, NdjsonParser, SseParser
 from signalbox_providers.translate.anthropic import AnthropicStream
 from signalbox_providers.translate.ollama import OllamaStream
-from signalbox_providers.translate.openai_format import UpstreamStreamError
+from signalbox_providers.translate.openai_format import UpstreamStreamError, chunk_text_chars
 
 DONE = b"data: [DONE]\n\n"
 
@@ -201,11 +201,10 @@ class TranslatedEvents:
             for item in parsed():
                 for chunk in self._translator.feed(item):
                     out.append(sse(chunk))
-                    for choice in chunk.get("choices") or ():
-                        text = (choice.get("delta") or {}).get("content")
-                        if text:
-                            self.text_chars += len(text)
-                            self.text_chunks += 1
+                    chars = chunk_text_chars(chunk)
+                    if chars:
+                        self.text_chars += chars
+                        self.text_chunks += 1
         except (UpstreamStreamError, ValueError, TypeError) as exc:
             raise StreamFailed(f"upstream stream error: {str(exc)[:300]}") from exc
         if self._translator.done and not self._sent_done:

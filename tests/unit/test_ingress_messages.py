@@ -330,6 +330,7 @@ def test_chat_stream_becomes_event_sequence() -> None:
 def test_chat_stream_cut_short_fails() -> None:
     stream = ChatEvents(OpenAIEvents(True), "m")
     stream.feed(_sse(_chunk({"content": "x"})))
+    assert (stream.text_chars, stream.text_chunks) == (1, 1)  # the chat stream's own count
     with pytest.raises(StreamFailed):
         stream.end()
 
@@ -354,6 +355,31 @@ def test_native_stream_passes_events_on_and_meters() -> None:
             _native("message_start", {"type": "message_start", "message": message}),
             _native("ping", {"type": "ping"}),
             _native(
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "text", "text": ""},
+                },
+            ),
+            _native(
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": "Hello"},
+                },
+            ),
+            _native(
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": " there"},
+                },
+            ),
+            _native("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            _native(
                 "message_delta",
                 {
                     "type": "message_delta",
@@ -369,6 +395,8 @@ def test_native_stream_passes_events_on_and_meters() -> None:
     assert out == wire
     assert stream.done
     assert stream.usage == (9, 3)
+    # Counted for an estimate, should a provider ever leave usage out.
+    assert (stream.text_chars, stream.text_chunks) == (11, 2)
 
 
 def test_native_stream_error_event_fails() -> None:

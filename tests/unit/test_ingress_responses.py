@@ -212,8 +212,12 @@ def test_native_stream_passes_events_and_meters() -> None:
         "sequence_number": 1,
         "response": {"usage": {"input_tokens": 5, "output_tokens": 7}},
     }
+    delta = {"type": "response.output_text.delta", "delta": "Hi there", "sequence_number": 1}
     wire = (
         b'event: response.created\ndata: {"type":"response.created","sequence_number":0}\n\n'
+        + b"event: response.output_text.delta\ndata: "
+        + orjson.dumps(delta)
+        + b"\n\n"
         + b"event: response.completed\ndata: "
         + orjson.dumps(done)
         + b"\n\n"
@@ -222,6 +226,7 @@ def test_native_stream_passes_events_and_meters() -> None:
     assert stream.feed(wire[:30]) + stream.feed(wire[30:]) == wire
     assert stream.done
     assert stream.usage == (5, 7)
+    assert (stream.text_chars, stream.text_chunks) == (8, 1)
     failed = NativeResponseEvents()
     with pytest.raises(StreamFailed):
         failed.feed(b'event: error\ndata: {"type":"error","message":"boom"}\n\n')

@@ -72,8 +72,13 @@ class Answer(NamedTuple):
 class StreamTranslator(Protocol):
     """Turns upstream stream bytes into the OpenAI SSE bytes a client receives."""
 
-    text_chars: int  # characters of answer text streamed so far (for an estimate without usage)
-    text_chunks: int  # chunks that carried answer text
+    @property
+    def text_chars(self) -> int:
+        """Characters of answer text streamed so far (for an estimate without usage)."""
+
+    @property
+    def text_chunks(self) -> int:
+        """Chunks that carried answer text."""
 
     @property
     def usage(self) -> Usage | None:

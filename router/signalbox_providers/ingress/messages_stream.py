@@ -19,7 +19,11 @@ from signalbox_providers.dialects.base import StreamFailed, StreamTranslator, Us
 from signalbox_providers.ingress import messages
 from signalbox_providers.sse import SseParser
 from signalbox_providers.translate.anthropic import AnthropicStream
-from signalbox_providers.translate.openai_format import JSON, UpstreamStreamError
+from signalbox_providers.translate.openai_format import (
+    JSON,
+    UpstreamStreamError,
+    chunk_text_chars,
+)
 
 
 def event(name: str, payload: JSON) -> bytes:
@@ -41,6 +45,14 @@ class ChatEvents:
     @property
     def usage(self) -> Usage | None:
         return self._inner.usage
+
+    @property
+    def text_chars(self) -> int:
+        return self._inner.text_chars
+
+    @property
+    def text_chunks(self) -> int:
+        return self._inner.text_chunks
 
     @property
     def done(self) -> bool:
@@ -160,6 +172,7 @@ class NativeEvents:
     def __init__(self, model: str) -> None:
         self._parser = SseParser()
         self._reader = AnthropicStream(model, True)
+        self.text_chars = self.text_chunks = 0
 
     @property
     def usage(self) -> Usage | None:
@@ -176,7 +189,11 @@ class NativeEvents:
             for e in self._parser.feed(data):
                 if self._reader.done:
                     break
-                self._reader.feed(e)
+                for chunk in self._reader.feed(e):
+                    chars = chunk_text_chars(chunk)
+                    if chars:
+                        self.text_chars += chars
+                        self.text_chunks += 1
                 name = e.event or "message"
                 out.append(b"event: " + name.encode() + b"\ndata: " + e.data.encode() + b"\n\n")
         except (UpstreamStreamError, ValueError, TypeError) as exc:

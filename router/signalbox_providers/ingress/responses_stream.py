@@ -43,6 +43,14 @@ class ChatResponseEvents:
         return self._inner.usage
 
     @property
+    def text_chars(self) -> int:
+        return self._inner.text_chars
+
+    @property
+    def text_chunks(self) -> int:
+        return self._inner.text_chunks
+
+    @property
     def done(self) -> bool:
         return self._done
 
@@ -189,6 +197,7 @@ class NativeResponseEvents:
     def __init__(self) -> None:
         self._parser = SseParser()
         self.usage: Usage | None = None
+        self.text_chars = self.text_chunks = 0
         self._done = False
 
     @property
@@ -213,6 +222,11 @@ class NativeResponseEvents:
                 raise StreamFailed("an upstream event has no type")
             if kind in ("error", "response.failed"):
                 raise StreamFailed(f"upstream error event: {e.data[:300]}")
+            if kind == "response.output_text.delta":
+                delta = payload.get("delta")
+                if isinstance(delta, str) and delta:
+                    self.text_chars += len(delta)
+                    self.text_chunks += 1
             if kind in _ENDS:
                 self._done = True
                 self.usage = _usage(payload.get("response"))

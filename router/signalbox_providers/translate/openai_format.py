@@ -142,6 +142,17 @@ class ChunkWriter:
         return out
 
 
+def chunk_text_chars(chunk: Mapping[str, Any]) -> int:
+    """Characters of answer text in one chat completion chunk (for an estimate of its tokens
+    when the upstream sends no usage)."""
+    total = 0
+    for choice in chunk.get("choices") or ():
+        text = (choice.get("delta") or {}).get("content")
+        if text:
+            total += len(text)
+    return total
+
+
 def text_of(content: Any) -> str:
     """The text of an OpenAI message content: a string, null, or a list of text parts."""
     if content is None:
