@@ -36,7 +36,7 @@ build_llama_cpp() {
   python3 -m venv "$venv" || die "could not create a virtualenv (on Debian: apt-get install python3-venv)"
   local logf="$venv/build.log"
   "$py" -m pip install --quiet --upgrade pip >"$logf" 2>&1 || { cat "$logf" >&2; die "pip upgrade failed"; }
-  CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
+  CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
     "$py" -m pip install --no-cache-dir "llama-cpp-python[server]==$LLAMA_CPP_PYTHON_VERSION" >>"$logf" 2>&1 &
   heartbeat $! "llama-cpp-python" "$start" || { tail -40 "$logf" >&2; rm -rf "$venv"; die "installing llama-cpp-python failed (output above)"; }
   "$py" -c 'import llama_cpp.server' || { rm -rf "$venv"; die "llama_cpp.server does not import after the install"; }
