@@ -17,6 +17,7 @@ import orjson
 
 from signalbox_providers.dialects.base import StreamFailed, StreamTranslator, Usage
 from signalbox_providers.ingress import messages
+from signalbox_providers.ingress.over_chat import OverChat
 from signalbox_providers.sse import SseParser
 from signalbox_providers.translate.anthropic import AnthropicStream
 from signalbox_providers.translate.openai_format import (
@@ -30,54 +31,23 @@ def event(name: str, payload: JSON) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
 
-class ChatEvents:
+class ChatEvents(OverChat):
     """OpenAI chat chunks (from ``inner``) -> Anthropic Messages events."""
 
     def __init__(self, inner: StreamTranslator, model: str) -> None:
-        self._inner, self._model = inner, model
+        super().__init__(inner)
+        self._model = model
         self._started = False
         self._index = -1  # the open content block, -1 when none is open
         self._open: str | None = None  # "text", or "tool:<call index>"
         self._stop: Any = None
         self._usage: Any = None
-        self._done = False
 
-    @property
-    def usage(self) -> Usage | None:
-        return self._inner.usage
+    def _on_chunk(self, chunk: Any, out: list[bytes]) -> None:
+        out += self._chunk(chunk)
 
-    @property
-    def text_chars(self) -> int:
-        return self._inner.text_chars
-
-    @property
-    def text_chunks(self) -> int:
-        return self._inner.text_chunks
-
-    @property
-    def done(self) -> bool:
-        return self._done
-
-    def feed(self, data: bytes) -> bytes:
-        return self._translate(self._inner.feed(data))
-
-    def end(self) -> bytes:
-        return self._translate(self._inner.end())
-
-    def _translate(self, chat: bytes) -> bytes:
-        out: list[bytes] = []
-        for raw in chat.split(b"\n\n"):
-            if not raw.startswith(b"data: ") or self._done:
-                continue
-            if raw == b"data: [DONE]":
-                out += self._finish()
-                continue
-            try:
-                chunk = orjson.loads(raw[6:])
-                out += self._chunk(chunk)
-            except (ValueError, TypeError, AttributeError, KeyError) as exc:
-                raise StreamFailed(f"an upstream chunk could not be read: {exc}") from exc
-        return b"".join(out)
+    def _on_done(self, out: list[bytes]) -> None:
+        out += self._finish()
 
     def _chunk(self, chunk: dict[str, Any]) -> list[bytes]:
         out = [] if self._started else self._start(chunk)

@@ -19,60 +19,31 @@ import orjson
 
 from signalbox_providers.dialects.base import StreamFailed, StreamTranslator, Usage
 from signalbox_providers.ingress import responses
+from signalbox_providers.ingress.over_chat import OverChat
 from signalbox_providers.sse import SseParser
 from signalbox_providers.translate.openai_format import JSON, new_id
 
 _ENDS = frozenset({"response.completed", "response.incomplete"})
 
 
-class ChatResponseEvents:
+class ChatResponseEvents(OverChat):
     """OpenAI chat chunks (from ``inner``) -> Responses stream events."""
 
     def __init__(self, inner: StreamTranslator, request: Mapping[str, Any], model: str) -> None:
-        self._inner, self._request, self._model = inner, request, model
+        super().__init__(inner)
+        self._request, self._model = request, model
         self._response: JSON | None = None
         self._seq = 0
         self._open: JSON | None = None  # the output item being streamed
         self._key: str | None = None  # "text" or "tool:<index>"
         self._finish: Any = None
         self._usage: Any = None
-        self._done = False
 
-    @property
-    def usage(self) -> Usage | None:
-        return self._inner.usage
+    def _on_chunk(self, chunk: Any, out: list[bytes]) -> None:
+        self._chunk(chunk, out)
 
-    @property
-    def text_chars(self) -> int:
-        return self._inner.text_chars
-
-    @property
-    def text_chunks(self) -> int:
-        return self._inner.text_chunks
-
-    @property
-    def done(self) -> bool:
-        return self._done
-
-    def feed(self, data: bytes) -> bytes:
-        return self._translate(self._inner.feed(data))
-
-    def end(self) -> bytes:
-        return self._translate(self._inner.end())
-
-    def _translate(self, chat: bytes) -> bytes:
-        out: list[bytes] = []
-        for raw in chat.split(b"\n\n"):
-            if not raw.startswith(b"data: ") or self._done:
-                continue
-            try:
-                if raw == b"data: [DONE]":
-                    self._finish_all(out)
-                else:
-                    self._chunk(orjson.loads(raw[6:]), out)
-            except (ValueError, TypeError, AttributeError, KeyError) as exc:
-                raise StreamFailed(f"an upstream chunk could not be read: {exc}") from exc
-        return b"".join(out)
+    def _on_done(self, out: list[bytes]) -> None:
+        self._finish_all(out)
 
     def _event(self, out: list[bytes], kind: str, **fields: Any) -> None:
         payload = {"type": kind, "sequence_number": self._seq, **fields}
