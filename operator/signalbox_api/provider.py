@@ -508,6 +508,21 @@ class ProbeError(ApiModel):
     )
 
 
+class HealthWindow(ApiModel):
+    """Probe figures over one window (the last hour or day)."""
+
+    success_rate: float | None = Field(
+        default=None, ge=0, le=1, description="Share of successful probes, 0 to 1."
+    )
+    uptime: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Share of the observed time the provider answered its probes, 0 to 1.",
+    )
+    probes: int = Field(default=0, ge=0, description="Probes sent in the window.")
+
+
 class HealthStatus(ApiModel):
     """What the probes observed."""
 
@@ -518,6 +533,15 @@ class HealthStatus(ApiModel):
     latency_ms: int | None = Field(default=None, ge=0, description="Latency of the last probe.")
     success_rate: float | None = Field(
         default=None, ge=0, le=1, description="Share of successful recent probes, 0 to 1."
+    )
+    latency: Annotated[str, StringConstraints(max_length=16)] | None = Field(
+        default=None, description="Latency of the last probe with its unit (`42ms`, `1.3s`)."
+    )
+    last_hour: HealthWindow | None = Field(
+        default=None, description="Success rate and uptime over the last hour."
+    )
+    last_day: HealthWindow | None = Field(
+        default=None, description="Success rate and uptime over the last day."
     )
     last_error: ProbeError | None = Field(default=None, description="The last failed probe.")
 

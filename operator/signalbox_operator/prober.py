@@ -39,7 +39,7 @@ from signalbox_api.provider import (
     LLMProviderStatus,
 )
 from signalbox_operator import circuit as circuits
-from signalbox_operator import probing, provider_status, reading, refs, status_writes
+from signalbox_operator import probing, provider_status, reading, refs, status_writes, uptime
 from signalbox_operator.discovery import Discovered
 from signalbox_operator.fencing import NotLeading
 from signalbox_operator.kube import Kube, ObjectRef, Written
@@ -100,6 +100,7 @@ class Prober:
         self.last_probe: provider_status.ProbeReport | None = None
         self.last_success: datetime | None = None
         self.window: collections.deque[bool] = collections.deque(maxlen=WINDOW)
+        self.history = uptime.History()
         self.discovered: Discovered | None = None
         self.next_probe: datetime | None = None
         self.write_after: datetime | None = None  # a write held back until its slot
@@ -206,6 +207,7 @@ class Prober:
         self.last_probe = report
         ok = report.outcome == Outcome.SUCCESS
         self.window.append(ok)
+        self.history.record(report.at, ok)
         if ok:
             self.last_success = report.at
             if report.models is not None:
@@ -226,6 +228,8 @@ class Prober:
             last_probe=self.last_probe,
             last_success=self.last_success,
             success_rate=rate,
+            last_hour=self.history.summary(now, uptime.HOUR),
+            last_day=self.history.summary(now, uptime.DAY),
             discovered=self.discovered,
             annotation_problem=r.problem,
         )

@@ -18,12 +18,13 @@ from signalbox_api.provider import (
     CircuitStatus,
     EndpointCounts,
     HealthStatus,
+    HealthWindow,
     LLMProviderSpec,
     LLMProviderStatus,
     ObservedModel,
     ProbeError,
 )
-from signalbox_operator import discovery
+from signalbox_operator import discovery, uptime
 from signalbox_operator.circuit import Circuit, effective_state
 from signalbox_operator.discovery import Discovered, clip
 from signalbox_providers.outcomes import Outcome
@@ -104,6 +105,8 @@ class Facts:
     last_probe: ProbeReport | None = None
     last_success: datetime | None = None
     success_rate: float | None = None
+    last_hour: uptime.Summary | None = None
+    last_day: uptime.Summary | None = None
     discovered: Discovered | None = None
     annotation_problem: str = ""  # an invalid signalbox.dev/circuit annotation, ignored
 
@@ -287,7 +290,31 @@ def _health(f: Facts) -> HealthStatus | None:
         last_success_time=f.last_success,
         latency_ms=probe.latency_ms,
         success_rate=None if f.success_rate is None else round(f.success_rate, 3),
+        latency=show_latency(probe.latency_ms),
+        last_hour=_window(f.last_hour),
+        last_day=_window(f.last_day),
         last_error=error,
+    )
+
+
+def show_latency(ms: int) -> str:
+    """Milliseconds with their unit, for people: ``42ms``, ``1.3s``, ``75s``."""
+    if ms < 1000:
+        return f"{max(0, ms)}ms"
+    if ms < 10_000:
+        return f"{ms / 1000:.1f}s"
+    return f"{round(ms / 1000)}s"
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def _window(s: uptime.Summary | None) -> HealthWindow | None:
+    if s is None or (s.probes == 0 and s.uptime is None):
+        return None
+    return HealthWindow(
+        success_rate=_rounded(s.success_rate), uptime=_rounded(s.uptime), probes=s.probes
     )
 
 

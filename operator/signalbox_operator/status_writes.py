@@ -15,7 +15,15 @@ from signalbox_api.conditions import ConditionType, Reason
 
 REFRESH_SECONDS = 60.0
 
-_VOLATILE_HEALTH = ("lastProbeTime", "lastSuccessTime", "latencyMs", "successRate")
+_VOLATILE_HEALTH = (
+    "lastProbeTime",
+    "lastSuccessTime",
+    "latencyMs",
+    "latency",
+    "successRate",
+    "lastHour",
+    "lastDay",
+)
 _VOLATILE_CIRCUIT = ("consecutiveFailures",)
 # What people change (spec, Secret, Service, annotation), as opposed to what probes find.
 _DECLARED_CONDITIONS = (ConditionType.ACCEPTED, ConditionType.RESOLVED_REFS)

@@ -1,0 +1,79 @@
+"""Health over the last hour and day, and the LATENCY column with its unit, against the real
+API server and a fake provider on loopback."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from signalbox_providers.fake import FakeProvider, Flavor
+from tests.support.cluster import Cluster
+from tests.support.operator import OperatorProcess, condition, wait_for
+
+MODEL = "gpt-4o-mini"
+
+
+def provider(name: str, url: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "signalbox.dev/v1alpha1",
+        "kind": "LLMProvider",
+        "metadata": {"name": name},
+        "spec": {
+            "type": "OpenAICompatible",
+            "endpoint": {"url": url},
+            "models": [{"name": MODEL}],
+            "healthCheck": {"interval": "1s", "timeout": "800ms", "unhealthyThreshold": 2},
+            "circuitBreaker": {"failureThreshold": 50},
+        },
+    }
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeProvider]:
+    with FakeProvider("h", Flavor.OPENAI, [MODEL], host="127.0.0.2").running_in_thread() as f:
+        yield f
+
+
+@pytest.fixture
+def operator(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
+    op = OperatorProcess(cluster, namespace, tmp_path / "operator.log").start()
+    yield op
+    op.stop()
+
+
+def test_health_windows_and_latency_with_its_unit(
+    cluster: Cluster, namespace: str, fake: FakeProvider, operator: OperatorProcess
+) -> None:
+    cluster.apply(provider("h", fake.base_url), namespace)
+
+    def ready() -> dict[str, Any] | None:
+        obj = cluster.get("llmp", "h", namespace)
+        return obj if (condition(obj, "Ready") or {}).get("status") == "True" else None
+
+    health = wait_for(ready, 30, "Ready")["status"]["health"]
+    assert re.fullmatch(r"\d+ms|\d+(\.\d)?s", health["latency"])
+    assert health["lastHour"]["successRate"] == 1.0
+    assert health["lastHour"]["probes"] >= 1
+    assert health["lastDay"]["probes"] >= health["lastHour"]["probes"]
+    header, row = cluster.kubectl("get", "llmp", "h", "-n", namespace, "-o", "wide").stdout.split(
+        "\n"
+    )[:2]
+    columns = header.split()
+    assert "LATENCY" in columns
+    shown = row.split()[columns.index("LATENCY")]
+    assert re.fullmatch(r"\d+ms|\d+(\.\d)?s", shown)
+
+    fake.set_faults(status=503)  # failures flip Healthy, which is written at once
+
+    def unhealthy() -> dict[str, Any] | None:
+        obj = cluster.get("llmp", "h", namespace)
+        return obj if (condition(obj, "Healthy") or {}).get("status") == "False" else None
+
+    window = wait_for(unhealthy, 30, "Healthy=False")["status"]["health"]["lastHour"]
+    assert 0 < window["successRate"] < 1
+    assert 0 < window["uptime"] < 1
+    assert window["probes"] >= 3
