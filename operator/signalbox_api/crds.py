@@ -59,6 +59,12 @@ PROVIDER_COLUMNS = [
         description="Share of the last hour the provider answered its probes.",
     ),
     _column("Models", ".status.modelSummary", priority=1),
+    _column(
+        "Discovered",
+        ".status.capabilitySummary",
+        priority=1,
+        description="Context windows and capabilities the provider reports for its models.",
+    ),
 ]
 
 POLICY_COLUMNS = [

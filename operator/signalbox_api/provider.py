@@ -558,6 +558,14 @@ class ObservedModel(ApiModel):
 
     name: ModelName = Field(description="Model name.")
     declared: bool = Field(default=False, description="Whether spec.models declares it.")
+    capabilities: list[Capability] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Capabilities the provider reports for the model (the spec's win).",
+    )
+    context_window: int | None = Field(
+        default=None, ge=1, description="Context window in tokens, as the provider reports it."
+    )
 
 
 class LLMProviderStatus(ApiModel):
@@ -588,6 +596,10 @@ class LLMProviderStatus(ApiModel):
     )
     model_summary: Annotated[str, StringConstraints(max_length=256)] | None = Field(
         default=None, description="The first few model names, for kubectl get -o wide."
+    )
+    capability_summary: Annotated[str, StringConstraints(max_length=256)] | None = Field(
+        default=None,
+        description="Context windows and capabilities the first models report, for -o wide.",
     )
 
 

@@ -39,7 +39,15 @@ from signalbox_api.provider import (
     LLMProviderStatus,
 )
 from signalbox_operator import circuit as circuits
-from signalbox_operator import probing, provider_status, reading, refs, status_writes, uptime
+from signalbox_operator import (
+    discovery,
+    probing,
+    provider_status,
+    reading,
+    refs,
+    status_writes,
+    uptime,
+)
 from signalbox_operator.discovery import Discovered
 from signalbox_operator.fencing import NotLeading
 from signalbox_operator.kube import Kube, ObjectRef, Written
@@ -199,7 +207,8 @@ class Prober:
         await probing_
 
     async def _probe(self, spec: LLMProviderSpec, resolved: provider_status.Refs) -> None:
-        report = await probing.probe(self.rt.http, spec, resolved, self.rt.limits)
+        known = self.discovered.facts if self.discovered is not None else {}
+        report = await probing.probe(self.rt.http, spec, resolved, self.rt.limits, known)
         settings = circuits.Settings.from_spec(spec)
         self.circuit = circuits.observe(
             self.circuit, report.outcome, report.at, settings, report.retry_after
@@ -211,7 +220,7 @@ class Prober:
         if ok:
             self.last_success = report.at
             if report.models is not None:
-                self.discovered = report.models
+                self.discovered = discovery.remember(report.models, known)
         m = self.rt.metrics
         m.probe_duration.labels(spec.type.value).observe(report.latency_ms / 1000)
         m.probe_outcomes.labels(self.ref.namespace, self.ref.name, report.outcome.value).inc()

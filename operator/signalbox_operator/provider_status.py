@@ -6,7 +6,7 @@ them into conditions and fields. When a computed status is worth writing is ``st
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -27,6 +27,7 @@ from signalbox_api.provider import (
 from signalbox_operator import discovery, uptime
 from signalbox_operator.circuit import Circuit, effective_state
 from signalbox_operator.discovery import Discovered, clip
+from signalbox_providers.model_facts import ModelFacts
 from signalbox_providers.outcomes import Outcome
 
 SUMMARY_MODELS = 3
@@ -122,6 +123,7 @@ def compute(facts: Facts, previous: Sequence[Condition]) -> LLMProviderStatus:
     """The full status for ``facts``; ``previous`` conditions keep their transition times."""
     declared = [m.name for m in facts.spec.models] if facts.spec else []
     names, models_note = discovery.merge(declared, facts.discovered)
+    facts_of = facts.discovered.facts if facts.discovered else {}
     verdicts = _verdicts(facts, models_note)
     conds = list(previous)
     for type_, (status, reason, message) in verdicts.items():
@@ -142,8 +144,9 @@ def compute(facts: Facts, previous: Sequence[Condition]) -> LLMProviderStatus:
         health=_health(facts),
         endpoint=endpoint if endpoint and len(endpoint) <= MAX_ENDPOINT else None,
         endpoints=facts.refs.endpoints,
-        models=[ObservedModel(name=n, declared=n in declared) for n in names],
+        models=[_observed(n, n in declared, facts_of.get(n)) for n in names],
         model_summary=_summary(names),
+        capability_summary=_capability_summary(names, facts_of),
     )
 
 
@@ -316,6 +319,32 @@ def _window(s: uptime.Summary | None) -> HealthWindow | None:
     return HealthWindow(
         success_rate=_rounded(s.success_rate), uptime=_rounded(s.uptime), probes=s.probes
     )
+
+
+def _observed(name: str, declared: bool, found: ModelFacts | None) -> ObservedModel:
+    if found is None:
+        return ObservedModel(name=name, declared=declared)
+    return ObservedModel(
+        name=name,
+        declared=declared,
+        capabilities=sorted(found.capabilities),
+        context_window=found.context_window,
+    )
+
+
+def _tokens(n: int) -> str:
+    return f"{n // 1024}k" if n >= 1024 and n % 1024 == 0 else str(n)
+
+
+def _capability_summary(names: list[str], found: Mapping[str, ModelFacts]) -> str | None:
+    """``name=32k:chat,tools`` for the first few models the provider describes."""
+    parts = []
+    for name in [n for n in names if n in found and not found[n].empty][:SUMMARY_MODELS]:
+        f = found[name]
+        window = _tokens(f.context_window) if f.context_window else "?"
+        caps = ",".join(sorted(f.capabilities))
+        parts.append(f"{name}={window}" + (f":{caps}" if caps else ""))
+    return clip(" ".join(parts), 256) if parts else None
 
 
 def _summary(names: list[str]) -> str | None:

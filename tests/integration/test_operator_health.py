@@ -77,3 +77,52 @@ def test_health_windows_and_latency_with_its_unit(
     assert 0 < window["successRate"] < 1
     assert 0 < window["uptime"] < 1
     assert window["probes"] >= 3
+
+
+@pytest.fixture
+def ollama() -> Iterator[FakeProvider]:
+    models = ["llama3.2", "nomic-embed-text"]
+    with FakeProvider("o", Flavor.OLLAMA, models, host="127.0.0.3").running_in_thread() as f:
+        yield f
+
+
+def test_discovered_capabilities_in_status_wide_output_and_policy_status(
+    cluster: Cluster, namespace: str, ollama: FakeProvider, operator: OperatorProcess
+) -> None:
+    body = provider("o", ollama.url)
+    body["spec"].update(type="Ollama", models=[{"name": "llama3.2"}], discoverModels=True)
+    rp = {
+        "apiVersion": "signalbox.dev/v1alpha1",
+        "kind": "RoutingPolicy",
+        "metadata": {"name": "agents"},
+        "spec": {
+            "models": ["agent"],
+            "providers": [{"name": "o", "model": "llama3.2"}],
+            "requirements": {"capabilities": ["tools"], "minContextWindow": 100000},
+        },
+    }
+    cluster.apply(body, namespace)
+    cluster.apply(rp, namespace)
+
+    def described() -> dict[str, Any] | None:
+        obj = cluster.get("llmp", "o", namespace)
+        models = {m["name"]: m for m in obj.get("status", {}).get("models", [])}
+        return models if models.get("llama3.2", {}).get("contextWindow") else None
+
+    models = wait_for(described, 30, "discovered capabilities")
+    assert models["llama3.2"]["contextWindow"] == 131072
+    assert {"chat", "tools"} <= set(models["llama3.2"]["capabilities"])
+    assert models["nomic-embed-text"]["capabilities"] == ["embeddings"]
+    assert models["nomic-embed-text"]["declared"] is False
+    header, row = cluster.kubectl("get", "llmp", "o", "-n", namespace, "-o", "wide").stdout.split(
+        "\n"
+    )[:2]
+    assert "DISCOVERED" in header.split()
+    assert "llama3.2=128k:chat,streaming,tools" in row
+
+    def eligible() -> list[dict[str, Any]] | None:
+        rows = cluster.get("llmrp", "agents", namespace).get("status", {}).get("providers", [])
+        return rows if rows and rows[0].get("eligible") else None
+
+    # Only discovery says llama3.2 has tools and 128k of context: the policy takes it.
+    assert wait_for(eligible, 30, "provider eligible by discovered capabilities")[0]["name"] == "o"
