@@ -14,7 +14,8 @@ import yaml
 
 from signalbox_operator import check_cli
 from signalbox_providers.fake import FakeProvider, Faults, Flavor
-from tests.support.router import REPO, router_env
+from tests.support.cluster import REPO
+from tests.support.router import router_env
 
 KEY = "sk-check-0123456789"
 CHAT = ["chat", "streaming", "tools", "jsonMode", "vision"]
