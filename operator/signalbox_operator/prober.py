@@ -33,10 +33,12 @@ from signalbox_api.conditions import ConditionType
 from signalbox_api.primitives import parse_duration
 from signalbox_api.provider import (
     CIRCUIT_ANNOTATION,
+    SELF_TEST_ANNOTATION,
     CircuitOverride,
     CircuitState,
     LLMProviderSpec,
     LLMProviderStatus,
+    SelfTestStatus,
 )
 from signalbox_operator import circuit as circuits
 from signalbox_operator import (
@@ -45,6 +47,7 @@ from signalbox_operator import (
     provider_status,
     reading,
     refs,
+    self_testing,
     status_writes,
     uptime,
 )
@@ -109,6 +112,7 @@ class Prober:
         self.last_success: datetime | None = None
         self.window: collections.deque[bool] = collections.deque(maxlen=WINDOW)
         self.history = uptime.History()
+        self.self_test: SelfTestStatus | None = None
         self.discovered: Discovered | None = None
         self.next_probe: datetime | None = None
         self.write_after: datetime | None = None  # a write held back until its slot
@@ -185,9 +189,24 @@ class Prober:
             self.changed = False
             await self._maybe_probe(r, now)
             self.next_probe = self.rt.clock() + timedelta(seconds=self._interval(spec))
+        await self._self_test(r, annotations)
         now = self.rt.clock()
         await self._publish(self._facts(r, now), interval)
         return self._delay(now)
+
+    async def _self_test(self, r: _Round, annotations: Mapping[str, str] | None) -> None:
+        """Run the provider test suite once when the annotation asks (``self_testing``)."""
+        last = self.self_test if self.self_test is not None else self._previous().self_test
+        last = self_testing.settled(annotations, last)
+        if self_testing.wanted(annotations, last) and r.resolved.ok and not r.spec.suspend:
+            last = await self_testing.run(
+                self.rt.http, r.spec, r.resolved, self._previous(), self.rt.clock()
+            )
+            if not last.passed:
+                await self.rt.kube.event(
+                    self.ref, "Warning", "SelfTestFailed", self_testing.summary(last)
+                )
+        self.self_test = last
 
     async def _maybe_probe(self, r: _Round, now: datetime) -> None:
         spec, resolved = r.spec, r.resolved
@@ -240,6 +259,7 @@ class Prober:
             last_hour=self.history.summary(now, uptime.HOUR),
             last_day=self.history.summary(now, uptime.DAY),
             discovered=self.discovered,
+            self_test=self.self_test,
             annotation_problem=r.problem,
         )
 
@@ -367,6 +387,9 @@ class Prober:
         return max(0.05, (min(wake_at) - now).total_seconds())
 
 
-def _annotation(meta: Mapping[str, Any]) -> str | None:
-    value = (meta.get("annotations") or {}).get(CIRCUIT_ANNOTATION)
-    return str(value) if value is not None else None
+def _annotation(meta: Mapping[str, Any]) -> tuple[str | None, ...]:
+    annotations = meta.get("annotations") or {}
+    return tuple(
+        None if annotations.get(k) is None else str(annotations.get(k))
+        for k in (CIRCUIT_ANNOTATION, SELF_TEST_ANNOTATION)
+    )

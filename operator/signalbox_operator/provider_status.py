@@ -23,6 +23,7 @@ from signalbox_api.provider import (
     LLMProviderStatus,
     ObservedModel,
     ProbeError,
+    SelfTestStatus,
 )
 from signalbox_operator import discovery, uptime
 from signalbox_operator.circuit import Circuit, effective_state
@@ -109,6 +110,7 @@ class Facts:
     last_hour: uptime.Summary | None = None
     last_day: uptime.Summary | None = None
     discovered: Discovered | None = None
+    self_test: SelfTestStatus | None = None
     annotation_problem: str = ""  # an invalid signalbox.dev/circuit annotation, ignored
 
 
@@ -147,6 +149,7 @@ def compute(facts: Facts, previous: Sequence[Condition]) -> LLMProviderStatus:
         models=[_observed(n, n in declared, facts_of.get(n)) for n in names],
         model_summary=_summary(names),
         capability_summary=_capability_summary(names, facts_of),
+        self_test=facts.self_test,
     )
 
 

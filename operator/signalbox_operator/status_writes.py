@@ -60,6 +60,8 @@ def urgent(written: dict[str, Any], new: dict[str, Any]) -> bool:
         return True
     if old.get(ConditionType.READY, (None, None, None))[1] in _FIRST_OR_FAILED:
         return True
+    if written.get("selfTest") != new.get("selfTest"):
+        return True  # a self-test someone asked for
     before = (written.get("circuit") or {}).get("override")
     after = (new.get("circuit") or {}).get("override")
     return before != after or written.get("endpoint") != new.get("endpoint")

@@ -12,7 +12,7 @@ import pytest
 
 from signalbox_providers.fake import FakeProvider, Flavor
 from tests.support.cluster import Cluster
-from tests.support.operator import OperatorProcess, condition, wait_for
+from tests.support.operator import OperatorProcess, condition, events, wait_for
 
 MODEL = "gpt-4o-mini"
 
@@ -126,3 +126,50 @@ def test_discovered_capabilities_in_status_wide_output_and_policy_status(
 
     # Only discovery says llama3.2 has tools and 128k of context: the policy takes it.
     assert wait_for(eligible, 30, "provider eligible by discovered capabilities")[0]["name"] == "o"
+
+
+def test_self_test_annotation_runs_the_suite_once(
+    cluster: Cluster, namespace: str, fake: FakeProvider, operator: OperatorProcess
+) -> None:
+    body = provider("h", fake.base_url)
+    body["spec"]["models"] = [
+        {"name": MODEL, "capabilities": ["chat", "streaming", "tools"], "contextWindow": 65536}
+    ]
+    body["spec"]["type"] = "VLLM"
+    body["metadata"]["annotations"] = {"signalbox.dev/self-test": "run"}
+    with FakeProvider("v", Flavor.VLLM, [MODEL], host="127.0.0.4").running_in_thread() as vllm:
+        body["spec"]["endpoint"] = {"url": vllm.base_url}
+        cluster.apply(body, namespace)
+
+        def ran() -> dict[str, Any] | None:
+            status = cluster.get("llmp", "h", namespace).get("status", {})
+            result: dict[str, Any] | None = status.get("selfTest")
+            return result
+
+        result = wait_for(ran, 60, "status.selfTest")
+        checks = {c["name"]: c for c in result["checks"]}
+        assert result["trigger"] == "run"
+        for name in ("listModels", "chat", "streaming", "tools"):
+            assert checks[name]["passed"] is True, checks[name]
+        assert checks["streaming"]["ttftMs"] is not None
+        assert "passed" not in checks["vision"]  # declared by no model: skipped
+        # vLLM reports max_model_len 32768, less than the 65536 declared.
+        assert checks["contextWindow"]["passed"] is False
+        assert result["passed"] is False
+        chats = [s for s in vllm.seen if s.path == "/v1/chat/completions"]
+
+        def failed_event() -> list[dict[str, Any]] | None:
+            found = [e for e in events(cluster, namespace, "h") if e["reason"] == "SelfTestFailed"]
+            return found or None
+
+        assert "contextWindow" in wait_for(failed_event, 20, "SelfTestFailed")[0]["message"]
+        cluster.kubectl("annotate", "llmp", "h", "-n", namespace, "signalbox.dev/self-test-")
+
+        def cleared() -> dict[str, Any] | None:
+            status = cluster.get("llmp", "h", namespace).get("status", {})
+            test = status.get("selfTest") or {}
+            return test if "trigger" not in test and test else None
+
+        assert wait_for(cleared, 30, "trigger cleared")["time"] == result["time"]
+        # It ran once: no chat request went up after that run.
+        assert [s for s in vllm.seen if s.path == "/v1/chat/completions"] == chats
