@@ -1,8 +1,8 @@
 """Ollama's ``POST /api/show``: one model's details, capabilities and context length.
 
-What a model can do is guessed from its name, as a test wants it: ``embed`` in the name is an
-embedding model; ``llava`` or ``vision`` a model that reads images; ``nomic``/``embed`` aside,
-every other model chats and calls tools (``think`` adds thinking). The context length sits in
+What a model can do is read from its name, so a test can pick it: ``embed`` in the name makes
+an embedding model; ``llava`` or ``vision`` a chat model that reads images; any other name a
+chat model that calls tools (``think`` in the name adds thinking). The context length sits in
 ``model_info`` under ``<architecture>.context_length``, as Ollama reports it.
 """
 
