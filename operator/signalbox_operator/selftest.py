@@ -28,31 +28,13 @@ from signalbox_api.provider import (
     ModelSpec,
     ObservedModel,
 )
-from signalbox_operator import probing
+from signalbox_operator import probing, selftest_checks
 from signalbox_operator.provider_status import Refs
 from signalbox_providers import dialects
 from signalbox_providers.dialects import Dialect, Kind
 from signalbox_providers.model_facts import ModelFacts
 from signalbox_providers.outcomes import Outcome
 
-PROMPT = "Reply with the single word: ok."
-# 8x8 red PNG.
-PIXEL = (
-    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAEklEQVR4nGP4z8CAF"
-    "WEXHgYAEH8H+ZKLvUwAAAAASUVORK5CYII="
-)
-TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_time",
-        "description": "The current time in a city.",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
 ORDER = ("listModels", "chat", "streaming", "tools", "jsonMode", "vision", "embeddings")
 NEEDS = {
     "chat": Capability.CHAT,
@@ -84,10 +66,6 @@ class Result:
         }
 
 
-class Failed(Exception):
-    """A check's verdict: the answer was wrong or missing (the message is safe to show)."""
-
-
 @dataclass
 class Suite:
     """One provider to test: its spec (with status, for discovered capabilities) and where it is."""
@@ -115,17 +93,20 @@ class Suite:
             if model is None:
                 self.results.append(Result(check, None, "no model declares it"))
                 continue
-            self.results.append(await self._timed(check, model.name, _CHECKS[check]))
+            self.results.append(await self._timed(check, model.name, selftest_checks.CHECKS[check]))
         self.results.append(self._context_window())
         return self.results
 
     async def _timed(
-        self, check: str, model: str, body: Callable[[Suite, str], Awaitable[int | None]]
+        self,
+        check: str,
+        model: str,
+        body: Callable[[selftest_checks.Caller, str], Awaitable[int | None]],
     ) -> Result:
         started = time.perf_counter()
         try:
             ttft = await body(self, model)
-        except (Failed, dialects.InvalidAnswer, dialects.StreamFailed) as exc:
+        except (selftest_checks.Failed, dialects.InvalidAnswer, dialects.StreamFailed) as exc:
             return Result(check, False, str(exc)[:300], model, _ms(started))
         except httpx.HTTPError as exc:
             return Result(check, False, f"{type(exc).__name__}", model, _ms(started))
@@ -166,7 +147,7 @@ class Suite:
         out = self._outbound(kind, model, body)
         resp = await self.client.post(out[0], content=out[1], headers=out[2], timeout=self.timeout)
         if resp.status_code // 100 != 2:
-            raise Failed(f"HTTP {resp.status_code}")
+            raise selftest_checks.Failed(f"HTTP {resp.status_code}")
         answer = self.dialect.answer(kind, resp.content, model)
         parsed: dict[str, Any] = json.loads(answer.body)
         return parsed
@@ -182,7 +163,11 @@ class Suite:
         return sent.url, sent.data, headers
 
     async def stream(self, model: str) -> int | None:
-        body = {"messages": _user(PROMPT), "max_tokens": 16, "stream": True}
+        body = {
+            "messages": selftest_checks.user(selftest_checks.PROMPT),
+            "max_tokens": 16,
+            "stream": True,
+        }
         url, data, headers = self._outbound("chat", model, body)
         translator = self.dialect.stream(model, False)
         started, ttft, text = time.perf_counter(), None, ""
@@ -190,7 +175,7 @@ class Suite:
             "POST", url, content=data, headers=headers, timeout=self.timeout
         ) as resp:
             if resp.status_code // 100 != 2:
-                raise Failed(f"HTTP {resp.status_code}")
+                raise selftest_checks.Failed(f"HTTP {resp.status_code}")
             async for chunk in resp.aiter_bytes():
                 out = translator.feed(chunk)
                 if out and ttft is None and b'"content"' in out:
@@ -198,94 +183,10 @@ class Suite:
                 text += out.decode(errors="replace")
         text += translator.end().decode(errors="replace")
         if "[DONE]" not in text:
-            raise Failed("the stream ended without [DONE]")
+            raise selftest_checks.Failed("the stream ended without [DONE]")
         if ttft is None:
-            raise Failed("no content arrived in the stream")
+            raise selftest_checks.Failed("no content arrived in the stream")
         return ttft
-
-
-def _user(text: str, *extra: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"role": "user", "content": [{"type": "text", "text": text}, *extra]}]
-
-
-def _message(answer: dict[str, Any]) -> dict[str, Any]:
-    try:
-        message = answer["choices"][0]["message"]
-    except (KeyError, IndexError, TypeError) as exc:
-        raise Failed("the answer has no message") from exc
-    if not isinstance(message, dict):
-        raise Failed("the answer has no message")
-    return message
-
-
-async def _chat(s: Suite, model: str) -> None:
-    message = _message(await s.call("chat", model, {"messages": _user(PROMPT), "max_tokens": 16}))
-    if not isinstance(message.get("content"), str) or not message["content"]:
-        raise Failed("the answer has no text")
-
-
-async def _stream(s: Suite, model: str) -> int | None:
-    return await s.stream(model)
-
-
-async def _tools(s: Suite, model: str) -> None:
-    body = {
-        "messages": _user("What time is it in Oslo? Use the tool."),
-        "tools": [TOOL],
-        "tool_choice": "required",
-        "max_tokens": 64,
-    }
-    calls = _message(await s.call("chat", model, body)).get("tool_calls")
-    if not isinstance(calls, list) or not calls:
-        raise Failed("the model called no tool")
-    arguments = (
-        calls[0].get("function", {}).get("arguments") if isinstance(calls[0], dict) else None
-    )
-    try:
-        json.loads(arguments if isinstance(arguments, str) else "")
-    except ValueError as exc:
-        raise Failed("the tool call's arguments are not JSON") from exc
-
-
-async def _json_mode(s: Suite, model: str) -> None:
-    body = {
-        "messages": _user('Answer with a JSON object like {"ok": true}.'),
-        "response_format": {"type": "json_object"},
-        "max_tokens": 32,
-    }
-    content = _message(await s.call("chat", model, body)).get("content")
-    try:
-        value = json.loads(content if isinstance(content, str) else "")
-    except ValueError as exc:
-        raise Failed("the answer is not JSON") from exc
-    if not isinstance(value, dict):
-        raise Failed("the answer is JSON but not an object")
-
-
-async def _vision(s: Suite, model: str) -> None:
-    image = {"type": "image_url", "image_url": {"url": PIXEL}}
-    body = {"messages": _user("What colour is this image?", image), "max_tokens": 16}
-    _message(await s.call("chat", model, body))
-
-
-async def _embeddings(s: Suite, model: str) -> None:
-    answer = await s.call("embeddings", model, {"input": "signal box"})
-    try:
-        vector = answer["data"][0]["embedding"]
-    except (KeyError, IndexError, TypeError) as exc:
-        raise Failed("the answer has no embedding") from exc
-    if not isinstance(vector, list) or not vector:
-        raise Failed("the embedding is empty")
-
-
-_CHECKS: dict[str, Callable[[Suite, str], Awaitable[int | None]]] = {
-    "chat": _chat,
-    "streaming": _stream,
-    "tools": _tools,
-    "jsonMode": _json_mode,
-    "vision": _vision,
-    "embeddings": _embeddings,
-}
 
 
 def _ms(started: float) -> int:
