@@ -47,12 +47,24 @@ PROVIDER_COLUMNS = [
     _column("Endpoint", ".status.endpoint", priority=1),
     _column(
         "Latency",
-        ".status.health.latencyMs",
-        "integer",
+        ".status.health.latency",
         priority=1,
-        description="Latency of the last probe in milliseconds.",
+        description="Latency of the last probe, with its unit.",
+    ),
+    _column(
+        "Uptime-1h",
+        ".status.health.lastHour.uptime",
+        "number",
+        priority=1,
+        description="Share of the last hour the provider answered its probes.",
     ),
     _column("Models", ".status.modelSummary", priority=1),
+    _column(
+        "Discovered",
+        ".status.capabilitySummary",
+        priority=1,
+        description="Context windows and capabilities the provider reports for its models.",
+    ),
 ]
 
 POLICY_COLUMNS = [

@@ -80,6 +80,8 @@ class CircuitOverride(enum.StrEnum):
 
 
 CIRCUIT_ANNOTATION = "signalbox.dev/circuit"
+# ``run``: the operator runs the provider test suite once and writes status.selfTest.
+SELF_TEST_ANNOTATION = "signalbox.dev/self-test"
 
 
 def _is_http_url(text: str) -> bool:
@@ -508,6 +510,51 @@ class ProbeError(ApiModel):
     )
 
 
+class SelfTestCheck(ApiModel):
+    """One check of the provider test suite."""
+
+    name: str = Field(max_length=32, description="listModels, chat, streaming, tools, ...")
+    passed: bool | None = Field(default=None, description="Unset when the check was skipped.")
+    model: Annotated[str, StringConstraints(max_length=253)] | None = Field(
+        default=None, description="The model the check used."
+    )
+    latency_ms: int | None = Field(default=None, ge=0, description="Time the check took.")
+    ttft_ms: int | None = Field(default=None, ge=0, description="Time to the first token.")
+    message: Annotated[str, StringConstraints(max_length=512)] = Field(
+        default="", description="What failed, or why it was skipped; never contains secrets."
+    )
+
+
+class SelfTestStatus(ApiModel):
+    """The last run of the provider test suite (annotation signalbox.dev/self-test=run)."""
+
+    time: datetime = Field(description="When the suite ran.")
+    passed: bool = Field(description="Whether no check failed.")
+    trigger: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None,
+        description="The annotation value this run answered; cleared when the annotation goes, "
+        "so setting it again runs the suite again.",
+    )
+    checks: list[SelfTestCheck] = Field(
+        default_factory=list, max_length=16, description="Each check, in the order run."
+    )
+
+
+class HealthWindow(ApiModel):
+    """Probe figures over one window (the last hour or day)."""
+
+    success_rate: float | None = Field(
+        default=None, ge=0, le=1, description="Share of successful probes, 0 to 1."
+    )
+    uptime: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Share of the observed time the provider answered its probes, 0 to 1.",
+    )
+    probes: int = Field(default=0, ge=0, description="Probes sent in the window.")
+
+
 class HealthStatus(ApiModel):
     """What the probes observed."""
 
@@ -518,6 +565,15 @@ class HealthStatus(ApiModel):
     latency_ms: int | None = Field(default=None, ge=0, description="Latency of the last probe.")
     success_rate: float | None = Field(
         default=None, ge=0, le=1, description="Share of successful recent probes, 0 to 1."
+    )
+    latency: Annotated[str, StringConstraints(max_length=16)] | None = Field(
+        default=None, description="Latency of the last probe with its unit (`42ms`, `1.3s`)."
+    )
+    last_hour: HealthWindow | None = Field(
+        default=None, description="Success rate and uptime over the last hour."
+    )
+    last_day: HealthWindow | None = Field(
+        default=None, description="Success rate and uptime over the last day."
     )
     last_error: ProbeError | None = Field(default=None, description="The last failed probe.")
 
@@ -534,6 +590,14 @@ class ObservedModel(ApiModel):
 
     name: ModelName = Field(description="Model name.")
     declared: bool = Field(default=False, description="Whether spec.models declares it.")
+    capabilities: list[Capability] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Capabilities the provider reports for the model (the spec's win).",
+    )
+    context_window: int | None = Field(
+        default=None, ge=1, description="Context window in tokens, as the provider reports it."
+    )
 
 
 class LLMProviderStatus(ApiModel):
@@ -564,6 +628,13 @@ class LLMProviderStatus(ApiModel):
     )
     model_summary: Annotated[str, StringConstraints(max_length=256)] | None = Field(
         default=None, description="The first few model names, for kubectl get -o wide."
+    )
+    self_test: SelfTestStatus | None = Field(
+        default=None, description="The last run of the provider test suite."
+    )
+    capability_summary: Annotated[str, StringConstraints(max_length=256)] | None = Field(
+        default=None,
+        description="Context windows and capabilities the first models report, for -o wide.",
     )
 
 

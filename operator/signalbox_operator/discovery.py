@@ -8,8 +8,11 @@ cut is kept for a condition message. Pure.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+import dataclasses
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+
+from signalbox_providers.model_facts import ModelFacts
 
 MAX_NAME = 253  # signalbox_api.primitives.ModelName
 MAX_MODELS = 1024  # LLMProviderStatus.models
@@ -23,6 +26,8 @@ class Discovered:
     listed: int = 0  # entries in the provider's list
     dropped: int = 0  # entries that are no usable name (empty, too long, not text, repeated)
     seen: frozenset[str] = field(default_factory=frozenset)  # wanted names found past the cap
+    # What the provider says of its models (capabilities, context window), by name.
+    facts: Mapping[str, ModelFacts] = field(default_factory=dict)
 
     def has(self, name: str) -> bool:
         return name in self.seen or name in self.names
@@ -54,6 +59,13 @@ def bound(
         elif item in wanted:
             seen.add(item)
     return Discovered(tuple(names), listed, dropped, frozenset(seen))
+
+
+def remember(found: Discovered, before: Mapping[str, ModelFacts]) -> Discovered:
+    """``found`` with what earlier probes learnt of its models kept where this one said
+    nothing new (models are described once); models no longer listed are forgotten."""
+    kept = {n: f for n, f in before.items() if found.has(n) and n not in found.facts}
+    return dataclasses.replace(found, facts={**kept, **found.facts})
 
 
 def merge(

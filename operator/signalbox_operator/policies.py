@@ -19,7 +19,7 @@ from typing import Any
 
 import pydantic
 
-from signalbox_api import eligibility
+from signalbox_api import discovered, eligibility
 from signalbox_api.policy import RoutingPolicySpec, RoutingPolicyStatus
 from signalbox_api.provider import LLMProviderSpec, LLMProviderStatus
 from signalbox_operator import policy_status
@@ -113,12 +113,13 @@ class Policies:
         if cached is not None and cached[0] == version:
             return cached[1]
         try:
+            status = LLMProviderStatus.model_validate(body.get("status") or {})
             view: policy_status.ProviderView | None = policy_status.ProviderView(
                 name=meta["name"],
                 labels=meta.get("labels") or {},
                 generation=meta.get("generation"),
-                spec=LLMProviderSpec.model_validate(body.get("spec")),
-                status=LLMProviderStatus.model_validate(body.get("status") or {}),
+                spec=discovered.effective(LLMProviderSpec.model_validate(body.get("spec")), status),
+                status=status,
             )
         except pydantic.ValidationError:
             view = None

@@ -33,13 +33,24 @@ from signalbox_api.conditions import ConditionType
 from signalbox_api.primitives import parse_duration
 from signalbox_api.provider import (
     CIRCUIT_ANNOTATION,
+    SELF_TEST_ANNOTATION,
     CircuitOverride,
     CircuitState,
     LLMProviderSpec,
     LLMProviderStatus,
+    SelfTestStatus,
 )
 from signalbox_operator import circuit as circuits
-from signalbox_operator import probing, provider_status, reading, refs, status_writes
+from signalbox_operator import (
+    discovery,
+    probing,
+    provider_status,
+    reading,
+    refs,
+    self_testing,
+    status_writes,
+    uptime,
+)
 from signalbox_operator.discovery import Discovered
 from signalbox_operator.fencing import NotLeading
 from signalbox_operator.kube import Kube, ObjectRef, Written
@@ -100,6 +111,8 @@ class Prober:
         self.last_probe: provider_status.ProbeReport | None = None
         self.last_success: datetime | None = None
         self.window: collections.deque[bool] = collections.deque(maxlen=WINDOW)
+        self.history = uptime.History()
+        self.self_test: SelfTestStatus | None = None
         self.discovered: Discovered | None = None
         self.next_probe: datetime | None = None
         self.write_after: datetime | None = None  # a write held back until its slot
@@ -176,9 +189,24 @@ class Prober:
             self.changed = False
             await self._maybe_probe(r, now)
             self.next_probe = self.rt.clock() + timedelta(seconds=self._interval(spec))
+        await self._self_test(r, annotations)
         now = self.rt.clock()
         await self._publish(self._facts(r, now), interval)
         return self._delay(now)
+
+    async def _self_test(self, r: _Round, annotations: Mapping[str, str] | None) -> None:
+        """Run the provider test suite once when the annotation asks (``self_testing``)."""
+        last = self.self_test if self.self_test is not None else self._previous().self_test
+        last = self_testing.settled(annotations, last)
+        if self_testing.wanted(annotations, last) and r.resolved.ok and not r.spec.suspend:
+            last = await self_testing.run(
+                self.rt.http, r.spec, r.resolved, self._previous(), self.rt.clock()
+            )
+            if not last.passed:
+                await self.rt.kube.event(
+                    self.ref, "Warning", "SelfTestFailed", self_testing.summary(last)
+                )
+        self.self_test = last
 
     async def _maybe_probe(self, r: _Round, now: datetime) -> None:
         spec, resolved = r.spec, r.resolved
@@ -198,7 +226,8 @@ class Prober:
         await probing_
 
     async def _probe(self, spec: LLMProviderSpec, resolved: provider_status.Refs) -> None:
-        report = await probing.probe(self.rt.http, spec, resolved, self.rt.limits)
+        known = self.discovered.facts if self.discovered is not None else {}
+        report = await probing.probe(self.rt.http, spec, resolved, self.rt.limits, known)
         settings = circuits.Settings.from_spec(spec)
         self.circuit = circuits.observe(
             self.circuit, report.outcome, report.at, settings, report.retry_after
@@ -206,10 +235,11 @@ class Prober:
         self.last_probe = report
         ok = report.outcome == Outcome.SUCCESS
         self.window.append(ok)
+        self.history.record(report.at, ok)
         if ok:
             self.last_success = report.at
             if report.models is not None:
-                self.discovered = report.models
+                self.discovered = discovery.remember(report.models, known)
         m = self.rt.metrics
         m.probe_duration.labels(spec.type.value).observe(report.latency_ms / 1000)
         m.probe_outcomes.labels(self.ref.namespace, self.ref.name, report.outcome.value).inc()
@@ -226,7 +256,10 @@ class Prober:
             last_probe=self.last_probe,
             last_success=self.last_success,
             success_rate=rate,
+            last_hour=self.history.summary(now, uptime.HOUR),
+            last_day=self.history.summary(now, uptime.DAY),
             discovered=self.discovered,
+            self_test=self.self_test,
             annotation_problem=r.problem,
         )
 
@@ -354,6 +387,9 @@ class Prober:
         return max(0.05, (min(wake_at) - now).total_seconds())
 
 
-def _annotation(meta: Mapping[str, Any]) -> str | None:
-    value = (meta.get("annotations") or {}).get(CIRCUIT_ANNOTATION)
-    return str(value) if value is not None else None
+def _annotation(meta: Mapping[str, Any]) -> tuple[str | None, ...]:
+    annotations = meta.get("annotations") or {}
+    return tuple(
+        None if annotations.get(k) is None else str(annotations.get(k))
+        for k in (CIRCUIT_ANNOTATION, SELF_TEST_ANNOTATION)
+    )

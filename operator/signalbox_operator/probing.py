@@ -15,10 +15,12 @@ within the same bound.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import ssl
 import time
 import zlib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +38,7 @@ from signalbox_providers.outcomes import Outcome, classify_status, retry_after_s
 
 MAX_BODY = 4 * 1024 * 1024
 SMALL_BODY = 64 * 1024
+MAX_SHOWN = 4  # models described per probe (Ollama's /api/show), each once
 LARGE_BODIES = 8  # probes that may hold more than SMALL_BODY at once
 
 
@@ -203,7 +206,11 @@ async def _send(
 
 
 async def _run(
-    client: httpx.AsyncClient, spec: LLMProviderSpec, refs: Refs, limits: Limits
+    client: httpx.AsyncClient,
+    spec: LLMProviderSpec,
+    refs: Refs,
+    limits: Limits,
+    known: Collection[str] = (),
 ) -> discovery.Discovered | None:
     base = refs.base_url or ""
     dialect = dialects.dialect(spec.type)
@@ -222,24 +229,43 @@ async def _run(
         await _send(client, call, limits, lists=True)
     listing = dialect.list_models(base, refs.api_key, header, opts)
     body = await _send(client, listing, limits, lists=True)
+    declared = {m.name for m in spec.models}
     try:
-        return discovery.bound(dialect.parse_models(body), {m.name for m in spec.models})
+        found = discovery.bound(dialect.parse_models(body), declared)
+        listed = dialect.listed_facts(body)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise _Failed(
             Outcome.INVALID_RESPONSE, f"GET {_safe_url(listing.url)}: not a model list"
         ) from exc
+    del body
+    facts = {n: f for n, f in listed.items() if found.has(n)}
+    wanted = [n for n in [*sorted(declared), *found.names] if found.has(n) and n not in known]
+    for name in list(dict.fromkeys(wanted))[:MAX_SHOWN]:
+        show = dialect.show_model(base, name, refs.api_key, header)
+        if show is None:
+            break
+        try:
+            facts[name] = dialect.parse_shown(await _send(client, show, limits))
+        except _Failed:
+            continue  # a model the provider will not describe is no fault of its health
+    return dataclasses.replace(found, facts=facts)
 
 
 async def probe(
-    client: httpx.AsyncClient, spec: LLMProviderSpec, refs: Refs, limits: Limits | None = None
+    client: httpx.AsyncClient,
+    spec: LLMProviderSpec,
+    refs: Refs,
+    limits: Limits | None = None,
+    known: Collection[str] = (),
 ) -> ProbeReport:
-    """Probe the provider as its healthCheck says, within its timeout (body included)."""
+    """Probe the provider as its healthCheck says, within its timeout (body included).
+    Models in ``known`` were described before: they are not asked about again."""
     timeout = parse_duration(spec.health_check.timeout)
     started = time.perf_counter()
     at = datetime.now(UTC)
     try:
         async with asyncio.timeout(timeout):
-            models = await _run(client, spec, refs, limits or Limits())
+            models = await _run(client, spec, refs, limits or Limits(), known)
     except _Failed as failed:
         return ProbeReport(
             outcome=failed.outcome,

@@ -6,7 +6,7 @@ them into conditions and fields. When a computed status is worth writing is ``st
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -18,14 +18,17 @@ from signalbox_api.provider import (
     CircuitStatus,
     EndpointCounts,
     HealthStatus,
+    HealthWindow,
     LLMProviderSpec,
     LLMProviderStatus,
     ObservedModel,
     ProbeError,
+    SelfTestStatus,
 )
-from signalbox_operator import discovery
+from signalbox_operator import discovery, uptime
 from signalbox_operator.circuit import Circuit, effective_state
 from signalbox_operator.discovery import Discovered, clip
+from signalbox_providers.model_facts import ModelFacts
 from signalbox_providers.outcomes import Outcome
 
 SUMMARY_MODELS = 3
@@ -104,7 +107,10 @@ class Facts:
     last_probe: ProbeReport | None = None
     last_success: datetime | None = None
     success_rate: float | None = None
+    last_hour: uptime.Summary | None = None
+    last_day: uptime.Summary | None = None
     discovered: Discovered | None = None
+    self_test: SelfTestStatus | None = None
     annotation_problem: str = ""  # an invalid signalbox.dev/circuit annotation, ignored
 
 
@@ -119,6 +125,7 @@ def compute(facts: Facts, previous: Sequence[Condition]) -> LLMProviderStatus:
     """The full status for ``facts``; ``previous`` conditions keep their transition times."""
     declared = [m.name for m in facts.spec.models] if facts.spec else []
     names, models_note = discovery.merge(declared, facts.discovered)
+    facts_of = facts.discovered.facts if facts.discovered else {}
     verdicts = _verdicts(facts, models_note)
     conds = list(previous)
     for type_, (status, reason, message) in verdicts.items():
@@ -139,8 +146,10 @@ def compute(facts: Facts, previous: Sequence[Condition]) -> LLMProviderStatus:
         health=_health(facts),
         endpoint=endpoint if endpoint and len(endpoint) <= MAX_ENDPOINT else None,
         endpoints=facts.refs.endpoints,
-        models=[ObservedModel(name=n, declared=n in declared) for n in names],
+        models=[_observed(n, n in declared, facts_of.get(n)) for n in names],
         model_summary=_summary(names),
+        capability_summary=_capability_summary(names, facts_of),
+        self_test=facts.self_test,
     )
 
 
@@ -287,8 +296,58 @@ def _health(f: Facts) -> HealthStatus | None:
         last_success_time=f.last_success,
         latency_ms=probe.latency_ms,
         success_rate=None if f.success_rate is None else round(f.success_rate, 3),
+        latency=show_latency(probe.latency_ms),
+        last_hour=_window(f.last_hour),
+        last_day=_window(f.last_day),
         last_error=error,
     )
+
+
+def show_latency(ms: int) -> str:
+    """Milliseconds with their unit, for people: ``42ms``, ``1.3s``, ``75s``."""
+    if ms < 1000:
+        return f"{max(0, ms)}ms"
+    if ms < 10_000:
+        return f"{ms / 1000:.1f}s"
+    return f"{round(ms / 1000)}s"
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def _window(s: uptime.Summary | None) -> HealthWindow | None:
+    if s is None or (s.probes == 0 and s.uptime is None):
+        return None
+    return HealthWindow(
+        success_rate=_rounded(s.success_rate), uptime=_rounded(s.uptime), probes=s.probes
+    )
+
+
+def _observed(name: str, declared: bool, found: ModelFacts | None) -> ObservedModel:
+    if found is None:
+        return ObservedModel(name=name, declared=declared)
+    return ObservedModel(
+        name=name,
+        declared=declared,
+        capabilities=sorted(found.capabilities),
+        context_window=found.context_window,
+    )
+
+
+def _tokens(n: int) -> str:
+    return f"{n // 1024}k" if n >= 1024 and n % 1024 == 0 else str(n)
+
+
+def _capability_summary(names: list[str], found: Mapping[str, ModelFacts]) -> str | None:
+    """``name=32k:chat,tools`` for the first few models the provider describes."""
+    parts = []
+    for name in [n for n in names if n in found and not found[n].empty][:SUMMARY_MODELS]:
+        f = found[name]
+        window = _tokens(f.context_window) if f.context_window else "?"
+        caps = ",".join(sorted(f.capabilities))
+        parts.append(f"{name}={window}" + (f":{caps}" if caps else ""))
+    return clip(" ".join(parts), 256) if parts else None
 
 
 def _summary(names: list[str]) -> str | None:

@@ -15,7 +15,15 @@ from signalbox_api.conditions import ConditionType, Reason
 
 REFRESH_SECONDS = 60.0
 
-_VOLATILE_HEALTH = ("lastProbeTime", "lastSuccessTime", "latencyMs", "successRate")
+_VOLATILE_HEALTH = (
+    "lastProbeTime",
+    "lastSuccessTime",
+    "latencyMs",
+    "latency",
+    "successRate",
+    "lastHour",
+    "lastDay",
+)
 _VOLATILE_CIRCUIT = ("consecutiveFailures",)
 # What people change (spec, Secret, Service, annotation), as opposed to what probes find.
 _DECLARED_CONDITIONS = (ConditionType.ACCEPTED, ConditionType.RESOLVED_REFS)
@@ -52,6 +60,8 @@ def urgent(written: dict[str, Any], new: dict[str, Any]) -> bool:
         return True
     if old.get(ConditionType.READY, (None, None, None))[1] in _FIRST_OR_FAILED:
         return True
+    if written.get("selfTest") != new.get("selfTest"):
+        return True  # a self-test someone asked for
     before = (written.get("circuit") or {}).get("override")
     after = (new.get("circuit") or {}).get("override")
     return before != after or written.get("endpoint") != new.get("endpoint")

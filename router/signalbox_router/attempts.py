@@ -162,6 +162,7 @@ class Attempt:
         if self.booked:
             return
         name, now, breakers = self.entry.name, time.monotonic(), self.state.breakers
+        self.state.last_error[name] = failure.outcome.value
         if failure.outcome == Outcome.AUTH_FAILED:
             breakers.key_refused(name, now, time.time(), self.trial)
         elif failure.outcome == Outcome.RATE_LIMITED:

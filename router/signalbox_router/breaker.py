@@ -130,6 +130,13 @@ class Breakers:
         self._end_trial(s, trial)
         s.cool_until = max(s.cool_until, now + retry_after)
 
+    def state(self, name: str, now: float) -> str:
+        """``Closed``, ``Open`` or ``HalfOpen`` (due for, or running, trial requests)."""
+        s = self._states.get(name)
+        if s is None or s.open_until == 0.0:
+            return "Closed"
+        return "Open" if now < s.open_until else "HalfOpen"
+
     def trials(self, name: str) -> int:
         s = self._states.get(name)
         return s.trials if s is not None else 0

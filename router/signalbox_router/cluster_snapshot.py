@@ -14,7 +14,7 @@ from typing import Any
 
 import pydantic
 
-from signalbox_api import eligibility, endpoints
+from signalbox_api import discovered, eligibility, endpoints
 from signalbox_api.policy import RoutingPolicy
 from signalbox_api.provider import LLMProvider
 from signalbox_router import secret_data
@@ -112,7 +112,7 @@ def _provider(
             ready, reason = False, "InvalidSecret"
     entry = ProviderEntry(
         name=name,
-        spec=provider.spec,
+        spec=discovered.effective(provider.spec, provider.status),
         api_key=key,
         ready=ready,
         reason=reason,

@@ -2,9 +2,10 @@
 
 Routes: ``POST /v1/chat/completions``, ``POST /v1/embeddings``, ``POST /v1/messages``,
 ``POST /v1/responses`` and ``POST /v1/completions`` (``ingress_routes``), ``GET /v1/models``,
-``GET /v1/usage``, ``GET /v1/explain?model=…&capabilities=…``, ``/healthz``, ``/readyz`` and
-``/metrics`` (which takes a client key like ``/v1/`` when client keys are set; Prometheus scrapes
-:class:`exposition.MetricsApp` on a port of its own). Every error is in the OpenAI shape (on
+``GET /v1/usage``, ``GET /v1/explain?model=…&capabilities=…``, ``GET /v1/providers?model=…``
+(``provider_listing``), ``/healthz``, ``/readyz`` and ``/metrics`` (which takes a client key
+like ``/v1/`` when client keys are set; Prometheus scrapes :class:`exposition.MetricsApp` on a
+port of its own). Every error is in the OpenAI shape (on
 ``/v1/messages``, Anthropic's). A client key travels as a bearer token or in ``x-api-key``.
 Raw ASGI keeps the per-request overhead to the few microseconds a pass-through can afford.
 """
@@ -24,6 +25,7 @@ from signalbox_router import (
     exposition,
     ingress_routes,
     inspection,
+    provider_listing,
     reading,
     replies,
     selection,
@@ -217,6 +219,16 @@ class RouterApp:
             }
         )
 
+    async def providers(self, scope: Scope, receive: Receive) -> replies.Reply:
+        query = parse_qs(scope.get("query_string", b"").decode())
+        model = (query.get("model") or [""])[0]
+        try:
+            return replies.json_reply(provider_listing.listing(self.state, model or None))
+        except selection.UnknownModel:
+            return replies.error(
+                404, f"The model '{model}' does not exist.", code="model_not_found", param="model"
+            )
+
     async def healthz(self, scope: Scope, receive: Receive) -> replies.Reply:
         return replies.json_reply({"status": "ok"})
 
@@ -264,6 +276,7 @@ _ROUTES: dict[str, tuple[str, Handler]] = {
     "/v1/models": ("GET", RouterApp.models),
     "/v1/usage": ("GET", RouterApp.usage),
     "/v1/explain": ("GET", RouterApp.explain),
+    "/v1/providers": ("GET", RouterApp.providers),
     "/healthz": ("GET", RouterApp.healthz),
     "/readyz": ("GET", RouterApp.readyz),
     "/metrics": ("GET", RouterApp.metrics),

@@ -37,6 +37,7 @@ class RouterState:
     last_used: dict[str, float] = field(default_factory=dict)
     success_rate: dict[str, float] = field(default_factory=dict)
     latency: dict[str, float] = field(default_factory=dict)
+    last_error: dict[str, str] = field(default_factory=dict)  # outcome class, by provider
     queue_depth: dict[str, float] = field(default_factory=dict)  # vLLM waiting, by endpoint
     queue_seen: dict[str, float] = field(default_factory=dict)  # when each depth was read
     rng: random.Random = field(default_factory=random.Random)

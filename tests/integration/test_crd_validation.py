@@ -64,7 +64,7 @@ def test_samples_apply_cleanly_and_show_columns(cluster: Cluster, namespace: str
     assert providers[0].split() == ["NAME", "TYPE", "READY", "CIRCUIT", "PRIORITY", "REASON", "AGE"]
     assert len(providers) == 6
     wide = cluster.kubectl("get", "llmp", "-n", namespace, "-o", "wide").stdout.splitlines()[0]
-    assert wide.split()[-3:] == ["ENDPOINT", "LATENCY", "MODELS"]
+    assert wide.split()[-5:] == ["ENDPOINT", "LATENCY", "UPTIME-1H", "MODELS", "DISCOVERED"]
     policies = cluster.kubectl("get", "llmrp", "-n", namespace).stdout.splitlines()
     assert policies[0].split() == ["NAME", "STRATEGY", "ACTIVE", "ELIGIBLE", "READY", "AGE"]
 

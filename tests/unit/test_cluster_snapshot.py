@@ -101,3 +101,19 @@ def test_a_refused_list_is_a_broken_watch_but_an_outage_is_not() -> None:
     assert watching._refused(kubernetes.client.ApiException(status=404, reason="Not Found"))
     assert not watching._refused(kubernetes.client.ApiException(status=500, reason="Oops"))
     assert not watching._refused(urllib3.exceptions.MaxRetryError(None, "/", None))
+
+
+def test_discovered_capabilities_route_where_the_spec_declares_none() -> None:
+    store = _store(b64(KEY.encode()), b64(KEY.encode()))
+    a = _provider("a", "creds-a", models=[{"name": "m"}, {"name": "n", "contextWindow": 100}])
+    a["status"]["models"] = [
+        {"name": "m", "capabilities": ["chat", "tools"], "contextWindow": 8192},
+        {"name": "n", "capabilities": ["embeddings"], "contextWindow": 4096},
+    ]
+    store.objects("llmproviders")["a"] = a
+    entry = cluster_snapshot.build(store, "ns").snapshot.providers["a"]
+    m, n = entry.spec.model("m"), entry.spec.model("n")
+    assert m is not None
+    assert n is not None
+    assert (m.capabilities, m.context_window) == (["chat", "tools"], 8192)
+    assert (n.capabilities, n.context_window) == (["embeddings"], 100)  # the spec wins

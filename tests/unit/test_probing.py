@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from signalbox_api.provider import LLMProviderSpec
+from signalbox_api.provider import Capability, LLMProviderSpec
 from signalbox_operator import probing
 from signalbox_operator.provider_status import Refs
 from signalbox_providers.fake import FakeProvider, Flavor
@@ -40,7 +40,7 @@ CASES = [
     ("OpenAICompatible", Flavor.OPENAI, "/v1", ["/v1/models"]),
     ("Anthropic", Flavor.ANTHROPIC, "", ["/v1/models"]),
     ("AzureOpenAI", Flavor.AZURE, "", ["/openai/models"]),
-    ("Ollama", Flavor.OLLAMA, "", ["/api/tags"]),
+    ("Ollama", Flavor.OLLAMA, "", ["/api/tags", "/api/show", "/api/show"]),
     ("VLLM", Flavor.VLLM, "/v1", ["/health", "/v1/models"]),
     ("LocalAI", Flavor.LOCALAI, "/v1", ["/readyz", "/v1/models"]),
 ]
@@ -60,6 +60,31 @@ async def test_list_models_probe_of_every_type(
         assert report.models.names == ("m1", "m2")
         assert [s.path for s in fake.seen] == paths
         assert all(s.authorized in (None, True) for s in fake.seen)
+
+
+async def test_discovery_describes_each_model_once(http: httpx.AsyncClient) -> None:
+    async with FakeProvider("p", Flavor.OLLAMA, ["llama3.2", "nomic-embed-text"]) as fake:
+        s, refs = spec("Ollama", fake.url), Refs(base_url=fake.url)
+        first = await probing.probe(http, s, refs)
+        assert first.models is not None
+        llama = first.models.facts["llama3.2"]
+        assert llama.context_window == 131072
+        assert Capability.TOOLS in llama.capabilities
+        assert first.models.facts["nomic-embed-text"].capabilities == {Capability.EMBEDDINGS}
+        before = len(fake.seen)
+        again = await probing.probe(http, s, refs, known=first.models.facts)
+        assert again.outcome == Outcome.SUCCESS
+        assert [r.path for r in fake.seen][before:] == ["/api/tags"]
+
+
+async def test_vllm_context_comes_from_the_list_alone(http: httpx.AsyncClient) -> None:
+    async with FakeProvider("p", Flavor.VLLM, ["m1"]) as fake:
+        report = await probing.probe(
+            http, spec("VLLM", fake.url + "/v1"), Refs(base_url=fake.url + "/v1")
+        )
+        assert report.models is not None
+        assert report.models.facts["m1"].context_window == 32768
+        assert [r.path for r in fake.seen] == ["/health", "/v1/models"]
 
 
 async def test_anthropic_probe_sends_version_header(http: httpx.AsyncClient) -> None:

@@ -1,5 +1,6 @@
 """Ollama: chat through its native ``/api/chat`` (translated, NDJSON streams), embeddings
-through its OpenAI-compatible ``/v1/embeddings``, the model list from ``/api/tags``."""
+through its OpenAI-compatible ``/v1/embeddings``, the model list from ``/api/tags``, and each
+model's capabilities and context length from ``/api/show``."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from signalbox_api.provider import ProviderType
-from signalbox_providers import streams
+from signalbox_providers import model_facts, streams
 from signalbox_providers.dialects.base import (
     PROBE_PROMPT,
     Answer,
+    HttpCall,
     InvalidAnswer,
     Kind,
     Outbound,
@@ -60,6 +62,19 @@ class Ollama(Dialect):
 
     def stream(self, model: str, client_usage: bool) -> StreamTranslator:
         return streams.ollama_lines(model, client_usage)
+
+    def listed_facts(self, listing: Any) -> dict[str, model_facts.ModelFacts]:
+        return {}  # /api/tags says nothing of capabilities: /api/show does
+
+    def show_model(
+        self, base_url: str, model: str, api_key: str | None, header: str | None = None
+    ) -> HttpCall | None:
+        return HttpCall(
+            "POST", root_of(base_url) + "/api/show", self.headers(api_key, header), {"model": model}
+        )
+
+    def parse_shown(self, body: Any) -> model_facts.ModelFacts:
+        return model_facts.from_ollama_show(body)
 
     def chat_body(self, model: str) -> dict[str, Any]:
         return {

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from signalbox_api.provider import LLMProviderSpec, ProviderType
+from signalbox_providers import model_facts
 from signalbox_providers.dialects.base import (
     PROBE_PROMPT,
     Answer,
@@ -125,6 +126,19 @@ class Dialect:
 
     def readiness(self, base_url: str) -> list[HttpCall]:
         return [HttpCall("GET", root_of(base_url) + p) for p in self.readiness_paths]
+
+    def listed_facts(self, listing: Any) -> dict[str, model_facts.ModelFacts]:
+        """What the model list itself says of each model (vLLM, OpenRouter)."""
+        return model_facts.from_listing(listing)
+
+    def show_model(
+        self, base_url: str, model: str, api_key: str | None, header: str | None = None
+    ) -> HttpCall | None:
+        """A call describing one model in more detail, for types that have one."""
+        return None
+
+    def parse_shown(self, body: Any) -> model_facts.ModelFacts:
+        return model_facts.ModelFacts()
 
     def chat_probe(
         self,

@@ -1,4 +1,5 @@
-"""Ollama's native API: /api/version, /api/tags, /api/ps, /api/chat (JSON or NDJSON), /api/embed.
+"""Ollama's native API: /api/version, /api/tags, /api/ps, /api/show (``ollama_show``), /api/chat
+(JSON or NDJSON), /api/embed.
 
 Signalbox probes and routes to Ollama through these routes as well as the OpenAI-compatible
 ``/v1`` ones; this module lets tests run the official ``ollama`` client against a local fake.
@@ -18,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from signalbox_providers.fake import content, reply, wire
+from signalbox_providers.fake import content, ollama_show, reply, wire
 from signalbox_providers.fake.state import FakeState
 
 VERSION = "0.12.3"
@@ -35,6 +36,7 @@ def routes() -> list[web.RouteDef]:
         web.get("/api/version", version),
         web.get("/api/tags", tags),
         web.get("/api/ps", running),
+        web.post("/api/show", ollama_show.show),
         web.post("/api/chat", chat),
         web.post("/api/embed", embed),
     ]
