@@ -5,6 +5,7 @@ KUBE_VERSION="v1.35.4"
 ETCD_VERSION="v3.6.16"
 HELM_VERSION="v3.19.5"
 KUBECONFORM_VERSION="v0.7.0"
+COREDNS_VERSION="v1.14.7"
 
 # Where built binaries live: outside the repository, shared by every checkout.
 SIGNALBOX_CACHE="${SIGNALBOX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/signalbox}"
