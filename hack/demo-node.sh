@@ -50,7 +50,8 @@ kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/d
 KEY="sk-demo-$RANDOM$RANDOM"
 kc create secret generic demo-client-keys --from-literal=api-keys="$KEY" --dry-run=client -o yaml | kc apply -f - >/dev/null
 HELM="$("$HACK_DIR/build-binaries.sh" helm | awk '{print $2}')"
-"$HELM" upgrade --install signalbox "$REPO_ROOT/charts/signalbox" -n "$NS" --wait --timeout 5m \
+# no --wait: a router is Ready once it has an eligible provider, applied below
+"$HELM" upgrade --install signalbox "$REPO_ROOT/charts/signalbox" -n "$NS" \
   --set image.registry=signalbox.local --set image.tag=dev --set image.pullPolicy=Never \
   --set operator.replicas=2 --set router.clientAuth.existingSecret=demo-client-keys >/dev/null
 
@@ -62,7 +63,8 @@ from tests.e2e import workloads
 print(yaml.safe_dump_all([*workloads.backends(f"sk-cloud-{secrets.token_hex(8)}"), *workloads.providers(sys.argv[1])]))
 PY
 kc apply -f "$RUN/workloads.yaml" >/dev/null
-kc rollout status deploy/vllm deploy/ollama deploy/cloud --timeout=180s >/dev/null
+kc rollout status deploy/vllm deploy/ollama deploy/cloud deploy/signalbox-operator \
+  deploy/signalbox-router --timeout=300s >/dev/null
 kc wait --for=condition=Ready --timeout=90s llmp/vllm llmp/ollama llmp/cloud >/dev/null
 
 step "kubectl get pods,llmp,llmrp -n $NS"

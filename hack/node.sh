@@ -311,11 +311,15 @@ import_images() {  # import_images TAR...: into the node's containerd, namespace
 }
 
 pod_netns_files() {  # the network namespaces containerd made for this node's pods
-  local id
-  ctr --address "$SOCK" -n k8s.io containers ls -q 2>/dev/null | while read -r id; do
-    ctr --address "$SOCK" -n k8s.io containers info "$id" 2>/dev/null \
-      | grep -o '"/var/run/netns/cni-[0-9a-f-]*"\|"/run/netns/cni-[0-9a-f-]*"' | tr -d '"'
-  done | sort -u
+  local inodes="" pid f
+  for pid in $(ctr --address "$SOCK" -n k8s.io tasks ls 2>/dev/null | awk 'NR > 1 {print $2}'); do
+    inodes+=" $(stat -L -c %i "/proc/$pid/ns/net" 2>/dev/null || true)"
+  done
+  for f in /run/netns/cni-*; do
+    [[ -e "$f" ]] || continue
+    [[ "$inodes " == *" $(stat -L -c %i "$f" 2>/dev/null || echo none) "* ]] && echo "$f"
+  done
+  return 0
 }
 
 stop_pidfile() {
