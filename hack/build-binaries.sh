@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Builds the pinned kube-apiserver and etcd (and, on request, helm, kubeconform and promtool)
-# from the Go module proxy into $SIGNALBOX_CACHE/bin/<tool>-<version>/, and the test harnesses in
-# hack/tools/<name>/ into $SIGNALBOX_CACHE/bin/<name>-<hash of their sources>/.
+# Builds the pinned kube-apiserver and etcd (and, on request, helm, kubeconform, promtool, the
+# node's kubelet, kube-controller-manager, kube-scheduler, kube-proxy and a CoreDNS with the plugins
+# a cluster DNS needs) from the Go module proxy into $SIGNALBOX_CACHE/bin/<tool>-<version>/, and
+# the test harnesses in hack/tools/<name>/ into $SIGNALBOX_CACHE/bin/<name>-<hash of their sources>/.
 # A binary that is already there is reused; a new pin (or a changed harness) builds a new one.
 # monitoring-crds is no binary: it copies prometheus-operator's ServiceMonitor and PrometheusRule
 # CRDs out of its Go module into $SIGNALBOX_CACHE/crds/prometheus-operator-<version>/.
 #
 # usage: hack/build-binaries.sh [kube-apiserver] [etcd] [helm] [kubeconform] [promtool]
-#          [argocd-health] [dashboard-check] [monitoring-crds]
+#          [argocd-health] [dashboard-check] [monitoring-crds] [kubelet]
+#          [kube-controller-manager] [kube-scheduler] [kube-proxy] [coredns]
 #        (no arguments: kube-apiserver and etcd), prints one "name path" line per tool.
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
@@ -23,9 +25,10 @@ wait_building() {
   wait "$pid"
 }
 
-# go_build NAME VERSION MODULE PACKAGE [GO.MOD EXTRA LINES] [LDFLAGS]
+# go_build NAME VERSION MODULE PACKAGE [GO.MOD EXTRA LINES] [LDFLAGS] [MAIN.GO SOURCE]
+# With MAIN.GO SOURCE, PACKAGE is "." and the build's own main.go is that source.
 go_build() {
-  local name="$1" version="$2" module="$3" pkg="$4" extra="${5:-}" ldflags="${6:-}"
+  local name="$1" version="$2" module="$3" pkg="$4" extra="${5:-}" ldflags="${6:-}" main_src="${7:-}"
   local dir out work tmp
   dir="$(bin_dir "$name" "$version")"
   out="$dir/$name"
@@ -39,6 +42,7 @@ go_build() {
     cd "$work"
     go mod init signalbox.local/build-"$name" >/dev/null 2>&1
     printf '%s\n' "$extra" >>go.mod
+    [[ -z "$main_src" ]] || printf '%s\n' "$main_src" >main.go
     GOFLAGS=-mod=mod go get "${module}@${version}" >build.log 2>&1 || { cat build.log >&2; exit 1; }
     mkdir -p "$dir"
     CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w $ldflags" -o "$tmp" "$pkg" >>build.log 2>&1 &
@@ -105,16 +109,42 @@ kube_replaces() {
   awk '/=> \.\/staging\/src\//{print "replace " $1 " => " $1 " '"$staging"'"}' "$mod"
 }
 
-build_kube_apiserver() {
-  local out
-  out="$(bin_dir kube-apiserver "$KUBE_VERSION")/kube-apiserver"
-  if [[ -x "$out" ]]; then echo "kube-apiserver $out"; return; fi
+build_kube() {  # build_kube NAME: one command of k8s.io/kubernetes at the pinned version
+  local name="$1" out
+  out="$(bin_dir "$name" "$KUBE_VERSION")/$name"
+  if [[ -x "$out" ]]; then echo "$name $out"; return; fi
   need_go
   local replaces minor="${KUBE_VERSION#v1.}"
   replaces="$(cd "$(mktemp -d)" && go mod init tmp >/dev/null 2>&1 && kube_replaces)"
   local v=k8s.io/component-base/version
-  go_build kube-apiserver "$KUBE_VERSION" k8s.io/kubernetes k8s.io/kubernetes/cmd/kube-apiserver "$replaces" \
+  go_build "$name" "$KUBE_VERSION" k8s.io/kubernetes "k8s.io/kubernetes/cmd/$name" "$replaces" \
     "-X $v.gitVersion=$KUBE_VERSION -X $v.gitMajor=1 -X $v.gitMinor=${minor%%.*} -X $v.gitTreeState=clean"
+}
+
+# A CoreDNS with only the plugins a cluster DNS on one node needs (its full plugin set pulls in
+# every cloud SDK): the kubernetes plugin answers cluster names, nothing is forwarded.
+COREDNS_MAIN='package main
+
+import (
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/coremain"
+
+	_ "github.com/coredns/coredns/plugin/cache"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/health"
+	_ "github.com/coredns/coredns/plugin/kubernetes"
+	_ "github.com/coredns/coredns/plugin/log"
+	_ "github.com/coredns/coredns/plugin/ready"
+)
+
+func init() {
+	dnsserver.Directives = []string{"errors", "log", "health", "ready", "cache", "kubernetes"}
+}
+
+func main() { coremain.Run() }'
+
+build_coredns() {
+  go_build coredns "$COREDNS_VERSION" github.com/coredns/coredns . "" "" "$COREDNS_MAIN"
 }
 
 main() {
@@ -122,7 +152,8 @@ main() {
   [[ ${#tools[@]} -gt 0 ]] || tools=(kube-apiserver etcd)
   for tool in "${tools[@]}"; do
     case "$tool" in
-      kube-apiserver) build_kube_apiserver ;;
+      kube-apiserver | kubelet | kube-controller-manager | kube-scheduler | kube-proxy) build_kube "$tool" ;;
+      coredns) build_coredns ;;
       etcd) go_build etcd "$ETCD_VERSION" go.etcd.io/etcd/server/v3 go.etcd.io/etcd/server/v3 ;;
       helm) go_build helm "$HELM_VERSION" helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm ;;
       kubeconform) go_build kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform github.com/yannh/kubeconform/cmd/kubeconform ;;

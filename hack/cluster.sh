@@ -13,7 +13,15 @@
 # each have their own. SIGNALBOX_AUDIT=1 at `up` writes the API server's audit log of writes to
 # leases, Events and status (who, when, which outcome) to $STATE/audit.log. There is no kubelet:
 # pods never run, so in-cluster backends are modelled with EndpointSlices that point at
-# processes on 127.0.0.x.
+# processes on 127.0.0.x. `hack/cluster.sh up --node [NAME]` (and `down --node`) is hack/node.sh:
+# the same control plane plus one real node that runs pods.
+#
+# hack/node.sh starts its API server through this script with SIGNALBOX_ADVERTISE_ADDRESS,
+# SIGNALBOX_SERVICE_CIDR and SIGNALBOX_APISERVER_EXTRA_ARGS (space-separated flags); unset,
+# the API server is exactly the loopback one above.
+if [[ "${2:-}" == --node ]]; then
+  exec bash "$(dirname "${BASH_SOURCE[0]}")/node.sh" "$1" "${@:3}"
+fi
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 CLUSTER="${2:-${SIGNALBOX_CLUSTER:-default}}"
@@ -121,15 +129,17 @@ up() {
   echo "$api_port" >"$STATE/apiserver.port"
   local api_args=(
     --etcd-servers "http://127.0.0.1:$etcd_port"
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port"
+    --bind-address 127.0.0.1 --advertise-address "${SIGNALBOX_ADVERTISE_ADDRESS:-127.0.0.1}" --secure-port "$api_port"
     --cert-dir "$STATE/certs" --token-auth-file "$STATE/tokens.csv"
     --authorization-mode RBAC
     --service-account-issuer https://kubernetes.default.svc
     --service-account-key-file "$STATE/certs/sa.pub"
     --service-account-signing-key-file "$STATE/certs/sa.key"
-    --service-cluster-ip-range 10.96.0.0/16
+    --service-cluster-ip-range "${SIGNALBOX_SERVICE_CIDR:-10.96.0.0/16}"
     --allow-privileged=true --v 1
   )
+  # shellcheck disable=SC2206
+  [[ -z "${SIGNALBOX_APISERVER_EXTRA_ARGS:-}" ]] || api_args+=($SIGNALBOX_APISERVER_EXTRA_ARGS)
   if [[ "${SIGNALBOX_AUDIT:-}" == 1 ]]; then
     write_audit_policy
     api_args+=(--audit-policy-file "$STATE/audit-policy.yaml" --audit-log-path "$STATE/audit.log"

@@ -9,6 +9,10 @@
 #
 #   hack/demo.sh            run, then keep everything up until Ctrl-C
 #   hack/demo.sh --no-wait  run the show and stop at once (used by the tests)
+#   hack/demo.sh --node     the same story with pods on a real node (hack/demo-node.sh)
+if [[ "${1:-}" == --node ]]; then
+  exec bash "$(dirname "${BASH_SOURCE[0]}")/demo-node.sh" "${@:2}"
+fi
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 source "$HACK_DIR/lib/python.sh"
 source "$HACK_DIR/lib/inference.sh"

@@ -6,6 +6,8 @@
 #
 #   hack/test.sh              everything
 #   hack/test.sh unit         unit tests only (no cluster)
+#   hack/test.sh e2e          the end-to-end tests on a real node (hack/node.sh; needs root,
+#                             containerd, runc, the CNI plugins, buildah and mmdebstrap)
 #   PYTEST_ARGS="-k crd" hack/test.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 source "$HACK_DIR/lib/python.sh"
@@ -28,6 +30,15 @@ if [[ "$what" != unit ]]; then
   "$HACK_DIR/build-inference.sh" llama-cpp ollama >/dev/null
   "$HACK_DIR/verify-lint.sh"
   "$HACK_DIR/verify-crds.sh"
+fi
+
+if [[ "$what" == e2e ]]; then
+  log "pytest tests/e2e (a real node; the first run builds its binaries and images)"
+  start=$SECONDS
+  # shellcheck disable=SC2086
+  SIGNALBOX_E2E=1 "$PY" -m pytest tests/e2e ${PYTEST_ARGS:-} && rc=0 || rc=$?
+  log "end-to-end suite took $((SECONDS - start))s"
+  exit "$rc"
 fi
 
 paths=(tests/unit)

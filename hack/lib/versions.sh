@@ -10,6 +10,7 @@ PROMETHEUS_VERSION="v0.316.0"   # promtool: checks and unit-tests the chart's al
 # github.com/prometheus-operator/prometheus-operator the Go module proxy serves (its
 # pkg/apis/monitoring submodule has newer tags, but holds no CRDs).
 PROMETHEUS_OPERATOR_VERSION="v0.85.0"
+COREDNS_VERSION="v1.14.7"
 
 # Where built binaries live: outside the repository, shared by every checkout.
 SIGNALBOX_CACHE="${SIGNALBOX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/signalbox}"

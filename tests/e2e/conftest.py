@@ -1,0 +1,113 @@
+"""End-to-end fixtures: one real node (hack/node.sh) per session, the chart installed on it.
+
+These tests start containerd, a kubelet and pods, so they run only when asked:
+``SIGNALBOX_E2E=1`` (``hack/test.sh e2e`` sets it). SIGNALBOX_E2E_CLUSTER names the node's
+cluster (default "e2e"); SIGNALBOX_KEEP_CLUSTER=1 leaves it running after the session.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.e2e import workloads
+from tests.support import node as node_support
+from tests.support.cluster import REPO, Cluster
+from tests.support.operator import wait_for
+
+CLUSTER_NAME = os.environ.get("SIGNALBOX_E2E_CLUSTER", "e2e")
+ENABLED = os.environ.get("SIGNALBOX_E2E") == "1"
+NAMESPACE = "signalbox-e2e"
+RELEASE = "signalbox"
+CHART = REPO / "charts" / "signalbox"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "e2e: needs a real node (hack/node.sh): root, containerd")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    skip = pytest.mark.skip(reason="end-to-end tests on a real node run with SIGNALBOX_E2E=1")
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.e2e)
+            item.add_marker(pytest.mark.timeout(1500))  # the first test also starts the node
+            if not ENABLED:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def node() -> Iterator[Cluster]:
+    try:
+        started = node_support.start(CLUSTER_NAME)
+    except node_support.NodeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield started
+    if not os.environ.get("SIGNALBOX_KEEP_CLUSTER"):
+        node_support.stop(CLUSTER_NAME)
+
+
+@dataclass(frozen=True)
+class Release:
+    cluster: Cluster
+    namespace: str
+    name: str
+    api_key: str
+
+    def values(self, *extra: str) -> list[str]:
+        sets = [
+            f"image.registry={node_support.IMAGE_REGISTRY}",
+            f"image.tag={node_support.IMAGE_TAG}",
+            "image.pullPolicy=Never",
+            "operator.replicas=2",
+            "router.replicas=2",
+            "router.clientAuth.existingSecret=e2e-client-keys",
+            *extra,
+        ]
+        return [arg for s in sets for arg in ("--set", s)]
+
+    def kubectl(self, *args: str, check: bool = True) -> str:
+        return self.cluster.kubectl("-n", self.namespace, *args, check=check, timeout=180).stdout
+
+
+def _ready(release: Release, name: str) -> bool:
+    out = release.kubectl(
+        "get", "llmp", name, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}"
+    )
+    return out == "True"
+
+
+@pytest.fixture(scope="session")
+def release(node: Cluster) -> Release:
+    """The chart installed with its own RBAC, the in-cluster backends, providers and a policy."""
+    rel = Release(node, NAMESPACE, RELEASE, f"sk-e2e-{secrets.token_hex(12)}")
+    # a fresh namespace each session (a kept node may hold the last session's)
+    node.kubectl(
+        "delete", "namespace", NAMESPACE, "--ignore-not-found", "--timeout=180s", timeout=200
+    )
+    node.kubectl("create", "namespace", NAMESPACE)
+    rel.kubectl(
+        "create", "secret", "generic", "e2e-client-keys", f"--from-literal=api-keys={rel.api_key}"
+    )
+    # No --wait: a router is Ready only once it has an eligible provider, and the CRDs that
+    # providers need come with the chart.
+    node_support.helm(
+        node, "upgrade", "--install", RELEASE, str(CHART), "-n", NAMESPACE, *rel.values()
+    )
+    for doc in workloads.backends(f"sk-cloud-{secrets.token_hex(12)}"):
+        node.apply(doc, NAMESPACE)
+    for doc in workloads.providers(NAMESPACE):
+        node.apply(doc, NAMESPACE)
+    rel.kubectl(
+        "rollout", "status", "deploy/vllm", "deploy/ollama", "deploy/cloud",
+        f"deploy/{RELEASE}-operator", f"deploy/{RELEASE}-router", "--timeout=300s",
+    )  # fmt: skip
+    for name in ("vllm", "ollama", "cloud"):
+        wait_for(lambda n=name: _ready(rel, n), 90, f"LLMProvider {name} Ready")  # type: ignore[misc]
+    return rel
