@@ -32,26 +32,34 @@ local function explain(c)
   return reason .. ": " .. message
 end
 
-local status = obj.status
-if type(status) ~= "table" or type(status.conditions) ~= "table" or #status.conditions == 0 then
-  hs.status = "Progressing"
-  hs.message = "waiting for the operator"
-  return hs
+-- Why the operator's verdict is not in yet: no conditions, or status written for an older
+-- generation of the object. nil once status speaks of the current generation.
+local function not_yet_observed(obj)
+  local status = obj.status
+  if type(status) ~= "table" or type(status.conditions) ~= "table" or #status.conditions == 0 then
+    return "waiting for the operator"
+  end
+  local generation = nil
+  if type(obj.metadata) == "table" then
+    generation = tonumber(obj.metadata.generation)
+  end
+  local observed = tonumber(status.observedGeneration)
+  if observed == nil or (generation ~= nil and observed < generation) then
+    if generation ~= nil then
+      return "waiting for the operator to observe generation " .. text(generation)
+    end
+    return "waiting for the operator"
+  end
+  return nil
 end
 
-local generation = nil
-if type(obj.metadata) == "table" then
-  generation = tonumber(obj.metadata.generation)
-end
-local observed = tonumber(status.observedGeneration)
-if observed == nil or (generation ~= nil and observed < generation) then
+local waiting = not_yet_observed(obj)
+if waiting ~= nil then
   hs.status = "Progressing"
-  hs.message = "waiting for the operator"
-  if generation ~= nil then
-    hs.message = "waiting for the operator to observe generation " .. text(generation)
-  end
+  hs.message = waiting
   return hs
 end
+local status = obj.status
 
 local accepted = find_condition(status.conditions, "Accepted")
 if accepted ~= nil and accepted.status == "False" then

@@ -1,24 +1,11 @@
 -- The RoutingPolicy rules (see ../README.md); helpers.lua comes before this in the generated script.
+local waiting = not_yet_observed(obj)
+if waiting ~= nil then
+  hs.status = "Progressing"
+  hs.message = waiting
+  return hs
+end
 local status = obj.status
-if type(status) ~= "table" or type(status.conditions) ~= "table" or #status.conditions == 0 then
-  hs.status = "Progressing"
-  hs.message = "waiting for the operator"
-  return hs
-end
-
-local generation = nil
-if type(obj.metadata) == "table" then
-  generation = tonumber(obj.metadata.generation)
-end
-local observed = tonumber(status.observedGeneration)
-if observed == nil or (generation ~= nil and observed < generation) then
-  hs.status = "Progressing"
-  hs.message = "waiting for the operator"
-  if generation ~= nil then
-    hs.message = "waiting for the operator to observe generation " .. text(generation)
-  end
-  return hs
-end
 
 local accepted = find_condition(status.conditions, "Accepted")
 if accepted ~= nil and accepted.status == "False" then
