@@ -313,7 +313,7 @@ def main() -> int:
     )
     parser.add_argument("--no-litellm", action="store_true")
     parser.add_argument("--install-litellm", action="store_true")
-    parser.add_argument("--only", choices=["streams"], help="run only this case")
+    parser.add_argument("--only", choices=["streams", "latency"], help="run only this case")
     parser.add_argument("--streams", type=int, default=1000, help="concurrent streams")
     parser.add_argument("--stream-rate", type=float, default=20.0, help="chunks/s per stream")
     parser.add_argument("--replicas", type=int, default=3, help="routers per set, with --redis")
@@ -408,6 +408,9 @@ def run(args: argparse.Namespace, work: Path, procs: list[subprocess.Popen[bytes
     if args.only == "streams":
         print(json.dumps({"streams": print_streams(streams_case(args, fake_port, urls, pids))}))
         return 0
+    if args.only == "latency":
+        print_latency(latency_rows(args, urls, pids))
+        return 0
     rows: dict[str, dict[str, float]] = {}
     for name, url in urls.items():
         wrk(url, 2)  # warm up
@@ -431,13 +434,8 @@ def run(args: argparse.Namespace, work: Path, procs: list[subprocess.Popen[bytes
             for b, r in zip(rounds["bare"], rounds["router"], strict=True)
         )
     )
-    latencies: dict[str, list[float]] = {"direct": [], "bare": [], "router": []}
-    for _ in range(args.rounds):  # the bare proxy's added latency is the floor
-        for name, samples in latencies.items():
-            samples.extend(asyncio.run(fixed_rate(urls[name], 200, args.duration / 2)))
-    for name, samples in latencies.items():
-        samples.sort()
-        rows[name].update(at200_p50_ms=pct(samples, 0.5), at200_p99_ms=pct(samples, 0.99))
+    for name, row in latency_rows(args, urls, pids).items():
+        rows[name].update(row)
     set_faults(fake_port, {"reply_words": 500})
     streamed = {n: urls[n] for n in ("direct", "router")}
     for name, (_, cps) in asyncio.run(stream_timing(streamed)).items():
@@ -453,6 +451,45 @@ def run(args: argparse.Namespace, work: Path, procs: list[subprocess.Popen[bytes
     memory = soak(urls["router"], router.pid)
     print_report(rows, memory, print_streams(many))
     return 0
+
+
+def latency_rows(
+    args: argparse.Namespace, urls: dict[str, str], pids: dict[str, int]
+) -> dict[str, dict[str, float]]:
+    """p50 and p99 (ms) at a fixed 200 req/s: direct, bare and router in alternating rounds
+    (the bare proxy's added latency is the floor); for the proxies, their CPU time per request
+    (µs), which tells their own work from time spent waiting."""
+    latencies: dict[str, list[float]] = {"direct": [], "bare": [], "router": []}
+    cpu = dict.fromkeys(latencies, 0.0)
+    for _ in range(args.rounds):
+        for name, samples in latencies.items():
+            before = bench_streams.cpu_seconds(pids[name]) if name in pids else 0.0
+            samples.extend(asyncio.run(fixed_rate(urls[name], 200, args.duration / 2)))
+            if name in pids:
+                cpu[name] += bench_streams.cpu_seconds(pids[name]) - before
+    rows = {}
+    for name, samples in latencies.items():
+        samples.sort()
+        rows[name] = {"at200_p50_ms": pct(samples, 0.5), "at200_p99_ms": pct(samples, 0.99)}
+        if name in pids:
+            rows[name]["at200_cpu_us_per_request"] = cpu[name] / len(samples) * 1e6
+    return rows
+
+
+def print_latency(rows: dict[str, dict[str, float]]) -> None:
+    for name, row in rows.items():
+        cpu = row.get("at200_cpu_us_per_request")
+        print(
+            f"{name:8} p50 {row['at200_p50_ms']:.3f} ms  p99 {row['at200_p99_ms']:.3f} ms"
+            + ("" if cpu is None else f"  CPU {cpu:.0f} µs/request")
+        )
+    d, b, r = rows["direct"], rows["bare"], rows["router"]
+    added = {
+        "bare_added_p50_ms_at_200rps": round(b["at200_p50_ms"] - d["at200_p50_ms"], 3),
+        "router_added_p50_ms_at_200rps": round(r["at200_p50_ms"] - d["at200_p50_ms"], 3),
+        "router_minus_bare_p50_ms_at_200rps": round(r["at200_p50_ms"] - b["at200_p50_ms"], 3),
+    }
+    print(json.dumps(added))
 
 
 def set_faults(fake_port: int, faults: dict[str, Any] | None) -> None:

@@ -66,6 +66,7 @@ kc apply -f "$RUN/workloads.yaml" >/dev/null
 kc rollout status deploy/vllm deploy/ollama deploy/cloud deploy/signalbox-operator \
   deploy/signalbox-router --timeout=300s >/dev/null
 kc wait --for=condition=Ready --timeout=90s llmp/vllm llmp/ollama llmp/cloud >/dev/null
+policies_caught_up "$PY" -n "$NS"
 
 step "kubectl get pods,llmp,llmrp -n $NS"
 kc get pods,llmp,llmrp -o wide
@@ -100,6 +101,7 @@ for _ in $(seq 120); do
   [[ "$(kc get llmp vllm -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')" == False ]] && break
   sleep 0.5
 done
+policies_caught_up "$PY" -n "$NS"
 kc get pods,llmp,llmrp
 for i in 1 2 3; do
   curl -sS -D "$RUN/headers" -o /dev/null "127.0.0.1:$PORT/v1/chat/completions" -H "authorization: Bearer $KEY" \

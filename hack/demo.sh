@@ -150,7 +150,7 @@ background operator "$PY" -m signalbox_operator -n "$NS" --metrics-port 0 --leas
 background router "$PY" -m signalbox_router -n "$NS" --port "$ROUTER_PORT" "${REDIS_ARGS[@]}"
 kc wait -n "$NS" --for=condition=Ready --timeout=60s llmp/flaky-vllm llmp/local-llama llmp/cloud >/dev/null
 for _ in $(seq 50); do curl -fsS "127.0.0.1:$ROUTER_PORT/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
-sleep 1.5  # the policy status follows the providers within about a second
+policies_caught_up "$PY" -n "$NS"
 
 step "kubectl get llmp,llmrp -n $NS"
 kc get llmp,llmrp -n "$NS" -o wide
@@ -194,6 +194,7 @@ for _ in $(seq 40); do
   sleep 0.5
 done
 
+policies_caught_up "$PY" -n "$NS"
 step "kubectl get llmp,llmrp -n $NS (the circuit of flaky-vllm is open)"
 kc get llmp,llmrp -n "$NS"
 step "kubectl get events -n $NS"

@@ -13,3 +13,16 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 need_go() {
   command -v go >/dev/null 2>&1 || die "Go is not installed (needed to build the control plane from the Go module proxy); install Go >= 1.26 and retry"
 }
+
+# policies_caught_up PYTHON [KUBECTL-ARGS...]: waits (up to 30 s) until every RoutingPolicy's
+# status agrees with its providers' (hack/policy_caught_up.py), so that what a demo prints next
+# is the operator's settled view, not the moment between two status writes.
+policies_caught_up() {
+  local py="$1"
+  shift
+  for _ in $(seq 60); do
+    kubectl "$@" get llmp,llmrp -o json 2>/dev/null | "$py" "$HACK_DIR/policy_caught_up.py" && return 0
+    sleep 0.5
+  done
+  log "the RoutingPolicy status has not caught up with its providers after 30 s"
+}

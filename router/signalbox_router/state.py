@@ -41,6 +41,7 @@ class RouterState:
     queue_depth: dict[str, float] = field(default_factory=dict)  # vLLM waiting, by endpoint
     queue_seen: dict[str, float] = field(default_factory=dict)  # when each depth was read
     rng: random.Random = field(default_factory=random.Random)
+    endpoint_turn: int = 0  # where the next tie between endpoints starts (round robin)
     # Requests waiting for rate-limited capacity, one line per model name.
     waiting: dict[str, PriorityQueueGate[object]] = field(default_factory=dict)
     _limiters: dict[str, tuple[RateLimit | None, ProviderLimiter]] = field(default_factory=dict)
@@ -114,14 +115,21 @@ class RouterState:
         return current[1]
 
     def pick_endpoint(self, entry: ProviderEntry) -> str:
-        """Least outstanding requests; for vLLM, the shortest fresh queue breaks ties first."""
+        """Least outstanding requests (for vLLM, plus the fresh queue length); endpoints that
+        tie take turns, so one request at a time still spreads over every pod."""
         endpoints = entry.endpoints
         if len(endpoints) == 1:
             return endpoints[0]
-        return min(
-            endpoints,
-            key=lambda e: (self.queue_depth.get(e, 0.0) + self.endpoint_load.get(e, 0), e),
+        self.endpoint_turn += 1
+        turn, count = self.endpoint_turn, len(endpoints)
+        best = min(
+            range(count),
+            key=lambda i: (
+                self.queue_depth.get(endpoints[i], 0.0) + self.endpoint_load.get(endpoints[i], 0),
+                (i - turn) % count,
+            ),
         )
+        return endpoints[best]
 
     def started(self, name: str, endpoint: str) -> None:
         self.in_flight[name] = self.in_flight.get(name, 0) + 1

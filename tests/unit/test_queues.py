@@ -31,12 +31,23 @@ def _entry(*endpoints: str) -> ProviderEntry:
 def test_shortest_fresh_queue_wins_then_least_outstanding() -> None:
     state = RouterState()
     entry = _entry("http://a/v1", "http://b/v1")
-    assert state.pick_endpoint(entry) == "http://a/v1"  # a tie: the first, by name
     state.queue_depth["http://a/v1"] = 9.0
     state.queue_depth["http://b/v1"] = 1.0
     assert state.pick_endpoint(entry) == "http://b/v1"
     state.queue_depth.clear()
     state.started("vllm", "http://a/v1")
     assert state.pick_endpoint(entry) == "http://b/v1", "least outstanding without queue data"
-    state.finished("vllm", "http://a/v1", ok=True, seconds=0.1)
+    state.started("vllm", "http://b/v1")
+    state.started("vllm", "http://b/v1")
     assert state.pick_endpoint(entry) == "http://a/v1"
+
+
+def test_endpoints_that_tie_take_turns() -> None:
+    """One request at a time (every load 0) still spreads over every pod."""
+    state = RouterState()
+    entry = _entry("http://a/v1", "http://b/v1", "http://c/v1")
+    picks = [state.pick_endpoint(entry) for _ in range(9)]
+    assert sorted(picks) == sorted(3 * ["http://a/v1", "http://b/v1", "http://c/v1"])
+    assert all(x != y for x, y in zip(picks, picks[1:], strict=False))
+    state.started("vllm", "http://a/v1")  # a busy endpoint drops out of the turns
+    assert {state.pick_endpoint(entry) for _ in range(4)} == {"http://b/v1", "http://c/v1"}
