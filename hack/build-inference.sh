@@ -46,6 +46,7 @@ build_llama_cpp() {
   # built: the sdist's own build adds llama.cpp's common library, its vendored HTTP and audio
   # code and the multimodal library, which doubles the time. The Python package installs at the
   # same time, without a library of its own, and gets this one.
+  # shellcheck disable=SC2016  # $ORIGIN is for the dynamic loader, not the shell
   (
     "$venv/bin/cmake" -S "$src/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION/vendor/llama.cpp" -B "$src/build" \
       -G Ninja -DCMAKE_MAKE_PROGRAM="$venv/bin/ninja" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON \
