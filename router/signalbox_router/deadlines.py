@@ -2,10 +2,13 @@
 
 Arming and disarming an event-loop timer costs microseconds (``asyncio.timeout`` about 11 µs
 a use under uvloop), and the request path needs one for the first token, one for the rest of a
-plain answer and one per streamed read. Here a deadline is a dict entry; one timer per process,
-armed only while deadlines are pending, looks every ``tick`` seconds and cancels the tasks
-whose time is up (it walks the entries only once the earliest deadline it knows of has come).
-A deadline fires at most ``tick`` late.
+plain answer and one per streamed read. Here a deadline is a dict entry, and one timer per
+process is armed for the earliest deadline it knows of: when it fires, it cancels the tasks whose
+time is up and arms itself for the next. Deadlines that end with their block leave the timer as
+it is (it finds nothing to do when it fires), and a new deadline moves it only when it is due
+more than ``tick`` sooner, so a request whose deadlines are later than those before it touches
+no timer at all, and the loop does not wake for deadlines nobody waits on any more. A deadline
+fires at most ``tick`` late.
 
 A block inside another one runs until the earlier of the two deadlines and raises there. A
 cancellation from elsewhere stays a cancellation, even when it meets an expiry.
@@ -28,7 +31,8 @@ class Deadlines:
         self._pending: dict[Task, float] = {}
         self._expired: set[Task] = set()
         self._next_due = math.inf  # no pending deadline is earlier (some may be later)
-        self._sweeper: asyncio.TimerHandle | None = None
+        self._sweeper: asyncio.TimerHandle | None = None  # armed whenever _next_due is finite
+        self._armed_for = math.inf
 
     def at(self, when: float) -> Deadline:
         """A ``with`` block whose awaits raise TimeoutError once ``time.monotonic()`` passes
@@ -47,9 +51,19 @@ class Deadlines:
 
     def _wait_for(self, task: Task, when: float) -> None:
         self._pending[task] = when
-        self._next_due = min(self._next_due, when)
-        if self._sweeper is None:
-            self._sweeper = asyncio.get_running_loop().call_later(self.tick, self._sweep)
+        if when < self._next_due:
+            self._next_due = when
+            self._arm(when)
+
+    def _arm(self, when: float) -> None:
+        """Have the timer fire by ``when`` (within a tick)."""
+        if self._sweeper is not None:
+            if self._armed_for - when <= self.tick:
+                return
+            self._sweeper.cancel()
+        self._armed_for = when
+        delay = max(0.0, when - time.monotonic())
+        self._sweeper = asyncio.get_running_loop().call_later(delay, self._sweep)
 
     def _exit(self, task: Task, previous: float | None) -> bool:
         """Forget the block's deadline (the enclosing block's comes back); True when the
@@ -64,21 +78,18 @@ class Deadlines:
         return False
 
     def _sweep(self) -> None:
-        self._sweeper = None
+        self._sweeper, self._armed_for = None, math.inf
         now = time.monotonic()
-        if now >= self._next_due:
-            self._next_due = math.inf
-            for task, when in list(self._pending.items()):
-                if when <= now:
-                    del self._pending[task]
-                    self._expired.add(task)
-                    task.cancel()
-                else:
-                    self._next_due = min(self._next_due, when)
-        if self._pending:
-            self._sweeper = asyncio.get_running_loop().call_later(self.tick, self._sweep)
-        else:
-            self._next_due = math.inf
+        self._next_due = math.inf
+        for task, when in list(self._pending.items()):
+            if when <= now:
+                del self._pending[task]
+                self._expired.add(task)
+                task.cancel()
+            else:
+                self._next_due = min(self._next_due, when)
+        if self._next_due < math.inf:
+            self._arm(self._next_due)
 
 
 class Deadline:

@@ -1,6 +1,6 @@
 """The router's sweeping deadlines: a block times out once its deadline passes (at most one tick
-late), finishes untouched before it, leaves other cancellations alone and leaves no timer
-behind."""
+late), finishes untouched before it, leaves other cancellations alone, moves the one timer only
+for a sooner deadline and leaves no timer behind."""
 
 from __future__ import annotations
 
@@ -32,12 +32,30 @@ async def test_a_block_past_its_deadline_raises_timeout_within_a_tick() -> None:
 
 async def test_a_block_that_finishes_in_time_is_untouched_and_the_timer_stops() -> None:
     board = Deadlines(tick=TICK)
-    with board.at(time.monotonic() + 0.5):
+    with board.at(time.monotonic() + 0.1):
         await asyncio.sleep(0.02)
     assert len(board) == 0
-    await asyncio.sleep(3 * TICK)  # nothing left to fire
+    await asyncio.sleep(0.1 + 3 * TICK)  # the timer fired once, found nothing, and stopped
     assert board._sweeper is None
     await asyncio.sleep(0)  # and no cancellation is pending on this task
+
+
+async def test_later_deadlines_leave_the_timer_alone() -> None:
+    """One timer for the earliest deadline: requests whose deadlines come after it (the usual
+    case, with one timeout for all) arm and cancel nothing, and the loop wakes once."""
+    board = Deadlines(tick=TICK)
+    with board.at(time.monotonic() + 0.2):
+        await asyncio.sleep(0)
+    timer = board._sweeper
+    assert timer is not None
+    for _ in range(5):
+        with board.at(time.monotonic() + 0.2):
+            await asyncio.sleep(0)
+        assert board._sweeper is timer
+    with board.at(time.monotonic() + 0.05):  # due sooner: the timer moves
+        await asyncio.sleep(0)
+    assert board._sweeper is not timer
+    assert timer.cancelled()
 
 
 async def test_an_outside_cancellation_stays_a_cancellation() -> None:
@@ -98,17 +116,17 @@ def test_a_deadline_needs_a_running_loop() -> None:
 
 
 async def test_a_cancellation_that_meets_an_expiry_stays_a_cancellation() -> None:
-    board = Deadlines(tick=60)  # this test sweeps by hand
+    board = Deadlines(tick=TICK)  # this test sweeps by hand
     entered = asyncio.Event()
 
     async def waits() -> None:
-        with board.at(time.monotonic() + 0.01):
+        with board.at(time.monotonic() + 60):
             entered.set()
             await asyncio.sleep(10)
 
     task = asyncio.create_task(waits())
     await entered.wait()
-    await asyncio.sleep(0.02)  # past the deadline
+    board._pending[task] = time.monotonic()  # as if its time had come
     board._sweep()  # the expiry cancels the task ...
     task.cancel()  # ... and so does someone else, before it runs again
     with pytest.raises(asyncio.CancelledError):
