@@ -18,7 +18,11 @@ from signalbox_providers.dialects.base import InvalidAnswer, StreamFailed, Usage
 from signalbox_providers.sse import MAX_EVENT, NdjsonParser, SseParser
 from signalbox_providers.translate.anthropic import AnthropicStream
 from signalbox_providers.translate.ollama import OllamaStream
-from signalbox_providers.translate.openai_format import UpstreamStreamError, chunk_text_chars
+from signalbox_providers.translate.openai_format import (
+    UpstreamStreamError,
+    chunk_text_chars,
+    delta_text_chars,
+)
 
 DONE = b"data: [DONE]\n\n"
 
@@ -151,9 +155,9 @@ class OpenAIEvents:
         return b"data: " + payload + b"\n\n"
 
     def _count(self, delta: Any) -> None:
-        text = delta.get("content") if type(delta) is dict else None
-        if type(text) is str and text:
-            self.text_chars += len(text)
+        chars = delta_text_chars(delta)
+        if chars:
+            self.text_chars += chars
             self.text_chunks += 1
 
 

@@ -5,8 +5,9 @@ About four characters a token, a flat count for images and audio, a small overhe
 message, plus the completion budget the request asks for; the upstream's usage corrects the
 estimate once the answer is in. When the upstream sends no usage at all (llama.cpp's server
 ignores ``stream_options.include_usage``), ``estimated_usage`` counts the prompt the same way
-and the answer's text at about four characters a token, or one token per streamed text chunk
-when that is more (servers that stream token by token: llama.cpp, vLLM, Ollama).
+and the answer's text (content and tool-call arguments) at about four characters a token, or
+one token per streamed text chunk when that is more (servers that stream token by token:
+llama.cpp, vLLM, Ollama).
 """
 
 from __future__ import annotations

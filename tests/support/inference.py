@@ -27,6 +27,7 @@ from tests.support.operator import environ_without_proxy, free_port, wait_for
 SKIP_ENV = "SIGNALBOX_SKIP_INFERENCE"
 CHAT_MODEL = "tiny-chat"  # llama.cpp's aliases of the two files
 EMBED_MODEL = "tiny-embed"
+TOOLS_MODEL = "tiny-tools"  # the chat model's file again, with a tool-calling chat format
 OLLAMA_CHAT = "tiny:latest"
 OLLAMA_EMBED = "tiny-embed:latest"
 CONTEXT = 512  # the chat model's context window on the llama.cpp server
@@ -95,6 +96,7 @@ class Server:
     chat_model: str
     embed_model: str
     log: Path
+    tools_model: str | None = None  # a model that answers a forced tool call, if any
 
     @property
     def base_url(self) -> str:
@@ -123,8 +125,11 @@ def _started(proc: subprocess.Popen[bytes], url: str, log: Path, what: str) -> N
 
 @contextmanager
 def llama_cpp_server(folder: Path) -> Iterator[Server]:
-    """llama-cpp-python's server with the tiny chat model (``tiny-chat``, n_ctx 512) and the
-    embedding model (``tiny-embed``), on a free loopback port, until the block ends."""
+    """llama-cpp-python's server with the tiny chat model (``tiny-chat``, n_ctx 512), the same
+    file with the ``chatml-function-calling`` chat format (``tiny-tools``: a forced
+    ``tool_choice`` is answered by a grammar-constrained call, even with random weights) and the
+    embedding model (``tiny-embed``), on a free loopback port, until the block ends. The server
+    loads the first model at start and swaps in another when a request names it."""
     python = llama_cpp_python()
     chat, embed = tiny_models(folder)
     port = free_port()
@@ -135,6 +140,12 @@ def llama_cpp_server(folder: Path) -> Iterator[Server]:
         "models": [
             {"model": str(chat), "model_alias": CHAT_MODEL, **common},
             {"model": str(embed), "model_alias": EMBED_MODEL, "embedding": True, **common},
+            {
+                "model": str(chat),
+                "model_alias": TOOLS_MODEL,
+                "chat_format": "chatml-function-calling",
+                **common,
+            },
         ],
     }
     config_path = folder / "llama-server.json"
@@ -150,7 +161,7 @@ def llama_cpp_server(folder: Path) -> Iterator[Server]:
     url = f"http://127.0.0.1:{port}"
     try:
         _started(proc, url + "/v1/models", log, "llama.cpp's server")
-        yield Server("llama.cpp", url, CHAT_MODEL, EMBED_MODEL, log)
+        yield Server("llama.cpp", url, CHAT_MODEL, EMBED_MODEL, log, TOOLS_MODEL)
     finally:
         _stop(proc)
 

@@ -65,6 +65,25 @@ def test_a_stream_without_usage_still_counts_the_text_it_carried() -> None:
     assert (events.text_chars, events.text_chunks) == (9, 2)
 
 
+def llama_tool_delta(piece: str) -> dict[str, object]:
+    """A delta as llama.cpp's server streams a tool call: id and name repeated in each."""
+    function = {"name": "get_weather", "arguments": piece}
+    call = {"index": 0, "id": "call__0_get_weather_cmpl-1", "type": "function"}
+    return {"function_call": function, "tool_calls": [{**call, "function": function}]}
+
+
+def test_a_streamed_tool_call_counts_its_arguments_not_its_repeated_name() -> None:
+    events = dialects.dialect(ProviderType.OPENAI_COMPATIBLE).stream("m", False)
+    role = {"role": "assistant", "content": None, "function_call": None, "tool_calls": None}
+    deltas = [role, *map(llama_tool_delta, ['{"', "city", '": "', 'Paris"}']), {}]
+    for delta in deltas:
+        chunk = {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+        events.feed(b"data: " + orjson.dumps(chunk) + b"\n\n")
+    assert events.feed(b"data: [DONE]\n\n") == streams.DONE
+    assert (events.text_chars, events.text_chunks) == (len('{"city": "Paris"}'), 4)
+    assert estimates.estimated_usage(CHAT, events.text_chars, events.text_chunks)[1] == 5
+
+
 def test_estimated_tokens_are_labelled_and_summed_apart() -> None:
     meter = Meter()
     meter.record("m", "p", code=200, seconds=0.1, usage=(10, 5), price=PRICE)

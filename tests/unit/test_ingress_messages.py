@@ -327,6 +327,40 @@ def test_chat_stream_becomes_event_sequence() -> None:
     assert delta.usage.input_tokens == 7
 
 
+def test_a_tool_call_repeated_in_every_delta_is_one_block() -> None:
+    # llama.cpp's server repeats the call's id, type and name beside each arguments piece
+    none = {"role": None, "content": None, "function_call": None, "tool_calls": None}
+    pieces = ['{"', "city", '": "Paris"}']
+    calls = [
+        {
+            **none,
+            "tool_calls": [
+                {
+                    "index": 0,
+                    "id": "call__0_get_weather_cmpl-1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": piece},
+                }
+            ],
+        }
+        for piece in pieces
+    ]
+    upstream = [_chunk({**none, "role": "assistant"}), *map(_chunk, calls)]
+    stream = ChatEvents(OpenAIEvents(False), "m")
+    raw = b"".join(stream.feed(_sse(c)) for c in [*upstream, _chunk(none, "tool_calls")])
+    raw += stream.feed(_sse("[DONE]"))
+    events = _events(raw)
+    starts = [e for name, e in events if name == "content_block_start"]
+    assert [(b.content_block.type, b.content_block.name) for b in starts] == [
+        ("tool_use", "get_weather")
+    ]
+    assert starts[0].content_block.id == "call__0_get_weather_cmpl-1"
+    deltas = [e.delta.partial_json for name, e in events if name == "content_block_delta"]
+    assert deltas == pieces
+    assert events[-2][1].delta.stop_reason == "tool_use"
+    assert (stream.text_chars, stream.text_chunks) == (len("".join(pieces)), 3)
+
+
 def test_chat_stream_cut_short_fails() -> None:
     stream = ChatEvents(OpenAIEvents(True), "m")
     stream.feed(_sse(_chunk({"content": "x"})))

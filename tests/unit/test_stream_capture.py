@@ -72,6 +72,24 @@ def test_tool_call_pieces_are_joined() -> None:
     ]
 
 
+def test_a_call_id_and_name_repeated_in_every_delta_are_kept_once() -> None:
+    # llama.cpp's server repeats id, type and name beside each piece of the arguments
+    capture = Capture(10_000)
+    for piece in ('{"city"', ': "Paris"}'):
+        function = {"name": "get_weather", "arguments": piece}
+        call = {"index": 0, "id": "call__0_get_weather_cmpl-1", "type": "function"}
+        delta = {"role": None, "content": None, "function_call": function}
+        capture.feed(event(delta={**delta, "tool_calls": [{**call, "function": function}]}))
+    capture.feed(event(delta={"tool_calls": None}, finish_reason="tool_calls"))
+    capture.feed(b"data: [DONE]\n\n")
+    answer = capture.answer()
+    assert answer is not None
+    message = orjson.loads(answer)["choices"][0]["message"]
+    function = {"name": "get_weather", "arguments": '{"city": "Paris"}'}
+    call = {"id": "call__0_get_weather_cmpl-1", "type": "function", "function": function}
+    assert message["tool_calls"] == [call]
+
+
 @pytest.mark.parametrize(
     "stream",
     [

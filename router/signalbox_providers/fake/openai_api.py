@@ -117,6 +117,8 @@ async def _chat(request: web.Request, body: dict[str, Any]) -> web.StreamRespons
     message: dict[str, Any] = {"role": "assistant", "content": r.text or None, "refusal": None}
     if r.tool_calls:
         message["tool_calls"] = _tool_calls(r)
+        if llama:
+            message = llamacpp.tool_message(r, cid)
     return web.json_response(
         {
             "id": cid,
@@ -150,6 +152,9 @@ def stream_chunks(
             payload["usage"] = None
         return wire.sse_data(payload)
 
+    if state.flavor == Flavor.LLAMACPP and r.tool_calls:
+        *deltas, last = llamacpp.tool_deltas(r, cid)
+        return [*map(chunk, deltas), chunk(last, r.finish), wire.sse_data("[DONE]")]
     out = [chunk({"role": "assistant", "content": "", "refusal": None})]
     out += [chunk({"content": piece}) for piece in r.pieces]
     for i, call in enumerate(r.tool_calls):

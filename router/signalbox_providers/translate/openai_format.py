@@ -145,11 +145,22 @@ class ChunkWriter:
 def chunk_text_chars(chunk: Mapping[str, Any]) -> int:
     """Characters of answer text in one chat completion chunk (for an estimate of its tokens
     when the upstream sends no usage)."""
-    total = 0
-    for choice in chunk.get("choices") or ():
-        text = (choice.get("delta") or {}).get("content")
-        if text:
-            total += len(text)
+    return sum(delta_text_chars(choice.get("delta")) for choice in chunk.get("choices") or ())
+
+
+def delta_text_chars(delta: Any) -> int:
+    """Characters of answer text in one streamed delta: its content and its pieces of tool-call
+    arguments. Never a call's id or name, which some servers (llama.cpp's) repeat in every
+    delta where OpenAI sends them once."""
+    if type(delta) is not dict:
+        return 0
+    text = delta.get("content")
+    total = len(text) if type(text) is str else 0
+    calls = delta.get("tool_calls")
+    for call in calls if type(calls) is list else ():
+        function = call.get("function") if type(call) is dict else None
+        arguments = function.get("arguments") if type(function) is dict else None
+        total += len(arguments) if type(arguments) is str else 0
     return total
 
 

@@ -8,8 +8,9 @@ an unknown model is answered by the default model, a prompt over the
 context window is a 400 ``context_length_exceeded``. Type ``Ollama``: the fake's ``ollama``
 flavor against Ollama v0.17.4 (see test_conformance_ollama.py).
 
-Tool calls are not compared: the tiny model's chat template has no tools, and llama.cpp's server
-answers tools only with a tool-calling chat format, which the model does not have.
+Tool calls are compared in test_conformance_tools.py, against ``tiny-tools`` (the tiny chat
+model with llama.cpp's ``chatml-function-calling`` chat format, a forced ``tool_choice``): the
+fake's ``llamacpp`` flavor follows llama.cpp's server there too, not OpenAI.
 """
 
 from __future__ import annotations
@@ -34,10 +35,10 @@ def server(
     if request.param == "llama.cpp":
         yield request.getfixturevalue("llama_cpp")
         return
-    models = [inference.CHAT_MODEL, inference.EMBED_MODEL]
+    models = [inference.CHAT_MODEL, inference.EMBED_MODEL, inference.TOOLS_MODEL]
     with FakeProvider("tiny", Flavor.LLAMACPP, models).running_in_thread() as fake:
         log = tmp_path_factory.mktemp("fake") / "none.log"
-        yield inference.Server("fake", fake.url, models[0], models[1], log)
+        yield inference.Server("fake", fake.url, models[0], models[1], log, models[2])
 
 
 def post(server: inference.Server, path: str, body: dict[str, Any]) -> httpx.Response:
@@ -67,7 +68,8 @@ def test_the_model_list(server: inference.Server) -> None:
     for item in body["data"]:
         assert set(item) == {"id", "object", "owned_by", "permissions"}
         assert (item["object"], item["owned_by"], item["permissions"]) == ("model", "me", [])
-    assert {m["id"] for m in body["data"]} == {server.chat_model, server.embed_model}
+    served = {server.chat_model, server.embed_model, server.tools_model}
+    assert {m["id"] for m in body["data"]} == served
 
 
 def assert_usage(usage: dict[str, Any], max_completion: int) -> None:

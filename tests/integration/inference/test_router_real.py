@@ -4,7 +4,9 @@ SDK: llama.cpp's OpenAI-compatible server (type ``OpenAICompatible``) and Ollama
 ``/v1/embeddings``), both serving the tiny random-weight models.
 
 llama.cpp's server ignores ``stream_options.include_usage``, so its streams carry no usage: the
-router meters them with its own estimate, marked as estimated, and never as 0 tokens.
+router meters them with its own estimate, marked as estimated, and never as 0 tokens. Its
+``tiny-tools`` model (``llama-tools`` here) answers a forced tool call, streamed with the call's
+id and name repeated in every delta; the router passes that on and meters the arguments.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ def routers(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, RouterProcess]]:
     """A router per real server, started on first use (``via``: ``llama`` or ``ollama``), each
-    serving ``<via>-chat`` and ``<via>-embed`` through one provider named ``via``."""
+    serving ``<via>-chat``, ``<via>-embed`` (and ``llama-tools``) through one provider named
+    ``via``."""
     with ExitStack() as stack:
 
         class Routers(dict[str, RouterProcess]):
@@ -51,6 +54,10 @@ def routers(
                         "capabilities": ["embeddings"],
                     },
                 ]
+                if server.tools_model is not None:
+                    caps = [*CHAT_CAPS, "tools"]
+                    tools = {"name": server.tools_model, "aliases": [f"{via}-tools"]}
+                    models.append({**tools, "capabilities": caps})
                 url = server.base_url if ptype == "OpenAICompatible" else server.url
                 docs = [provider(via, ptype, url, models=models)]
                 folder: Path = tmp_path_factory.mktemp(f"router-{via}") / "manifests"
@@ -144,3 +151,84 @@ def test_ollama_streams_carry_usage_and_are_not_estimated(
     row = usage_row(router, "ollama-chat")
     assert row["total_tokens"] > 0
     assert row["estimated_tokens"] == 0
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+FORCED: Any = {"type": "function", "function": {"name": "get_weather"}}
+WEATHER_PROMPT = [{"role": "user", "content": "what is the weather in Paris?"}]
+
+
+def test_a_forced_tool_call_through_the_router_to_llama_cpp(
+    routers: dict[str, RouterProcess],
+) -> None:
+    router = routers["llama"]
+    before = usage_row(router, "llama-tools").get("total_tokens", 0)
+    raw = client(router).chat.completions.with_raw_response.create(
+        model="llama-tools",
+        messages=WEATHER_PROMPT,
+        tools=[WEATHER],
+        tool_choice=FORCED,
+        max_tokens=8,
+    )
+    assert raw.headers["x-signalbox-provider"] == "llama"
+    r = raw.parse()
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content is None
+    [call] = choice.message.tool_calls or []
+    assert call.type == "function"
+    assert call.id.startswith("call__0_get_weather_")
+    assert call.function.name == "get_weather"
+    assert isinstance(call.function.arguments, str)
+    assert call.function.arguments.startswith("{")
+    assert r.usage is not None
+    assert 0 < r.usage.completion_tokens <= 8
+    row = usage_row(router, "llama-tools")
+    assert row["total_tokens"] - before == r.usage.total_tokens  # the server's own usage
+
+
+def test_a_streamed_forced_tool_call_through_the_router_to_llama_cpp(
+    routers: dict[str, RouterProcess],
+) -> None:
+    router = routers["llama"]
+    before = usage_row(router, "llama-tools").get("estimated_tokens", 0)
+    stream = client(router).chat.completions.create(
+        model="llama-tools",
+        messages=WEATHER_PROMPT,
+        tools=[WEATHER],
+        tool_choice=FORCED,
+        max_tokens=8,
+        stream=True,
+    )
+    assert isinstance(stream, openai.Stream)
+    chunks = list(stream)
+    assert all(c.usage is None for c in chunks)
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    assert deltas[0].role == "assistant"
+    calls = [call for d in deltas for call in d.tool_calls or []]
+    assert calls, "no tool call delta"
+    # the server repeats id and name in every delta; the router passes them on as they came
+    assert {(c.index, c.id) for c in calls} == {(0, calls[0].id)}
+    assert calls[0].id is not None
+    assert calls[0].id.startswith("call__0_get_weather_")
+    assert {c.function.name if c.function else None for c in calls} == {"get_weather"}
+    arguments = "".join(c.function.arguments or "" for c in calls if c.function)
+    assert arguments.startswith("{")
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert [f for f in finishes if f] == ["tool_calls"]
+    row = usage_row(router, "llama-tools")
+    pieces = sum(1 for c in calls if c.function and c.function.arguments)
+    # no usage from the server: estimated, the arguments counted (one token a piece at least)
+    assert row["estimated_tokens"] - before >= 3 + pieces
+    labels = {"model": "llama-tools", "provider": "llama", "direction": "output"}
+    assert router.metric("signalbox_router_tokens_total", **labels, source="estimated") >= pieces
