@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from signalbox_api.provider import LLMProviderSpec
 from signalbox_router import queues
 from signalbox_router.snapshot import ProviderEntry
@@ -48,6 +50,6 @@ def test_endpoints_that_tie_take_turns() -> None:
     entry = _entry("http://a/v1", "http://b/v1", "http://c/v1")
     picks = [state.pick_endpoint(entry) for _ in range(9)]
     assert sorted(picks) == sorted(3 * ["http://a/v1", "http://b/v1", "http://c/v1"])
-    assert all(x != y for x, y in zip(picks, picks[1:], strict=False))
+    assert all(x != y for x, y in itertools.pairwise(picks))
     state.started("vllm", "http://a/v1")  # a busy endpoint drops out of the turns
     assert {state.pick_endpoint(entry) for _ in range(4)} == {"http://b/v1", "http://c/v1"}
