@@ -16,6 +16,7 @@ import orjson
 
 from signalbox_providers.dialects.base import InvalidAnswer, StreamFailed, Usage, usage_of
 from signalbox_providers.sse import MAX_EVENT, NdjsonParser, SseParser
+from signalbox_providers.tool_call_heads import ToolCallHeads
 from signalbox_providers.translate.anthropic import AnthropicStream
 from signalbox_providers.translate.ollama import OllamaStream
 from signalbox_providers.translate.openai_format import (
@@ -35,8 +36,9 @@ class OpenAIEvents:
     """OpenAI-style SSE, passed through event by event once each event has been read.
 
     Only a usage chunk the client did not ask for is dropped (the router asks for usage to
-    meter streams). Blank-line framing is split with ``bytes.split``; streams with CR line ends
-    go through the full SSE parser instead.
+    meter streams), and a tool call's id, type and name repeated after its first delta
+    (``tool_call_heads``). Blank-line framing is split with ``bytes.split``; streams with CR
+    line ends go through the full SSE parser instead.
     """
 
     def __init__(self, client_usage: bool, max_event: int = MAX_EVENT) -> None:
@@ -49,6 +51,7 @@ class OpenAIEvents:
         self._pending: list[bytes] = []  # an event not yet complete, in pieces
         self._pending_size = 0
         self._parser: SseParser | None = None
+        self._heads = ToolCallHeads()
 
     @property
     def done(self) -> bool:
@@ -145,6 +148,8 @@ class OpenAIEvents:
                 if choice.get("finish_reason") is not None:
                     self._finished = True
                 self._count(choice.get("delta"))
+        if self._heads.trim(choices):  # see tool_call_heads: rare, so re-encoded only then
+            payload = orjson.dumps(chunk)
         if chunk.get("usage") is not None:
             try:
                 self.usage = usage_of(chunk, "prompt_tokens", "completion_tokens")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from signalbox_api.provider import LLMProviderSpec, ProviderType
-from signalbox_providers import model_facts
+from signalbox_providers import model_facts, streams
 from signalbox_providers.dialects.base import (
     PROBE_PROMPT,
     Answer,
@@ -29,7 +29,6 @@ from signalbox_providers.dialects.base import (
     usage_of,
 )
 from signalbox_providers.outcomes import Outcome, classify_status
-from signalbox_providers.streams import OpenAIEvents
 from signalbox_providers.translate.openai_format import JSON, kind_for_status
 from signalbox_providers.translate.openai_format import error_body as openai_error_body
 
@@ -110,7 +109,7 @@ class Dialect:
         return openai_error_body(str(message or f"upstream answered HTTP {status}"), kind, code)
 
     def stream(self, model: str, client_usage: bool) -> StreamTranslator:
-        return OpenAIEvents(client_usage)
+        return streams.OpenAIEvents(client_usage)
 
     # -- probes (the operator's) ---------------------------------------------------------
     def list_models(

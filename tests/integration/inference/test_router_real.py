@@ -6,7 +6,8 @@ SDK: llama.cpp's OpenAI-compatible server (type ``OpenAICompatible``) and Ollama
 llama.cpp's server ignores ``stream_options.include_usage``, so its streams carry no usage: the
 router meters them with its own estimate, marked as estimated, and never as 0 tokens. Its
 ``tiny-tools`` model (``llama-tools`` here) answers a forced tool call, streamed with the call's
-id and name repeated in every delta; the router passes that on and meters the arguments.
+id and name repeated in every delta; the router sends them once, as OpenAI does (else the openai
+SDK's ``stream()`` helper names the tool ``get_weatherget_weather…``), and meters the arguments.
 """
 
 from __future__ import annotations
@@ -217,11 +218,15 @@ def test_a_streamed_forced_tool_call_through_the_router_to_llama_cpp(
     assert deltas[0].role == "assistant"
     calls = [call for d in deltas for call in d.tool_calls or []]
     assert calls, "no tool call delta"
-    # the server repeats id and name in every delta; the router passes them on as they came
-    assert {(c.index, c.id) for c in calls} == {(0, calls[0].id)}
+    # the server repeats id and name in every delta; the router sends them in the first only
+    assert {c.index for c in calls} == {0}
     assert calls[0].id is not None
     assert calls[0].id.startswith("call__0_get_weather_")
-    assert {c.function.name if c.function else None for c in calls} == {"get_weather"}
+    assert calls[0].function is not None
+    assert calls[0].function.name == "get_weather"
+    assert len(calls) > 1
+    assert all(c.id is None and c.type is None for c in calls[1:])
+    assert all(c.function is None or c.function.name is None for c in calls[1:])
     arguments = "".join(c.function.arguments or "" for c in calls if c.function)
     assert arguments.startswith("{")
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
@@ -232,3 +237,26 @@ def test_a_streamed_forced_tool_call_through_the_router_to_llama_cpp(
     assert row["estimated_tokens"] - before >= 3 + pieces
     labels = {"model": "llama-tools", "provider": "llama", "direction": "output"}
     assert router.metric("signalbox_router_tokens_total", **labels, source="estimated") >= pieces
+
+
+def test_the_sdk_stream_helper_names_a_llama_cpp_tool_call_once(
+    routers: dict[str, RouterProcess],
+) -> None:
+    """The openai SDK's ``stream()`` helper joins what each delta holds."""
+    with client(routers["llama"]).chat.completions.stream(
+        model="llama-tools",
+        messages=WEATHER_PROMPT,
+        tools=[WEATHER],
+        tool_choice=FORCED,
+        max_tokens=8,
+    ) as stream:
+        final = stream.get_final_completion()
+    calls = final.choices[0].message.tool_calls or []
+    assert len(calls) == 1
+    call = calls[0]
+    assert call.type == "function"
+    assert call.function.name == "get_weather"
+    assert call.id.startswith("call__0_get_weather_")
+    assert call.id.count("call__0_") == 1
+    assert call.function.arguments.startswith("{")
+    assert final.choices[0].finish_reason == "tool_calls"
