@@ -257,3 +257,20 @@ def test_stored_state_refused_elsewhere(ptype: ProviderType) -> None:
     dialect = wrapping.for_responses(plain)(dialects.dialect(ptype), ptype)
     out = dialect.request("chat", "http://x/v1", to_chat(plain), "upstream", opts={})
     assert out.url == "http://x/v1/chat/completions"
+
+
+def test_native_stream_counts_tool_call_arguments_for_estimates() -> None:
+    """A stream that only calls a tool and reports no usage is still estimated above 0."""
+    args = {"type": "response.function_call_arguments.delta", "delta": '{"city"', "item_id": "fc"}
+    end = {"type": "response.completed", "sequence_number": 2, "response": {}}
+    stream = NativeResponseEvents()
+    stream.feed(
+        b"event: response.function_call_arguments.delta\ndata: "
+        + orjson.dumps(args)
+        + b"\n\nevent: response.completed\ndata: "
+        + orjson.dumps(end)
+        + b"\n\n"
+    )
+    assert stream.done
+    assert stream.usage is None
+    assert (stream.text_chars, stream.text_chunks) == (7, 1)

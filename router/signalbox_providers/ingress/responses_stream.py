@@ -193,7 +193,7 @@ class NativeResponseEvents:
                 raise StreamFailed("an upstream event has no type")
             if kind in ("error", "response.failed"):
                 raise StreamFailed(f"upstream error event: {e.data[:300]}")
-            if kind == "response.output_text.delta":
+            if kind in _COUNTED_DELTAS:  # answer text and tool-call arguments, for estimates
                 delta = payload.get("delta")
                 if isinstance(delta, str) and delta:
                     self.text_chars += len(delta)
@@ -209,6 +209,11 @@ class NativeResponseEvents:
         if not self._done:
             raise StreamFailed("the upstream stream ended before it finished")
         return b""
+
+
+_COUNTED_DELTAS = frozenset(
+    {"response.output_text.delta", "response.function_call_arguments.delta"}
+)
 
 
 def _usage(response: Any) -> Usage | None:
