@@ -158,11 +158,6 @@ def status_follows_ollama(release: Release, within: float) -> None:
     wait_for(lambda: _ollama_ready(release) == "True", within + 30, "ollama Ready again")
 
 
-@pytest.mark.xfail(
-    reason="a standby operator serves no /healthz (kopf's endpoint starts only with the lead), so "
-    "its liveness probe restarts it every ~90 s and it is often not there to take over",
-    strict=False,
-)
 def test_deleting_the_leader_pod_hands_over_to_the_standby(
     release: Release, client: openai.OpenAI
 ) -> None:
