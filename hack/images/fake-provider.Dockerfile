@@ -1,10 +1,13 @@
 # syntax=docker/dockerfile:1
 # The fake LLM provider as an image, for the end-to-end tests on a node: the router image (which
-# installs the whole package) with the fake provider as its entrypoint. Build from the repository
-# root after the router image:
+# installs the whole package) with the fake provider as its entrypoint, and the official openai
+# SDK for the application pods the tests run on it. Build from the repository root after the
+# router image:
 #   docker build -f hack/images/fake-provider.Dockerfile --build-arg ROUTER_IMAGE=signalbox-router .
 ARG ROUTER_IMAGE=signalbox-router
 FROM ${ROUTER_IMAGE}
 LABEL org.opencontainers.image.title="signalbox-fake-provider"
+USER 0
+RUN /opt/signalbox/bin/pip install --no-cache-dir "openai>=1.50"
 USER 10001:10001
 ENTRYPOINT ["signalbox-fake-provider", "--host", "0.0.0.0", "--port", "8000"]

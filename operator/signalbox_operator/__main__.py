@@ -2,7 +2,9 @@
 
 With leader election (the default) the process campaigns for the Lease, works while it holds
 it, and when it loses it (a renewal missed its deadline: a paused process, an API outage)
-stops all work at once and campaigns again; it exits only on SIGTERM or SIGINT.
+stops all work at once and campaigns again; it exits only on SIGTERM or SIGINT. Its own
+``/healthz`` and ``/readyz`` (``health``) answer for the whole life of the process, standby or
+leader.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import kopf
 import kubernetes
 import prometheus_client as prom
 
-from signalbox_operator import handlers, probing
+from signalbox_operator import handlers, health, probing
 from signalbox_operator.fencing import Fence, always_open
 from signalbox_operator.kube import Kube
 from signalbox_operator.leader import Elector, LostLeadership, Timing
@@ -53,7 +55,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch all")
     p.add_argument("--metrics-address", default="127.0.0.1")
     p.add_argument("--metrics-port", type=int, default=9090, help="0 turns metrics off")
-    p.add_argument("--health-port", type=int, default=0, help="kopf liveness endpoint; 0: off")
+    p.add_argument("--health-address", default="127.0.0.1")
+    p.add_argument(
+        "--health-port", type=int, default=0, help="/healthz and /readyz on this port; 0: off"
+    )
     p.add_argument("--leader-election", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE", "default"))
     p.add_argument("--lease-name", default="signalbox-operator")
@@ -102,32 +107,70 @@ async def run(args: argparse.Namespace) -> int:
     if args.metrics_port:
         prom.start_http_server(args.metrics_port, args.metrics_address, registry=metrics.registry)
     stop = asyncio.Event()
-    if not args.leader_election:
-        _on_signals(stop)
-        await _lead(args, api, metrics, fence=always_open(), elector=None, stop=stop)
-        return 0
-    elector = Elector(
-        api,
-        namespace=args.lease_namespace,
-        name=args.lease_name,
-        identity=args.identity,
-        timing=args.timing,
-        fence=Fence(),
+    elector = None
+    if args.leader_election:
+        elector = Elector(
+            api,
+            namespace=args.lease_namespace,
+            name=args.lease_name,
+            identity=args.identity,
+            timing=args.timing,
+            fence=Fence(),
+        )
+    status = health.Status(elector)
+    server = None
+    if args.health_port:
+        server = health.Server(status, _health_limits(args), args.health_address, args.health_port)
+        await server.start()
+    try:
+        if elector is None:
+            _on_signals(stop)
+            await _lead(
+                args, api, metrics, fence=always_open(), elector=None, status=status, stop=stop
+            )
+        else:
+            await _campaign(args, api, metrics, elector=elector, status=status, stop=stop)
+    finally:
+        if server is not None:
+            await server.stop()
+    return 0
+
+
+def _health_limits(args: argparse.Namespace) -> health.Limits:
+    timing: Timing = args.timing
+    # A lease attempt ends at least every 2.5 retry periods; stopping a term takes at most
+    # STOP_SECONDS plus the lease's release.
+    return health.Limits(
+        stalled_after=STOP_SECONDS + 4 * timing.retry_period, stale_after=timing.duration
     )
+
+
+async def _campaign(
+    args: argparse.Namespace,
+    api: kubernetes.client.ApiClient,
+    metrics: Metrics,
+    *,
+    elector: Elector,
+    status: health.Status,
+    stop: asyncio.Event,
+) -> None:
     try:
         while not stop.is_set():
             _on_signals(stop)  # kopf takes the signals over while it runs
+            status.enter(health.Phase.STANDBY)
             log.info("waiting to lead (lease %s) as %s", elector.where, args.identity)
             if not await _first(elector.acquire(), stop):
                 break
-            again = await _lead(args, api, metrics, fence=elector.fence, elector=elector, stop=stop)
+            again = await _lead(
+                args, api, metrics, fence=elector.fence, elector=elector, status=status, stop=stop
+            )
             if not again:
                 break
             await elector.release()  # a lost lease is not ours anyway; kopf's failure frees it
             log.warning("stopped all work; campaigning again for the lease %s", elector.where)
     finally:
+        status.enter(health.Phase.STOPPING)
         await elector.release()
-    return 0
 
 
 def _on_signals(stop: asyncio.Event) -> None:
@@ -156,6 +199,7 @@ async def _lead(
     *,
     fence: Fence,
     elector: Elector | None,
+    status: health.Status,
     stop: asyncio.Event,
 ) -> bool:
     """Work while the fence is open. True when the work ended for a reason that calls for a
@@ -184,7 +228,6 @@ async def _lead(
     )
     memo = kopf.Memo()
     memo[handlers.STATE_KEY] = handlers.OperatorState(runtime=runtime, policies=policies)
-    liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
     term_stop = asyncio.Event()
     # The lease task must exist before kopf starts: kopf cancels, when it stops, every task
     # created while it ran.
@@ -197,12 +240,14 @@ async def _lead(
             standalone=True,
             memo=memo,
             stop_flag=term_stop,
-            liveness_endpoint=liveness,
         )
     )
+    status.working = lambda: not operator.done()
+    status.enter(health.Phase.LEADING, fence)
     tasks = {t for t in (operator, holding, stopping) if t is not None}
     done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     fence.close()
+    status.enter(health.Phase.STOPPING)
     again = False
     if holding is not None and holding in done:
         log.error("%s; stopping all work", _describe(holding))

@@ -100,6 +100,10 @@ class Elector:
         self.fence = fence or Fence(clock)
         self._clock = clock
         self._seen: tuple[tuple[str | None, datetime | None], float] | None = None
+        # For the health endpoint (clock readings): when the last attempt ended, whatever its
+        # outcome, and when the lease was last read successfully.
+        self.last_attempt: float | None = None
+        self.last_read: float | None = None
 
     @property
     def where(self) -> str:
@@ -155,6 +159,7 @@ class Elector:
         Raises whatever the client raises; callers count that as a failed attempt.
         """
         lease = self._read()
+        self.last_read = self._clock()
         action = decide(lease, self.identity, self._unchanged_for(lease, self._clock()))
         timeout = self.timing.retry_period
         try:
@@ -186,6 +191,8 @@ class Elector:
             log.warning("lease %s: HTTP %s", self.where, exc.status)
         except Exception as exc:  # urllib3, ssl, timeouts: all a failed attempt
             log.warning("lease %s: %s", self.where, type(exc).__name__)
+        finally:
+            self.last_attempt = self._clock()
         return False
 
     async def acquire(self) -> None:

@@ -25,6 +25,19 @@ ENABLED = os.environ.get("SIGNALBOX_E2E") == "1"
 NAMESPACE = "signalbox-e2e"
 RELEASE = "signalbox"
 CHART = REPO / "charts" / "signalbox"
+# Probes faster than the chart's defaults, so that a failing probe shows within seconds; still
+# three misses in a row (6 s) before a restart, and 15 s to start, so that a busy machine does
+# not restart a pod.
+FAST_PROBES = [
+    f"{component}.{probe}.{field}={value}"
+    for component in ("operator", "router")
+    for probe, fields in {
+        "livenessProbe": {"initialDelaySeconds": 15, "periodSeconds": 2, "failureThreshold": 3,
+                          "timeoutSeconds": 2, "terminationGracePeriodSeconds": 2},
+        "readinessProbe": {"periodSeconds": 2, "failureThreshold": 2, "timeoutSeconds": 2},
+    }.items()
+    for field, value in fields.items()
+]  # fmt: skip
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -68,6 +81,8 @@ class Release:
             "operator.replicas=2",
             "router.replicas=2",
             "router.clientAuth.existingSecret=e2e-client-keys",
+            "sidecar.serviceAccount.create=true",
+            *FAST_PROBES,
             *extra,
         ]
         return [arg for s in sets for arg in ("--set", s)]

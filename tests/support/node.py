@@ -22,6 +22,7 @@ IMAGES_SCRIPT = REPO / "hack" / "node-images.sh"
 IMAGE_REGISTRY = "signalbox.local"
 IMAGE_TAG = "dev"
 FAKE_IMAGE = f"{IMAGE_REGISTRY}/signalbox-dev/fake-provider:{IMAGE_TAG}"
+ROUTER_IMAGE = f"{IMAGE_REGISTRY}/signalbox-dev/router:{IMAGE_TAG}"
 
 
 class NodeError(RuntimeError):
@@ -49,6 +50,33 @@ def stop(name: str) -> None:
     subprocess.run(
         ["bash", str(NODE_SCRIPT), "down", name], capture_output=True, timeout=300, check=False
     )
+
+
+def _containerd_socket(name: str) -> Path:
+    cache = os.environ.get("SIGNALBOX_CACHE") or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "signalbox"
+    )
+    return Path(cache) / "nodes" / name / "run" / "containerd.sock"
+
+
+def container_pid(name: str, container_id: str) -> int:
+    """The host PID of a container's main process on the node ``name``, from the node's own
+    containerd (``ctr tasks ls``); ``container_id`` as a pod's status gives it
+    (``containerd://<id>``). The node's processes run on this machine, so root can signal it."""
+    wanted = container_id.removeprefix("containerd://")
+    sock = str(_containerd_socket(name))
+    out = subprocess.run(
+        ["ctr", "--address", sock, "-n", "k8s.io", "tasks", "ls"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    for line in out.splitlines()[1:]:
+        task, pid, *_ = line.split()
+        if task == wanted:
+            return int(pid)
+    raise AssertionError(f"no running task {wanted} in the node's containerd")
 
 
 def helm_binary() -> Path:

@@ -38,3 +38,16 @@ fsGroup: {{ .Values.securityContext.runAsGroup }}
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
+
+{{/* What a router reads, shared router or sidecar: read-only, in the namespace it serves. */}}
+{{- define "signalbox.routerRules" -}}
+- apiGroups: [signalbox.dev]
+  resources: [llmproviders, routingpolicies]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [secrets, services]
+  verbs: [get, list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [get, list, watch]
+{{- end -}}
