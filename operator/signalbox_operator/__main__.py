@@ -11,33 +11,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
-import signal
 import socket
 import sys
-from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
-from typing import Any
 
-import httpx
 import kopf
 import kubernetes
 import prometheus_client as prom
 
-from signalbox_operator import handlers, health, probing
+from signalbox_operator import health, probing, terms
 from signalbox_operator.fencing import Fence, always_open
-from signalbox_operator.kube import Kube
-from signalbox_operator.leader import Elector, LostLeadership, Timing
+from signalbox_operator.leader import Elector, Timing
 from signalbox_operator.metrics import Metrics
-from signalbox_operator.policies import Policies
-from signalbox_operator.prober import Runtime
-from signalbox_operator.refs import Lookups
 
 log = logging.getLogger("signalbox_operator")
-STOP_SECONDS = 10.0  # how long kopf may take to stop before it is cancelled
 # Loggers that print request or response headers (which carry keys) at DEBUG.
 HEADER_LOGGERS = ("httpx", "httpcore", "hpack", "urllib3", "kubernetes.client.rest")
 
@@ -124,12 +113,12 @@ async def run(args: argparse.Namespace) -> int:
         await server.start()
     try:
         if elector is None:
-            _on_signals(stop)
-            await _lead(
+            terms.on_signals(stop)
+            await terms.lead(
                 args, api, metrics, fence=always_open(), elector=None, status=status, stop=stop
             )
         else:
-            await _campaign(args, api, metrics, elector=elector, status=status, stop=stop)
+            await terms.campaign(args, api, metrics, elector=elector, status=status, stop=stop)
     finally:
         if server is not None:
             await server.stop()
@@ -139,144 +128,10 @@ async def run(args: argparse.Namespace) -> int:
 def _health_limits(args: argparse.Namespace) -> health.Limits:
     timing: Timing = args.timing
     # A lease attempt ends at least every 2.5 retry periods; stopping a term takes at most
-    # STOP_SECONDS plus the lease's release.
+    # terms.STOP_SECONDS plus the lease's release.
     return health.Limits(
-        stalled_after=STOP_SECONDS + 4 * timing.retry_period, stale_after=timing.duration
+        stalled_after=terms.STOP_SECONDS + 4 * timing.retry_period, stale_after=timing.duration
     )
-
-
-async def _campaign(
-    args: argparse.Namespace,
-    api: kubernetes.client.ApiClient,
-    metrics: Metrics,
-    *,
-    elector: Elector,
-    status: health.Status,
-    stop: asyncio.Event,
-) -> None:
-    try:
-        while not stop.is_set():
-            _on_signals(stop)  # kopf takes the signals over while it runs
-            status.enter(health.Phase.STANDBY)
-            log.info("waiting to lead (lease %s) as %s", elector.where, args.identity)
-            if not await _first(elector.acquire(), stop):
-                break
-            again = await _lead(
-                args, api, metrics, fence=elector.fence, elector=elector, status=status, stop=stop
-            )
-            if not again:
-                break
-            await elector.release()  # a lost lease is not ours anyway; kopf's failure frees it
-            log.warning("stopped all work; campaigning again for the lease %s", elector.where)
-    finally:
-        status.enter(health.Phase.STOPPING)
-        await elector.release()
-
-
-def _on_signals(stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-
-
-async def _first(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
-    """Run ``work`` until it ends (True) or ``stop`` is set first (False)."""
-    working = asyncio.create_task(work)
-    stopping = asyncio.create_task(stop.wait())
-    await asyncio.wait({working, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    for task in (working, stopping):
-        task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await working
-    return working.done() and not working.cancelled() and not stop.is_set()
-
-
-async def _lead(
-    args: argparse.Namespace,
-    api: kubernetes.client.ApiClient,
-    metrics: Metrics,
-    *,
-    fence: Fence,
-    elector: Elector | None,
-    status: health.Status,
-    stop: asyncio.Event,
-) -> bool:
-    """Work while the fence is open. True when the work ended for a reason that calls for a
-    new campaign (the lease was lost, or kopf failed); False on SIGTERM or SIGINT."""
-
-    def clock() -> datetime:
-        return datetime.now(UTC)
-
-    # Everything of this term is new: no memory of an earlier term is trusted.
-    kube = Kube(api, metrics, args.identity, fence)
-    policies = Policies(kube, clock, metrics)
-    http = httpx.AsyncClient(
-        timeout=httpx.Timeout(None),  # each probe has its own deadline, body included
-        follow_redirects=False,
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
-    )
-    unresolved = Lookups(secret=lambda _k: None, service=lambda _k: None, endpoints=lambda _k: [])
-    runtime = Runtime(
-        kube=kube,
-        http=http,
-        metrics=metrics,
-        lookups=unresolved,
-        provider_changed=policies.touch,
-        clock=clock,
-        limits=probing.Limits(max_body=args.probe_max_body),
-    )
-    memo = kopf.Memo()
-    memo[handlers.STATE_KEY] = handlers.OperatorState(runtime=runtime, policies=policies)
-    term_stop = asyncio.Event()
-    # The lease task must exist before kopf starts: kopf cancels, when it stops, every task
-    # created while it ran.
-    holding = asyncio.create_task(elector.hold()) if elector else None
-    stopping = asyncio.create_task(stop.wait())
-    operator = asyncio.create_task(
-        kopf.operator(
-            clusterwide=args.all_namespaces,
-            namespaces=args.namespaces or (),
-            standalone=True,
-            memo=memo,
-            stop_flag=term_stop,
-        )
-    )
-    status.working = lambda: not operator.done()
-    status.enter(health.Phase.LEADING, fence)
-    tasks = {t for t in (operator, holding, stopping) if t is not None}
-    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    fence.close()
-    status.enter(health.Phase.STOPPING)
-    again = False
-    if holding is not None and holding in done:
-        log.error("%s; stopping all work", _describe(holding))
-        again = True
-    elif operator in done and not stop.is_set():
-        exc = None if operator.cancelled() else operator.exception()
-        if exc is None:  # kopf stops by itself only on SIGTERM or SIGINT: so does this process
-            stop.set()
-        else:
-            log.error("the operator failed: %s; stopping all work", type(exc).__name__)
-            again = True
-    term_stop.set()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await asyncio.wait_for(operator, STOP_SECONDS)
-    for task in (holding, stopping):
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-    with contextlib.suppress(Exception):
-        await http.aclose()
-    return again and not stop.is_set()
-
-
-def _describe(task: asyncio.Task[None] | None) -> str:
-    if task is None or task.cancelled():
-        return "the lease task was cancelled"
-    exc = task.exception()
-    return str(exc) if isinstance(exc, LostLeadership) else f"the lease task failed: {exc!r}"
 
 
 def main(argv: list[str] | None = None) -> int:
