@@ -15,30 +15,14 @@ fake's ``llamacpp`` flavor follows llama.cpp's server there too, not OpenAI.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import orjson
-import pytest
 
-from signalbox_providers.fake import FakeProvider, Flavor
 from tests.support import inference
 
 MESSAGES = [{"role": "user", "content": "tell me something"}]
-
-
-@pytest.fixture(scope="module", params=["fake llamacpp", "llama.cpp"])
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[inference.Server]:
-    if request.param == "llama.cpp":
-        yield request.getfixturevalue("llama_cpp")
-        return
-    models = [inference.CHAT_MODEL, inference.EMBED_MODEL, inference.TOOLS_MODEL]
-    with FakeProvider("tiny", Flavor.LLAMACPP, models).running_in_thread() as fake:
-        log = tmp_path_factory.mktemp("fake") / "none.log"
-        yield inference.Server("fake", fake.url, models[0], models[1], log, models[2])
 
 
 def post(server: inference.Server, path: str, body: dict[str, Any]) -> httpx.Response:

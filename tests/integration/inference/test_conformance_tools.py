@@ -10,14 +10,11 @@ mirrors the call, and streamed deltas repeat the call's id, type and name in eve
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import orjson
-import pytest
 
-from signalbox_providers.fake import FakeProvider, Flavor
 from tests.integration.inference.test_conformance import events
 from tests.support import inference
 
@@ -35,19 +32,6 @@ TOOL = {
 }
 FORCED = {"type": "function", "function": {"name": "get_weather"}}
 MAX_TOKENS = 8
-
-
-@pytest.fixture(scope="module", params=["fake llamacpp", "llama.cpp"])
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[inference.Server]:
-    if request.param == "llama.cpp":
-        yield request.getfixturevalue("llama_cpp")
-        return
-    models = [inference.CHAT_MODEL, inference.EMBED_MODEL, inference.TOOLS_MODEL]
-    with FakeProvider("tiny", Flavor.LLAMACPP, models).running_in_thread() as fake:
-        log = tmp_path_factory.mktemp("fake") / "none.log"
-        yield inference.Server("fake", fake.url, models[0], models[1], log, models[2])
 
 
 def forced_call(server: inference.Server, **extra: Any) -> dict[str, Any]:
