@@ -25,6 +25,20 @@ from tests.support import inference
 MESSAGES = [{"role": "user", "content": "tell me something"}]
 
 
+def stream_chunks(server: inference.Server, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chunks of a streamed chat completion, once its SSE framing has been checked."""
+    with httpx.stream(
+        "POST", server.base_url + "/chat/completions", json=body, timeout=60, trust_env=False
+    ) as resp:
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        raw = resp.read()
+    assert raw.endswith(b"data: [DONE]\n\n")
+    *chunks, done = events(raw)
+    assert done == b"[DONE]"
+    return [orjson.loads(c) for c in chunks]
+
+
 def post(server: inference.Server, path: str, body: dict[str, Any]) -> httpx.Response:
     return httpx.post(server.base_url + path, json=body, timeout=30, trust_env=False)
 
@@ -83,17 +97,9 @@ def test_a_plain_chat_answer(server: inference.Server) -> None:
 def test_a_stream_finishes_once_and_never_carries_usage(
     server: inference.Server,
 ) -> None:
-    body = chat(server, stream=True, stream_options={"include_usage": True})
-    with httpx.stream(
-        "POST", server.base_url + "/chat/completions", json=body, timeout=30, trust_env=False
-    ) as resp:
-        assert resp.status_code == 200
-        assert resp.headers["content-type"].startswith("text/event-stream")
-        raw = resp.read()
-    assert raw.endswith(b"data: [DONE]\n\n")
-    *chunks, done = events(raw)
-    assert done == b"[DONE]"
-    parsed = [orjson.loads(c) for c in chunks]
+    parsed = stream_chunks(
+        server, chat(server, stream=True, stream_options={"include_usage": True})
+    )
     assert {c["object"] for c in parsed} == {"chat.completion.chunk"}
     assert len({c["id"] for c in parsed}) == 1
     assert parsed[0]["choices"][0]["delta"]["role"] == "assistant"

@@ -13,9 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-import orjson
 
-from tests.integration.inference.test_conformance import events
+from tests.integration.inference.test_conformance import stream_chunks
 from tests.support import inference
 
 TOOL = {
@@ -80,16 +79,7 @@ def test_a_forced_tool_call(server: inference.Server) -> None:
 
 def streamed(server: inference.Server) -> list[dict[str, Any]]:
     body = forced_call(server, stream=True, stream_options={"include_usage": True})
-    with httpx.stream(
-        "POST", server.base_url + "/chat/completions", json=body, timeout=60, trust_env=False
-    ) as resp:
-        assert resp.status_code == 200
-        assert resp.headers["content-type"].startswith("text/event-stream")
-        raw = resp.read()
-    assert raw.endswith(b"data: [DONE]\n\n")
-    *chunks, done = events(raw)
-    assert done == b"[DONE]"
-    return [orjson.loads(c) for c in chunks]
+    return stream_chunks(server, body)
 
 
 def test_a_streamed_forced_tool_call(server: inference.Server) -> None:
