@@ -2,9 +2,7 @@
 
 The response cache keeps answers in the plain (not streamed) shape and replays them as a stream
 when asked to; this turns the OpenAI stream the router sends into that shape: per choice, the
-content and tool-call arguments joined (a call's id and name are whole values: OpenAI sends
-them once, llama.cpp's server repeats them in every delta), the finish reason, and the usage
-when the stream had it.
+content and tool-call pieces joined, the finish reason, and the usage when the stream had it.
 A stream that ends without ``[DONE]``, carries an error event, cannot be parsed or grows past
 ``limit`` bytes gives nothing, so only a whole, clean answer can be kept. No I/O.
 """
@@ -76,10 +74,8 @@ class Capture:
             )
             got["id"] = call.get("id") or got["id"]
             for key, piece in (call.get("function") or {}).items():
-                if key == "arguments" and isinstance(piece, str):
+                if isinstance(piece, str):
                     got["function"][key] = got["function"].get(key, "") + piece
-                elif isinstance(piece, str) and piece:  # a name is whole, maybe repeated
-                    got["function"][key] = piece
         if choice.get("finish_reason"):
             slot["finish"] = choice["finish_reason"]
 

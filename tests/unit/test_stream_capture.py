@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
+from signalbox_providers.streams import OpenAIEvents
 from signalbox_router.stream_capture import Capture
 
 BASE = {"id": "c1", "object": "chat.completion.chunk", "created": 7, "model": "m"}
@@ -73,15 +74,19 @@ def test_tool_call_pieces_are_joined() -> None:
 
 
 def test_a_call_id_and_name_repeated_in_every_delta_are_kept_once() -> None:
-    # llama.cpp's server repeats id, type and name beside each piece of the arguments
+    # llama.cpp's server repeats id, type and name beside each piece of the arguments; the
+    # router's stream reader sends them once (tool_call_heads), and the cache keeps what it sent
+    upstream = OpenAIEvents(client_usage=False)
     capture = Capture(10_000)
     for piece in ('{"city"', ': "Paris"}'):
         function = {"name": "get_weather", "arguments": piece}
         call = {"index": 0, "id": "call__0_get_weather_cmpl-1", "type": "function"}
         delta = {"role": None, "content": None, "function_call": function}
-        capture.feed(event(delta={**delta, "tool_calls": [{**call, "function": function}]}))
-    capture.feed(event(delta={"tool_calls": None}, finish_reason="tool_calls"))
-    capture.feed(b"data: [DONE]\n\n")
+        capture.feed(
+            upstream.feed(event(delta={**delta, "tool_calls": [{**call, "function": function}]}))
+        )
+    capture.feed(upstream.feed(event(delta={"tool_calls": None}, finish_reason="tool_calls")))
+    capture.feed(upstream.feed(b"data: [DONE]\n\n"))
     answer = capture.answer()
     assert answer is not None
     message = orjson.loads(answer)["choices"][0]["message"]

@@ -42,7 +42,6 @@ from signalbox_providers.ingress import completions, messages, responses, respon
 from signalbox_providers.ingress.messages_stream import ChatEvents, NativeEvents
 from signalbox_providers.ingress.responses_stream import ChatResponseEvents, NativeResponseEvents
 from signalbox_providers.outcomes import Outcome
-from signalbox_providers.streams import OpenAIEvents
 from signalbox_providers.translate.openai_format import JSON
 
 _NATIVE_USAGE = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
@@ -137,16 +136,10 @@ class CompletionsIngress(Dialect):
         return Outbound(url, encode(completions.upstream_body(body, model)))
 
     def answer(self, kind: Kind, raw: bytes, model: str) -> Answer:
-        body = loads_object(raw, "the answer")
-        if type(body.get("choices")) is not list:
-            raise InvalidAnswer("the answer has no 'choices' list")
-        return Answer(raw, usage_of(body, "prompt_tokens", "completion_tokens"))
+        return super().answer("chat", raw, model)  # a text completion has choices too
 
     def classify(self, status: int, body: Any) -> Outcome:
         return self.inner.classify(status, body)
-
-    def stream(self, model: str, client_usage: bool) -> StreamTranslator:
-        return OpenAIEvents(client_usage)
 
 
 @dataclass(frozen=True)
