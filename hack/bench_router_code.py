@@ -1,6 +1,6 @@
 """The router's own cost per request (not a test): its code alone, in one process.
 
-    .venv/bin/python hack/bench_router_code.py [--requests 20000] [--profile]
+    .venv/bin/python hack/bench_router_code.py [--requests 20000] [--profile | --opcodes]
 
 The ASGI application answers chat completions as it does behind uvicorn, but the upstream is a
 stub that hands back a canned OpenAI answer at once, so what is timed is parsing, checking,
@@ -8,18 +8,22 @@ selection, limits, forwarding, metering and the reply: the part of a request's c
 ``hack/bench_router.py`` cannot separate from the HTTP stack. Steadier than a network
 benchmark, it suits comparing two versions of the code; it reports the quickest of 20 batches,
 the one least disturbed by the rest of the machine. ``--profile`` adds cProfile's view.
+``--opcodes`` counts instead the Python bytecodes each request executes, in all and per function
+(with ``sys.settrace``): slow, but the same count on any machine, however busy.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import cProfile
 import json
 import pstats
 import sys
 import tempfile
 import time
+import types
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
@@ -87,7 +91,32 @@ class _Upstream:
         return answer()
 
 
-async def run(requests: int, profile: bool) -> float:
+class _Bytecodes:
+    """Bytecodes executed per function, and Python calls made, while installed as the tracer."""
+
+    def __init__(self) -> None:
+        self.per_code: collections.Counter[types.CodeType] = collections.Counter()
+        self.calls = 0
+
+    def call(self, frame: types.FrameType, event: str, arg: Any) -> Any:
+        frame.f_trace_opcodes = True
+        self.calls += 1
+        return self.opcode
+
+    def opcode(self, frame: types.FrameType, event: str, arg: Any) -> Any:
+        if event == "opcode":
+            self.per_code[frame.f_code] += 1
+        return self.opcode
+
+    def report(self, requests: int) -> None:
+        total, calls = sum(self.per_code.values()) / requests, self.calls / requests
+        print(f"{total:.0f} bytecodes and {calls:.0f} Python calls per request")
+        for code, count in self.per_code.most_common(15):
+            where = code.co_filename.replace(str(REPO) + "/", "")
+            print(f"{count / requests:8.1f}  {code.co_name} ({where}:{code.co_firstlineno})")
+
+
+async def run(requests: int, profile: bool, bytecodes: bool = False) -> float:
     folder = Path(tempfile.mkdtemp(prefix="signalbox-bench-code-"))
     router_manifests(folder, "http://127.0.0.1:9/v1")
     state = RouterState()
@@ -115,6 +144,14 @@ async def run(requests: int, profile: bool) -> float:
         await app(scope, receive, send)
     if sent[0]["status"] != 200:
         raise SystemExit(f"the router answered {sent[0]['status']}: {sent[1]['body']!r}")
+    if bytecodes:
+        counter = _Bytecodes()
+        sys.settrace(counter.call)
+        for _ in range(requests):
+            await app(scope, receive, send)
+        sys.settrace(None)
+        counter.report(requests)
+        return 0.0
     profiler = cProfile.Profile() if profile else None
     if profiler is not None:
         profiler.enable()
@@ -138,7 +175,11 @@ def main() -> int:
     )
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--opcodes", action="store_true", help="count bytecodes (200 requests)")
     args = parser.parse_args()
+    if args.opcodes:
+        asyncio.run(run(200, False, bytecodes=True))
+        return 0
     per_request = asyncio.run(run(args.requests, args.profile))
     print(json.dumps({"router_code_us_per_request": round(per_request, 1)}))
     return 0
