@@ -1,6 +1,6 @@
 """The router's own cost per request (not a test): its code alone, in one process.
 
-    .venv/bin/python hack/bench_router_code.py [--requests 20000] [--profile | --opcodes]
+    .venv/bin/python hack/bench_router_code.py [--requests 20000] [--profile | --opcodes | --cold]
 
 The ASGI application answers chat completions as it does behind uvicorn, but the upstream is a
 stub that hands back a canned OpenAI answer at once, so what is timed is parsing, checking,
@@ -10,6 +10,13 @@ benchmark, it suits comparing two versions of the code; it reports the quickest 
 the one least disturbed by the rest of the machine. ``--profile`` adds cProfile's view.
 ``--opcodes`` counts instead the Python bytecodes each request executes, in all and per function
 (with ``sys.settrace``): slow, but the same count on any machine, however busy.
+
+``--cold`` times requests as a proxy meets them at a low rate: before each one, a buffer larger
+than the CPU's caches (``--cold-mb``) is written over, so the request finds its code and data
+in memory, not in cache. Beside it, in the same loop and turn by turn, a bare pass-through
+application (read the body, post it to the same stub, send the answer) is timed the same way.
+It reports the medians until the answer's body is sent (what the client waits for) and in all
+(with what runs after the answer), cold and hot.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import collections
 import cProfile
 import json
 import pstats
+import statistics
 import sys
 import tempfile
 import time
@@ -29,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 BATCHES = 20
+UPSTREAM = "http://127.0.0.1:9/v1"
+JSON_TYPE = (b"content-type", b"application/json")
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "operator"), str(REPO / "router"), str(REPO / "hack")]
 
@@ -119,18 +129,26 @@ class _Bytecodes:
 
 
 Request = Callable[[], Awaitable[None]]
+Scope = MutableMapping[str, Any]
+App = Callable[[Scope, Any, Any], Awaitable[None]]
 
 
-async def warmed_up() -> Request:
-    """One chat completion through the app, as a call; 2,000 of them have run already."""
+def router_app() -> RouterApp:
     folder = Path(tempfile.mkdtemp(prefix="signalbox-bench-code-"))
-    router_manifests(folder, "http://127.0.0.1:9/v1")
+    router_manifests(folder, UPSTREAM)
     state = RouterState()
     state.snapshot = manifests.load(folder, None)
     state.synced_at = time.monotonic()
     app = RouterApp(state)
     app.forwarder = Forwarder(_Upstream(), state)  # type: ignore[arg-type]
-    scope = {
+    return app
+
+
+async def warmed_up(app: App | None = None) -> tuple[Request, list[float]]:
+    """One chat completion through ``app`` (the router's by default), as a call, and when the
+    last one's answer body was sent (``time.perf_counter``); 2,000 of them have run already."""
+    app = app or router_app()
+    scope: Scope = {
         "type": "http",
         "method": "POST",
         "path": "/v1/chat/completions",
@@ -139,11 +157,14 @@ async def warmed_up() -> Request:
     }
     body = json.dumps(BODY).encode()
     sent: list[Any] = []
+    sent_at = [0.0]
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            sent_at[0] = time.perf_counter()
         sent.append(message)
 
     async def request() -> None:
@@ -154,12 +175,12 @@ async def warmed_up() -> Request:
         await request()
     if sent[0]["status"] != 200:
         raise SystemExit(f"the router answered {sent[0]['status']}: {sent[1]['body']!r}")
-    return request
+    return request, sent_at
 
 
 async def run(requests: int, profile: bool) -> float:
     """Microseconds per request: the quickest of BATCHES batches."""
-    request = await warmed_up()
+    request, _ = await warmed_up()
     profiler = cProfile.Profile() if profile else None
     if profiler is not None:
         profiler.enable()
@@ -176,8 +197,49 @@ async def run(requests: int, profile: bool) -> float:
     return best / batch * 1e6
 
 
+def bare_app() -> App:
+    """The bare pass-through of hack/bench_router.py, over the same stub upstream."""
+    upstream = _Upstream()
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        answer = await upstream.post(UPSTREAM, data=body)
+        data = await answer.read()
+        start = {"type": "http.response.start", "status": 200, "headers": [JSON_TYPE]}
+        await send(start)
+        await send({"type": "http.response.body", "body": data})
+
+    return app
+
+
+async def cold(requests: int, megabytes: int) -> dict[str, float]:
+    """Median µs per request (cold and hot) of the router and the bare application, turn by
+    turn: until the answer's body is sent, and in all."""
+    router, router_sent = await warmed_up()
+    bare, bare_sent = await warmed_up(bare_app())
+    evict = bytearray(megabytes << 20)
+    zeros = bytes(len(evict) // 64)
+    times: dict[str, list[float]] = collections.defaultdict(list)
+    for i in range(2 * requests):
+        evicting = i < requests
+        for name, request, sent in (("router", router, router_sent), ("bare", bare, bare_sent)):
+            if evicting:
+                evict[::64] = zeros  # one write per cache line: none of the request stays cached
+            started = time.perf_counter()
+            await request()
+            ended = time.perf_counter()
+            phase = "cold" if evicting else "hot"
+            times[f"{name}_{phase}_to_answer_us"].append((sent[0] - started) * 1e6)
+            times[f"{name}_{phase}_in_all_us"].append((ended - started) * 1e6)
+    return {key: round(statistics.median(values), 1) for key, values in times.items()}
+
+
 async def count_bytecodes(requests: int) -> None:
-    request = await warmed_up()
+    request, _ = await warmed_up()
     counter = _Bytecodes()
     sys.settrace(counter.call)
     for _ in range(requests):
@@ -193,9 +255,22 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--opcodes", action="store_true", help="count bytecodes (200 requests)")
+    parser.add_argument("--cold", action="store_true", help="time requests with cold caches")
+    parser.add_argument("--cold-mb", type=int, default=64, help="what --cold writes over (MB)")
     args = parser.parse_args()
     if args.opcodes:
         asyncio.run(count_bytecodes(200))
+        return 0
+    if args.cold:
+        medians = asyncio.run(cold(min(args.requests, 3000), args.cold_mb))
+        for name in ("router", "bare"):
+            m = {key.removeprefix(name + "_"): v for key, v in medians.items()}
+            print(
+                f"{name:7} until the answer is sent: cold {m['cold_to_answer_us']:6.1f} µs, hot "
+                f"{m['hot_to_answer_us']:5.1f} µs; in all: cold {m['cold_in_all_us']:6.1f} µs, "
+                f"hot {m['hot_in_all_us']:5.1f} µs"
+            )
+        print(json.dumps(medians))
         return 0
     per_request = asyncio.run(run(args.requests, args.profile))
     print(json.dumps({"router_code_us_per_request": round(per_request, 1)}))

@@ -4,7 +4,9 @@ An ``Attempt`` is created right after the provider's limiter admitted the reques
 ``await`` in between, and from then on it holds the limiter slot and token estimate, the
 in-flight counts, the local breaker's trial and the upstream response. It books its end exactly
 once (``succeeded``, ``failed``, or, from ``close``, whatever ended it: a failure, a client gone,
-a cancellation, a bug of ours), and that booking gives everything back. Its creator calls
+a cancellation, a bug of ours), and that booking gives everything back at once. What it
+reports (metrics, the provider's success rate and latency) waits until the client's answer is
+sent, when the request gives it a place to wait (``Job.after_reply``). Its creator calls
 ``close(exc)`` on any exception and ``done()`` on return; a stream takes it over with
 ``hand_over`` and closes it when the stream ends.
 """
@@ -15,6 +17,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -197,6 +200,8 @@ class Attempt:
     def _book(
         self, ok: bool, code: int, usage: tuple[int, int] | None, estimated: bool = False
     ) -> None:
+        """Give back what the attempt holds at once; report how it went once the answer is
+        out (``job.after_reply``), or at once when the request has nothing to wait for."""
         self.booked = True
         now = time.monotonic()
         seconds = now - self.started
@@ -206,12 +211,20 @@ class Attempt:
                 response.release()
             else:
                 response.close()  # nothing more is read: the connection goes too
-        job, state = self.job, self.state
-        estimate = job.tokens_for(self.limiter)
-        self.limiter.release(now, estimate, sum(usage) if usage else None)
-        state.finished(self.entry.name, self.endpoint, ok, seconds)
-        state.meter.record(
-            job.route.model,
+        job = self.job
+        self.limiter.release(now, job.tokens_for(self.limiter), sum(usage) if usage else None)
+        self.state.finished(self.entry.name, self.endpoint)
+        if job.after_reply is None:
+            self._report(ok, code, seconds, usage, estimated)
+        else:
+            job.after_reply.add(partial(self._report, ok, code, seconds, usage, estimated))
+
+    def _report(
+        self, ok: bool, code: int, seconds: float, usage: tuple[int, int] | None, estimated: bool
+    ) -> None:
+        self.state.observed(self.entry.name, ok, seconds)
+        self.state.meter.record(
+            self.job.route.model,
             self.entry.name,
             code=code,
             seconds=seconds,

@@ -41,6 +41,7 @@ from signalbox_router.inspection import Kind
 from signalbox_router.limits import ProviderLimiter
 from signalbox_router.priority import RequestPriority
 from signalbox_router.selection import Candidate, Route
+from signalbox_router.sending import AfterReply
 from signalbox_router.snapshot import ProviderEntry
 from signalbox_router.state import RouterState
 
@@ -58,6 +59,8 @@ class Job:
     due: float | None = None  # monotonic time the whole request must end by, if any
     # Another client API (``signalbox_providers.ingress``): wraps each provider's dialect.
     ingress: Callable[[dialects.Dialect, ProviderType], dialects.Dialect] | None = None
+    # Where attempts leave what they report, to run once the answer is sent; None: at once.
+    after_reply: AfterReply | None = None
 
     @functools.cached_property
     def estimate(self) -> int:
@@ -74,10 +77,12 @@ def job_for(
     route: Route,
     ctl: Controls,
     raw: bytes | None = None,
+    *,
+    after_reply: AfterReply | None = None,
 ) -> Job:
     stream = kind == "chat" and bool(body.get("stream"))
     usage = stream and bool((body.get("stream_options") or {}).get("include_usage"))
-    return Job(kind, body, route, ctl.priority, stream, usage, raw, ctl)
+    return Job(kind, body, route, ctl.priority, stream, usage, raw, ctl, after_reply=after_reply)
 
 
 class Forwarder:

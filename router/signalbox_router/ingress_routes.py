@@ -10,7 +10,6 @@ Messages route is in Anthropic's shape, mid-stream errors included.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +20,7 @@ from signalbox_providers.ingress import completions, messages, responses_request
 from signalbox_providers.ingress.messages_request import InvalidMessages, to_chat
 from signalbox_providers.ingress.messages_stream import event
 from signalbox_router import controls, inspection, reading, replies, selection, sending
+from signalbox_router.deadlines import this_task
 from signalbox_router.forwarding import job_for
 from signalbox_router.sending import Receive, Scope
 
@@ -42,7 +42,7 @@ async def messages_route(app: RouterApp, scope: Scope, receive: Receive) -> Answ
 
 
 async def _messages(app: RouterApp, scope: Scope, receive: Receive) -> Answer:
-    scope[sending.TASK] = asyncio.current_task()  # cancelled should the client leave
+    scope[sending.TASK] = this_task()  # cancelled should the client leave
     ctl = reading.request_controls(scope)
     _, parsed = await reading.read_json(receive, app.settings.max_body)
     try:
@@ -50,11 +50,11 @@ async def _messages(app: RouterApp, scope: Scope, receive: Receive) -> Answer:
     except InvalidMessages as exc:
         return replies.error(400, str(exc), param=exc.param, code="invalid_request")
     needs = inspection.needs(body, "chat")
-    return await _forward(app, body, needs, ctl, wrapping.for_messages(parsed))
+    return await _forward(app, scope, body, needs, ctl, ingress=wrapping.for_messages(parsed))
 
 
 async def responses_route(app: RouterApp, scope: Scope, receive: Receive) -> Answer:
-    scope[sending.TASK] = asyncio.current_task()
+    scope[sending.TASK] = this_task()
     ctl = reading.request_controls(scope)
     _, parsed = await reading.read_json(receive, app.settings.max_body)
     try:
@@ -62,11 +62,11 @@ async def responses_route(app: RouterApp, scope: Scope, receive: Receive) -> Ans
     except responses_request.InvalidResponses as exc:
         return replies.error(400, str(exc), param=exc.param, code="invalid_request")
     needs = inspection.needs(body, "chat")
-    return await _forward(app, body, needs, ctl, wrapping.for_responses(parsed))
+    return await _forward(app, scope, body, needs, ctl, ingress=wrapping.for_responses(parsed))
 
 
 async def completions_route(app: RouterApp, scope: Scope, receive: Receive) -> Answer:
-    scope[sending.TASK] = asyncio.current_task()
+    scope[sending.TASK] = this_task()
     ctl = reading.request_controls(scope)
     _, parsed = await reading.read_json(receive, app.settings.max_body)
     try:
@@ -75,14 +75,16 @@ async def completions_route(app: RouterApp, scope: Scope, receive: Receive) -> A
         return replies.error(400, str(exc), param=exc.param, code="invalid_request")
     caps = {Capability.COMPLETIONS} | ({Capability.STREAMING} if body.get("stream") else set())
     needs = selection.Needs(frozenset(caps), completions.prompt_chars(body) // 4)
-    return await _forward(app, body, needs, ctl, wrapping.for_completions)
+    return await _forward(app, scope, body, needs, ctl, ingress=wrapping.for_completions)
 
 
 async def _forward(
     app: RouterApp,
+    scope: Scope,
     body: dict[str, Any],
     needs: selection.Needs,
     ctl: controls.Controls,
+    *,
     ingress: wrapping.Wrap,
 ) -> Answer:
     try:
@@ -91,7 +93,7 @@ async def _forward(
         message = f"The model '{body['model']}' does not exist."
         return _stamped(replies.error(404, message, code="model_not_found", param="model"))
     assert app.forwarder is not None, "the forwarder is set at startup"
-    job = job_for("chat", body, route, ctl)
+    job = job_for("chat", body, route, ctl, after_reply=scope.get(sending.AFTER_REPLY))
     job.ingress = ingress
     return _stamped(await app.forwarder.forward(job))
 

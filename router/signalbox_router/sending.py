@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from signalbox_router import replies
+
+log = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -17,10 +20,39 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
-# Scope keys between the connection and the application: the task working on a request, and
-# the mark that its client went away before an answer started (the task is then cancelled).
+# Scope keys between the connection and the application: the task working on a request, the
+# mark that its client went away before an answer started (the task is then cancelled), and
+# the request's work for after its answer.
 TASK = "signalbox.task"
 CLIENT_GONE = "signalbox.client_gone"
+AFTER_REPLY = "signalbox.after_reply"  # the request's AfterReply
+
+
+class AfterReply:
+    """Work that waits until the request's answer is sent, so it does not delay it: what an
+    attempt reports (metrics, the provider's success rate and latency). The server runs it
+    once the answer is out, however the request ended; work added after that runs at once."""
+
+    __slots__ = ("_done", "_work")
+
+    def __init__(self) -> None:
+        self._work: list[Callable[[], None]] = []
+        self._done = False
+
+    def add(self, work: Callable[[], None]) -> None:
+        if self._done:
+            work()
+        else:
+            self._work.append(work)
+
+    def run(self) -> None:
+        self._done = True
+        for work in self._work:
+            try:
+                work()
+            except Exception:  # a bug of ours: the rest still runs
+                log.exception("bookkeeping after a reply failed")
+        self._work.clear()
 
 
 async def send_reply(send: Send, reply: replies.Reply) -> None:

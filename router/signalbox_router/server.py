@@ -31,6 +31,7 @@ from signalbox_router import (
     selection,
     sending,
 )
+from signalbox_router.deadlines import this_task
 from signalbox_router.forwarding import Forwarder, job_for
 from signalbox_router.response_cache import ResponseCache
 from signalbox_router.sending import Receive, Scope, Send
@@ -66,6 +67,13 @@ class RouterApp:
             return
         if scope["type"] != "http":
             return
+        after_reply = scope[sending.AFTER_REPLY] = sending.AfterReply()
+        try:
+            await self._answer(scope, receive, send)
+        finally:
+            after_reply.run()
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             reply = await self._dispatch(scope, receive)
         except asyncio.CancelledError:
@@ -131,7 +139,7 @@ class RouterApp:
     async def _model_call(
         self, scope: Scope, receive: Receive, kind: inspection.Kind
     ) -> replies.Reply | replies.StreamReply:
-        scope[sending.TASK] = asyncio.current_task()  # cancelled should the client leave
+        scope[sending.TASK] = this_task()  # cancelled should the client leave
         ctl = reading.request_controls(scope)
         raw, parsed = await reading.read_json(receive, self.settings.max_body)
         try:
@@ -158,7 +166,8 @@ class RouterApp:
             kept = await cache.answer(look, body, route)
             if kept is not None:
                 return _stamped(kept)
-        reply = await self.forwarder.forward(job_for(kind, body, route, ctl, raw))
+        job = job_for(kind, body, route, ctl, raw, after_reply=scope.get(sending.AFTER_REPLY))
+        reply = await self.forwarder.forward(job)
         return _stamped(reply if look is None or cache is None else cache.keep(look, reply))
 
     def chat(

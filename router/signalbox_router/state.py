@@ -136,9 +136,12 @@ class RouterState:
         self.endpoint_load[endpoint] = self.endpoint_load.get(endpoint, 0) + 1
         self.last_used[name] = time.monotonic()
 
-    def finished(self, name: str, endpoint: str, ok: bool, seconds: float) -> None:
+    def finished(self, name: str, endpoint: str) -> None:
         self.in_flight[name] = max(0, self.in_flight.get(name, 1) - 1)
         self.endpoint_load[endpoint] = max(0, self.endpoint_load.get(endpoint, 1) - 1)
+
+    def observed(self, name: str, ok: bool, seconds: float) -> None:
+        """How an attempt at ``name`` went, for selection's success rate and latency."""
         rate = self.success_rate.get(name, 1.0)
         self.success_rate[name] = rate + EWMA * ((1.0 if ok else 0.0) - rate)
         if ok:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from signalbox_router.deadlines import Deadlines
+from signalbox_router.deadlines import Deadlines, TaskFinder
 
 TICK = 0.01
 
@@ -167,3 +167,17 @@ async def test_a_moved_deadline_holds_from_then_on() -> None:
     with pytest.raises(TimeoutError):
         await moves(later=0.05)
     assert len(board) == 0
+
+
+def test_the_task_finder_finds_each_task_in_each_loop_it_is_called_from() -> None:
+    find = TaskFinder()
+
+    async def one_loop() -> None:
+        async def check() -> None:
+            assert find() is asyncio.current_task()
+
+        await asyncio.gather(*(check() for _ in range(3)))
+        await check()
+
+    for _ in range(3):  # a new loop each time, as each test runs in its own
+        asyncio.run(one_loop())

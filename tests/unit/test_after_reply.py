@@ -1,0 +1,137 @@
+"""What an attempt reports waits until the client's answer is sent; what it holds does not.
+
+The application runs in process over a real HTTP upstream (the fake provider on loopback); the
+ASGI ``send`` it is given looks at the router's state at the moment the answer's body goes out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterator, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from signalbox_providers.fake import FakeProvider
+from signalbox_router import exchange, manifests, sending
+from signalbox_router.forwarding import Forwarder
+from signalbox_router.server import RouterApp
+from signalbox_router.state import RouterState
+from tests.support.router import policy, provider
+
+MODEL = "gpt-4o-mini"
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeProvider]:
+    with FakeProvider("up", "openai", [MODEL]).running_in_thread() as running:
+        yield running
+
+
+def _app(folder: Path, fake: FakeProvider) -> RouterApp:
+    docs = [
+        provider(
+            "up",
+            "OpenAICompatible",
+            fake.base_url,
+            models=[MODEL],
+            rateLimit={"maxConcurrency": 1},
+        ),
+        policy("chat", [MODEL], ["up"]),
+    ]
+    (folder / "docs.yaml").write_text("\n---\n".join(json.dumps(d) for d in docs))
+    state = RouterState()
+    state.snapshot = manifests.load(folder, None)
+    return RouterApp(state)
+
+
+def _counted(state: RouterState) -> int:
+    return sum(row["request_count"] for row in state.meter.summary()["data"])
+
+
+def _scope() -> dict[str, Any]:
+    return {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "headers": [(b"content-type", b"application/json")],
+        "query_string": b"",
+    }
+
+
+async def _receive() -> dict[str, Any]:
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+    return {"type": "http.request", "body": json.dumps(body).encode(), "more_body": False}
+
+
+async def test_reports_wait_for_the_answer_and_capacity_comes_back_before_it(
+    tmp_path: Path, fake: FakeProvider
+) -> None:
+    app = _app(tmp_path, fake)
+    state = app.state
+    seen: dict[str, Any] = {}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            seen["status"] = message["status"]
+        else:
+            seen.update(
+                counted=_counted(state),
+                slots=state.slots_in_use("up"),
+                in_flight=state.in_flight.get("up"),
+                latency_known="up" in state.latency,
+            )
+
+    async with exchange.session() as session:
+        app.forwarder = Forwarder(session, state)
+        await app(_scope(), _receive, send)
+    assert seen == {
+        "status": 200,
+        "counted": 0,  # not yet reported when the body went out
+        "slots": 0,  # but the limiter slot was already back
+        "in_flight": 0,
+        "latency_known": False,
+    }
+    assert _counted(state) == 1  # reported by the time the application returned
+    assert "up" in state.latency
+
+
+async def test_a_client_gone_while_the_answer_is_sent_still_reports_the_providers_success(
+    tmp_path: Path, fake: FakeProvider
+) -> None:
+    app = _app(tmp_path, fake)
+    scope = _scope()
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        scope[sending.CLIENT_GONE] = True  # as the bounded protocol marks it
+        raise asyncio.CancelledError
+
+    async with exchange.session() as session:
+        app.forwarder = Forwarder(session, app.state)
+        with pytest.raises(asyncio.CancelledError):
+            await app(scope, _receive, send)
+    codes = {row["model"]: row["request_count"] for row in app.state.meter.summary()["data"]}
+    assert codes == {MODEL: 1}
+    assert app.state.slots_in_use("up") == 0
+
+
+def test_after_reply_runs_its_work_in_order_and_past_a_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    done: list[str] = []
+    after = sending.AfterReply()
+    after.add(lambda: done.append("first"))
+    after.add(lambda: 1 // 0 and None)
+    after.add(lambda: done.append("third"))
+    assert done == []
+    with caplog.at_level(logging.ERROR):
+        after.run()
+    assert done == ["first", "third"]
+    assert "bookkeeping after a reply failed" in caplog.text
+    after.add(lambda: done.append("late"))  # the answer is out: no reason to wait
+    assert done == ["first", "third", "late"]
+    after.run()
+    assert done == ["first", "third", "late"]  # nothing runs twice
