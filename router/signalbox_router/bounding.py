@@ -10,7 +10,8 @@ key is checked. :class:`BoundedProtocol` adds, in the parser's own callbacks:
 - a head timeout (from the connection's start, or the next request's first byte) and a body
   timeout (from the end of the head): past either, ``408`` where an answer can still be sent,
   and the connection is closed;
-- a client that goes away before its answer started cancels the work for it at once.
+- a client that goes away before its answer started cancels the work for it at once;
+- an answer's head and the start of its body leave in one write (``coalescing``).
 
 After a refusal the rest of the request is dropped as it arrives (nothing of it is kept) until
 the client closes or :data:`LINGER` seconds pass.
@@ -29,6 +30,7 @@ from typing import Any, ClassVar, cast
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from signalbox_router import replies, sending
+from signalbox_router.coalescing import HeadWithBody
 
 _IDLE, _HEAD, _BODY, _REFUSED = 0, 1, 2, 3
 # After a refusal, what the client still sends is read and dropped for this long before the
@@ -71,6 +73,7 @@ class BoundedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with bounded heads and read timeouts (see the module)."""
 
     limits: ClassVar[Limits] = Limits()
+    _out: HeadWithBody  # the connection's transport, as the request cycle writes to it
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -84,6 +87,8 @@ class BoundedProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # Answers leave with their head and body in one write (see coalescing).
+        self.transport = self._out = HeadWithBody(transport, self.loop)
         # A connection that never sends a head is closed too.
         self._timer = self.loop.call_later(self.limits.head_timeout, self._head_timed_out)
 
@@ -142,6 +147,9 @@ class BoundedProtocol(HttpToolsProtocol):
         ):
             self._refusal = 431
             raise _HeadTooLarge
+        previous = self.cycle
+        if previous is None or previous.response_complete:  # not behind a pipelined answer
+            self._out.hold()
         _BASE.on_headers_complete(self)
 
     def on_message_complete(self) -> None:
