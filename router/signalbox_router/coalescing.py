@@ -6,7 +6,7 @@ complete answer. :class:`HeadWithBody` sits between uvicorn's request cycle and 
 connection's transport and holds a response head (``hold()`` marks the next write as one) until
 the next write, then sends both at once. A head that no body follows in the same step of the
 event loop (an answer to ``HEAD``, a 204, a ``100 Continue``) leaves at the end of that step.
-Closing, ending the stream or aborting sends what is held first (abort drops it).
+Closing or ending the stream sends what is held first; aborting drops it.
 """
 
 from __future__ import annotations
