@@ -2,6 +2,7 @@
 
     .venv/bin/python hack/bench_router.py [--duration 10] [--rounds 4] [--no-litellm]
     .venv/bin/python hack/bench_router.py --replicas 3 --redis   (hack/bench_shared.py)
+    .venv/bin/python hack/bench_router.py --baseline DIR   (DIR: another checkout's root)
 
 The system under test runs pinned to CPU 0; the fake provider and the load generators (wrk
 and this script's own clients) run on CPU 1, off the router's core. Compared side by side:
@@ -23,6 +24,10 @@ requests. Many streams (``--only streams`` runs just this case): 1,000 clients e
 stream that the fake paces at 20 chunks/s (20,000 chunks/s in all), through the bare proxy and
 the router in alternating rounds; per server, CPU time per 1,000 chunks delivered and peak RSS
 (hack/bench_streams.py). Prints a table and ends with one JSON line of the ratios.
+
+``--baseline DIR`` runs a second router from another checkout (``git worktree add /tmp/base
+HEAD~1``, say) on the same core, in the same alternating rounds of throughput and added
+latency, so two versions of the code compare side by side in one run.
 """
 
 from __future__ import annotations
@@ -250,6 +255,22 @@ def router_manifests(folder: Path, upstream: str) -> None:
     (folder / "bench.yaml").write_text("\n---\n".join(json.dumps(d) for d in [*providers, policy]))
 
 
+def baseline_router(checkout: Path, folder: Path, port: int) -> tuple[subprocess.Popen[bytes], str]:
+    """The router of another checkout, on the router's core, reading the same manifests."""
+    if not (checkout / "router" / "signalbox_router").is_dir():
+        raise SystemExit(f"--baseline {checkout}: not a checkout of this project")
+    env = {**ENV, "PYTHONPATH": f"{checkout / 'router'}:{checkout / 'operator'}"}
+    args = ["--manifests", str(folder), "--port", str(port), "--log-level", "warning"]
+    proc = subprocess.Popen(
+        ["taskset", "-c", "0", sys.executable, "-m", "signalbox_router", *args],
+        env=env,
+        cwd=checkout,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return proc, f"http://127.0.0.1:{port}/v1/chat/completions"
+
+
 def litellm_proc(port: int, upstream: str, folder: Path) -> subprocess.Popen[bytes] | None:
     binary = LITELLM_VENV / "bin" / "litellm"
     if not binary.exists():
@@ -314,6 +335,9 @@ def main() -> int:
     parser.add_argument("--no-litellm", action="store_true")
     parser.add_argument("--install-litellm", action="store_true")
     parser.add_argument("--only", choices=["streams", "latency"], help="run only this case")
+    parser.add_argument(
+        "--baseline", type=Path, help="another checkout whose router runs beside this one"
+    )
     parser.add_argument("--streams", type=int, default=1000, help="concurrent streams")
     parser.add_argument("--stream-rate", type=float, default=20.0, help="chunks/s per stream")
     parser.add_argument("--replicas", type=int, default=3, help="routers per set, with --redis")
@@ -392,19 +416,23 @@ def run(args: argparse.Namespace, work: Path, procs: list[subprocess.Popen[bytes
         ],
     )
     procs.append(router)
+    pids = {"bare": procs[1].pid, "router": router.pid}
     urls = {
         "direct": f"http://127.0.0.1:{fake_port}/v1/chat/completions",
         "bare": f"http://127.0.0.1:{bare_port}/v1/chat/completions",
         "router": f"http://127.0.0.1:{router_port}/v1/chat/completions",
     }
+    if args.baseline is not None:
+        baseline = baseline_router(args.baseline, work, free_port())
+        procs.append(baseline[0])
+        urls["baseline"], pids["baseline"] = baseline[1], baseline[0].pid
     litellm = None if args.no_litellm else litellm_proc(litellm_port, upstream, work)
     if litellm is not None:
         procs.append(litellm)
         urls["litellm"] = f"http://127.0.0.1:{litellm_port}/v1/chat/completions"
-    for name in ("bare", "router", "litellm"):
+    for name in ("bare", "router", "baseline", "litellm"):
         if name in urls:
             wait_http(urls[name].replace("/v1/chat/completions", "/v1/models"))
-    pids = {"bare": procs[1].pid, "router": router.pid}
     if args.only == "streams":
         print(json.dumps({"streams": print_streams(streams_case(args, fake_port, urls, pids))}))
         return 0
@@ -412,16 +440,17 @@ def run(args: argparse.Namespace, work: Path, procs: list[subprocess.Popen[bytes
         print_latency(latency_rows(args, urls, pids))
         return 0
     rows: dict[str, dict[str, float]] = {}
+    compared = [n for n in ("bare", "router", "baseline") if n in urls]
     for name, url in urls.items():
         wrk(url, 2)  # warm up
-        if name not in ("bare", "router"):
+        if name not in compared:
             rows[name] = wrk(url, args.duration)
     if litellm is not None:  # done with it: its background work would share the router's core
         litellm.terminate()
         litellm.wait(30)
-    rounds: dict[str, list[dict[str, float]]] = {"bare": [], "router": []}
+    rounds: dict[str, list[dict[str, float]]] = {name: [] for name in compared}
     for i in range(args.rounds):  # the order flips each round: whichever runs second is slower
-        for name in ("bare", "router") if i % 2 == 0 else ("router", "bare"):
+        for name in compared if i % 2 == 0 else compared[::-1]:
             rounds[name].append(wrk(urls[name], args.duration))
     for name, results in rounds.items():
         rows[name] = {k: statistics.median(r[k] for r in results) for k in results[0]}
@@ -434,6 +463,14 @@ def run(args: argparse.Namespace, work: Path, procs: list[subprocess.Popen[bytes
             for b, r in zip(rounds["bare"], rounds["router"], strict=True)
         )
     )
+    if "baseline" in rounds:
+        print(
+            "baseline rounds (req/s): "
+            + "; ".join(
+                f"{r['rps']:.0f} ({r['rps'] / b['rps']:.3f} of bare)"
+                for b, r in zip(rounds["bare"], rounds["baseline"], strict=True)
+            )
+        )
     for name, row in latency_rows(args, urls, pids).items():
         rows[name].update(row)
     set_faults(fake_port, {"reply_words": 500})
@@ -459,7 +496,8 @@ def latency_rows(
     """p50 and p99 (ms) at a fixed 200 req/s: direct, bare and router in alternating rounds
     (the bare proxy's added latency is the floor); for the proxies, their CPU time per request
     (µs), which tells their own work from time spent waiting."""
-    latencies: dict[str, list[float]] = {"direct": [], "bare": [], "router": []}
+    names = [n for n in ("direct", "bare", "router", "baseline") if n in urls]
+    latencies: dict[str, list[float]] = {name: [] for name in names}
     cpu = dict.fromkeys(latencies, 0.0)
     for _ in range(args.rounds):
         for name, samples in latencies.items():
@@ -489,6 +527,9 @@ def print_latency(rows: dict[str, dict[str, float]]) -> None:
         "router_added_p50_ms_at_200rps": round(r["at200_p50_ms"] - d["at200_p50_ms"], 3),
         "router_minus_bare_p50_ms_at_200rps": round(r["at200_p50_ms"] - b["at200_p50_ms"], 3),
     }
+    if "baseline" in rows:
+        base = rows["baseline"]["at200_p50_ms"]
+        added["baseline_minus_bare_p50_ms_at_200rps"] = round(base - b["at200_p50_ms"], 3)
     print(json.dumps(added))
 
 
