@@ -653,6 +653,15 @@ def print_report(
         "router_rss_growth_last_50k_mb": round(memory["growth_last_half_mb"], 1),
         "streams": streams,
     }
+    if "baseline" in rows:  # the other checkout's router, from the same rounds
+        base = rows["baseline"]
+        ratios["baseline_vs_bare_throughput"] = round(base["rps"] / b["rps"], 3)
+        ratios["router_minus_bare_p50_ms_at_200rps"] = round(
+            r["at200_p50_ms"] - b["at200_p50_ms"], 3
+        )
+        ratios["baseline_minus_bare_p50_ms_at_200rps"] = round(
+            base["at200_p50_ms"] - b["at200_p50_ms"], 3
+        )
     print(json.dumps(ratios))
 
 
