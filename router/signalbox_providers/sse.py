@@ -151,7 +151,7 @@ def _parse_line(line: bytes) -> dict[str, Any]:
     try:
         value = json.loads(line)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError both derive from it
-        raise ValueError(f"malformed NDJSON line {line[:80]!r}: {exc}") from exc
+        raise ValueError(f"malformed NDJSON line ({len(line)} bytes)") from exc
     if not isinstance(value, dict):
-        raise ValueError(f"NDJSON line is not an object: {line[:80]!r}")
+        raise ValueError("an NDJSON line is not an object")
     return value

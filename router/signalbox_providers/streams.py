@@ -135,21 +135,23 @@ class OpenAIEvents:
         try:
             chunk = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
-            raise StreamFailed(f"malformed upstream event: {payload[:80]!r}") from exc
+            raise StreamFailed("malformed upstream event: not JSON") from exc
         if not isinstance(chunk, dict):
             raise StreamFailed("an upstream event is not a JSON object")
         if "error" in chunk:
             raise StreamFailed(_error_message(chunk["error"]))
         choices = chunk.get("choices")
-        if not isinstance(choices, list):
+        if type(choices) is not list:
             raise StreamFailed("an upstream event has no 'choices' list")
         for choice in choices:
-            if isinstance(choice, dict):
-                if choice.get("finish_reason") is not None:
-                    self._finished = True
-                self._count(choice.get("delta"))
+            _check_choice(choice)
+            if choice.get("finish_reason") is not None:
+                self._finished = True
+            self._count(choice.get("delta"))
         if self._heads.trim(choices):  # see tool_call_heads: rare, so re-encoded only then
             payload = orjson.dumps(chunk)
+        elif b"\n" in payload:  # its data came in several lines: valid JSON, so the newlines
+            payload = payload.replace(b"\n", b" ")  # lie between tokens; one line for the client
         if chunk.get("usage") is not None:
             try:
                 self.usage = usage_of(chunk, "prompt_tokens", "completion_tokens")
@@ -166,9 +168,36 @@ class OpenAIEvents:
             self.text_chunks += 1
 
 
+def _check_choice(choice: Any) -> None:
+    """StreamFailed unless ``choice`` has the shape of a chunk's choice, as far as anything
+    here or a client reads it: an object with an integer index, and a delta (when there is
+    one) whose tool calls are objects with integer indexes."""
+    if type(choice) is not dict or type(choice.get("index", 0)) is not int:
+        raise StreamFailed("an upstream event has a choice that is not an object with an index")
+    delta = choice.get("delta")
+    if delta is None:
+        return
+    if type(delta) is not dict:
+        raise StreamFailed("an upstream event has a delta that is not an object")
+    calls = delta.get("tool_calls")
+    if calls is not None and (
+        type(calls) is not list
+        or any(
+            type(c) is not dict
+            or type(c.get("index", 0)) is not int
+            or not isinstance(c.get("function") or {}, dict)
+            for c in calls
+        )
+    ):
+        raise StreamFailed("an upstream event has malformed tool calls")
+    if not isinstance(delta.get("function_call") or {}, dict):
+        raise StreamFailed("an upstream event has a malformed function call")
+
+
 def _error_message(error: Any) -> str:
+    """The upstream's own words, whole: whoever shows them redacts secrets, then shortens."""
     message = error.get("message") if isinstance(error, Mapping) else error
-    return f"upstream error event: {str(message)[:300]}"
+    return f"upstream error event: {message}"
 
 
 class TranslatedEvents:
@@ -215,7 +244,7 @@ class TranslatedEvents:
                         self.text_chars += chars
                         self.text_chunks += 1
         except (UpstreamStreamError, ValueError, TypeError) as exc:
-            raise StreamFailed(f"upstream stream error: {str(exc)[:300]}") from exc
+            raise StreamFailed(f"upstream stream error: {exc}") from exc
         if self._translator.done and not self._sent_done:
             self._sent_done = True
             out.append(DONE)

@@ -212,8 +212,10 @@ class Attempt:
             else:
                 response.close()  # nothing more is read: the connection goes too
         job = self.job
-        self.limiter.release(now, job.tokens_for(self.limiter), sum(usage) if usage else None)
-        self.state.finished(self.entry.name, self.endpoint)
+        try:
+            self.limiter.release(now, job.tokens_for(self.limiter), sum(usage) if usage else None)
+        finally:  # the in-flight count goes back even should the limiter's books fail
+            self.state.finished(self.entry.name, self.endpoint)
         if job.after_reply is None:
             self._report(ok, code, seconds, usage, estimated)
         else:

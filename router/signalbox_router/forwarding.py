@@ -243,9 +243,10 @@ class Forwarder:
             body = redaction.redact(orjson.dumps(failure.upstream), self.state.secrets())
             return replies.Reply(failure.status, body, [replies.JSON_TYPE, *failure.names])
         status = failure.status
+        message = redaction.redact_text(failure.message, self.state.secrets())
         return replies.error(
             status,
-            f"upstream failed after {failure.attempts} attempt(s): {failure.message}",
+            f"upstream failed after {failure.attempts} attempt(s): {message}",
             code=failure.outcome.value,
             retry_after=(failure.retry_after or DEFAULT_RETRY_AFTER) if status == 429 else None,
             headers=[counted],

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 MASK = "[REDACTED]"
 _MASK = MASK.encode()
+MAX_MESSAGE = 500  # characters of an upstream's message passed on to a client
 MIN_SECRET = 4  # shorter values would mask ordinary words and cannot be secret anyway
 
 
@@ -21,8 +22,11 @@ def redact(data: bytes, secrets: Iterable[bytes]) -> bytes:
     return data
 
 
-def redact_text(text: str, secrets: Iterable[bytes]) -> str:
-    return redact(text.encode(), secrets).decode()
+def redact_text(text: str, secrets: Iterable[bytes], limit: int = MAX_MESSAGE) -> str:
+    """``text`` with every secret masked, then cut to ``limit`` characters: masked first, as a
+    cut could leave the start of a secret that no longer matches whole."""
+    masked = redact(text.encode(errors="replace"), secrets).decode(errors="replace")
+    return masked if len(masked) <= limit else masked[: limit - 1] + "…"
 
 
 def secret_values(keys: Iterable[str | None]) -> tuple[bytes, ...]:

@@ -44,8 +44,37 @@ class Scenario:
     spec: dict[str, Any]
 
 
+def _anthropic_stream(*middle: dict[str, Any]) -> scripted.Behavior:
+    """An Anthropic stream that says "Hi", then ``middle``, then stops; the events arrive apart."""
+    start = {"type": "message_start", "message": {"id": "m1", "usage": {"input_tokens": 3}}}
+    block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text"}}
+    text = {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "text_delta", "text": "Hi"},
+    }
+    events = [start, block, text, *middle, {"type": "message_stop"}]
+    return scripted.stream([scripted.anthropic_event(e) for e in events], pause=0.05)
+
+
+def _usage_delta(output_tokens: int) -> dict[str, Any]:
+    return {"type": "message_delta", "delta": {}, "usage": {"output_tokens": output_tokens}}
+
+
 def _scenarios(up: scripted.ScriptedUpstream, evil: scripted.ScriptedUpstream) -> dict[str, Any]:
     c = scripted.chunk_event
+    call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f"}}
+    odd_index = {"choices": [{"index": [0], "delta": {"tool_calls": [call]}}]}
+    padded_error = {"error": {"message": "y" * 290 + " " + KEYS["openai"]}}
+    anthropic_error = {
+        "type": "error",
+        "error": {"type": "overloaded_error", "message": "y" * 290 + KEYS["anthropic"]},
+    }
+    multiline = (
+        b'data: {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1,\n'
+        b'data: "model": "m", "choices": [{"index": 0, "delta": {"content": "Hello"},\n'
+        b'data: "finish_reason": "stop"}]}\n\n'
+    )
     to_evil = evil.url + "/v1/chat/completions"
     return {
         "redirect-307-openai": ("OpenAICompatible", "openai", scripted.redirect(307, to_evil)),
@@ -119,6 +148,61 @@ def _scenarios(up: scripted.ScriptedUpstream, evil: scripted.ScriptedUpstream) -
                 [c("m", "Hel"), b'data: {"error": {"message": "overloaded"}}\n\n'], pause=0.05
             ),
         ),
+        "odd-index": (
+            "OpenAICompatible",
+            None,
+            scripted.stream([c("m", "Hel"), scripted.sse_data(odd_index)], pause=0.05),
+        ),
+        "odd-index-first": (
+            "OpenAICompatible",
+            None,
+            scripted.stream([scripted.sse_data(odd_index)]),
+        ),
+        "delta-not-object": (
+            "OpenAICompatible",
+            None,
+            scripted.stream(
+                [c("m", "Hel"), scripted.sse_data({"choices": [{"index": 0, "delta": "x"}]})],
+                pause=0.05,
+            ),
+        ),
+        "message-not-object": (
+            "OpenAICompatible",
+            None,
+            scripted.json_answer(
+                {**scripted.completion("m"), "choices": [{"index": 0, "message": "x"}]}
+            ),
+        ),
+        "multiline-data": (
+            "OpenAICompatible",
+            None,
+            scripted.stream([multiline, b"data: [DONE]\n\n"]),
+        ),
+        "anthropic-negative-usage": (
+            "Anthropic",
+            "anthropic",
+            _anthropic_stream(_usage_delta(-999995)),
+        ),
+        "anthropic-huge-usage": (
+            "Anthropic",
+            "anthropic",
+            _anthropic_stream(_usage_delta(10**400)),
+        ),
+        "echo-key-stream": (
+            "OpenAICompatible",
+            "openai",
+            scripted.stream([c("m", "Hel"), scripted.sse_data(padded_error)], pause=0.05),
+        ),
+        "echo-key-stream-first": (
+            "OpenAICompatible",
+            "openai",
+            scripted.stream([scripted.sse_data(padded_error)]),
+        ),
+        "echo-key-anthropic-stream": (
+            "Anthropic",
+            "anthropic",
+            _anthropic_stream(anthropic_error),
+        ),
         "endless": ("OpenAICompatible", None, scripted.endless("endless", up)),
         "held": ("OpenAICompatible", None, scripted.held("held", up)),
     }
@@ -152,7 +236,7 @@ def _docs(up: scripted.ScriptedUpstream, evil: scripted.ScriptedUpstream) -> lis
                 models=[model],
                 secret=("keys", key) if key else None,
                 circuitBreaker=CIRCUIT,
-                rateLimit={"maxConcurrency": 1},
+                rateLimit={"maxConcurrency": 1, "tokensPerMinute": 100_000_000},
                 **extra,
             )
         )
@@ -280,6 +364,10 @@ def test_a_stream_that_finished_without_done_is_completed(world: World) -> None:
         ("cut-before-finish", "ended before it finished"),
         ("huge-event", "exceeds"),
         ("error-event", "overloaded"),
+        ("odd-index", "not an object with an index"),
+        ("delta-not-object", "delta that is not an object"),
+        ("anthropic-negative-usage", "not whole numbers"),
+        ("anthropic-huge-usage", "not whole numbers"),
     ],
 )
 def test_a_broken_stream_ends_with_an_error_event_and_never_done(
@@ -291,6 +379,60 @@ def test_a_broken_stream_ends_with_an_error_event_and_never_done(
     assert last["error"]["code"] == "upstream_stream_error"
     assert said in last["error"]["message"]
     _rested(world)
+
+
+def test_odd_token_counts_never_reach_the_books(world: World) -> None:
+    for model in ("anthropic-negative-usage", "anthropic-huge-usage"):
+        assert "[DONE]" not in world.chat(model, stream=True).text
+    usage = world.router.get("/v1/usage")
+    assert usage.status_code == 200
+    rows = [r for r in usage.json()["data"] if r["provider"].startswith("p-anthropic-")]
+    assert rows, usage.text
+    for row in rows:
+        assert all(v >= 0 for v in row.values() if isinstance(v, int | float)), row
+        assert float(row["total_cost"]) >= 0
+    _rested(world)  # and /metrics still answers
+
+
+def test_a_malformed_first_event_is_an_invalid_response_not_our_bug(world: World) -> None:
+    error = openai_error(world.chat("odd-index-first", stream=True), 502)
+    assert error["code"] == "InvalidResponse"
+    _rested(world)
+
+
+def test_an_answer_whose_choices_have_no_message_object_is_invalid(world: World) -> None:
+    error = openai_error(world.chat("message-not-object"), 502)
+    assert error["code"] == "InvalidResponse"
+
+
+def test_an_event_whose_data_spans_several_lines_reaches_the_sdk_whole(world: World) -> None:
+    chunks = world.client().chat.completions.create(
+        model="multiline-data", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in chunks) == "Hello"
+
+
+def _no_part_of_a_key(text: str) -> None:
+    for key in KEYS.values():
+        assert key[:6] not in text, f"{key[:6]}… reached the client"
+
+
+@pytest.mark.parametrize("model", ["echo-key-stream", "echo-key-anthropic-stream"])
+def test_a_stream_error_event_reaches_the_client_without_any_part_of_a_key(
+    world: World, model: str
+) -> None:
+    raw = world.chat(model, stream=True).text
+    last = json.loads(raw.strip().splitlines()[-1].removeprefix("data: "))
+    assert "[REDACTED]" in last["error"]["message"]
+    _no_part_of_a_key(raw)
+
+
+def test_a_first_stream_event_error_reaches_the_client_without_any_part_of_a_key(
+    world: World,
+) -> None:
+    resp = world.chat("echo-key-stream-first", stream=True)
+    assert "[REDACTED]" in openai_error(resp, 502)["message"]
+    _no_part_of_a_key(resp.text)
 
 
 def test_a_client_that_leaves_a_stream_closes_the_upstream_at_once(world: World) -> None:

@@ -218,6 +218,16 @@ def chunk_event(model: str, text: str | None, finish: str | None = None, **extra
     return b"data: " + json.dumps(event).encode() + b"\n\n"
 
 
+def sse_data(payload: Any) -> bytes:
+    """One SSE event carrying ``payload`` as JSON."""
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+def anthropic_event(payload: dict[str, Any]) -> bytes:
+    """One event of an Anthropic Messages stream, named after its type."""
+    return b"event: %s\ndata: %s\n\n" % (payload["type"].encode(), json.dumps(payload).encode())
+
+
 def completion(model: str, text: str = "hello", **extra: Any) -> dict[str, Any]:
     return {
         "id": "chatcmpl-1",

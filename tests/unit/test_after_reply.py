@@ -135,3 +135,24 @@ def test_after_reply_runs_its_work_in_order_and_past_a_failure(
     assert done == ["first", "third", "late"]
     after.run()
     assert done == ["first", "third", "late"]  # nothing runs twice
+
+
+async def test_an_attempt_gives_back_its_in_flight_count_even_when_the_limiters_books_fail(
+    tmp_path: Path, fake: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = _app(tmp_path, fake)
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise OverflowError("a bug of ours in the limiter's books")
+
+    async with exchange.session() as session:
+        app.forwarder = Forwarder(session, app.state)
+        limiter = app.state.limiter(app.state.snapshot.providers["up"])
+        monkeypatch.setattr(limiter, "release", broken)
+        await app(_scope(), _receive, send)
+    assert sent[0]["status"] == 500  # an OpenAI-shaped answer to our own bug
+    assert app.state.in_flight.get("up") == 0

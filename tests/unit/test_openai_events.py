@@ -66,8 +66,23 @@ def test_one_event_read_after_a_held_piece_is_joined() -> None:
         (b'data: {"id": "x"}\n\n', "no 'choices' list"),
         (
             b'data: {"choices": [], "usage": {"prompt_tokens": -1, "completion_tokens": 1}}\n\n',
-            "not non-negative integers",
+            "not whole numbers",
         ),
+        (
+            b'data: {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 1.5}}\n\n',
+            "not whole numbers",
+        ),
+        (
+            b'data: {"choices": [], "usage": {"prompt_tokens": 10000000000000000000}}\n\n',
+            "not whole numbers",
+        ),
+        (b'data: {"choices": ["x"]}\n\n', "not an object with an index"),
+        (b'data: {"choices": [{"index": [0], "delta": {}}]}\n\n', "not an object with"),
+        (b'data: {"choices": [{"index": 0, "delta": "x"}]}\n\n', "delta that is not"),
+        (b'data: {"choices": [{"delta": {"tool_calls": {"index": 0}}}]}\n\n', "tool calls"),
+        (b'data: {"choices": [{"delta": {"tool_calls": [{"index": {}}]}}]}\n\n', "tool calls"),
+        (b'data: {"choices": [{"delta": {"tool_calls": [{"function": "f"}]}}]}\n\n', "tool calls"),
+        (b'data: {"choices": [{"delta": {"function_call": "f"}}]}\n\n', "function call"),
     ],
 )
 def test_one_bad_event_per_read_fails_the_stream(read: bytes, message: str) -> None:
@@ -86,3 +101,13 @@ def test_nothing_after_done() -> None:
     events = OpenAIEvents(True)
     assert events.feed(b"data: [DONE]\n\n") == b"data: [DONE]\n\n"
     assert events.feed(event({"content": "late"})) == b""
+
+
+def test_an_event_whose_data_spans_lines_reaches_the_client_on_one_line() -> None:
+    events = OpenAIEvents(False)
+    split = b'data: {"choices": [{"index": 0,\ndata: "delta": {"content": "a\\nb"}}]}\n\n'
+    out = events.feed(split)
+    assert out.startswith(b"data: ")
+    assert out.endswith(b"\n\n")
+    assert out.count(b"\n") == 2  # a client reads one data line
+    assert json.loads(out[6:])["choices"][0]["delta"]["content"] == "a\nb"

@@ -147,6 +147,44 @@ def test_a_translated_stream_cut_short_fails() -> None:
         anthropic_events("c", client_usage=False).feed(b"event: message_start\ndata: {oops\n\n")
 
 
+ANTHROPIC_START = (
+    b'event: message_start\ndata: {"type":"message_start","message":{"id":"m1",'
+    b'"usage":{"input_tokens":5,"output_tokens":0}}}\n\n'
+)
+
+
+@pytest.mark.parametrize("count", ["-999995", "1" + "0" * 400, "2.5", '"7"', "true"])
+@pytest.mark.parametrize("where", ["message_start", "message_delta"])
+def test_an_anthropic_stream_with_a_bad_token_count_fails_and_keeps_its_last_good_usage(
+    count: str, where: str
+) -> None:
+    bad_start = (
+        b'event: message_start\ndata: {"type":"message_start","message":{"id":"m1",'
+        b'"usage":{"input_tokens":5,"output_tokens":' + count.encode() + b"}}}\n\n"
+    )
+    bad_delta = (
+        b'event: message_delta\ndata: {"type":"message_delta","delta":{},'
+        b'"usage":{"output_tokens":' + count.encode() + b"}}\n\n"
+    )
+    a = anthropic_events("claude", client_usage=True)
+    if where == "message_start":
+        with pytest.raises(dialects.StreamFailed, match="not whole numbers"):
+            a.feed(bad_start)
+        assert a.usage is None
+    else:
+        a.feed(ANTHROPIC_START)
+        with pytest.raises(dialects.StreamFailed, match="not whole numbers"):
+            a.feed(bad_delta)
+        assert a.usage == (5, 0)  # what metering reads never holds the bad count
+
+
+def test_an_ollama_stream_with_a_bad_token_count_fails() -> None:
+    o = ollama_lines("llama", client_usage=False)
+    with pytest.raises(dialects.StreamFailed, match="not whole numbers"):
+        o.feed(b'{"message":{"content":""},"done":true,"prompt_eval_count":4,"eval_count":-1}\n')
+    assert o.usage is None
+
+
 def test_anthropic_max_tokens_defaults_to_the_models_max_output_tokens() -> None:
     dialect = dialects.dialect(ProviderType.ANTHROPIC)
     body = {"model": "c", "messages": [{"role": "user", "content": "hi"}]}

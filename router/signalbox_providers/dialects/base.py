@@ -23,7 +23,7 @@ from urllib.parse import quote, urlsplit
 
 import orjson
 
-from signalbox_providers.translate.openai_format import TranslationError
+from signalbox_providers.translate.openai_format import TranslationError, token_count
 
 Kind = Literal["chat", "embeddings"]
 PROBE_PROMPT = "ping"
@@ -131,10 +131,10 @@ def usage_of(body: Mapping[str, Any], prompt: str, completion: str) -> Usage | N
         return None
     if type(usage) is not dict:
         raise InvalidAnswer("usage is not an object")
-    p, c = usage.get(prompt, 0), usage.get(completion, 0)
-    if type(p) is not int or type(c) is not int or p < 0 or c < 0:  # bool is no count either
-        raise InvalidAnswer("usage token counts are not non-negative integers")
-    return p, c
+    try:
+        return token_count(usage.get(prompt)), token_count(usage.get(completion))
+    except ValueError as exc:
+        raise InvalidAnswer(str(exc)) from exc
 
 
 def loads_object(raw: bytes, what: str) -> dict[str, Any]:

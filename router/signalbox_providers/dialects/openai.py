@@ -83,11 +83,9 @@ class Dialect:
     # -- answers -------------------------------------------------------------------------
     def answer(self, kind: Kind, raw: bytes, model: str) -> Answer:
         """A 2xx body, validated. Raises InvalidAnswer."""
-        body = loads_object(raw, "the answer")
-        key = "choices" if kind == "chat" else "data"
-        if type(body.get(key)) is not list:
-            raise InvalidAnswer(f"the answer has no {key!r} list")
-        return Answer(raw, usage_of(body, "prompt_tokens", "completion_tokens"))
+        if kind == "chat":
+            return checked_answer(raw, "choices", "message")
+        return checked_answer(raw, "data")
 
     def classify(self, status: int, body: Any) -> Outcome:
         return classify_status(status, body)
@@ -159,6 +157,19 @@ class Dialect:
 
     def _query(self, opts: Mapping[str, str]) -> str:
         return ""
+
+
+def checked_answer(raw: bytes, key: str, holds: str | None = None) -> Answer:
+    """An OpenAI answer whose ``key`` is a list of objects, each with a ``holds`` object when
+    given (what clients and the response cache read), with valid usage. Raises InvalidAnswer."""
+    body = loads_object(raw, "the answer")
+    items = body.get(key)
+    if type(items) is not list:
+        raise InvalidAnswer(f"the answer has no {key!r} list")
+    for item in items:
+        if type(item) is not dict or (holds is not None and type(item.get(holds)) is not dict):
+            raise InvalidAnswer(f"the answer's {key!r} are not all well-formed objects")
+    return Answer(raw, usage_of(body, "prompt_tokens", "completion_tokens"))
 
 
 def _with_model(body: Mapping[str, Any], model: str) -> Mapping[str, Any]:

@@ -165,9 +165,10 @@ class NativeEvents:
                         self.text_chars += chars
                         self.text_chunks += 1
                 name = e.event or "message"
-                out.append(b"event: " + name.encode() + b"\ndata: " + e.data.encode() + b"\n\n")
+                line = e.data.replace("\n", " ")  # parsed: newlines lie between JSON tokens
+                out.append(b"event: " + name.encode() + b"\ndata: " + line.encode() + b"\n\n")
         except (UpstreamStreamError, ValueError, TypeError) as exc:
-            raise StreamFailed(f"upstream stream error: {str(exc)[:300]}") from exc
+            raise StreamFailed(f"upstream stream error: {exc}") from exc
         return b"".join(out)
 
     def end(self) -> bytes:

@@ -21,7 +21,7 @@ from signalbox_providers.dialects.base import StreamFailed, StreamTranslator, Us
 from signalbox_providers.ingress import responses
 from signalbox_providers.ingress.over_chat import OverChat
 from signalbox_providers.sse import SseParser
-from signalbox_providers.translate.openai_format import JSON, new_id
+from signalbox_providers.translate.openai_format import JSON, new_id, token_count
 
 _ENDS = frozenset({"response.completed", "response.incomplete"})
 
@@ -187,12 +187,12 @@ class NativeResponseEvents:
             try:
                 payload = orjson.loads(e.data)
             except orjson.JSONDecodeError as exc:
-                raise StreamFailed(f"malformed upstream event: {e.data[:80]!r}") from exc
+                raise StreamFailed("malformed upstream event: not JSON") from exc
             kind = payload.get("type") if isinstance(payload, dict) else None
             if not isinstance(kind, str):
                 raise StreamFailed("an upstream event has no type")
             if kind in ("error", "response.failed"):
-                raise StreamFailed(f"upstream error event: {e.data[:300]}")
+                raise StreamFailed(f"upstream error event: {_said(payload)}")
             if kind in _COUNTED_DELTAS:  # answer text and tool-call arguments, for estimates
                 delta = payload.get("delta")
                 if isinstance(delta, str) and delta:
@@ -202,7 +202,8 @@ class NativeResponseEvents:
                 self._done = True
                 self.usage = _usage(payload.get("response"))
             name = e.event or kind
-            out.append(b"event: " + name.encode() + b"\ndata: " + e.data.encode() + b"\n\n")
+            line = e.data.replace("\n", " ")  # parsed: newlines lie between JSON tokens
+            out.append(b"event: " + name.encode() + b"\ndata: " + line.encode() + b"\n\n")
         return b"".join(out)
 
     def end(self) -> bytes:
@@ -220,7 +221,18 @@ def _usage(response: Any) -> Usage | None:
     u = response.get("usage") if isinstance(response, Mapping) else None
     if not isinstance(u, Mapping):
         return None
-    i, o = u.get("input_tokens"), u.get("output_tokens")
-    if type(i) is not int or type(o) is not int or i < 0 or o < 0:
-        raise StreamFailed("usage token counts are not non-negative integers")
-    return i, o
+    try:
+        return token_count(u.get("input_tokens")), token_count(u.get("output_tokens"))
+    except ValueError as exc:
+        raise StreamFailed(str(exc)) from exc
+
+
+def _said(payload: Mapping[str, Any]) -> Any:
+    """The message of an ``error`` or ``response.failed`` event (decoded, so that it can be
+    redacted), or the event's type."""
+    error = payload.get("error")
+    if not isinstance(error, Mapping):
+        response = payload.get("response")
+        error = response.get("error") if isinstance(response, Mapping) else None
+    message = error.get("message") if isinstance(error, Mapping) else None
+    return message if message is not None else payload.get("type")

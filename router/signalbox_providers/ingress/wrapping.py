@@ -37,7 +37,7 @@ from signalbox_providers.dialects.base import (
     usage_of,
 )
 from signalbox_providers.dialects.ollama import Ollama
-from signalbox_providers.dialects.openai import Dialect
+from signalbox_providers.dialects.openai import Dialect, checked_answer
 from signalbox_providers.ingress import completions, messages, responses, responses_request
 from signalbox_providers.ingress.messages_stream import ChatEvents, NativeEvents
 from signalbox_providers.ingress.responses_stream import ChatResponseEvents, NativeResponseEvents
@@ -136,7 +136,7 @@ class CompletionsIngress(Dialect):
         return Outbound(url, encode(completions.upstream_body(body, model)))
 
     def answer(self, kind: Kind, raw: bytes, model: str) -> Answer:
-        return super().answer("chat", raw, model)  # a text completion has choices too
+        return checked_answer(raw, "choices")  # a text completion has choices too
 
     def classify(self, status: int, body: Any) -> Outcome:
         return self.inner.classify(status, body)

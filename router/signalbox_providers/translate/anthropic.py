@@ -28,6 +28,7 @@ from signalbox_providers.translate.openai_format import (
     kind_for_status,
     new_id,
     now,
+    token_count,
     tool_call,
     usage_body,
 )
@@ -74,19 +75,28 @@ def _finish_reason(stop_reason: Any) -> str:
     return _FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+def _index(value: Any) -> int:
+    return value if type(value) is int else 0
 
 
-def _prompt_tokens(usage: Mapping[str, Any]) -> int:
+_INPUT = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+_COUNTS = (*_INPUT, "output_tokens")
+
+
+def _counts(usage: Mapping[str, Any]) -> dict[str, int]:
+    """The token counts of a usage object, checked (ValueError: see ``token_count``)."""
+    return {key: token_count(usage.get(key)) for key in _COUNTS}
+
+
+def _prompt_tokens(counts: Mapping[str, int]) -> int:
     """Anthropic splits input into uncached, cache-write and cache-read; OpenAI sums them."""
-    keys = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-    return sum(_int(usage.get(key)) for key in keys)
+    return sum(counts[key] for key in _INPUT)
 
 
 def _usage(usage: Mapping[str, Any]) -> JSON:
-    tokens = TokenUsage(_prompt_tokens(usage), _int(usage.get("output_tokens")))
-    return usage_body(tokens, cached=_int(usage.get("cache_read_input_tokens")))
+    counts = _counts(usage)
+    tokens = TokenUsage(_prompt_tokens(counts), counts["output_tokens"])
+    return usage_body(tokens, cached=counts["cache_read_input_tokens"])
 
 
 def from_anthropic(body: Mapping[str, Any], model: str, *, created: int | None = None) -> JSON:
@@ -133,7 +143,7 @@ class AnthropicStream:
             cid=new_id("chatcmpl-"),
             created=now() if created is None else created,
         )
-        self._usage: JSON = {}
+        self._usage: dict[str, int] | None = None  # checked counts, from message_start on
         self._tools: dict[int, int] = {}  # Anthropic block index -> OpenAI tool call index
         self._tool_has_args: dict[int, bool] = {}
         self._stop_reason: Any = None
@@ -142,9 +152,9 @@ class AnthropicStream:
     @property
     def usage(self) -> TokenUsage | None:
         """Prompt and completion tokens so far; None before ``message_start``."""
-        if not self._usage:
+        if self._usage is None:
             return None
-        return TokenUsage(_prompt_tokens(self._usage), _int(self._usage.get("output_tokens")))
+        return TokenUsage(_prompt_tokens(self._usage), self._usage["output_tokens"])
 
     def feed(self, event: SseEvent) -> list[JSON]:
         """The chunks ``event`` produces (often none). Raises UpstreamStreamError on ``error``."""
@@ -157,16 +167,16 @@ class AnthropicStream:
         if kind == "message_start":
             return self._message_start(payload)
         if kind == "content_block_start":
-            return self._block_start(_int(payload.get("index")), payload.get("content_block"))
+            return self._block_start(_index(payload.get("index")), payload.get("content_block"))
         if kind == "content_block_delta":
-            return self._block_delta(_int(payload.get("index")), payload.get("delta"))
+            return self._block_delta(_index(payload.get("index")), payload.get("delta"))
         if kind == "content_block_stop":
-            return self._block_stop(_int(payload.get("index")))
+            return self._block_stop(_index(payload.get("index")))
         if kind == "message_delta":
             self._message_delta(payload)
         elif kind == "message_stop":
             self.done = True
-            return self._out.finish(_finish_reason(self._stop_reason), _usage(self._usage))
+            return self._out.finish(_finish_reason(self._stop_reason), _usage(self._usage or {}))
         return []  # ping, and event types added after this was written
 
     def _message_start(self, payload: Mapping[str, Any]) -> list[JSON]:
@@ -175,7 +185,7 @@ class AnthropicStream:
             if isinstance(message.get("id"), str):
                 self._out.cid = _completion_id(message["id"])
             usage = message.get("usage")
-            self._usage = dict(usage) if isinstance(usage, Mapping) else {}
+            self._usage = _counts(usage) if isinstance(usage, Mapping) and usage else None
         return self._out.start()
 
     def _block_start(self, index: int, block: Any) -> list[JSON]:
@@ -213,16 +223,18 @@ class AnthropicStream:
             self._stop_reason = delta["stop_reason"]
         usage = payload.get("usage")
         if isinstance(usage, Mapping):  # counts here are cumulative: they replace, not add
-            self._usage.update({k: v for k, v in usage.items() if v is not None})
+            given = {k: token_count(v) for k, v in usage.items() if k in _COUNTS and v is not None}
+            if given:
+                self._usage = {**(self._usage or _counts({})), **given}
 
 
 def _payload(event: SseEvent) -> Mapping[str, Any]:
     try:
         payload = json.loads(event.data)
     except ValueError as exc:
-        raise UpstreamStreamError(f"malformed event data: {event.data[:80]!r}") from exc
+        raise UpstreamStreamError("malformed event data: not JSON") from exc
     if not isinstance(payload, Mapping):
-        raise UpstreamStreamError(f"event data is not an object: {event.data[:80]!r}")
+        raise UpstreamStreamError("event data is not a JSON object")
     return payload
 
 

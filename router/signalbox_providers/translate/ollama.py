@@ -39,6 +39,7 @@ from signalbox_providers.translate.openai_format import (
     now,
     parse_data_url,
     text_of,
+    token_count,
     tool_call,
     usage_body,
 )
@@ -209,12 +210,11 @@ def _options(body: Mapping[str, Any]) -> JSON:
     return options
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
 def _usage(body: Mapping[str, Any]) -> TokenUsage:
-    return TokenUsage(_int(body.get("prompt_eval_count")), _int(body.get("eval_count")))
+    """Checked counts (ValueError: see ``token_count``)."""
+    return TokenUsage(
+        token_count(body.get("prompt_eval_count")), token_count(body.get("eval_count"))
+    )
 
 
 def _finish_reason(body: Mapping[str, Any], called_tools: bool) -> str:

@@ -36,6 +36,20 @@ class TokenUsage(NamedTuple):
     completion: int
 
 
+MAX_TOKENS = 10**9  # no one request counts a billion tokens: a larger count is a broken upstream
+
+
+def token_count(value: Any) -> int:
+    """A token count an upstream reported (0 when absent). ValueError unless it is a whole
+    number from 0 to ``MAX_TOKENS``, so no counter, limiter or cost can go negative or
+    overflow on what an upstream says."""
+    if value is None:
+        return 0
+    if type(value) is not int or not 0 <= value <= MAX_TOKENS:  # bool is no count either
+        raise ValueError("usage token counts are not whole numbers from 0 to 10**9")
+    return value
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:24]}"
 
