@@ -51,6 +51,8 @@ def _flaky(up: scripted.ScriptedUpstream, rng: random.Random) -> scripted.Behavi
         scripted.redirect(307, "http://127.0.0.1:9/elsewhere"),
         scripted.json_answer(None, raw=b"{not json"),
         scripted.json_answer(scripted.completion(MODEL, usage={"prompt_tokens": "x"})),
+        scripted.json_answer(scripted.completion(MODEL, usage={"completion_tokens": 10**400})),
+        scripted.json_answer({**scripted.completion(MODEL), "choices": [{"message": "x"}]}),
         scripted.stall(0.6, scripted.json_answer(scripted.completion(MODEL))),
     ]
     streams: list[scripted.Behavior] = [
@@ -60,6 +62,11 @@ def _flaky(up: scripted.ScriptedUpstream, rng: random.Random) -> scripted.Behavi
         scripted.stream([c(MODEL, "a"), c(MODEL, None, "stop")], pause=0.01),  # no [DONE]
         scripted.stream([c(MODEL, "a")], pause=0.01),  # cut before it finished
         scripted.stream([c(MODEL, "a"), b"data: {oops\n\n"], pause=0.01),
+        scripted.stream(
+            [c(MODEL, "a"), scripted.sse_data({"choices": [{"index": [0], "delta": "x"}]})],
+            pause=0.01,
+        ),
+        scripted.stream([c(MODEL, "a"), c(MODEL, None, "stop", usage={"prompt_tokens": -1})]),
         scripted.endless(MODEL, up, every=0.05),
         scripted.json_answer({"error": {"message": "boom"}}, 503),
     ]
