@@ -150,7 +150,7 @@ class NdjsonParser:
 def _parse_line(line: bytes) -> dict[str, Any]:
     try:
         value = json.loads(line)
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError both derive from it
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise ValueError(f"malformed NDJSON line ({len(line)} bytes)") from exc
     if not isinstance(value, dict):
         raise ValueError("an NDJSON line is not an object")

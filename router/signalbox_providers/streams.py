@@ -243,7 +243,7 @@ class TranslatedEvents:
                     if chars:
                         self.text_chars += chars
                         self.text_chunks += 1
-        except (UpstreamStreamError, ValueError, TypeError) as exc:
+        except (UpstreamStreamError, ValueError, TypeError, RecursionError) as exc:
             raise StreamFailed(f"upstream stream error: {exc}") from exc
         if self._translator.done and not self._sent_done:
             self._sent_done = True

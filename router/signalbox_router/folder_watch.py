@@ -66,14 +66,16 @@ class FolderWatch:
                 self.seen = None
             else:
                 if now != self.seen:
-                    self._reload(state, now)
+                    await self._reload(state, now)
                 state.synced_at = time.monotonic()
                 health.ok()
             await asyncio.sleep(self.poll)
 
-    def _reload(self, state: RouterState, fingerprint: object) -> None:
-        try:
-            loaded = manifests.read(self.folder, self.secrets_dir, previous=self.loaded)
+    async def _reload(self, state: RouterState, fingerprint: object) -> None:
+        try:  # parsed off the event loop: a large folder must not stall requests
+            loaded = await asyncio.to_thread(
+                manifests.read, self.folder, self.secrets_dir, previous=self.loaded
+            )
         except manifests.ManifestError:
             return  # the folder went away mid-read: the next look reports it
         self.loaded = loaded

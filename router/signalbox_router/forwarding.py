@@ -170,7 +170,7 @@ class Forwarder:
                 opts=prepared.options,
                 max_output_tokens=prepared.max_output.get(cand.model),
             )
-        except dialects.Unsupported as exc:
+        except dialects.TranslationError as exc:  # Unsupported, or the request is malformed
             raise RequestFailed(400, str(exc), code="unsupported_request") from exc
         limiter = self.state.limiter(entry)
         admission = limiter.try_acquire(time.monotonic(), job.tokens_for(limiter))

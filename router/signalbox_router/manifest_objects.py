@@ -54,7 +54,16 @@ class Item:
     created: str = ""  # file name and position: the earlier policy wins a conflict
 
 
+MAX_FILE = 8 << 20  # bytes in one manifests file (the API server keeps objects under 1.5 MB)
+
+
+class _TooLarge(Exception):
+    """A manifests file over MAX_FILE bytes."""
+
+
 def _unreadable(exc: Exception) -> str:
+    if isinstance(exc, _TooLarge):
+        return f"larger than {MAX_FILE >> 20} MiB"
     if isinstance(exc, UnicodeDecodeError):
         return f"not UTF-8 text (byte {exc.start})"
     if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
@@ -64,6 +73,8 @@ def _unreadable(exc: Exception) -> str:
         return "not valid YAML"
     if isinstance(exc, OSError):
         return f"cannot be read: {exc.strerror or type(exc).__name__}"
+    if isinstance(exc, RecursionError):
+        return "nested too deep"
     return type(exc).__name__
 
 
@@ -90,8 +101,10 @@ def parse_file(
     """The objects in ``path`` (LLMProviders, RoutingPolicies, Secrets), refusals recorded in
     ``problems`` and replaced by their version in ``previous`` where there is one."""
     try:
+        if path.stat().st_size > MAX_FILE:
+            raise _TooLarge
         docs = list(yaml.safe_load_all(path.read_bytes().decode("utf-8")))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError, _TooLarge) as exc:
         problems.append(Problem(str(path), f"{_unreadable(exc)}; keeping what it held before"))
         return {k: v for k, v in previous.items() if v.path == path}
     out: dict[Key, Item] = {}

@@ -67,6 +67,15 @@ def header(scope: Scope, name: bytes) -> bytes:
     return b""
 
 
+def client_key(scope: Scope) -> bytes:
+    """The API key the client presented: a Bearer token (the scheme's name is case-insensitive,
+    RFC 9110, section 11.1) or else ``x-api-key`` (the Anthropic SDK's way)."""
+    scheme, _, token = header(scope, b"authorization").partition(b" ")
+    if scheme.lower() == b"bearer":
+        return token.strip()
+    return header(scope, b"x-api-key").strip()
+
+
 def request_controls(scope: Scope) -> controls.Controls:
     """The request's ``x-signalbox-*`` controls, found in one pass over the headers; a
     request with none (or a priority alone) gets a shared object."""

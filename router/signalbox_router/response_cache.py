@@ -104,8 +104,8 @@ class ResponseCache:
         if not verdict:  # not looked up; a fresh deterministic answer is still kept
             self.lookups.labels(route.policy, "bypass").inc()
         store = deterministic and not no_store
-        client_key = reading.header(scope, b"authorization")
-        key = cache_keys.key(client_key, body) if store or verdict else ""
+        # Tenants apart: the key the client authenticated with, whichever header carried it.
+        key = cache_keys.key(reading.client_key(scope), body) if store or verdict else ""
         return Lookup(route.policy, key, verdict or "bypass", store, spec)
 
     def _follow(self, snapshot: Snapshot) -> None:

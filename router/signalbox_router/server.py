@@ -123,12 +123,7 @@ class RouterApp:
         keys = self.settings.client_keys
         if keys is None:
             return
-        # The scheme's name is case-insensitive (RFC 9110, section 11.1).
-        scheme, _, token = reading.header(scope, b"authorization").partition(b" ")
-        if scheme.lower() == b"bearer":
-            given = token.strip()
-        else:  # the Anthropic SDK's way
-            given = reading.header(scope, b"x-api-key").strip()
+        given = reading.client_key(scope)
         if not any(hmac.compare_digest(given, k.encode()) for k in keys):
             raise reading.Refused(
                 replies.error(

@@ -10,6 +10,7 @@ stream whose upstream sent no usage is booked with the router's own estimate (``
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
@@ -25,6 +26,8 @@ from signalbox_router.failures import UpstreamFailed
 if TYPE_CHECKING:
     from signalbox_router.attempts import Attempt
     from signalbox_router.deadlines import Deadlines
+
+log = logging.getLogger(__name__)
 
 
 async def relay(
@@ -60,6 +63,12 @@ async def relay(
             attempt.failed(failure, usage)
         message = redaction.redact_text(failure.message, attempt.state.secrets())
         yield sse(replies.error_body(502, message, code="upstream_stream_error"))
+    except Exception as exc:  # a bug of ours: the client still learns that the stream failed
+        log.exception("a stream from %s failed inside the router", attempt.entry.name)
+        attempt.close(exc)
+        yield sse(
+            replies.error_body(500, "The router failed to relay this stream.", code="internal")
+        )
     finally:
         attempt.close()  # a client gone, a cancellation: nothing was booked yet
 

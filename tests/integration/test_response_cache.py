@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -98,6 +99,21 @@ def test_tenants_never_see_each_others_answers(world: World) -> None:
     _, headers = ask(world, "tenant question", key=KEYS[1])
     assert headers["x-signalbox-cache"] == "miss"
     assert world.served() == before + 1
+
+
+def test_tenants_are_told_apart_by_their_key_whichever_header_carries_it(world: World) -> None:
+    body = {"model": "cached", "temperature": 0, "messages": [{"role": "user", "content": "hdr"}]}
+
+    def post(headers: dict[str, str]) -> str:
+        url = world.routers[0].url + "/v1/chat/completions"
+        resp = httpx.post(url, json=body, headers=headers, trust_env=False)
+        assert resp.status_code == 200, resp.text
+        return resp.headers["x-signalbox-cache"]
+
+    assert post({"x-api-key": KEYS[0]}) == "miss"
+    assert post({"x-api-key": KEYS[1]}) == "miss"  # another tenant: never the first one's answer
+    assert post({"authorization": f"Bearer {KEYS[1]}"}) == "hit"  # the same key, another header
+    assert post({"authorization": f"bearer  {KEYS[0]}"}) == "hit"
 
 
 @pytest.mark.parametrize(

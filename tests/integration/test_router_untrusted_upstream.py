@@ -412,6 +412,22 @@ def test_an_event_whose_data_spans_several_lines_reaches_the_sdk_whole(world: Wo
     assert "".join(chunk.choices[0].delta.content or "" for chunk in chunks) == "Hello"
 
 
+@pytest.mark.parametrize("arguments", ["[" * 50_000 + "]" * 50_000, "{not json"])
+def test_tool_arguments_an_anthropic_provider_cannot_take_are_a_400(
+    world: World, arguments: str
+) -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": arguments}}
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+    ]
+    body = {"model": "empty-anthropic", "messages": messages}
+    error = openai_error(world.router.post("/v1/chat/completions", json=body), 400)
+    assert "tool call arguments" in error["message"]
+    _rested(world)
+
+
 def _no_part_of_a_key(text: str) -> None:
     for key in KEYS.values():
         assert key[:6] not in text, f"{key[:6]}… reached the client"

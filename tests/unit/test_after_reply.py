@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from signalbox_providers.fake import FakeProvider
-from signalbox_router import exchange, manifests, sending
+from signalbox_router import attempts, exchange, manifests, sending
 from signalbox_router.forwarding import Forwarder
 from signalbox_router.server import RouterApp
 from signalbox_router.state import RouterState
@@ -156,3 +156,36 @@ async def test_an_attempt_gives_back_its_in_flight_count_even_when_the_limiters_
         await app(_scope(), _receive, send)
     assert sent[0]["status"] == 500  # an OpenAI-shaped answer to our own bug
     assert app.state.in_flight.get("up") == 0
+
+
+async def test_a_bug_of_ours_in_a_stream_ends_it_with_an_error_event_and_holds_nothing(
+    tmp_path: Path, fake: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = _app(tmp_path, fake)
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    requests = [{"type": "http.request", "body": json.dumps(body).encode(), "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        if requests:
+            return requests.pop()
+        await asyncio.Event().wait()  # a client that stays to the end
+        return {}
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a bug of ours")
+
+    monkeypatch.setattr(attempts.Attempt, "succeeded", broken)
+    async with exchange.session() as session:
+        app.forwarder = Forwarder(session, app.state)
+        await app(_scope(), receive, send)
+    assert sent[0]["status"] == 200
+    streamed = b"".join(m.get("body", b"") for m in sent[1:])
+    last = json.loads(streamed.strip().splitlines()[-1].removeprefix(b"data: "))
+    assert last["error"]["code"] == "internal"
+    assert app.state.in_flight.get("up") == 0
+    assert app.state.slots_in_use("up") == 0

@@ -11,6 +11,7 @@ import pytest
 
 from signalbox_api.provider import LLMProviderSpec, ProviderType
 from signalbox_providers import dialects
+from signalbox_providers.ingress import wrapping
 
 URL = "http://127.0.0.1:9/v1"
 INDENTED = orjson.OPT_INDENT_2  # not what orjson.dumps would send
@@ -130,3 +131,44 @@ def test_an_http_call_never_shows_its_headers() -> None:
     got = dialect.list_models(URL, "sk-secret")
     assert got.headers["x-api-key"] == "sk-secret"
     assert "sk-secret" not in repr(got)
+
+
+DEEP = "[" * 50_000 + "]" * 50_000  # past Python's recursion limit
+
+
+@pytest.mark.parametrize("ptype", ["Anthropic", "Ollama"])
+@pytest.mark.parametrize("arguments", [DEEP, "{not json", "[1]"], ids=["deep", "bad", "list"])
+def test_tool_arguments_that_are_no_json_object_are_the_clients_error(
+    ptype: str, arguments: str
+) -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": arguments}}
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+    ]
+    with pytest.raises(dialects.TranslationError, match="tool call arguments"):
+        build({"model": "m", "messages": messages}, "m", ptype)
+
+
+def test_an_anthropic_answer_nested_too_deep_is_invalid() -> None:
+    deep = "[" * 990 + "1" + "]" * 990  # within what orjson reads, past what json writes
+    block = '{"type": "tool_use", "id": "t1", "name": "f", "input": {"x": ' + deep + "}}"
+    raw = ('{"id": "m1", "type": "message", "usage": {}, "content": [' + block + "]}").encode()
+    with pytest.raises(dialects.InvalidAnswer):
+        dialects.dialect(ProviderType.ANTHROPIC).answer("chat", raw, "claude")
+
+
+def test_a_chat_answer_with_tool_arguments_nested_too_deep_is_invalid_for_messages() -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": DEEP}}
+    answer = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "tool_calls": [call]}}],
+    }
+    wrap = wrapping.for_messages({"model": "m", "max_tokens": 5, "messages": []})
+    dialect = wrap(dialects.dialect(ProviderType.OPENAI_COMPATIBLE), ProviderType.OPENAI_COMPATIBLE)
+    with pytest.raises(dialects.InvalidAnswer):
+        dialect.answer("chat", orjson.dumps(answer), "m")

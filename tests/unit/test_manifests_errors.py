@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from signalbox_router import folder_watch, manifests, supervision
+from signalbox_router import folder_watch, manifest_objects, manifests, supervision
 from signalbox_router.state import RouterState
 
 KEY = "sk-first-key-0001"
@@ -97,7 +98,7 @@ def test_a_bad_secret_with_no_previous_version_is_named(folder: Path) -> None:
 
 @pytest.mark.parametrize(
     "damage",
-    ["bad-yaml", "non-utf8", "dangling-symlink"],
+    ["bad-yaml", "non-utf8", "dangling-symlink", "too-deep", "too-large"],
 )
 def test_an_unreadable_file_keeps_what_it_held(folder: Path, tmp_path: Path, damage: str) -> None:
     first = manifests.read(folder, environ={})
@@ -106,6 +107,10 @@ def test_an_unreadable_file_keeps_what_it_held(folder: Path, tmp_path: Path, dam
         path.write_text(f"kind: Secret\ndata: {{api-key: {b64(NEW_KEY)}\n  : [unclosed\n")
     elif damage == "non-utf8":
         path.write_bytes(b"kind: LLMProvider\nmetadata: {name: \xff}\n")
+    elif damage == "too-deep":
+        path.write_text("kind: Secret\ndata: " + "[" * 5000 + "]" * 5000 + "\n")
+    elif damage == "too-large":
+        path.write_bytes(b"# " + b"x" * manifest_objects.MAX_FILE + b"\nkind: Secret\n")
     else:
         path.unlink()
         path.symlink_to(tmp_path / "nowhere.yaml")
@@ -121,6 +126,8 @@ def test_an_unreadable_file_keeps_what_it_held(folder: Path, tmp_path: Path, dam
         "bad-yaml": "not valid YAML",
         "non-utf8": "not UTF-8 text",
         "dangling-symlink": "cannot be read",
+        "too-deep": "nested too deep",
+        "too-large": "larger than 8 MiB",
     }
     assert expected[damage] in text
 
@@ -187,6 +194,31 @@ async def test_a_deleted_folder_marks_the_watch_failing_and_reading_resumes(fold
         assert state.snapshot.providers["a"].spec.priority == 3
     finally:
         task.cancel()
+
+
+async def test_the_folder_is_read_off_the_event_loop(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = RouterState()
+    watch = folder_watch.first_reading(folder, None)
+    watch.poll = 0.01
+    readers: list[threading.Thread] = []
+    read = manifests.read
+
+    def recorded(*args: Any, **kwargs: Any) -> manifests.Loaded:
+        readers.append(threading.current_thread())
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(manifests, "read", recorded)
+    task = asyncio.create_task(watch.run(state, supervision.Health("manifests", state.failing)))
+    try:
+        await _until(lambda: state.synced_at > 0)
+        await asyncio.to_thread(write, folder, "c.yaml", provider("c"))
+        await _until(lambda: "c" in state.snapshot.providers)
+    finally:
+        task.cancel()
+    assert readers
+    assert threading.main_thread() not in readers  # a large folder cannot stall requests
 
 
 def _recreate(folder: Path, docs: tuple[dict[str, Any], ...]) -> None:

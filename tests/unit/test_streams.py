@@ -192,3 +192,17 @@ def test_anthropic_max_tokens_defaults_to_the_models_max_output_tokens() -> None
     assert orjson.loads(out.data)["max_tokens"] == 1234
     asked = dialect.request("chat", "http://h", {**body, "max_tokens": 9}, "c", opts={})
     assert orjson.loads(asked.data)["max_tokens"] == 9
+
+
+DEEP = "[" * 50_000 + "]" * 50_000  # past Python's recursion limit, not past an event's size
+
+
+def test_upstream_events_nested_too_deep_fail_the_stream() -> None:
+    event = b'event: content_block_delta\ndata: {"x": ' + DEEP.encode() + b"}\n\n"
+    a = anthropic_events("claude", client_usage=False)
+    a.feed(ANTHROPIC_START)
+    with pytest.raises(dialects.StreamFailed, match="malformed event data"):
+        a.feed(event)
+    o = ollama_lines("llama", client_usage=False)
+    with pytest.raises(dialects.StreamFailed, match="malformed NDJSON line"):
+        o.feed(b'{"message": ' + DEEP.encode() + b"}\n")

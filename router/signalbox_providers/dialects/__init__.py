@@ -25,6 +25,7 @@ from signalbox_providers.dialects.base import (
     root_of,
 )
 from signalbox_providers.dialects.openai import Dialect
+from signalbox_providers.translate.openai_format import TranslationError
 
 __all__ = [
     "DIALECTS",
@@ -37,6 +38,7 @@ __all__ = [
     "Outbound",
     "StreamFailed",
     "StreamTranslator",
+    "TranslationError",
     "Unsupported",
     "dialect",
     "root_of",

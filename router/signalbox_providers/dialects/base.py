@@ -160,6 +160,6 @@ def translated(convert: Callable[[], Mapping[str, Any]], what: str) -> Answer:
     cannot be."""
     try:
         payload = convert()
-    except (TypeError, ValueError, AttributeError) as exc:
+    except (TypeError, ValueError, AttributeError, RecursionError) as exc:
         raise InvalidAnswer(f"the {what} could not be read") from exc
     return Answer(orjson.dumps(payload), usage_of(payload, "prompt_tokens", "completion_tokens"))

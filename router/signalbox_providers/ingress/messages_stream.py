@@ -167,7 +167,7 @@ class NativeEvents:
                 name = e.event or "message"
                 line = e.data.replace("\n", " ")  # parsed: newlines lie between JSON tokens
                 out.append(b"event: " + name.encode() + b"\ndata: " + line.encode() + b"\n\n")
-        except (UpstreamStreamError, ValueError, TypeError) as exc:
+        except (UpstreamStreamError, ValueError, TypeError, RecursionError) as exc:
             raise StreamFailed(f"upstream stream error: {exc}") from exc
         return b"".join(out)
 

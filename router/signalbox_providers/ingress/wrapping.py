@@ -77,7 +77,7 @@ class MessagesIngress(Dialect):
         chat = self.inner.answer(kind, raw, model)
         try:
             message = messages.from_chat(orjson.loads(chat.body))
-        except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+        except (ValueError, TypeError, AttributeError, KeyError, IndexError, RecursionError) as exc:
             raise InvalidAnswer("the answer could not be read as a chat completion") from exc
         return Answer(orjson.dumps(message), chat.usage)
 
@@ -185,7 +185,7 @@ class ResponsesIngress(Dialect):
         chat = self.inner.answer(kind, raw, model)
         try:
             out = responses.from_chat(orjson.loads(chat.body), self.original)
-        except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+        except (ValueError, TypeError, AttributeError, KeyError, IndexError, RecursionError) as exc:
             raise InvalidAnswer("the answer could not be read as a chat completion") from exc
         return Answer(orjson.dumps(out), chat.usage)
 

@@ -231,7 +231,7 @@ class AnthropicStream:
 def _payload(event: SseEvent) -> Mapping[str, Any]:
     try:
         payload = json.loads(event.data)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise UpstreamStreamError("malformed event data: not JSON") from exc
     if not isinstance(payload, Mapping):
         raise UpstreamStreamError("event data is not a JSON object")

@@ -171,7 +171,7 @@ def _parse_arguments(arguments: Any) -> JSON:
         return copy.deepcopy(dict(arguments))
     try:
         value = json.loads(arguments) if arguments else {}
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise TranslationError(f"tool call arguments are not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise TranslationError("tool call arguments must be a JSON object")

@@ -157,7 +157,7 @@ def _arguments_dict(function: Mapping[str, Any]) -> JSON:
         return copy.deepcopy(dict(arguments))
     try:
         value = json.loads(arguments) if isinstance(arguments, str) and arguments else {}
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise TranslationError(f"tool call arguments are not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise TranslationError("tool call arguments must be a JSON object")
