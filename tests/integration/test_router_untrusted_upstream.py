@@ -23,6 +23,7 @@ from tests.support.router import (
     provider,
     running_router,
     secret,
+    tool_exchange,
 )
 
 KEYS = {
@@ -416,13 +417,7 @@ def test_an_event_whose_data_spans_several_lines_reaches_the_sdk_whole(world: Wo
 def test_tool_arguments_an_anthropic_provider_cannot_take_are_a_400(
     world: World, arguments: str
 ) -> None:
-    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": arguments}}
-    messages = [
-        {"role": "user", "content": "hi"},
-        {"role": "assistant", "content": None, "tool_calls": [call]},
-        {"role": "tool", "tool_call_id": "c1", "content": "ok"},
-    ]
-    body = {"model": "empty-anthropic", "messages": messages}
+    body = {"model": "empty-anthropic", "messages": tool_exchange(arguments)}
     error = openai_error(world.router.post("/v1/chat/completions", json=body), 400)
     assert "tool call arguments" in error["message"]
     _rested(world)

@@ -238,3 +238,13 @@ def running_fakes(*fakes: FakeProvider) -> Iterator[tuple[FakeProvider, ...]]:
     """Serve every fake from its own background thread until the block ends."""
     with ExitStack() as stack:
         yield tuple(stack.enter_context(f.running_in_thread()) for f in fakes)
+
+
+def tool_exchange(arguments: str) -> list[dict[str, Any]]:
+    """Chat messages in which the assistant called a tool with ``arguments``, and it answered."""
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": arguments}}
+    return [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+    ]

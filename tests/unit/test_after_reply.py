@@ -48,6 +48,15 @@ def _app(folder: Path, fake: FakeProvider) -> RouterApp:
     return RouterApp(state)
 
 
+def _recorder(sent: list[MutableMapping[str, Any]]) -> Any:
+    """An ASGI ``send`` that keeps what it is given."""
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    return send
+
+
 def _counted(state: RouterState) -> int:
     return sum(row["request_count"] for row in state.meter.summary()["data"])
 
@@ -137,23 +146,20 @@ def test_after_reply_runs_its_work_in_order_and_past_a_failure(
     assert done == ["first", "third", "late"]  # nothing runs twice
 
 
+def _broken(*args: Any, **kwargs: Any) -> None:
+    raise RuntimeError("a bug of ours")
+
+
 async def test_an_attempt_gives_back_its_in_flight_count_even_when_the_limiters_books_fail(
     tmp_path: Path, fake: FakeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app = _app(tmp_path, fake)
     sent: list[MutableMapping[str, Any]] = []
-
-    async def send(message: MutableMapping[str, Any]) -> None:
-        sent.append(message)
-
-    def broken(*args: Any, **kwargs: Any) -> None:
-        raise OverflowError("a bug of ours in the limiter's books")
-
     async with exchange.session() as session:
         app.forwarder = Forwarder(session, app.state)
         limiter = app.state.limiter(app.state.snapshot.providers["up"])
-        monkeypatch.setattr(limiter, "release", broken)
-        await app(_scope(), _receive, send)
+        monkeypatch.setattr(limiter, "release", _broken)
+        await app(_scope(), _receive, _recorder(sent))
     assert sent[0]["status"] == 500  # an OpenAI-shaped answer to our own bug
     assert app.state.in_flight.get("up") == 0
 
@@ -163,10 +169,6 @@ async def test_a_bug_of_ours_in_a_stream_ends_it_with_an_error_event_and_holds_n
 ) -> None:
     app = _app(tmp_path, fake)
     sent: list[MutableMapping[str, Any]] = []
-
-    async def send(message: MutableMapping[str, Any]) -> None:
-        sent.append(message)
-
     body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True}
     requests = [{"type": "http.request", "body": json.dumps(body).encode(), "more_body": False}]
 
@@ -176,13 +178,10 @@ async def test_a_bug_of_ours_in_a_stream_ends_it_with_an_error_event_and_holds_n
         await asyncio.Event().wait()  # a client that stays to the end
         return {}
 
-    def broken(*args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("a bug of ours")
-
-    monkeypatch.setattr(attempts.Attempt, "succeeded", broken)
+    monkeypatch.setattr(attempts.Attempt, "succeeded", _broken)
     async with exchange.session() as session:
         app.forwarder = Forwarder(session, app.state)
-        await app(_scope(), receive, send)
+        await app(_scope(), receive, _recorder(sent))
     assert sent[0]["status"] == 200
     streamed = b"".join(m.get("body", b"") for m in sent[1:])
     last = json.loads(streamed.strip().splitlines()[-1].removeprefix(b"data: "))

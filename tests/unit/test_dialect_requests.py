@@ -12,6 +12,7 @@ import pytest
 from signalbox_api.provider import LLMProviderSpec, ProviderType
 from signalbox_providers import dialects
 from signalbox_providers.ingress import wrapping
+from tests.support.router import tool_exchange
 
 URL = "http://127.0.0.1:9/v1"
 INDENTED = orjson.OPT_INDENT_2  # not what orjson.dumps would send
@@ -141,14 +142,8 @@ DEEP = "[" * 50_000 + "]" * 50_000  # past Python's recursion limit
 def test_tool_arguments_that_are_no_json_object_are_the_clients_error(
     ptype: str, arguments: str
 ) -> None:
-    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": arguments}}
-    messages = [
-        {"role": "user", "content": "hi"},
-        {"role": "assistant", "content": None, "tool_calls": [call]},
-        {"role": "tool", "tool_call_id": "c1", "content": "ok"},
-    ]
     with pytest.raises(dialects.TranslationError, match="tool call arguments"):
-        build({"model": "m", "messages": messages}, "m", ptype)
+        build({"model": "m", "messages": tool_exchange(arguments)}, "m", ptype)
 
 
 def test_an_anthropic_answer_nested_too_deep_is_invalid() -> None:
