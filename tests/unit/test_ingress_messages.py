@@ -461,3 +461,54 @@ def test_tool_result_images_follow_as_user_content() -> None:
             "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}],
         },
     ]
+
+
+def _interleaved_calls() -> list[dict[str, Any] | str]:
+    """Two parallel tool calls whose argument pieces arrive interleaved (their indexes say
+    which call each piece belongs to)."""
+
+    def piece(index: int, arguments: str, **head: Any) -> dict[str, Any]:
+        call = {"index": index, **head, "function": {"arguments": arguments, **head.pop("f", {})}}
+        return _chunk({"tool_calls": [call]})
+
+    return [
+        _chunk({"role": "assistant"}),
+        piece(0, "", id="call_a", type="function", f={"name": "fa"}),
+        piece(1, "", id="call_b", type="function", f={"name": "fb"}),
+        piece(0, '{"x":'),
+        piece(1, '{"y":2}'),
+        piece(0, "1}"),
+        _chunk({}, "tool_calls"),
+        "[DONE]",
+    ]
+
+
+def test_interleaved_parallel_tool_calls_keep_their_own_blocks() -> None:
+    stream = ChatEvents(OpenAIEvents(False), "m")
+    events = _events(b"".join(stream.feed(_sse(c)) for c in _interleaved_calls()))
+    blocks: dict[int, list[str]] = {}
+    heads, stopped = {}, []
+    for name, e in events:
+        if name == "content_block_start":
+            heads[e.index] = (e.content_block.id, e.content_block.name)
+            blocks[e.index] = []
+        elif name == "content_block_delta":
+            assert e.index not in stopped
+            blocks[e.index].append(e.delta.partial_json)
+        elif name == "content_block_stop":
+            stopped.append(e.index)
+    assert heads == {0: ("call_a", "fa"), 1: ("call_b", "fb")}
+    assert {i: "".join(p) for i, p in blocks.items()} == {0: '{"x":1}', 1: '{"y":2}'}
+    assert sorted(stopped) == [0, 1]
+
+
+def test_tool_arguments_cut_off_with_the_answer_are_an_empty_input() -> None:
+    cut = {"id": "c1", "type": "function", "function": {"name": "w", "arguments": '{"a": "ab'}}
+    answer = _chat_answer(content=None, tool_calls=[cut])
+    answer["choices"][0]["finish_reason"] = "length"
+    m = anthropic.types.Message.model_validate(messages.from_chat(answer))
+    assert m.stop_reason == "max_tokens"
+    assert [(b.type, getattr(b, "input", None)) for b in m.content] == [("tool_use", {})]
+    answer["choices"][0]["finish_reason"] = "tool_calls"  # not cut: the answer is broken
+    with pytest.raises(json.JSONDecodeError):
+        messages.from_chat(answer)

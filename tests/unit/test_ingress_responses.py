@@ -274,3 +274,42 @@ def test_native_stream_counts_tool_call_arguments_for_estimates() -> None:
     assert stream.done
     assert stream.usage is None
     assert (stream.text_chars, stream.text_chunks) == (7, 1)
+
+
+def test_interleaved_parallel_tool_calls_keep_their_own_items() -> None:
+    def piece(index: int, arguments: str, **head: Any) -> dict[str, Any]:
+        name = head.pop("name", None)
+        function = {"arguments": arguments, **({"name": name} if name else {})}
+        return _chunk({"tool_calls": [{"index": index, **head, "function": function}]})
+
+    upstream: list[dict[str, Any] | str] = [
+        _chunk({"role": "assistant"}),
+        piece(0, "", id="call_a", type="function", name="fa"),
+        piece(1, "", id="call_b", type="function", name="fb"),
+        piece(0, '{"x":'),
+        piece(1, '{"y":2}'),
+        piece(0, "1}"),
+        _chunk({}, "tool_calls"),
+        "[DONE]",
+    ]
+    stream = ChatResponseEvents(OpenAIEvents(False), {}, "m")
+    raw = b"".join(stream.feed(_sse(c)) for c in upstream)
+    events = [
+        EVENTS.validate_python(json.loads(block.split("\n")[1].removeprefix("data: ")))
+        for block in raw.decode().strip().split("\n\n")
+    ]
+    pieces: dict[int, str] = {}
+    for e in events:
+        if e.type == "response.function_call_arguments.delta":
+            pieces[e.output_index] = pieces.get(e.output_index, "") + e.delta
+    assert pieces == {0: '{"x":1}', 1: '{"y":2}'}
+    final = events[-1]
+    assert final.type == "response.completed"
+    calls = [(o.call_id, o.name, o.arguments) for o in final.response.output]
+    assert calls == [("call_a", "fa", '{"x":1}'), ("call_b", "fb", '{"y":2}')]
+
+
+def test_tool_arguments_given_as_an_object_are_json() -> None:
+    call = {"id": "call_9", "type": "function", "function": {"name": "a", "arguments": {"k": 1}}}
+    r = Response.model_validate(responses.from_chat(_chat("tool_calls", tool_calls=[call]), {}))
+    assert [(o.type, o.arguments) for o in r.output] == [("function_call", '{"k":1}')]

@@ -71,6 +71,19 @@ def message_id(chat_id: Any) -> str:
     return new_id("msg_")
 
 
+def _arguments(raw: Any, cut: bool) -> Any:
+    """A tool call's input. Arguments cut off with the answer (``finish_reason: length``) are
+    no JSON: the call then has no input rather than failing the answer."""
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError:
+        if cut:
+            return {}
+        raise
+
+
 def from_chat(body: Mapping[str, Any]) -> JSON:
     """The Anthropic ``message`` for a ``chat.completion`` body. Raises ValueError, TypeError
     or AttributeError when the body is not one (the caller treats that as a bad answer)."""
@@ -80,10 +93,10 @@ def from_chat(body: Mapping[str, Any]) -> JSON:
     text = msg.get("content")
     if isinstance(text, str) and text:
         content.append({"type": "text", "text": text})
+    cut = choice.get("finish_reason") == "length"
     for call in msg.get("tool_calls") or []:
         function = call["function"]
-        raw = function.get("arguments") or "{}"
-        value = json.loads(raw) if isinstance(raw, str) else raw
+        value = _arguments(function.get("arguments") or "{}", cut)
         content.append(
             {
                 "type": "tool_use",

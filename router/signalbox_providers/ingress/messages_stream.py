@@ -38,8 +38,10 @@ class ChatEvents(OverChat):
         super().__init__(inner)
         self._model = model
         self._started = False
-        self._index = -1  # the open content block, -1 when none is open
-        self._open: str | None = None  # "text", or "tool:<call index>"
+        self._index = -1  # the last content block opened
+        # The open blocks ("text", or "tool:<call index>") and their indexes. Tool calls stay
+        # open until the end: an upstream may interleave the deltas of parallel calls.
+        self._open: dict[str, int] = {}
         self._stop: Any = None
         self._usage: Any = None
 
@@ -57,8 +59,10 @@ class ChatEvents(OverChat):
             delta = choice.get("delta") or {}
             text = delta.get("content")
             if isinstance(text, str) and text:
-                out += self._block("text", {"type": "text", "text": ""})
-                out.append(self._delta({"type": "text_delta", "text": text}))
+                if "text" not in self._open:
+                    out += self._close_all()
+                    out += self._block("text", {"type": "text", "text": ""})
+                out.append(self._delta("text", {"type": "text_delta", "text": text}))
             for call in delta.get("tool_calls") or []:
                 out += self._tool_call(call)
             if choice.get("finish_reason") is not None:
@@ -86,42 +90,44 @@ class ChatEvents(OverChat):
         key = f"tool:{call.get('index', 0)}"
         function = call.get("function") or {}
         out: list[bytes] = []
-        if key != self._open:
+        if key not in self._open:
             block = {
                 "type": "tool_use",
                 "id": str(call.get("id") or ""),
                 "name": str(function.get("name") or ""),
                 "input": {},
             }
+            out += self._close("text")
             out += self._block(key, block)
         arguments = function.get("arguments")
         if isinstance(arguments, str) and arguments:
-            out.append(self._delta({"type": "input_json_delta", "partial_json": arguments}))
+            out.append(self._delta(key, {"type": "input_json_delta", "partial_json": arguments}))
         return out
 
     def _block(self, key: str, block: JSON) -> list[bytes]:
-        """Opens the block ``key`` unless it is the open one (closing that first)."""
-        if key == self._open:
-            return []
-        out = self._close()
         self._index += 1
-        self._open = key
+        self._open[key] = self._index
         payload = {"type": "content_block_start", "index": self._index, "content_block": block}
-        return [*out, event("content_block_start", payload)]
+        return [event("content_block_start", payload)]
 
-    def _delta(self, delta: JSON) -> bytes:
-        payload = {"type": "content_block_delta", "index": self._index, "delta": delta}
+    def _delta(self, key: str, delta: JSON) -> bytes:
+        payload = {"type": "content_block_delta", "index": self._open[key], "delta": delta}
         return event("content_block_delta", payload)
 
-    def _close(self) -> list[bytes]:
-        if self._open is None:
+    def _close(self, key: str) -> list[bytes]:
+        index = self._open.pop(key, None)
+        if index is None:
             return []
-        self._open = None
-        return [event("content_block_stop", {"type": "content_block_stop", "index": self._index})]
+        return [event("content_block_stop", {"type": "content_block_stop", "index": index})]
+
+    def _close_all(self) -> list[bytes]:
+        return [
+            e for key in sorted(self._open, key=self._open.__getitem__) for e in self._close(key)
+        ]
 
     def _finish(self) -> list[bytes]:
         out = [] if self._started else self._start({})
-        out += self._close()
+        out += self._close_all()
         self._done = True
         u = messages.usage(self._usage)
         delta = {

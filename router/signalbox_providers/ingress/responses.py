@@ -13,6 +13,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from signalbox_providers.translate.openai_format import JSON, new_id
 
 
@@ -117,6 +119,7 @@ def from_chat(body: Mapping[str, Any], request: Mapping[str, Any]) -> JSON:
     for call in msg.get("tool_calls") or []:
         function = call["function"]
         call_id = str(call.get("id") or new_id("call_"))
-        arguments = str(function.get("arguments") or "{}")
+        raw = function.get("arguments") or "{}"
+        arguments = raw if isinstance(raw, str) else orjson.dumps(raw).decode()
         out["output"].append(call_item(call_id, str(function["name"]), arguments))
     return finished(out, choice.get("finish_reason"), body.get("usage"))

@@ -34,8 +34,10 @@ class ChatResponseEvents(OverChat):
         self._request, self._model = request, model
         self._response: JSON | None = None
         self._seq = 0
-        self._open: JSON | None = None  # the output item being streamed
-        self._key: str | None = None  # "text" or "tool:<index>"
+        self._items: list[JSON] = []  # every output item added, at its output_index
+        # The open items ("text", or "tool:<call index>") and their output indexes. Tool calls
+        # stay open until the end: an upstream may interleave the deltas of parallel calls.
+        self._open: dict[str, int] = {}
         self._finish: Any = None
         self._usage: Any = None
 
@@ -73,85 +75,84 @@ class ChatResponseEvents(OverChat):
             if choice.get("finish_reason") is not None:
                 self._finish = choice["finish_reason"]
 
-    def _index(self) -> int:
-        assert self._response is not None
-        return len(self._response["output"])
+    def _add(self, key: str, item: JSON, out: list[bytes]) -> int:
+        at = self._open[key] = len(self._items)
+        self._items.append(item)
+        self._event(out, "response.output_item.added", output_index=at, item=_public(item))
+        return at
 
     def _text(self, text: str, out: list[bytes]) -> None:
-        if self._key != "text":
-            self._close(out)
+        at = self._open.get("text")
+        if at is None:
+            self._close_all(out)
             assert self._response is not None
             item = responses.message_item("", "msg_" + self._response["id"][5:], "in_progress")
-            self._open, self._key = item, "text"
             item["text"] = ""
-            self._event(
-                out, "response.output_item.added", output_index=self._index(), item=_public(item)
-            )
+            at = self._add("text", item, out)
             part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-            self._event(out, "response.content_part.added", **self._at(item), part=part)
-        assert self._open is not None
-        self._open["text"] += text
-        self._event(
-            out, "response.output_text.delta", **self._at(self._open), delta=text, logprobs=[]
-        )
+            self._event(out, "response.content_part.added", **self._at(at), part=part)
+        self._items[at]["text"] += text
+        self._event(out, "response.output_text.delta", **self._at(at), delta=text, logprobs=[])
 
     def _tool(self, call: Mapping[str, Any], out: list[bytes]) -> None:
         key = f"tool:{call.get('index', 0)}"
         function = call.get("function") or {}
-        if key != self._key:
-            self._close(out)
+        at = self._open.get(key)
+        if at is None:
+            self._close(out, "text")
             item = responses.call_item(
                 str(call.get("id") or new_id("call_")),
                 str(function.get("name") or ""),
                 "",
                 "in_progress",
             )
-            self._open, self._key = item, key
-            self._event(out, "response.output_item.added", output_index=self._index(), item=item)
-        assert self._open is not None
+            at = self._add(key, item, out)
         fragment = function.get("arguments")
         if isinstance(fragment, str) and fragment:
-            self._open["arguments"] += fragment
+            item = self._items[at]
+            item["arguments"] += fragment
             self._event(
                 out,
                 "response.function_call_arguments.delta",
-                item_id=self._open["id"],
-                output_index=self._index(),
+                item_id=item["id"],
+                output_index=at,
                 delta=fragment,
             )
 
-    def _at(self, item: Mapping[str, Any]) -> JSON:
-        return {"item_id": item["id"], "output_index": self._index(), "content_index": 0}
+    def _at(self, at: int) -> JSON:
+        return {"item_id": self._items[at]["id"], "output_index": at, "content_index": 0}
 
-    def _close(self, out: list[bytes]) -> None:
-        item, self._open, self._key = self._open, None, None
-        if item is None:
+    def _close(self, out: list[bytes], key: str) -> None:
+        at = self._open.pop(key, None)
+        if at is None:
             return
-        assert self._response is not None
-        index = self._index()
+        item = self._items[at]
         if item["type"] == "message":
             text = item.pop("text")
             done = responses.message_item(text, item["id"])
-            self._event(out, "response.output_text.done", **self._at(item), text=text, logprobs=[])
-            self._event(
-                out, "response.content_part.done", **self._at(item), part=done["content"][0]
-            )
+            self._event(out, "response.output_text.done", **self._at(at), text=text, logprobs=[])
+            self._event(out, "response.content_part.done", **self._at(at), part=done["content"][0])
         else:
             done = {**item, "status": "completed"}
             self._event(
                 out,
                 "response.function_call_arguments.done",
                 item_id=item["id"],
-                output_index=index,
+                output_index=at,
                 name=item["name"],
                 arguments=item["arguments"],
             )
-        self._event(out, "response.output_item.done", output_index=index, item=done)
-        self._response["output"].append(done)
+        self._items[at] = done
+        self._event(out, "response.output_item.done", output_index=at, item=done)
+
+    def _close_all(self, out: list[bytes]) -> None:
+        for key in sorted(self._open, key=self._open.__getitem__):
+            self._close(out, key)
 
     def _finish_all(self, out: list[bytes]) -> None:
         response = self._response if self._response is not None else self._start({}, out)
-        self._close(out)
+        self._close_all(out)
+        response["output"] = self._items
         self._done = True
         responses.finished(response, self._finish, self._usage)
         kind = "response.completed" if response["status"] == "completed" else "response.incomplete"
