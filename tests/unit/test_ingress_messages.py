@@ -512,3 +512,47 @@ def test_tool_arguments_cut_off_with_the_answer_are_an_empty_input() -> None:
     answer["choices"][0]["finish_reason"] = "tool_calls"  # not cut: the answer is broken
     with pytest.raises(json.JSONDecodeError):
         messages.from_chat(answer)
+
+
+_START = {"type": "message_start", "message": {"id": "msg_1", "usage": {"input_tokens": 1}}}
+_TEXT_BLOCK = {"type": "content_block_start", "index": 0, "content_block": {"type": "text"}}
+
+
+def _text_delta(index: Any, text: Any) -> dict[str, Any]:
+    return {
+        "type": "content_block_delta",
+        "index": index,
+        "delta": {"type": "text_delta", "text": text},
+    }
+
+
+@pytest.mark.parametrize(
+    ("events", "said"),
+    [
+        ([{"type": "message_stop"}], "does not begin with message_start"),
+        ([{"type": "message_start", "message": "x"}], "does not begin with message_start"),
+        ([_START, _START], "a second message_start"),
+        ([_START, {**_TEXT_BLOCK, "index": 1}], "out of order"),
+        ([_START, {**_TEXT_BLOCK, "index": True}], "out of order"),
+        ([_START, {**_TEXT_BLOCK, "content_block": "text"}], "without a type"),
+        ([_START, _text_delta(0, "hi")], "not open"),
+        ([_START, _TEXT_BLOCK, _text_delta(1, "hi")], "not open"),
+        ([_START, _TEXT_BLOCK, _text_delta(0, 7)], "without its 'text'"),
+        ([_START, _TEXT_BLOCK, {"type": "content_block_delta", "index": 0, "delta": 1}], "object"),
+        ([_START, {"type": "content_block_stop", "index": 0}], "not open"),
+        ([_START, _TEXT_BLOCK, {"type": "message_stop"}], "while a content block is open"),
+        ([_START, {"type": "message_delta", "delta": None}], "without a delta object"),
+        ([_START, ("ping", {"type": "message_stop"})], "named 'ping' carries another type"),
+        ([_START, ("message_stop", [])], "not a JSON object"),
+    ],
+)
+def test_a_native_stream_out_of_shape_or_order_fails_before_its_event_passes(
+    events: list[Any], said: str
+) -> None:
+    stream = NativeEvents("claude")
+    named = [e if isinstance(e, tuple) else (e["type"], e) for e in events]
+    *good, (name, last) = named
+    for good_name, payload in good:
+        assert stream.feed(_native(good_name, payload))  # passed on
+    with pytest.raises(StreamFailed, match=said):
+        stream.feed(f"event: {name}\ndata: {json.dumps(last)}\n\n".encode())

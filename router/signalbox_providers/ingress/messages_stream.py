@@ -17,6 +17,7 @@ import orjson
 
 from signalbox_providers.dialects.base import StreamFailed, StreamTranslator, Usage
 from signalbox_providers.ingress import messages
+from signalbox_providers.ingress.anthropic_order import EventOrder
 from signalbox_providers.ingress.over_chat import OverChat
 from signalbox_providers.sse import SseParser
 from signalbox_providers.translate.anthropic import AnthropicStream
@@ -143,10 +144,12 @@ class ChatEvents(OverChat):
 
 
 class NativeEvents:
-    """An Anthropic provider's stream, passed on event by event once each was read."""
+    """An Anthropic provider's stream, passed on event by event once each was read and checked
+    (``anthropic_order``)."""
 
     def __init__(self, model: str) -> None:
         self._parser = SseParser()
+        self._order = EventOrder()
         self._reader = AnthropicStream(model, True)
         self.text_chars = self.text_chunks = 0
 
@@ -165,6 +168,7 @@ class NativeEvents:
             for e in self._parser.feed(data):
                 if self._reader.done:
                     break
+                self._order.check(e.event, orjson.loads(e.data))
                 for chunk in self._reader.feed(e):
                     chars = chunk_text_chars(chunk)
                     if chars:
