@@ -155,3 +155,14 @@ def _parse_line(line: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError("an NDJSON line is not an object")
     return value
+
+
+def event_type(name: str | None, payload: Any) -> Any:
+    """The type of an event's JSON payload. ValueError unless the payload is an object whose
+    type is the event's SSE name, when it has one."""
+    if type(payload) is not dict:
+        raise ValueError("an event is not a JSON object")
+    kind = payload.get("type")
+    if name and name != kind:
+        raise ValueError(f"an event named {name!r} carries another type")
+    return kind

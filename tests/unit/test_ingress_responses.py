@@ -214,8 +214,9 @@ def test_native_stream_passes_events_and_meters() -> None:
     }
     delta = {"type": "response.output_text.delta", "delta": "Hi there", "sequence_number": 1}
     wire = (
-        b'event: response.created\ndata: {"type":"response.created","sequence_number":0}\n\n'
-        + b"event: response.output_text.delta\ndata: "
+        b"event: response.created\ndata: "
+        + orjson.dumps({"type": "response.created", "sequence_number": 0, "response": {}})
+        + b"\n\nevent: response.output_text.delta\ndata: "
         + orjson.dumps(delta)
         + b"\n\n"
         + b"event: response.completed\ndata: "
@@ -265,6 +266,7 @@ def test_native_stream_counts_tool_call_arguments_for_estimates() -> None:
     end = {"type": "response.completed", "sequence_number": 2, "response": {}}
     stream = NativeResponseEvents()
     stream.feed(
+        b'event: response.created\ndata: {"type": "response.created", "response": {}}\n\n'
         b"event: response.function_call_arguments.delta\ndata: "
         + orjson.dumps(args)
         + b"\n\nevent: response.completed\ndata: "
@@ -313,3 +315,45 @@ def test_tool_arguments_given_as_an_object_are_json() -> None:
     call = {"id": "call_9", "type": "function", "function": {"name": "a", "arguments": {"k": 1}}}
     r = Response.model_validate(responses.from_chat(_chat("tool_calls", tool_calls=[call]), {}))
     assert [(o.type, o.arguments) for o in r.output] == [("function_call", '{"k":1}')]
+
+
+_CREATED = {"type": "response.created", "response": {"id": "resp_1"}}
+_ITEM = {"type": "response.output_item.added", "output_index": 0, "item": {"type": "message"}}
+_PART = {"type": "response.content_part.added", "output_index": 0, "content_index": 0, "part": {}}
+
+
+def _text(output_index: Any, content_index: Any, delta: Any) -> dict[str, Any]:
+    return {
+        "type": "response.output_text.delta",
+        "output_index": output_index,
+        "content_index": content_index,
+        "delta": delta,
+    }
+
+
+@pytest.mark.parametrize(
+    ("events", "said"),
+    [
+        ([{"type": "response.completed", "response": {}}], "does not begin with response.created"),
+        ([{"type": "response.created", "response": 7}], "without its response"),
+        ([_CREATED, {**_ITEM, "output_index": 1}], "added out of order"),
+        ([_CREATED, {**_ITEM, "item": "x"}], "not an object"),
+        ([_CREATED, _text(0, 0, "hi")], "never added"),
+        ([_CREATED, _ITEM, _text(0, 0, "hi")], "content part never added"),
+        ([_CREATED, _ITEM, {**_PART, "content_index": 1}], "content part added out of order"),
+        ([_CREATED, _ITEM, _PART, _text(0, 0, 5)], "delta is not text"),
+        ([_CREATED, _ITEM, _PART, _text(True, 0, "hi")], "never added"),
+        ([_CREATED, {"type": "response.completed", "response": None}], "without its response"),
+        ([_CREATED, ("response.ping", {"type": "response.completed"})], "carries another type"),
+    ],
+)
+def test_a_native_stream_out_of_shape_or_order_fails_before_its_event_passes(
+    events: list[Any], said: str
+) -> None:
+    stream = NativeResponseEvents()
+    named = [e if isinstance(e, tuple) else (e["type"], e) for e in events]
+    *good, (name, last) = named
+    for good_name, payload in good:
+        assert stream.feed(f"event: {good_name}\ndata: {json.dumps(payload)}\n\n".encode())
+    with pytest.raises(StreamFailed, match=said):
+        stream.feed(f"event: {name}\ndata: {json.dumps(last)}\n\n".encode())

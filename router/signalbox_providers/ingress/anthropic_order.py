@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from signalbox_providers.sse import event_type
+
 _DELTA_TEXT = {
     "text_delta": "text",
     "input_json_delta": "partial_json",
@@ -29,11 +31,7 @@ class EventOrder:
 
     def check(self, name: str | None, payload: Any) -> None:
         """ValueError unless ``payload`` (an SSE event named ``name``) may come next."""
-        if type(payload) is not dict:
-            raise ValueError("an event is not a JSON object")
-        kind = payload.get("type")
-        if name and name != kind:
-            raise ValueError(f"an event named {name!r} carries another type")
+        kind = event_type(name, payload)
         if kind in ("ping", "error"):
             return
         if not self._started:

@@ -20,6 +20,7 @@ import orjson
 from signalbox_providers.dialects.base import StreamFailed, StreamTranslator, Usage
 from signalbox_providers.ingress import responses
 from signalbox_providers.ingress.over_chat import OverChat
+from signalbox_providers.ingress.responses_order import EventOrder
 from signalbox_providers.sse import SseParser
 from signalbox_providers.translate.openai_format import JSON, new_id, token_count
 
@@ -164,10 +165,12 @@ def _public(item: Mapping[str, Any]) -> JSON:
 
 
 class NativeResponseEvents:
-    """An OpenAI provider's own Responses stream, passed on event by event once each was read."""
+    """An OpenAI provider's own Responses stream, passed on event by event once each was read
+    and checked (``responses_order``)."""
 
     def __init__(self) -> None:
         self._parser = SseParser()
+        self._order = EventOrder()
         self.usage: Usage | None = None
         self.text_chars = self.text_chunks = 0
         self._done = False
@@ -187,8 +190,9 @@ class NativeResponseEvents:
                 break
             try:
                 payload = orjson.loads(e.data)
-            except orjson.JSONDecodeError as exc:
-                raise StreamFailed("malformed upstream event: not JSON") from exc
+                self._order.check(e.event, payload)
+            except ValueError as exc:  # orjson.JSONDecodeError is one too
+                raise StreamFailed(f"malformed upstream event: {exc}") from exc
             kind = payload.get("type") if isinstance(payload, dict) else None
             if not isinstance(kind, str):
                 raise StreamFailed("an upstream event has no type")
