@@ -162,7 +162,8 @@ async def _stream(
         attempt.job.route.model, name, time.monotonic() - attempt.started
     )
     chunks = streaming.relay(deadlines, attempt.hand_over(), resp, translator, first)
-    return replies.StreamReply(chunks, [*replies.STREAM_HEADERS, *_names(attempt)], attempt.close)
+    headers = [*replies.STREAM_HEADERS, *_names(attempt)]
+    return replies.StreamReply(chunks, headers, attempt.close, usage=lambda: translator.usage)
 
 
 def _names(attempt: Attempt) -> replies.HeaderTuple:

@@ -40,15 +40,22 @@ def _nothing_to_close() -> None:
     return None
 
 
+def _no_usage() -> tuple[int, int] | None:
+    return None
+
+
 @dataclass
 class StreamReply:
     """A stream and its owner's ``close``, which the server calls however sending ends (even
-    when the stream was never started, so its ``finally`` never ran)."""
+    when the stream was never started, so its ``finally`` never ran). ``usage``: the prompt and
+    completion tokens the upstream reported, once the stream ended (the client may not see
+    them: it did not ask)."""
 
     chunks: AsyncIterator[bytes]
     headers: Headers = field(default_factory=list)
     close: Callable[[], None] = _nothing_to_close
     status: int = 200
+    usage: Callable[[], tuple[int, int] | None] = _no_usage
 
 
 @functools.lru_cache(maxsize=4096)

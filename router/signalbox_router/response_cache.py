@@ -25,6 +25,7 @@ import prometheus_client as prom
 
 from signalbox_api.policy import ResponseCache as CacheSpec
 from signalbox_api.primitives import parse_duration, parse_money
+from signalbox_providers.translate.openai_format import TokenUsage, usage_body
 from signalbox_router import cache_entries, cache_keys, reading, replies, stream_capture
 from signalbox_router.selection import Route
 from signalbox_router.sending import Scope
@@ -171,19 +172,26 @@ class ResponseCache:
             names.get(b"x-signalbox-model", b"").decode(),
         )
         if isinstance(reply, replies.StreamReply):
-            reply.chunks = self._captured(look, reply.chunks, who)
+            reply.chunks = self._captured(look, reply.chunks, reply.usage, who)
         else:
             self._store(look, reply.body, who)
         return reply
 
     async def _captured(
-        self, look: Lookup, chunks: AsyncIterator[bytes], who: tuple[str, str]
+        self,
+        look: Lookup,
+        chunks: AsyncIterator[bytes],
+        usage: Callable[[], tuple[int, int] | None],
+        who: tuple[str, str],
     ) -> AsyncIterator[bytes]:
         capture = stream_capture.Capture(4 * look.spec.max_entry_bytes)  # SSE framing included
         try:
             async for chunk in chunks:
                 capture.feed(chunk)
                 yield chunk
+            counted = usage()
+            if capture.usage is None and counted is not None:  # the client did not ask for it
+                capture.usage = usage_body(TokenUsage(*counted))
             answer = capture.answer()
             if answer is not None:
                 self._store(look, answer, who)

@@ -178,6 +178,9 @@ def test_a_streamed_answer_is_kept_once_it_ended_whole(world: World) -> None:
     plain, headers = ask(world, "stream first", router=1)  # shared through Redis
     assert headers["x-signalbox-cache"] == "hit"
     assert plain.choices[0].message.content == text
+    # The client did not ask for usage; the kept answer has it all the same.
+    assert plain.usage is not None
+    assert plain.usage.completion_tokens > 0
     again, verdict = stream(world, "stream first")
     assert (again, verdict) == (text, "hit")
     assert world.served() == before
