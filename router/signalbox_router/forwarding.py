@@ -118,11 +118,12 @@ class Forwarder:
         if job.due is not None:
             wait_until = min(wait_until, job.due)
         attempts, backed_off, last = 0, 0, None
+        failed: set[str] = set()  # a provider that failed this request is not tried again
         while True:
             limited: float | None = None
             for cand in job.route.ordered:
                 entry = self.state.snapshot.providers.get(cand.provider)
-                if attempts >= max_attempts or entry is None:
+                if attempts >= max_attempts or entry is None or cand.provider in failed:
                     continue
                 if attempts > backed_off:  # once after each failed attempt, not per candidate
                     pause = _backoff(failover, attempts + 1)
@@ -136,14 +137,20 @@ class Forwarder:
                     continue
                 except UpstreamFailed as failure:
                     attempts, last = attempts + 1, failure
+                    failed.add(cand.provider)
                     failure.attempts = attempts
                     self.state.meter.errors.labels(cand.provider, failure.outcome.value).inc()
                     if not _retryable(failure.outcome, failover):
                         raise
                     _check_time(job, attempts, 0.0)
                     self.state.meter.failovers.labels(cand.provider, failure.outcome.value).inc()
-            if attempts == 0 and limited is not None:
-                await self._wait_for_capacity(job, ticket, limited, wait_until)
+            if limited is not None and attempts < max_attempts:  # the rest are only busy
+                try:
+                    await self._wait_for_capacity(job, ticket, limited, wait_until)
+                except RequestFailed:
+                    if last is None:
+                        raise
+                    break  # no time to wait: the failure the client gets is the last one
                 continue
             break
         self.state.meter.attempts.observe(max(attempts, 1))

@@ -74,6 +74,7 @@ SCENARIOS: dict[str, tuple[tuple[Member, ...], dict[str, Any]]] = {
     "fail-fast-ollama": ((Member("a", Flavor.OLLAMA), Member("b")), {}),
     "auth": ((Member("a", wants_key=RIGHT_KEY, sends_key=WRONG_KEY), Member("b")), {}),
     "max-attempts": ((*AB, Member("c")), {"maxAttempts": 2}),
+    "busy-fallback": ((Member("a"), Member("b", spec={"rateLimit": {"maxConcurrency": 1}})), {}),
     "all-fail": (AB, {}),
     "all-timeout": (AB, {}),
     "none-eligible": ((Member("a", None, spec={"suspend": True}),), {}),
@@ -387,6 +388,26 @@ def test_max_attempts_is_respected(world: World) -> None:
     assert (len(a.seen), len(b.seen), len(c.seen)) == (1, 1, 0)
     a.clear_faults()
     b.clear_faults()
+
+
+def test_a_failed_attempt_waits_for_a_busy_fallback_instead_of_giving_up(world: World) -> None:
+    failing, busy = world.fake("busy-fallback", "a"), world.fake("busy-fallback", "b")
+    failing.set_faults(status=503)
+    busy.set_faults(latency=0.3)
+    answers: list[httpx.Response] = []
+    requests = [
+        threading.Thread(target=lambda: answers.append(world.chat("busy-fallback")))
+        for _ in range(2)
+    ]
+    for request in requests:
+        request.start()
+    for request in requests:
+        request.join()
+    # Each failed at a, then found b: one at once, the other once b's one slot was free.
+    assert [(r.status_code, r.headers["x-signalbox-provider"]) for r in answers] == [
+        (200, "busy-fallback-b")
+    ] * 2
+    assert len(busy.seen) == 2
 
 
 def test_all_providers_failing_is_a_502(world: World) -> None:
