@@ -33,7 +33,7 @@ from signalbox_router.selection import Candidate
 from signalbox_router.snapshot import ProviderEntry
 
 if TYPE_CHECKING:
-    from signalbox_router.forwarding import Job
+    from signalbox_router.jobs import Job
     from signalbox_router.state import RouterState
 
 log = logging.getLogger(__name__)

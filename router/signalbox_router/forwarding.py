@@ -16,73 +16,22 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 import orjson
 
-from signalbox_api.policy import Failover
 from signalbox_api.primitives import parse_duration
-from signalbox_api.provider import ProviderType
 from signalbox_providers import dialects
-from signalbox_providers.outcomes import Outcome
-from signalbox_router import exchange, redaction, replies
+from signalbox_router import exchange, failover_rules, redaction, replies
 from signalbox_router.attempts import DEFAULT_RETRY_AFTER, Attempt, Prepared
-from signalbox_router.controls import DEFAULT as DEFAULT_CONTROLS
-from signalbox_router.controls import Controls
 from signalbox_router.deadlines import Deadlines
-from signalbox_router.estimates import estimate_tokens
 from signalbox_router.failures import RequestFailed, UpstreamFailed
-from signalbox_router.inspection import Kind
-from signalbox_router.limits import ProviderLimiter
+from signalbox_router.jobs import Job
 from signalbox_router.priority import RequestPriority
-from signalbox_router.selection import Candidate, Route
-from signalbox_router.sending import AfterReply
+from signalbox_router.selection import Candidate
 from signalbox_router.snapshot import ProviderEntry
 from signalbox_router.state import RouterState
-
-
-@dataclass
-class Job:
-    kind: Kind
-    body: dict[str, Any]
-    route: Route
-    priority: RequestPriority
-    stream: bool
-    client_usage: bool
-    raw: bytes | None = None  # the body as the client sent it
-    controls: Controls = DEFAULT_CONTROLS  # the client's x-signalbox-* headers
-    due: float | None = None  # monotonic time the whole request must end by, if any
-    # Another client API (``signalbox_providers.ingress``): wraps each provider's dialect.
-    ingress: Callable[[dialects.Dialect, ProviderType], dialects.Dialect] | None = None
-    # Where attempts leave what they report, to run once the answer is sent; None: at once.
-    after_reply: AfterReply | None = None
-
-    @functools.cached_property
-    def estimate(self) -> int:
-        """Tokens the request may use, worked out only when a token limit needs it."""
-        return estimate_tokens(self.body)
-
-    def tokens_for(self, limiter: ProviderLimiter) -> int:
-        return self.estimate if limiter.tokens is not None else 0
-
-
-def job_for(
-    kind: Kind,
-    body: dict[str, Any],
-    route: Route,
-    ctl: Controls,
-    raw: bytes | None = None,
-    *,
-    after_reply: AfterReply | None = None,
-) -> Job:
-    stream = kind == "chat" and bool(body.get("stream"))
-    usage = stream and bool((body.get("stream_options") or {}).get("include_usage"))
-    return Job(kind, body, route, ctl.priority, stream, usage, raw, ctl, after_reply=after_reply)
 
 
 class Forwarder:
@@ -126,7 +75,7 @@ class Forwarder:
                 if attempts >= max_attempts or entry is None or cand.provider in failed:
                     continue
                 if attempts > backed_off:  # once after each failed attempt, not per candidate
-                    pause = _backoff(failover, attempts + 1)
+                    pause = failover_rules.backoff(failover, attempts + 1)
                     _check_time(job, attempts, pause)
                     await asyncio.sleep(pause)
                     backed_off = attempts
@@ -140,7 +89,7 @@ class Forwarder:
                     failed.add(cand.provider)
                     failure.attempts = attempts
                     self.state.meter.errors.labels(cand.provider, failure.outcome.value).inc()
-                    if not _retryable(failure.outcome, failover):
+                    if not failover_rules.retryable(failure.outcome, failover):
                         raise
                     _check_time(job, attempts, 0.0)
                     self.state.meter.failovers.labels(cand.provider, failure.outcome.value).inc()
@@ -156,7 +105,7 @@ class Forwarder:
         self.state.meter.attempts.observe(max(attempts, 1))
         if last is not None:
             raise last
-        raise _nothing_eligible(job.route)
+        raise failover_rules.nothing_eligible(job.route)
 
     async def _try(
         self, job: Job, ticket: object, entry: ProviderEntry, cand: Candidate, number: int
@@ -284,33 +233,3 @@ def _check_time(job: Job, attempts: int, pause: float) -> None:
 class _Limited(Exception):
     def __init__(self, wait: float) -> None:
         self.wait = wait
-
-
-def _nothing_eligible(route: Route) -> RequestFailed:
-    if any(e.reason == "RateLimited" for e in route.excluded):
-        return RequestFailed(
-            429,
-            "every provider for this model asked to slow down",
-            code="rate_limit_exceeded",
-            retry_after=DEFAULT_RETRY_AFTER,
-        )
-    return RequestFailed(
-        503,
-        f"no eligible provider for model '{route.model}'",
-        code="no_eligible_provider",
-        retry_after=DEFAULT_RETRY_AFTER,
-    )
-
-
-def _retryable(outcome: Outcome, failover: Failover) -> bool:
-    if outcome == Outcome.AUTH_FAILED:
-        return True  # this provider's key is refused; another provider's may not be
-    # A malformed answer is a server fault as far as failover is concerned.
-    as_class = Outcome.SERVER_ERROR if outcome == Outcome.INVALID_RESPONSE else outcome
-    return any(r.value == as_class.value for r in failover.retry_on)
-
-
-def _backoff(failover: Failover, attempt: int) -> float:
-    b = failover.backoff
-    base, top = parse_duration(b.base), parse_duration(b.max)
-    return float(min(top, base * 2 ** (attempt - 2)))

@@ -21,7 +21,7 @@ from signalbox_providers.ingress.messages_request import InvalidMessages, to_cha
 from signalbox_providers.ingress.messages_stream import event
 from signalbox_router import controls, inspection, reading, replies, selection, sending
 from signalbox_router.deadlines import this_task
-from signalbox_router.forwarding import job_for
+from signalbox_router.jobs import job_for
 from signalbox_router.sending import Receive, Scope
 
 if TYPE_CHECKING:

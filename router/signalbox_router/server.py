@@ -15,16 +15,15 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
-from signalbox_api.provider import Capability
 from signalbox_router import (
     exposition,
     ingress_routes,
     inspection,
+    introspection,
     provider_listing,
     reading,
     replies,
@@ -32,7 +31,8 @@ from signalbox_router import (
     sending,
 )
 from signalbox_router.deadlines import this_task
-from signalbox_router.forwarding import Forwarder, job_for
+from signalbox_router.forwarding import Forwarder
+from signalbox_router.jobs import job_for
 from signalbox_router.response_cache import ResponseCache
 from signalbox_router.sending import Receive, Scope, Send
 from signalbox_router.state import RouterState
@@ -189,39 +189,7 @@ class RouterApp:
         return replies.json_reply(summary)
 
     async def explain(self, scope: Scope, receive: Receive) -> replies.Reply:
-        query = parse_qs(scope.get("query_string", b"").decode())
-        model = (query.get("model") or [""])[0]
-        try:
-            caps = frozenset(
-                Capability(c) for q in query.get("capabilities", []) for c in q.split(",") if c
-            )
-        except ValueError:
-            return replies.error(400, "unknown capability", param="capabilities")
-        try:
-            route = selection.route(
-                model, selection.Needs(caps), self.state.snapshot, self.state.view()
-            )
-        except selection.UnknownModel:
-            return replies.error(
-                404, f"The model '{model}' does not exist.", code="model_not_found", param="model"
-            )
-        return replies.json_reply(
-            {
-                "model": model,
-                "policy": route.policy,
-                "strategy": route.strategy.value,
-                "eligible": [
-                    {
-                        "provider": c.provider,
-                        "model": c.model,
-                        "priority": c.priority,
-                        "weight": c.weight,
-                    }
-                    for c in route.ordered
-                ],
-                "excluded": [{"provider": e.provider, "reason": e.reason} for e in route.excluded],
-            }
-        )
+        return introspection.explain(self.state, scope.get("query_string", b""))
 
     async def providers(self, scope: Scope, receive: Receive) -> replies.Reply:
         query = parse_qs(scope.get("query_string", b"").decode())
@@ -237,34 +205,7 @@ class RouterApp:
         return replies.json_reply({"status": "ok"})
 
     async def readyz(self, scope: Scope, receive: Receive) -> replies.Reply:
-        snap = self.state.snapshot
-        age = time.monotonic() - self.state.synced_at
-        now = time.monotonic()
-        eligible = [
-            n
-            for n, e in snap.providers.items()
-            if e.usable and not self.state.breakers.is_open(n, now)
-        ]
-        fresh = age <= self.settings.max_snapshot_age
-        failing = dict(self.state.failing)
-        ready = fresh and bool(eligible) and not failing
-        body: dict[str, object] = {
-            "ready": ready,
-            "snapshot_age_seconds": round(age, 1),
-            "eligible_providers": len(eligible),
-        }
-        if not ready:
-            why = [*failing.values()]
-            why += [] if fresh else ["the snapshot is stale"]
-            why += [] if eligible else ["no eligible provider"]
-            body["reason"] = "; ".join(why)
-        if failing:
-            body["failing"] = failing
-        if self.state.problems:
-            body["problems"] = list(self.state.problems[:20])
-        for name, report in self.state.reports.items():
-            body[name] = report()
-        return replies.json_reply(body, 200 if ready else 503)
+        return introspection.readiness(self.state, self.settings.max_snapshot_age)
 
     async def metrics(self, scope: Scope, receive: Receive) -> replies.Reply:
         return exposition.exposition(self.state)
