@@ -147,7 +147,7 @@ class OpenAIEvents:
             _check_choice(choice)
             if choice.get("finish_reason") is not None:
                 self._finished = True
-            self._count(choice.get("delta"))
+            self._count(choice)
         if self._heads.trim(choices):  # see tool_call_heads: rare, so re-encoded only then
             payload = orjson.dumps(chunk)
         elif b"\n" in payload:  # its data came in several lines: valid JSON, so the newlines
@@ -161,8 +161,9 @@ class OpenAIEvents:
                 return b""
         return b"data: " + payload + b"\n\n"
 
-    def _count(self, delta: Any) -> None:
-        chars = delta_text_chars(delta)
+    def _count(self, choice: dict[str, Any]) -> None:
+        text = choice.get("text")  # a text completion's piece (``/v1/completions``)
+        chars = delta_text_chars(choice.get("delta")) + (len(text) if type(text) is str else 0)
         if chars:
             self.text_chars += chars
             self.text_chunks += 1

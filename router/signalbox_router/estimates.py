@@ -93,12 +93,14 @@ def answer_usage(body: Mapping[str, object], answer: bytes) -> tuple[int, int]:
 
 
 def answer_text_chars(answer: Mapping[str, object]) -> int:
-    """Characters of text in a complete OpenAI-shaped chat answer: each choice's content and
-    tool-call arguments (nothing for embeddings)."""
+    """Characters of text in a complete OpenAI-shaped answer: each choice's content and
+    tool-call arguments, or a text completion's text (nothing for embeddings)."""
     total = 0
     choices = answer.get("choices")
     for choice in choices if isinstance(choices, list) else ():
         message = choice.get("message") if isinstance(choice, dict) else None
+        if isinstance(choice, dict):
+            total += _text_chars(choice.get("text"))
         if isinstance(message, dict):
             total += _text_chars(message.get("content"))
             calls = message.get("tool_calls")

@@ -53,6 +53,15 @@ def test_a_complete_answer_counts_its_content_and_tool_call_arguments() -> None:
     assert estimates.answer_usage(CHAT, b"not json") == (17, 0)
 
 
+def test_a_text_completion_counts_its_text_plain_and_streamed() -> None:
+    answer = {"object": "text_completion", "choices": [{"index": 0, "text": "abcdefgh"}]}
+    assert estimates.answer_text_chars(answer) == 8
+    events = dialects.dialect(ProviderType.OPENAI_COMPATIBLE).stream("m", False)
+    for piece in ("abcd", "efgh"):
+        events.feed(b"data: " + orjson.dumps({"choices": [{"index": 0, "text": piece}]}) + b"\n\n")
+    assert (events.text_chars, events.text_chunks) == (8, 2)
+
+
 def test_a_stream_without_usage_still_counts_the_text_it_carried() -> None:
     events = dialects.dialect(ProviderType.OPENAI_COMPATIBLE).stream("m", False)
     role = {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}
