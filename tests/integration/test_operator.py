@@ -349,10 +349,11 @@ def test_policy_follows_provider_health(
 def test_unknown_first_then_quiet_status_and_spec_changes_apply_at_once(
     cluster: Cluster, namespace: str, fake: FakeProvider, operator: OperatorProcess
 ) -> None:
-    fake.set_faults(latency=2.0)
+    # The first probe takes 4 s: the window in which Unknown must show, even on a busy machine.
+    fake.set_faults(latency=4.0)
     cluster.apply(secret("sk-test"), namespace)
     slow = provider("cloud", fake.base_url)
-    slow["spec"]["healthCheck"] = {"interval": "10s", "timeout": "5s"}
+    slow["spec"]["healthCheck"] = {"interval": "10s", "timeout": "8s"}
     cluster.apply(slow, namespace)
     obj = wait_condition(cluster, namespace, "cloud", "Ready", "Unknown", "Pending", timeout=5)
     assert condition(obj, "Healthy")["status"] == "Unknown"
