@@ -20,7 +20,7 @@ from signalbox_providers.ingress import messages
 from signalbox_providers.ingress.anthropic_order import EventOrder
 from signalbox_providers.ingress.over_chat import OverChat
 from signalbox_providers.sse import SseParser
-from signalbox_providers.translate.anthropic import AnthropicStream
+from signalbox_providers.translate.anthropic import AnthropicStream, event_payload
 from signalbox_providers.translate.openai_format import (
     JSON,
     UpstreamStreamError,
@@ -168,8 +168,9 @@ class NativeEvents:
             for e in self._parser.feed(data):
                 if self._reader.done:
                     break
-                self._order.check(e.event, orjson.loads(e.data))
-                for chunk in self._reader.feed(e):
+                payload = event_payload(e)  # read once, for the check and the meter
+                self._order.check(e.event, payload)
+                for chunk in self._reader.take(e.event, payload):
                     chars = chunk_text_chars(chunk)
                     if chars:
                         self.text_chars += chars

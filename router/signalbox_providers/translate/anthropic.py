@@ -158,10 +158,13 @@ class AnthropicStream:
 
     def feed(self, event: SseEvent) -> list[JSON]:
         """The chunks ``event`` produces (often none). Raises UpstreamStreamError on ``error``."""
+        return [] if self.done else self.take(event.event, event_payload(event))
+
+    def take(self, name: str | None, payload: Mapping[str, Any]) -> list[JSON]:
+        """``feed`` for an event whose data was already read (``event_payload``)."""
         if self.done:
             return []
-        payload = _payload(event)
-        kind = payload.get("type", event.event)
+        kind = payload.get("type", name)
         if kind == "error":
             raise _stream_error(payload)
         if kind == "message_start":
@@ -228,7 +231,8 @@ class AnthropicStream:
                 self._usage = {**(self._usage or _counts({})), **given}
 
 
-def _payload(event: SseEvent) -> Mapping[str, Any]:
+def event_payload(event: SseEvent) -> Mapping[str, Any]:
+    """An event's data as a JSON object; UpstreamStreamError when it is not one."""
     try:
         payload = json.loads(event.data)
     except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
