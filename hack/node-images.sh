@@ -5,7 +5,10 @@
 # bookworm, the same Python minor as the public default base); a fake-provider test image on top
 # of the router's; and the node's static "pause" image. Each is written once as an OCI archive
 # to $SIGNALBOX_CACHE/images/, named by a hash of its inputs, so an unchanged image is not
-# rebuilt; hack/node.sh import NAME TAR... loads them into a node.
+# rebuilt; hack/node.sh import NAME TAR... loads them into a node. Only the current archive of each
+# image and the tagged images are kept: each run removes the older archives, the leftovers of an
+# interrupted build and the untagged images (with vfs storage each layer is a
+# full copy of its root filesystem, so keeping them filled the disk within a day of builds).
 #
 # usage: hack/node-images.sh [pause] [operator] [router] [fake-provider]
 #        (no arguments: all four); prints one "name archive" line per image and, on stderr, the
@@ -27,6 +30,15 @@ human() { numfmt --to=iec --suffix=B "$1"; }
 
 report() {  # report NAME ARCHIVE START
   log "built $1 in $((SECONDS - $3))s: archive $(human "$(stat -c %s "$2")")"
+}
+
+tidy() {  # tidy NAME ARCHIVE: drops NAME's older archives and the storage no tagged image uses
+  local old
+  for old in "$IMAGES/$1"-*.tar; do
+    [[ "$old" == "$2" || ! -f "$old" ]] || rm -f "$old"
+  done
+  "${B[@]}" rm --all >/dev/null 2>&1 || true
+  "${B[@]}" rmi --prune >/dev/null 2>&1 || true
 }
 
 need_buildah() {
@@ -53,6 +65,7 @@ build_pause() {
     rm -rf "$work"
     report pause "$tar" "$start"
   fi
+  tidy pause "$tar"
   ln -sf "$(basename "$tar")" "$IMAGES/pause.tar"
   echo "pause $tar"
 }
@@ -97,7 +110,8 @@ build_dockerfile() {  # build_dockerfile NAME DOCKERFILE [BUILD ARGS...]
     [[ ! -f /etc/pip.conf ]] || mounts+=(--volume /etc/pip.conf:/etc/pip.conf:ro)
     [[ ! -f /etc/ssl/certs/ca-certificates.crt ]] \
       || mounts+=(--volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro)
-    (cd "$REPO_ROOT" && "${B[@]}" bud --quiet --isolation chroot --layers --pull-never \
+    "${B[@]}" rm --all >/dev/null 2>&1 || true
+    (cd "$REPO_ROOT" && "${B[@]}" bud --quiet --isolation chroot --pull-never \
       "${mounts[@]}" --build-arg "PYTHON_IMAGE=$BASE_IMAGE" "$@" -f "$dockerfile" -t "$ref" . >&2) \
       || die "building $name failed"
     "${B[@]}" push -q "$ref" "oci-archive:$tar.tmp:$ref"
@@ -105,12 +119,23 @@ build_dockerfile() {  # build_dockerfile NAME DOCKERFILE [BUILD ARGS...]
     report "$name" "$tar" "$start"
     log "$name image size: $("${B[@]}" images --format '{{.Size}}' "$ref" | head -1)"
   fi
+  tidy "$name" "$tar"
   ln -sf "$(basename "$tar")" "$IMAGES/$name.tar"
   echo "$name $tar"
 }
 
+in_storage() {  # in_storage NAME: NAME's image is in buildah's storage, loaded from its archive if need be
+  local ref="$REPO_PREFIX/$1:$TAG"
+  "${B[@]}" inspect --type image "$ref" >/dev/null 2>&1 \
+    || "${B[@]}" pull -q "oci-archive:$IMAGES/$1.tar:$ref" >/dev/null \
+    || die "could not load $1 from $IMAGES/$1.tar"
+}
+
 main() {
-  mkdir -p "$IMAGES"
+  mkdir -p "$IMAGES" "$SIGNALBOX_CACHE/buildah"
+  # One build at a time in this storage: tidy removes what another build would be using.
+  exec 9>"$SIGNALBOX_CACHE/buildah/lock"
+  flock 9
   local images=("$@")
   [[ ${#images[@]} -gt 0 ]] || images=(pause operator router fake-provider)
   for image in "${images[@]}"; do
@@ -120,6 +145,7 @@ main() {
       router) build_dockerfile router router/Dockerfile ;;
       fake-provider)
         build_dockerfile router router/Dockerfile >/dev/null
+        in_storage router
         build_dockerfile fake-provider hack/images/fake-provider.Dockerfile \
           --build-arg "ROUTER_IMAGE=$REPO_PREFIX/router:$TAG"
         ;;
