@@ -43,6 +43,10 @@ class OpenAIEvents:
 
     def __init__(self, client_usage: bool, max_event: int = MAX_EVENT) -> None:
         self.client_usage = client_usage
+        # Whether a stream that finished without [DONE] needs its usage chunk to count as
+        # complete: when the client asked for usage, a stream cut after its finish_reason has
+        # lost it. A translator into another API's events sets it off (it estimates usage).
+        self.usage_required = client_usage
         self.usage: Usage | None = None
         self.text_chars = self.text_chunks = 0
         self._max = max_event
@@ -92,7 +96,7 @@ class OpenAIEvents:
         out = self.feed(rest + b"\n\n") if rest and self._parser is None else b""
         if self._done:
             return out
-        if self._finished and (self.usage is not None or not self.client_usage):
+        if self._finished and (self.usage is not None or not self.usage_required):
             self._done = True
             return out + DONE
         raise StreamFailed("the upstream stream ended before it finished")

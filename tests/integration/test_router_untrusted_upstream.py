@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -357,6 +358,25 @@ def test_a_stream_that_finished_without_done_is_completed(world: World) -> None:
     assert "".join(text) == "Hello"
     raw = world.chat("no-done", stream=True).text
     assert raw.endswith("data: [DONE]\n\n")
+
+
+def test_a_stream_that_finished_without_usage_or_done_is_completed_in_other_apis(
+    world: World,
+) -> None:
+    # Translated into Messages or Responses events, the stream carries usage the upstream never
+    # sent: it is still complete, and its usage is estimated from the text.
+    root = world.router.base_url.removesuffix("/v1")
+    messages = anthropic.Anthropic(base_url=root, api_key="unused", max_retries=0)
+    with messages.messages.stream(
+        model="no-done", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+    ) as stream:
+        message = stream.get_final_message()
+    assert [block.text for block in message.content if block.type == "text"] == ["Hello"]
+    assert message.stop_reason == "end_turn"
+    events = world.client().responses.create(model="no-done", input="hi", stream=True)
+    done = [e.response for e in events if e.type == "response.completed"]
+    assert [r.output_text for r in done] == ["Hello"]
+    _rested(world)
 
 
 @pytest.mark.parametrize(

@@ -357,3 +357,28 @@ def test_a_native_stream_out_of_shape_or_order_fails_before_its_event_passes(
         assert stream.feed(f"event: {good_name}\ndata: {json.dumps(payload)}\n\n".encode())
     with pytest.raises(StreamFailed, match=said):
         stream.feed(f"event: {name}\ndata: {json.dumps(last)}\n\n".encode())
+
+
+@pytest.mark.parametrize("api", ["messages", "responses"])
+def test_a_chat_stream_that_finished_without_usage_or_done_completes_in_other_apis(
+    api: str,
+) -> None:
+    # The translation asks the provider for usage, but its events need none: a provider that
+    # never sends usage and ends after its finish_reason still gives a whole stream.
+    original = {"model": "m", "input": "x"} if api == "responses" else {"model": "m"}
+    wrap = (
+        wrapping.for_responses(original) if api == "responses" else wrapping.for_messages(original)
+    )
+    ptype = ProviderType.OPENAI_COMPATIBLE
+    stream = wrap(dialects.dialect(ptype), ptype).stream("m", False)
+    out = stream.feed(_sse(_chunk({"content": "Hello"})) + _sse(_chunk({}, "stop")))
+    out += stream.end()
+    assert stream.done
+    assert stream.usage is None  # estimated by the router from the text it counted
+    assert (stream.text_chars, stream.text_chunks) == (5, 1)
+    last = b"event: message_stop" if api == "messages" else b"event: response.completed"
+    assert last in out.split(b"\n\n")[-2]
+    bare = dialects.dialect(ptype).stream("m", True)  # a chat client that asked for usage
+    bare.feed(_sse(_chunk({"content": "Hello"})) + _sse(_chunk({}, "stop")))
+    with pytest.raises(StreamFailed, match="ended before it finished"):
+        bare.end()

@@ -42,9 +42,20 @@ from signalbox_providers.ingress import completions, messages, responses, respon
 from signalbox_providers.ingress.messages_stream import ChatEvents, NativeEvents
 from signalbox_providers.ingress.responses_stream import ChatResponseEvents, NativeResponseEvents
 from signalbox_providers.outcomes import Outcome
+from signalbox_providers.streams import OpenAIEvents
 from signalbox_providers.translate.openai_format import JSON
 
 _NATIVE_USAGE = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+
+
+def chat_stream(inner: Dialect, model: str) -> StreamTranslator:
+    """The provider's chat stream, read for a translation into another API's events: usage
+    chunks are kept (those events carry usage), but a stream that finished without usage or
+    ``[DONE]`` is still complete, its usage then estimated, as for a client that never asked."""
+    stream = inner.stream(model, True)
+    if isinstance(stream, OpenAIEvents):
+        stream.usage_required = False
+    return stream
 
 
 @dataclass(frozen=True)
@@ -92,7 +103,7 @@ class MessagesIngress(Dialect):
     def stream(self, model: str, client_usage: bool) -> StreamTranslator:
         if self.native:
             return NativeEvents(model)
-        return ChatEvents(self.inner.stream(model, True), model)
+        return ChatEvents(chat_stream(self.inner, model), model)
 
 
 def _native_answer(raw: bytes) -> Answer:
@@ -198,7 +209,7 @@ class ResponsesIngress(Dialect):
     def stream(self, model: str, client_usage: bool) -> StreamTranslator:
         if self.native:
             return NativeResponseEvents()
-        return ChatResponseEvents(self.inner.stream(model, True), self.original, model)
+        return ChatResponseEvents(chat_stream(self.inner, model), self.original, model)
 
 
 _RESPONSES_NATIVE = frozenset({ProviderType.OPENAI, ProviderType.AZURE_OPENAI})
