@@ -59,6 +59,16 @@ def _anthropic_stream(*middle: dict[str, Any]) -> scripted.Behavior:
     return scripted.stream([scripted.anthropic_event(e) for e in events], pause=0.05)
 
 
+def _tool_piece(**fields: str) -> bytes:
+    """A chat chunk with one piece of a streamed tool call: ``name`` and ``arguments`` go
+    under ``function``, the rest (``id``, ``type``) beside it."""
+    function = {k: fields.pop(k) for k in ("name", "arguments") if k in fields}
+    call = {"index": 0, **fields, "function": function}
+    choice = {"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}
+    return scripted.sse_data({"id": "chatcmpl-1", "object": "chat.completion.chunk",
+                              "created": 1, "model": "m", "choices": [choice]})  # fmt: skip
+
+
 def _usage_delta(output_tokens: int) -> dict[str, Any]:
     return {"type": "message_delta", "delta": {}, "usage": {"output_tokens": output_tokens}}
 
@@ -132,6 +142,20 @@ def _scenarios(up: scripted.ScriptedUpstream, evil: scripted.ScriptedUpstream) -
             "OpenAICompatible",
             None,
             scripted.stream([c("m", "Hel"), c("m", "lo"), c("m", None, "stop")]),
+        ),
+        "broken-tool-arguments": (
+            "OpenAICompatible",
+            None,
+            scripted.stream(
+                [
+                    _tool_piece(id="c1", type="function", name="f"),
+                    _tool_piece(arguments='{"city": '),
+                    _tool_piece(arguments="Paris}"),
+                    c("m", None, "tool_calls"),
+                    b"data: [DONE]\n\n",
+                ],
+                pause=0.05,
+            ),
         ),
         "cut-before-finish": (
             "OpenAICompatible",
@@ -358,6 +382,25 @@ def test_a_stream_that_finished_without_done_is_completed(world: World) -> None:
     assert "".join(text) == "Hello"
     raw = world.chat("no-done", stream=True).text
     assert raw.endswith("data: [DONE]\n\n")
+
+
+def test_streamed_tool_arguments_that_are_not_json_end_a_messages_stream_cleanly(
+    world: World,
+) -> None:
+    # The Anthropic SDK parses a tool's input as its pieces arrive: broken arguments from the
+    # provider must reach it as an error event, never as a piece its parser chokes on.
+    root = world.router.base_url.removesuffix("/v1")
+    claude = anthropic.Anthropic(base_url=root, api_key="unused", max_retries=0)
+    with (
+        pytest.raises(anthropic.APIError, match="tool call arguments are not JSON"),
+        claude.messages.stream(
+            model="broken-tool-arguments",
+            max_tokens=10,
+            messages=[{"role": "user", "content": "hi"}],
+        ) as stream,
+    ):
+        stream.get_final_message()
+    _rested(world)
 
 
 def test_a_stream_that_finished_without_usage_or_done_is_completed_in_other_apis(

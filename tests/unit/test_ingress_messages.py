@@ -314,13 +314,13 @@ def test_chat_stream_becomes_event_sequence() -> None:
         "content_block_stop",
         "content_block_start",
         "content_block_delta",
-        "content_block_delta",
         "content_block_stop",
         "message_delta",
         "message_stop",
     ]
     assert events[6][1].content_block.type == "tool_use"
     assert events[6][1].index == 1
+    assert events[7][1].delta.partial_json == '{"a":1}'  # held, then sent whole once checked
     delta = events[-2][1]
     assert delta.delta.stop_reason == "tool_use"
     assert delta.usage.output_tokens == 4
@@ -356,7 +356,7 @@ def test_a_tool_call_repeated_in_every_delta_is_one_block() -> None:
     ]
     assert starts[0].content_block.id == "call__0_get_weather_cmpl-1"
     deltas = [e.delta.partial_json for name, e in events if name == "content_block_delta"]
-    assert deltas == pieces
+    assert deltas == ["".join(pieces)]
     assert events[-2][1].delta.stop_reason == "tool_use"
     assert (stream.text_chars, stream.text_chunks) == (len("".join(pieces)), 3)
 
@@ -512,6 +512,36 @@ def test_tool_arguments_cut_off_with_the_answer_are_an_empty_input() -> None:
     answer["choices"][0]["finish_reason"] = "tool_calls"  # not cut: the answer is broken
     with pytest.raises(json.JSONDecodeError):
         messages.from_chat(answer)
+
+
+def _streamed_call(arguments: list[str], finish: str) -> list[dict[str, Any] | str]:
+    head = {"index": 0, "id": "c1", "type": "function", "function": {"name": "w"}}
+    pieces = [
+        _chunk({"tool_calls": [{"index": 0, "function": {"arguments": a}}]}) for a in arguments
+    ]
+    return [_chunk({"role": "assistant", "tool_calls": [head]}), *pieces, _chunk({}, finish)]
+
+
+@pytest.mark.parametrize(
+    "arguments", [['{"a": ', "nope}"], ["{not json"], ["[" * 2000, "]" * 2000]]
+)
+def test_streamed_tool_arguments_that_are_not_json_fail_before_any_piece_passes(
+    arguments: list[str],
+) -> None:
+    stream = ChatEvents(OpenAIEvents(False), "m")
+    sent = b"".join(stream.feed(_sse(c)) for c in _streamed_call(arguments, "tool_calls"))
+    assert b"input_json_delta" not in sent  # held: the client's parser never sees a piece
+    with pytest.raises(StreamFailed, match="tool call arguments are not JSON"):
+        stream.feed(_sse("[DONE]"))
+
+
+def test_streamed_tool_arguments_cut_off_with_the_answer_are_an_empty_input() -> None:
+    stream = ChatEvents(OpenAIEvents(False), "m")
+    chunks = [*_streamed_call(['{"a": "ab'], "length"), "[DONE]"]
+    events = _events(b"".join(stream.feed(_sse(c)) for c in chunks))
+    assert [name for name, _ in events].count("content_block_delta") == 0
+    assert events[-2][1].delta.stop_reason == "max_tokens"
+    assert stream.done
 
 
 _START = {"type": "message_start", "message": {"id": "msg_1", "usage": {"input_tokens": 1}}}

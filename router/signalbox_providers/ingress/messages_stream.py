@@ -5,8 +5,12 @@ Anthropic provider's own stream passed through once each event has been read.
 ``data:`` events, and writes ``message_start`` and a ``ping`` on the first chunk, a
 ``content_block_start`` / ``content_block_delta`` / ``content_block_stop`` run per text or
 tool-use block, and, at ``[DONE]``, ``message_delta`` (stop reason and usage) and
-``message_stop``. ``NativeEvents`` checks an Anthropic stream with ``translate.anthropic``'s
-reader (errors, usage, the end) and sends every event on as it came.
+``message_stop``. A tool call's arguments are held until its block ends and sent as one
+``input_json_delta`` once they read as JSON: Anthropic clients parse the pieces as they come,
+and an upstream's broken arguments must end the stream with an error event, as they fail a
+plain answer, rather than crash the client's parser. ``NativeEvents`` checks an Anthropic
+stream with ``translate.anthropic``'s reader (errors, usage, the end) and sends every event on
+as it came.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class ChatEvents(OverChat):
         # The open blocks ("text", or "tool:<call index>") and their indexes. Tool calls stay
         # open until the end: an upstream may interleave the deltas of parallel calls.
         self._open: dict[str, int] = {}
+        self._arguments: dict[str, list[str]] = {}  # an open tool call's pieces, held
         self._stop: Any = None
         self._usage: Any = None
 
@@ -102,8 +107,22 @@ class ChatEvents(OverChat):
             out += self._block(key, block)
         arguments = function.get("arguments")
         if isinstance(arguments, str) and arguments:
-            out.append(self._delta(key, {"type": "input_json_delta", "partial_json": arguments}))
+            self._arguments.setdefault(key, []).append(arguments)
         return out
+
+    def _input(self, key: str) -> list[bytes]:
+        """The held arguments of the tool call ``key`` as one delta, once checked: arguments
+        cut off with the answer (``finish_reason: length``) are no input, as in a plain answer."""
+        arguments = "".join(self._arguments.pop(key, ()))
+        if not arguments:
+            return []
+        try:
+            orjson.loads(arguments)
+        except orjson.JSONDecodeError:  # also past orjson's nesting limit
+            if self._stop == "length":
+                return []
+            raise StreamFailed("the upstream's tool call arguments are not JSON") from None
+        return [self._delta(key, {"type": "input_json_delta", "partial_json": arguments})]
 
     def _block(self, key: str, block: JSON) -> list[bytes]:
         self._index += 1
@@ -116,10 +135,11 @@ class ChatEvents(OverChat):
         return event("content_block_delta", payload)
 
     def _close(self, key: str) -> list[bytes]:
-        index = self._open.pop(key, None)
-        if index is None:
+        if key not in self._open:
             return []
-        return [event("content_block_stop", {"type": "content_block_stop", "index": index})]
+        out = self._input(key)
+        index = self._open.pop(key)
+        return [*out, event("content_block_stop", {"type": "content_block_stop", "index": index})]
 
     def _close_all(self) -> list[bytes]:
         return [
