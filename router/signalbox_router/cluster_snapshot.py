@@ -9,6 +9,8 @@ reason is returned as a problem that names the object and never holds a value.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,16 +27,51 @@ Objects = dict[str, dict[str, Any]]
 
 @dataclass
 class Store:
-    """The raw objects as last seen, by kind and name."""
+    """The raw objects as last seen, by kind and name.
+
+    The watch threads change it through :meth:`listed`, :meth:`seen` and :meth:`refuse`, under
+    one lock; the event loop builds from :meth:`view`, a copy taken under the same lock, so a
+    build never reads a dict a thread is changing.
+    """
 
     kinds: dict[str, Objects] = field(default_factory=dict)
     synced_at: float = 0.0
     # Kinds the API server refuses to list (RBAC, a missing CRD), with the reason. An
     # unreachable API server is not here: the last snapshot serves on while it is away.
     refused: dict[str, str] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def objects(self, kind: str) -> Objects:
         return self.kinds.setdefault(kind, {})
+
+    def listed(self, kind: str, items: Objects, now: float) -> None:
+        with self.lock:
+            self.kinds[kind] = items
+            self.refused.pop(kind, None)
+            self.synced_at = now
+
+    def seen(self, kind: str, event: str, name: str, obj: dict[str, Any], now: float) -> None:
+        """One watch event: an object ADDED, MODIFIED or DELETED."""
+        with self.lock:
+            items = self.objects(kind)
+            if event == "DELETED":
+                items.pop(name, None)
+            elif event in ("ADDED", "MODIFIED"):
+                items[name] = obj
+            self.synced_at = now
+
+    def refuse(self, kind: str, reason: str) -> None:
+        with self.lock:
+            self.refused[kind] = reason
+
+    def view(self, kinds: Iterable[str]) -> Store | None:
+        """A copy to build from, once each of ``kinds`` has been listed or refused (until then
+        a snapshot would lack, say, the Secrets of providers already listed): None before."""
+        with self.lock:
+            if any(k not in self.kinds and k not in self.refused for k in kinds):
+                return None
+            copied = {kind: dict(items) for kind, items in self.kinds.items()}
+            return Store(copied, self.synced_at, dict(self.refused))
 
 
 def _last_success(provider: LLMProvider) -> float | None:

@@ -2,8 +2,10 @@
 
 LLMProviders, RoutingPolicies, Secrets, Services and EndpointSlices of one namespace are each
 listed and then watched in a worker thread (the official client is synchronous), re-listed in
-full every ``resync`` seconds. Every change rebuilds the snapshot off the request path. When
-the API server goes away the last good snapshot keeps serving; only ``/readyz`` notices. An
+full every ``resync`` seconds. Every change rebuilds the snapshot off the request path, from a
+copy of the objects taken under the store's lock, once every kind has been listed (a restarted
+watch serves the last snapshot until then). When the API server goes away the last good
+snapshot keeps serving; only ``/readyz`` notices. An
 object that cannot be used (a provider the models refuse, a Secret whose value is not base64 of
 UTF-8 text) keeps its last good version and is named, with the reason, in a log line and in
 ``/readyz``; the other objects are unaffected.
@@ -78,9 +80,7 @@ def _list_and_watch(w: _Watcher, kind: _Kind) -> None:
         try:
             listed = _plain(api, kind.list_fn(*kind.args, _request_timeout=30))
             items = {i["metadata"]["name"]: i for i in listed.get("items") or []}
-            store.kinds[kind.name] = items
-            store.refused.pop(kind.name, None)
-            store.synced_at = time.monotonic()
+            store.listed(kind.name, items, time.monotonic())
             changed()
             version = listed["metadata"].get("resourceVersion")
             watch = kubernetes.watch.Watch()  # type: ignore[no-untyped-call]
@@ -96,16 +96,13 @@ def _list_and_watch(w: _Watcher, kind: _Kind) -> None:
                     break
                 obj = _plain(api, event["object"])
                 name = obj.get("metadata", {}).get("name")
-                if event["type"] == "DELETED":
-                    items.pop(name, None)
-                elif event["type"] in ("ADDED", "MODIFIED") and name:
-                    items[name] = obj
-                store.synced_at = time.monotonic()
+                if name:
+                    store.seen(kind.name, event["type"], name, obj, time.monotonic())
                 changed()
             backoff = 1.0
         except Exception as exc:  # keep serving from the last snapshot, and keep trying
             if _refused(exc):
-                store.refused[kind.name] = f"listing {kind.name} is refused ({exc.status})"
+                store.refuse(kind.name, f"listing {kind.name} is refused ({exc.status})")
                 changed()
             log.warning(
                 "watching %s failed (%s); retrying in %.0fs", kind.name, type(exc).__name__, backoff
@@ -138,6 +135,7 @@ async def run(
         loop.call_soon_threadsafe(dirty.set)
 
     watcher = _Watcher(api, store, changed, stop, resync)
+    kinds = _kinds(api, namespace)
     threads = [
         threading.Thread(
             target=_list_and_watch,
@@ -145,7 +143,7 @@ async def run(
             daemon=True,
             args=(watcher, k),
         )
-        for k in _kinds(api, namespace)
+        for k in kinds
     ]
     for thread in threads:
         thread.start()
@@ -154,16 +152,19 @@ async def run(
             await dirty.wait()
             dirty.clear()
             await asyncio.sleep(0.05)  # one rebuild for a burst of events
-            built = build(store, namespace, state.snapshot)
+            view = store.view(k.name for k in kinds)
+            if view is None:  # not every kind listed yet: the last snapshot serves on
+                continue
+            built = build(view, namespace, state.snapshot)
             state.snapshot = built.snapshot
-            state.synced_at = store.synced_at
+            state.synced_at = view.synced_at
             if built.problems != state.problems:
                 for problem in built.problems:
                     if problem not in state.problems:
                         log.error("%s", problem)
                 state.problems = built.problems
-            if store.refused:
-                health.fail("; ".join(sorted(store.refused.values())))
+            if view.refused:
+                health.fail("; ".join(sorted(view.refused.values())))
             else:
                 health.ok()
     finally:

@@ -4,6 +4,8 @@ Store holds the objects as the watch would)."""
 from __future__ import annotations
 
 import base64
+import threading
+import time
 from typing import Any
 
 from signalbox_router import cluster_snapshot
@@ -117,3 +119,65 @@ def test_discovered_capabilities_route_where_the_spec_declares_none() -> None:
     assert n is not None
     assert (m.capabilities, m.context_window) == (["chat", "tools"], 8192)
     assert (n.capabilities, n.context_window) == (["embeddings"], 100)  # the spec wins
+
+
+KINDS = ("llmproviders", "routingpolicies", "secrets", "services", "endpointslices")
+
+
+def test_nothing_is_built_until_every_kind_is_listed_or_refused() -> None:
+    # Providers listed before their Secrets would go out without a key: no view until then.
+    store = Store()
+    store.listed("llmproviders", {"a": _provider("a", "creds-a")}, 1.0)
+    for kind in KINDS[1:-1]:
+        store.listed(kind, {}, 2.0)
+        assert store.view(KINDS) is None
+    store.refuse("endpointslices", "listing endpointslices is refused (403)")
+    view = store.view(KINDS)
+    assert view is not None
+    assert view.refused == {"endpointslices": "listing endpointslices is refused (403)"}
+    assert list(view.kinds["llmproviders"]) == ["a"]
+    assert view.synced_at == 2.0
+
+
+def test_a_view_is_a_copy_that_watch_events_leave_alone() -> None:
+    store = Store()
+    for kind in KINDS:
+        store.listed(kind, {}, 1.0)
+    store.seen("llmproviders", "ADDED", "a", _provider("a", "creds-a"), 2.0)
+    view = store.view(KINDS)
+    assert view is not None
+    store.seen("llmproviders", "DELETED", "a", {}, 3.0)
+    store.seen("llmproviders", "ADDED", "b", _provider("b", "creds-b"), 3.0)
+    assert list(view.kinds["llmproviders"]) == ["a"]
+    assert list(store.kinds["llmproviders"]) == ["b"]
+
+
+def test_builds_from_views_survive_a_watch_thread_churning_the_store() -> None:
+    # The watch threads change the store while the event loop builds: with builds reading the
+    # live dicts this raised "dictionary changed size during iteration" within a second.
+    store = _store(b64(KEY.encode()), b64(KEY.encode()))
+    for kind in KINDS[1:]:
+        store.listed(kind, dict(store.objects(kind)), 1.0)
+    stop = threading.Event()
+
+    def churn() -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            store.seen("llmproviders", "ADDED", f"x{i}", _provider(f"x{i}", "creds-a"), 2.0)
+            store.seen("llmproviders", "DELETED", f"x{i - 3}", {}, 2.0)
+
+    thread = threading.Thread(target=churn, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 1.0
+        builds = 0
+        while time.monotonic() < deadline:
+            view = store.view(KINDS)
+            assert view is not None
+            assert {"a", "b"} <= set(cluster_snapshot.build(view, "ns").snapshot.providers)
+            builds += 1
+    finally:
+        stop.set()
+        thread.join()
+    assert builds > 10
