@@ -56,9 +56,7 @@ class Forwarder:
         except RequestFailed as failed:
             return failed.reply()
         finally:
-            line = self.state.waiting.get(job.route.model)
-            if line is not None:
-                line.remove(ticket)
+            self.state.leave_line(job.route.model, ticket)
 
     async def _failover(self, job: Job, ticket: object) -> replies.Reply | replies.StreamReply:
         failover = job.route.failover
@@ -132,9 +130,7 @@ class Forwarder:
         admission = limiter.try_acquire(time.monotonic(), job.tokens_for(limiter))
         if not admission.admitted:
             raise _Limited(admission.retry_after or 0.05)
-        line = self.state.waiting.get(job.route.model)
-        if line is not None:  # let the next in line have its turn
-            line.remove(ticket)
+        self.state.leave_line(job.route.model, ticket)  # let the next in line have its turn
         attempt = Attempt(
             self.state,
             job,

@@ -103,6 +103,15 @@ class RouterState:
             line = self.waiting[model] = PriorityQueueGate()
         return line
 
+    def leave_line(self, model: str, ticket: object) -> None:
+        """Take ``ticket`` out of ``model``'s line; an empty line goes (a glob policy lets
+        clients name any number of models, and each must not leave a line behind)."""
+        line = self.waiting.get(model)
+        if line is not None:
+            line.remove(ticket)
+            if not line:
+                del self.waiting[model]
+
     def limiter(self, entry: ProviderEntry) -> ProviderLimiter:
         """The provider's limiter; rebuilt when its rateLimit changes."""
         current = self._limiters.get(entry.name)
