@@ -69,14 +69,18 @@ class Forwarder:
         while True:
             limited: float | None = None
             for cand in job.route.ordered:
-                entry = self.state.snapshot.providers.get(cand.provider)
-                if attempts >= max_attempts or entry is None or cand.provider in failed:
+                if attempts >= max_attempts or cand.provider in failed:
+                    continue
+                if self._eligible(cand.provider) is None:
                     continue
                 if attempts > backed_off:  # once after each failed attempt, not per candidate
                     pause = failover_rules.backoff(failover, attempts + 1)
                     _check_time(job, attempts, pause)
                     await asyncio.sleep(pause)
                     backed_off = attempts
+                entry = self._eligible(cand.provider)  # again: a back-off may lie between
+                if entry is None:
+                    continue
                 try:
                     return await self._try(job, ticket, entry, cand, attempts + 1)
                 except _Limited as refused:
@@ -150,6 +154,15 @@ class Forwarder:
         attempt.done()
         self.state.meter.attempts.observe(number)
         return reply
+
+    def _eligible(self, name: str) -> ProviderEntry | None:
+        """``name``'s entry if it may take an attempt now, not only when the request was
+        routed: a key refused, a breaker opened or its half-open trials taken meanwhile (a wait
+        or a back-off lies between) rule it out. No await from here to the attempt's start."""
+        entry = self.state.snapshot.providers.get(name)
+        if entry is None or not entry.usable or self.state.breakers.is_open(name, time.monotonic()):
+            return None
+        return entry
 
     def _prepare(self, entry: ProviderEntry) -> Prepared:
         cached = self._prepared.get(entry.name)

@@ -73,6 +73,30 @@ SCENARIOS: dict[str, tuple[tuple[Member, ...], dict[str, Any]]] = {
     "fail-fast-anthropic": ((Member("a", Flavor.ANTHROPIC), Member("b")), {}),
     "fail-fast-ollama": ((Member("a", Flavor.OLLAMA), Member("b")), {}),
     "auth": ((Member("a", wants_key=RIGHT_KEY, sends_key=WRONG_KEY), Member("b")), {}),
+    # A request already routed to "a" backs off a whole second after "x" fails: "a" refused its
+    # key to another request meanwhile.
+    "auth-meanwhile": (
+        (Member("x"), Member("a", wants_key=RIGHT_KEY, sends_key=WRONG_KEY), Member("c")),
+        {"backoff": {"base": "1s", "max": "1s"}, "maxAttempts": 3},
+    ),
+    "half-open": (
+        (
+            Member("x", spec={"circuitBreaker": {"failureThreshold": 100}}),
+            Member(
+                "a",
+                spec={
+                    "circuitBreaker": {
+                        "failureThreshold": 1,
+                        "openDuration": "1s",
+                        "halfOpenMaxRequests": 1,
+                    },
+                    "timeouts": {"firstToken": "5s"},  # its trial is slow: 1 s
+                },
+            ),
+            Member("c"),
+        ),
+        {"maxAttempts": 3},
+    ),
     "max-attempts": ((*AB, Member("c")), {"maxAttempts": 2}),
     "busy-fallback": ((Member("a"), Member("b", spec={"rateLimit": {"maxConcurrency": 1}})), {}),
     "all-fail": (AB, {}),
@@ -373,6 +397,54 @@ def test_an_upstream_401_stops_traffic_to_that_provider_at_once(world: World) ->
     _served_by(world.chat("auth"), "auth-b", attempts=1)
     assert len(refusing.seen) == 1
     assert len(other.seen) == 5
+
+
+def test_a_key_refused_meanwhile_is_not_sent_again_by_a_request_routed_before(
+    world: World,
+) -> None:
+    first_fails, refusing = world.fake("auth-meanwhile", "x"), world.fake("auth-meanwhile", "a")
+    first_fails.set_faults(status=500)
+    answers: dict[str, httpx.Response] = {}
+
+    def ask(who: str, after: float) -> None:
+        time.sleep(after)
+        answers[who] = world.chat("auth-meanwhile")
+
+    # "early" reaches a at about 1 s and is refused; "late", routed at 0.5 s while a was still
+    # in good standing, comes out of its back-off at about 1.5 s.
+    threads = [threading.Thread(target=ask, args=a) for a in (("early", 0.0), ("late", 0.5))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    _served_by(answers["early"], "auth-meanwhile-c", attempts=3)
+    _served_by(answers["late"], "auth-meanwhile-c", attempts=2)
+    assert len(refusing.seen) == 1
+    first_fails.clear_faults()
+
+
+def test_half_open_trials_are_capped_even_for_requests_routed_before(world: World) -> None:
+    failing, trial = world.fake("half-open", "x"), world.fake("half-open", "a")
+    failing.set_faults(status=500)
+    trial.set_faults(status=500, times=1)
+    _served_by(world.chat("half-open"), "half-open-c", attempts=3)  # a's one failure trips it
+    assert world.router.excluded("half-open") == {"half-open-a": "BreakerOpen"}
+    time.sleep(1.2)  # openDuration: half-open, one trial at a time
+    trial.set_faults(latency=1.0)
+    answers: list[httpx.Response] = []
+    threads = [
+        threading.Thread(target=lambda: answers.append(world.chat("half-open"))) for _ in range(5)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    served = sorted(r.headers["x-signalbox-provider"] for r in answers)
+    assert served == ["half-open-a"] + ["half-open-c"] * 4
+    assert len(trial.seen) == 2  # the failure that tripped it, then the one trial
+    assert world.router.excluded("half-open") == {}  # the trial worked: closed
+    failing.clear_faults()
+    trial.clear_faults()
 
 
 def test_max_attempts_is_respected(world: World) -> None:
