@@ -168,6 +168,8 @@ def _shared_budgets(args: argparse.Namespace, state: RouterState) -> SharedBudge
 def _first_reading(args: argparse.Namespace) -> folder_watch.FolderWatch:
     if not args.manifests.is_dir():
         raise StartupError(f"--manifests {args.manifests}: no such folder")
+    if args.secrets_dir is not None and not args.secrets_dir.is_dir():
+        raise StartupError(f"--secrets-dir {args.secrets_dir}: no such folder")
     return folder_watch.first_reading(args.manifests, args.secrets_dir)
 
 

@@ -1,5 +1,5 @@
 """Manifests mode's watcher: the folder is looked at every ``poll`` seconds and re-read when a
-file in it changed.
+file in it, or a key file under ``--secrets-dir``, changed.
 
 What it found is put in ``RouterState``: the snapshot, the problems (a bad file or object keeps
 its last good version, see :mod:`signalbox_router.manifest_objects`) and, through its
@@ -24,10 +24,17 @@ log = logging.getLogger("signalbox_router")
 
 def first_reading(folder: Path, secrets_dir: Path | None) -> FolderWatch:
     """The watch, after its first reading; ManifestError when the folder cannot be read."""
-    seen = manifests.fingerprint(folder)
+    seen = look(folder, secrets_dir)
     loaded = manifests.read(folder, secrets_dir)
     report(folder, loaded)
     return FolderWatch(folder, secrets_dir, loaded, seen)
+
+
+def look(folder: Path, secrets_dir: Path | None) -> object | None:
+    """What a change shows in: the manifests' files and the key files of ``secrets_dir`` (a
+    rotated key is a change too); None when the manifests folder is gone."""
+    files = manifests.fingerprint(folder)
+    return None if files is None else (files, manifests.secrets_fingerprint(secrets_dir))
 
 
 def report(folder: Path, loaded: manifests.Loaded) -> None:
@@ -55,7 +62,7 @@ class FolderWatch:
 
     async def run(self, state: RouterState, health: supervision.Health) -> None:
         while True:
-            now = manifests.fingerprint(self.folder)
+            now = look(self.folder, self.secrets_dir)
             if now is None:
                 if health.name not in state.failing:
                     log.error(

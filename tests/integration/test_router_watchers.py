@@ -42,8 +42,9 @@ def _b64(raw: bytes) -> str:
         ("missing-manifests", "--manifests {root}/absent: no such folder"),
         ("missing-keys-file", "--api-keys-file {root}/keys: cannot be read (No such file"),
         ("empty-keys-file", "--api-keys-file {root}/keys: holds no key"),
+        ("missing-secrets-dir", "--secrets-dir {root}/absent: no such folder"),
     ],
-    ids=["missing-manifests", "missing-keys-file", "empty-keys-file"],
+    ids=["missing-manifests", "missing-keys-file", "empty-keys-file", "missing-secrets-dir"],
 )
 def test_a_router_that_cannot_start_says_why_in_one_line(
     tmp_path: Path, setup: str, words: str
@@ -53,6 +54,8 @@ def test_a_router_that_cannot_start_says_why_in_one_line(
     command = router.command()
     if setup == "missing-manifests":
         command[command.index("--manifests") + 1] = str(tmp_path / "absent")
+    elif setup == "missing-secrets-dir":
+        command += ["--secrets-dir", str(tmp_path / "absent")]
     else:
         if setup == "empty-keys-file":
             (tmp_path / "keys").write_text("# no keys yet\n\n   \n")

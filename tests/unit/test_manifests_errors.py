@@ -221,6 +221,39 @@ async def test_the_folder_is_read_off_the_event_loop(
     assert threading.main_thread() not in readers  # a large folder cannot stall requests
 
 
+def _mount(secrets: Path, name: str, key: str) -> None:
+    """Write ``secrets/name/api-key`` as the kubelet does for a mounted Secret: the key file
+    is a link through ``..data``, and a change swaps ``..data`` for a new folder at once."""
+    mount = secrets / name
+    mount.mkdir(parents=True, exist_ok=True)
+    version = mount / f"..{key[-4:]}"
+    version.mkdir()
+    (version / "api-key").write_text(key)
+    (mount / "..data_tmp").symlink_to(version.name)
+    (mount / "..data_tmp").rename(mount / "..data")
+    if not (mount / "api-key").is_symlink():
+        (mount / "api-key").symlink_to("..data/api-key")
+
+
+async def test_a_rotated_key_in_the_secrets_folder_is_read_again(tmp_path: Path) -> None:
+    folder, secrets = tmp_path / "manifests", tmp_path / "secrets"
+    folder.mkdir()
+    write(folder, "a.yaml", provider("a"))  # its Secret "creds" is a mounted folder
+    _mount(secrets, "creds", KEY)
+    state = RouterState()
+    watch = folder_watch.first_reading(folder, secrets)
+    watch.poll = 0.01
+    state.snapshot = watch.loaded.snapshot
+    assert state.snapshot.providers["a"].api_key == KEY
+    task = asyncio.create_task(watch.run(state, supervision.Health("manifests", state.failing)))
+    try:
+        await _until(lambda: state.synced_at > 0)
+        await asyncio.to_thread(_mount, secrets, "creds", NEW_KEY)
+        await _until(lambda: state.snapshot.providers["a"].api_key == NEW_KEY)
+    finally:
+        task.cancel()
+
+
 def _recreate(folder: Path, docs: tuple[dict[str, Any], ...]) -> None:
     folder.mkdir()
     write(folder, "a.yaml", *docs)
