@@ -89,8 +89,12 @@ def _provider_endpoints(provider: LLMProvider, namespace: str, store: Store) -> 
     if svc is None:
         return ()
     ns = svc.namespace or namespace
+    if ns != namespace:
+        # Not watched here: the Service's own name, balanced by the cluster; whether its pods
+        # are ready is the operator's verdict, which it resolves in any namespace.
+        return (f"{svc.scheme}://{svc.name}.{ns}.svc:{svc.port}{svc.path}",)
     service = store.objects("services").get(svc.name)
-    if service is None or ns != namespace:
+    if service is None:
         return ()
     port = next((p for p in endpoints.parse_service(service) if p.port == svc.port), None)
     if port is None:

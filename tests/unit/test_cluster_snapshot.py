@@ -181,3 +181,18 @@ def test_builds_from_views_survive_a_watch_thread_churning_the_store() -> None:
         stop.set()
         thread.join()
     assert builds > 10
+
+
+def test_a_service_in_another_namespace_is_reached_by_its_cluster_name() -> None:
+    # The operator resolves and judges a Service in any namespace; the router watches its own
+    # only, so it goes through the Service's name rather than drop a provider that is Ready.
+    store = Store()
+    service = {"name": "vllm", "namespace": "models", "port": 8000, "path": "/v1"}
+    store.objects("llmproviders")["gpu"] = _provider(
+        "gpu", "creds-a", type="VLLM", endpoint={"service": service}, auth=None
+    )
+    built = cluster_snapshot.build(store, "team-a")
+    entry = built.snapshot.providers["gpu"]
+    assert entry.endpoints == ("http://vllm.models.svc:8000/v1",)
+    assert entry.usable
+    assert built.problems == ()
