@@ -94,6 +94,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default="127.0.0.1",
         help="bind address of --metrics-port (default: loopback)",
     )
+    p.add_argument(
+        "--metrics-token-file",
+        type=Path,
+        help="bearer tokens for --metrics-port, one per line; required when it is bound off "
+        "loopback while client keys are",
+    )
+    p.add_argument(
+        "--no-metrics-auth",
+        action="store_true",
+        help="serve --metrics-port off loopback without a token though client keys are on",
+    )
     p.add_argument("--resync", type=float, default=60.0, help="full re-list period (seconds)")
     p.add_argument(
         "--redis-url",
@@ -119,27 +130,54 @@ class StartupError(Exception):
     """The router cannot start as asked; the message says why in one line."""
 
 
+def _keys_file(path: Path, flag: str) -> frozenset[str]:
+    """The keys in ``path``, one per line (blank lines and ``#`` comments skipped)."""
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else exc.strerror
+        raise StartupError(f"{flag} {path}: cannot be read ({why})") from None
+    keys = frozenset(k for k in (line.strip() for line in lines) if k and k[0] != "#")
+    if not keys:
+        raise StartupError(f"{flag} {path}: holds no key (one key per line)")
+    return keys
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def _client_keys(args: argparse.Namespace) -> frozenset[str] | None:
     if args.api_keys_file is not None:
-        path = args.api_keys_file
-        try:
-            lines = path.read_bytes().decode("utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            why = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else exc.strerror
-            raise StartupError(f"--api-keys-file {path}: cannot be read ({why})") from None
-        keys = frozenset(k for k in (line.strip() for line in lines) if k and k[0] != "#")
-        if not keys:
-            raise StartupError(f"--api-keys-file {path}: holds no key (one key per line)")
-        return keys
-    try:
-        loopback = ipaddress.ip_address(args.host).is_loopback
-    except ValueError:
-        loopback = args.host == "localhost"
-    if loopback or args.no_client_auth:
+        return _keys_file(args.api_keys_file, "--api-keys-file")
+    if _loopback(args.host) or args.no_client_auth:
         return None
     raise StartupError(
         "bound to a non-loopback address, so client API keys "
         "are required: pass --api-keys-file FILE (or --no-client-auth)"
+    )
+
+
+def _metrics_tokens(
+    args: argparse.Namespace, client_keys: frozenset[str] | None
+) -> frozenset[str] | None:
+    """The tokens ``--metrics-port`` asks for: metrics say who uses what, so with client keys
+    on they are open only on loopback, or when asked for in so many words."""
+    if args.metrics_token_file is not None:
+        return _keys_file(args.metrics_token_file, "--metrics-token-file")
+    if (
+        args.metrics_port is None
+        or client_keys is None
+        or _loopback(args.metrics_host)
+        or args.no_metrics_auth
+    ):
+        return None
+    raise StartupError(
+        f"--metrics-host {args.metrics_host} is not loopback while client API keys are "
+        "required: pass --metrics-token-file FILE (or --no-metrics-auth)"
     )
 
 
@@ -180,7 +218,8 @@ def build_app(args: argparse.Namespace) -> RouterApp:
         state,
         Settings(
             max_body=args.max_body,
-            client_keys=_client_keys(args),
+            client_keys=(keys := _client_keys(args)),
+            metrics_tokens=_metrics_tokens(args, keys),
             max_snapshot_age=max(120.0, 2 * args.resync),
         ),
     )

@@ -45,6 +45,7 @@ Hook = Callable[[], Awaitable[None]]
 class Settings:
     max_body: int = 10 * 1024 * 1024
     client_keys: frozenset[str] | None = None  # None: no client authentication
+    metrics_tokens: frozenset[str] | None = None  # for --metrics-port; None: open
     max_snapshot_age: float = 120.0
 
 

@@ -2,7 +2,8 @@
 
 With client keys on, the public port's ``/metrics`` takes a key like ``/v1/``; Prometheus (a
 ServiceMonitor in Kubernetes) scrapes ``--metrics-port`` instead, a second listener in the same
-event loop that serves nothing but ``/metrics``.
+event loop that serves nothing but ``/metrics`` (with a bearer token of its own when it is
+bound off loopback while client keys are on).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def _serve_metrics_beside(
 ) -> None:
     """A second listener in the same event loop, opened and closed with ``app``."""
     config = uvicorn.Config(
-        MetricsApp(app.state),
+        MetricsApp(app.state, app.settings.metrics_tokens),
         host=host,
         port=port,
         http=protocol,

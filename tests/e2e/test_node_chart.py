@@ -7,6 +7,7 @@ are the EndpointSlice controller's own.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -16,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import openai
 import pytest
 
@@ -74,6 +76,26 @@ def test_chart_pods_run_non_root_on_a_read_only_root(release: Release) -> None:
             f"--as=system:serviceaccount:{release.namespace}:{release.name}-{sa}", check=False,
         )  # fmt: skip
         assert can.stdout.strip() == "no"
+
+
+def test_the_metrics_port_serves_prometheus_token_only(release: Release) -> None:
+    # Client keys are on: the router pods' metrics port asks for the token the chart made,
+    # the one its ServiceMonitor presents.
+    encoded = release.kubectl(
+        "get", "secret", f"{release.name}-router-metrics-token", "-o", "jsonpath={.data.token}"
+    )
+    token = base64.b64decode(encoded).decode()
+    target = f"svc/{release.name}-router-metrics"
+    with port_forward(release.cluster, release.namespace, target, 9090) as port:
+        url = f"http://127.0.0.1:{port}/metrics"
+        assert httpx.get(url, timeout=20, trust_env=False).status_code == 401
+        keyed = {"authorization": f"Bearer {release.api_key}"}  # a client key is not enough
+        assert httpx.get(url, headers=keyed, timeout=20, trust_env=False).status_code == 401
+        scraped = httpx.get(
+            url, headers={"authorization": f"Bearer {token}"}, timeout=20, trust_env=False
+        )
+    assert scraped.status_code == 200
+    assert "signalbox_router_requests_total" in scraped.text
 
 
 def test_traffic_is_balanced_across_the_vllm_pods(release: Release, client: openai.OpenAI) -> None:

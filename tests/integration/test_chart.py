@@ -161,6 +161,39 @@ def test_prometheus_scrapes_the_routers_metrics_port_not_its_client_port(helm: P
     assert {e["port"] for e in monitor["spec"]["endpoints"]} == {"metrics"}
     policy = next(d for d in docs if d["kind"] == "NetworkPolicy")
     assert any({"port": "metrics"} in rule.get("ports", []) for rule in policy["spec"]["ingress"])
+    # Client keys are on, so the metrics port asks for Prometheus's own token, which the
+    # ServiceMonitor presents.
+    token = "sb-signalbox-router-metrics-token"
+    assert "--metrics-token-file=/etc/signalbox/metrics-token/token" in container["args"]
+    secret = next(d for d in docs if d["metadata"]["name"] == token)
+    assert set(secret["data"]) == {"token"}
+    assert [e["authorization"] for e in monitor["spec"]["endpoints"]] == [
+        {"type": "Bearer", "credentials": {"name": token, "key": "token"}}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("values", "flag"),
+    [
+        (["router.metricsAuth.enabled=false"], "--no-metrics-auth"),
+        (["router.clientAuth.enabled=false"], "--no-client-auth"),
+    ],
+)
+def test_an_open_metrics_port_is_asked_for_in_so_many_words(
+    helm: Path, values: list[str], flag: str
+) -> None:
+    sets = [arg for v in values for arg in ("--set", v)]
+    rendered = run_helm(helm, None, "template", "sb", str(CHART), *KUBE, "-f", str(FULL), *sets)
+    docs = _docs(rendered)
+    router = next(
+        d for d in docs if d["kind"] == "Deployment" and "router" in d["metadata"]["name"]
+    )
+    args = router["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert flag in args
+    assert not any(a.startswith("--metrics-token-file") for a in args)
+    assert all(d["metadata"]["name"] != "sb-signalbox-router-metrics-token" for d in docs)
+    monitor = next(d for d in docs if d["kind"] == "ServiceMonitor")
+    assert all("authorization" not in e for e in monitor["spec"]["endpoints"])
 
 
 @pytest.fixture

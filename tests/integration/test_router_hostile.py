@@ -426,6 +426,30 @@ def test_with_client_keys_metrics_are_not_open_on_the_public_port(
     assert openai_error(elsewhere, 404)["code"] == "unknown_url"
 
 
+def test_a_metrics_port_with_tokens_serves_only_a_token_holder(tmp_path: Path) -> None:
+    fake = FakeProvider("tokened", Flavor.OPENAI, [MODEL])
+    keys, tokens = tmp_path / "client-keys", tmp_path / "metrics-tokens"
+    keys.write_text(CLIENT_KEY + "\n")
+    tokens.write_text("# Prometheus's\nmetrics-token-0123456789\n")
+    port = free_port()
+    args = ("--api-keys-file", str(keys), "--metrics-port", str(port),
+            "--metrics-token-file", str(tokens))  # fmt: skip
+    with running_fakes(fake):
+        docs = [provider("tokened", "OpenAICompatible", fake.base_url, models=[MODEL])]
+        with running_router(tmp_path / "manifests", docs, *args):
+            url = f"http://127.0.0.1:{port}/metrics"
+
+            def scrape(token: str | None) -> httpx.Response:
+                headers = {"authorization": f"Bearer {token}"} if token else {}
+                return httpx.get(url, headers=headers, trust_env=False, timeout=10)
+
+            assert openai_error(scrape(None), 401)["code"] == "invalid_api_key"
+            assert openai_error(scrape(CLIENT_KEY), 401)["code"] == "invalid_api_key"
+            allowed = scrape("metrics-token-0123456789")
+            assert allowed.status_code == 200
+            assert "signalbox_router_attempts" in allowed.text
+
+
 @pytest.mark.parametrize("scheme", ["bearer", "BEARER", "Bearer", "bEaReR"])
 def test_the_bearer_scheme_is_matched_case_insensitively(
     keyed: tuple[RouterProcess, int], scheme: str

@@ -43,8 +43,21 @@ def _b64(raw: bytes) -> str:
         ("missing-keys-file", "--api-keys-file {root}/keys: cannot be read (No such file"),
         ("empty-keys-file", "--api-keys-file {root}/keys: holds no key"),
         ("missing-secrets-dir", "--secrets-dir {root}/absent: no such folder"),
+        (
+            "open-metrics-off-loopback",
+            "--metrics-host 0.0.0.0 is not loopback while client API keys are required: "
+            "pass --metrics-token-file FILE (or --no-metrics-auth)",
+        ),
+        ("empty-metrics-tokens", "--metrics-token-file {root}/tokens: holds no key"),
     ],
-    ids=["missing-manifests", "missing-keys-file", "empty-keys-file", "missing-secrets-dir"],
+    ids=[
+        "missing-manifests",
+        "missing-keys-file",
+        "empty-keys-file",
+        "missing-secrets-dir",
+        "open-metrics-off-loopback",
+        "empty-metrics-tokens",
+    ],
 )
 def test_a_router_that_cannot_start_says_why_in_one_line(
     tmp_path: Path, setup: str, words: str
@@ -56,6 +69,13 @@ def test_a_router_that_cannot_start_says_why_in_one_line(
         command[command.index("--manifests") + 1] = str(tmp_path / "absent")
     elif setup == "missing-secrets-dir":
         command += ["--secrets-dir", str(tmp_path / "absent")]
+    elif setup.endswith("metrics-off-loopback") or setup == "empty-metrics-tokens":
+        (tmp_path / "keys").write_text("client-key-0123456789\n")
+        (tmp_path / "tokens").write_text("\n")
+        command += ["--api-keys-file", str(tmp_path / "keys"), "--metrics-port", "1"]
+        command += ["--metrics-host", "0.0.0.0"]  # never bound: the router stops before
+        if setup == "empty-metrics-tokens":
+            command += ["--metrics-token-file", str(tmp_path / "tokens")]
     else:
         if setup == "empty-keys-file":
             (tmp_path / "keys").write_text("# no keys yet\n\n   \n")

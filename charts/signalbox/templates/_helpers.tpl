@@ -51,3 +51,35 @@ seccompProfile:
   resources: [endpointslices]
   verbs: [get, list, watch]
 {{- end -}}
+
+{{- /* A Secret the chart makes, holding one random value under .key (prefixed by .prefix),
+kept across upgrades (read back with lookup); .keep also keeps it past an uninstall. */ -}}
+{{- define "signalbox.generatedSecret" -}}
+{{- $existing := lookup "v1" "Secret" .root.Release.Namespace .name }}
+apiVersion: v1
+kind: Secret
+metadata:
+  name: {{ .name }}
+  namespace: {{ .root.Release.Namespace }}
+  labels: {{- include "signalbox.labels" .root | nindent 4 }}
+  {{- if .keep }}
+  annotations:
+    helm.sh/resource-policy: keep
+  {{- end }}
+type: Opaque
+data:
+  {{- if and $existing (index $existing.data .key) }}
+  {{ .key }}: {{ index $existing.data .key }}
+  {{- else }}
+  {{ .key }}: {{ printf "%s%s" .prefix (randAlphaNum 40) | b64enc }}
+  {{- end }}
+{{- end -}}
+
+{{- /* The Secret whose .Values.router.metricsAuth.key the metrics port asks for; empty when
+the metrics port is open (client keys off, or metricsAuth off). */ -}}
+{{- define "signalbox.metricsTokenSecret" -}}
+{{- $r := .Values.router -}}
+{{- if and $r.enabled $r.clientAuth.enabled $r.metricsAuth.enabled -}}
+{{- default (printf "%s-router-metrics-token" (include "signalbox.fullname" .)) $r.metricsAuth.existingSecret -}}
+{{- end -}}
+{{- end -}}
