@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import orjson
+
 MASK = "[REDACTED]"
 _MASK = MASK.encode()
 MAX_MESSAGE = 500  # characters of an upstream's message passed on to a client
@@ -30,6 +32,11 @@ def redact_text(text: str, secrets: Iterable[bytes], limit: int = MAX_MESSAGE) -
 
 
 def secret_values(keys: Iterable[str | None]) -> tuple[bytes, ...]:
-    """The byte forms to mask, longest first (so a key holding another is masked whole)."""
-    found = {k.encode() for k in keys if k and len(k) >= MIN_SECRET}
+    """The byte forms to mask, longest first (so a key holding another is masked whole): each
+    key as it is, and as it stands inside JSON text (where a quote or backslash in it is
+    escaped), since upstream bodies are masked as JSON."""
+    found: set[bytes] = set()
+    for k in keys:
+        if k and len(k) >= MIN_SECRET:
+            found |= {k.encode(), orjson.dumps(k)[1:-1]}
     return tuple(sorted(found, key=len, reverse=True))

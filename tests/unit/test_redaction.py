@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from signalbox_router import redaction
@@ -26,3 +27,13 @@ def test_a_short_message_is_masked_and_kept_whole() -> None:
 def test_text_that_is_not_valid_unicode_is_still_masked() -> None:
     said = redaction.redact_text(f"\ud800 {KEY}", SECRETS)
     assert said == "? [REDACTED]"
+
+
+def test_a_key_with_json_escapes_is_masked_inside_json_too() -> None:
+    # Keys may hold any visible ASCII: one with a quote or a backslash is escaped in a JSON body.
+    key = 'sk-ab"cd\\ef-0123456789'
+    body = orjson.dumps({"error": {"message": f"bad key {key}"}})
+    assert key.encode() not in body  # as it stands in JSON, not as it is
+    masked = redaction.redact(body, redaction.secret_values([key]))
+    assert key not in orjson.loads(masked)["error"]["message"]
+    assert "[REDACTED]" in orjson.loads(masked)["error"]["message"]
