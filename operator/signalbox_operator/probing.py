@@ -218,7 +218,7 @@ async def _run(
     opts = dialect.options(spec)
     hc = spec.health_check
     if hc.mode == HealthCheckMode.HTTP_GET:
-        url = dialects.root_of(base) + (hc.path or "/")
+        url = dialect.root(base) + (hc.path or "/")
         await _send(client, dialects.HttpCall("GET", url), limits, lists=True)
         return None
     if hc.mode == HealthCheckMode.CHAT_PROBE:

@@ -154,7 +154,7 @@ KEY = "sk-test"
             ProviderType.ANTHROPIC,
             "https://proxy.example:8443/anthropic/api",
             None,
-            "https://proxy.example:8443/v1/models",
+            "https://proxy.example:8443/anthropic/api/v1/models",  # the proxy's prefix kept
             {"x-api-key": KEY, "anthropic-version": "2023-06-01"},
         ),
         (
@@ -350,10 +350,30 @@ def test_ollama_probe_does_not_stream_and_has_no_max_tokens() -> None:
         ("http://h:8000/v1/", "http://h:8000"),
         ("http://[fd00::1]:8000/v1", "http://[fd00::1]:8000"),
         ("http://h", "http://h"),
+        ("https://gw.corp/anthropic/v1", "https://gw.corp/anthropic"),  # a gateway's prefix
+        ("https://gw.corp/anthropic/", "https://gw.corp/anthropic"),
+        ("https://gw.corp/v1/ollama", "https://gw.corp/v1/ollama"),  # only a trailing version
     ],
 )
 def test_root_of(base: str, root: str) -> None:
     assert dialects.root_of(base) == root
+
+
+@pytest.mark.parametrize(
+    ("ptype", "base", "url"),
+    [
+        (ProviderType.ANTHROPIC, "https://gw.corp/anthropic", "https://gw.corp/anthropic/v1/messages"),
+        (ProviderType.ANTHROPIC, "https://api.anthropic.com/v1", "https://api.anthropic.com/v1/messages"),
+        (ProviderType.OLLAMA, "http://gw/ollama/", "http://gw/ollama/api/chat"),
+        (ProviderType.AZURE_OPENAI, "https://r.openai.azure.com/openai",
+         "https://r.openai.azure.com/openai/deployments/d/chat/completions?api-version=v"),
+        (ProviderType.AZURE_OPENAI, "https://gw/azure/",
+         "https://gw/azure/openai/deployments/d/chat/completions?api-version=v"),
+    ],
+)  # fmt: skip
+def test_a_base_urls_path_prefix_is_kept(ptype: ProviderType, base: str, url: str) -> None:
+    # A provider behind a gateway at a path: the dialect's routes go under that path.
+    assert dialects.dialect(ptype).url(base, "chat", "d", {"api_version": "v"}) == url
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,6 @@ from signalbox_providers.dialects.base import (
     Unsupported,
     encode,
     loads_object,
-    root_of,
     translated,
 )
 from signalbox_providers.dialects.openai import Dialect
@@ -38,7 +37,7 @@ class Anthropic(Dialect):
     def url(self, base_url: str, kind: Kind, model: str, opts: Mapping[str, str]) -> str:
         if kind != "chat":
             raise Unsupported("Anthropic providers do not serve embeddings")
-        return root_of(base_url) + "/v1/messages"
+        return self.root(base_url) + "/v1/messages"
 
     def request(
         self,

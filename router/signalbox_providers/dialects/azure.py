@@ -8,10 +8,14 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from signalbox_api.provider import LLMProviderSpec, ProviderType
-from signalbox_providers.dialects.base import Kind, path_segment, root_of
+from signalbox_providers.dialects.base import Kind, path_segment
 from signalbox_providers.dialects.openai import Dialect
 
 DEFAULT_API_VERSION = "2024-10-21"
+
+
+# What may follow the resource's endpoint in a base URL: the API's own path, not a prefix.
+AZURE_SUFFIXES = ("/openai/v1", "/openai", "/v1")
 
 
 @dataclass(frozen=True)
@@ -22,7 +26,8 @@ class Azure(Dialect):
     def url(self, base_url: str, kind: Kind, model: str, opts: Mapping[str, str]) -> str:
         path = "/chat/completions" if kind == "chat" else "/embeddings"
         deployment = path_segment(model)
-        return f"{root_of(base_url)}/openai/deployments/{deployment}{path}{self._query(opts)}"
+        root = self.root(base_url)
+        return f"{root}/openai/deployments/{deployment}{path}{self._query(opts)}"
 
     def _query(self, opts: Mapping[str, str]) -> str:
         return "?api-version=" + quote(opts.get("api_version", DEFAULT_API_VERSION), safe="")
@@ -30,6 +35,10 @@ class Azure(Dialect):
 
 DIALECTS = {
     ProviderType.AZURE_OPENAI: Azure(
-        auth_header="api-key", bearer=False, models_path="/openai/models", models_from_root=True
+        auth_header="api-key",
+        bearer=False,
+        models_path="/openai/models",
+        models_from_root=True,
+        api_suffixes=AZURE_SUFFIXES,
     )
 }

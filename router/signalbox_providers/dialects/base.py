@@ -96,10 +96,17 @@ class StreamTranslator(Protocol):
         Raises StreamFailed when the stream was cut short."""
 
 
-def root_of(base_url: str) -> str:
-    """``https://host:port`` of a base URL such as ``https://host:port/v1``."""
+def root_of(base_url: str, versions: tuple[str, ...] = ("/v1",)) -> str:
+    """The API's root under a base URL: ``https://host:port`` of ``https://host:port/v1``,
+    ``https://gw/anthropic`` of ``https://gw/anthropic/v1``. Only a trailing API version
+    (one of ``versions``) goes; a path prefix before it (a gateway's) stays."""
     parts = urlsplit(base_url)
-    return f"{parts.scheme}://{parts.netloc}"
+    path = parts.path.rstrip("/")
+    for version in versions:
+        if path.endswith(version):
+            path = path.removesuffix(version)
+            break
+    return f"{parts.scheme}://{parts.netloc}{path}"
 
 
 def path_segment(value: str) -> str:

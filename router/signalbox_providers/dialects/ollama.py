@@ -21,7 +21,6 @@ from signalbox_providers.dialects.base import (
     encode,
     ids,
     loads_object,
-    root_of,
     translated,
 )
 from signalbox_providers.dialects.openai import Dialect
@@ -32,7 +31,7 @@ from signalbox_providers.translate.openai_format import JSON
 @dataclass(frozen=True)
 class Ollama(Dialect):
     def url(self, base_url: str, kind: Kind, model: str, opts: Mapping[str, str]) -> str:
-        return root_of(base_url) + ("/api/chat" if kind == "chat" else "/v1/embeddings")
+        return self.root(base_url) + ("/api/chat" if kind == "chat" else "/v1/embeddings")
 
     def request(
         self,
@@ -70,7 +69,10 @@ class Ollama(Dialect):
         self, base_url: str, model: str, api_key: str | None, header: str | None = None
     ) -> HttpCall | None:
         return HttpCall(
-            "POST", root_of(base_url) + "/api/show", self.headers(api_key, header), {"model": model}
+            "POST",
+            self.root(base_url) + "/api/show",
+            self.headers(api_key, header),
+            {"model": model},
         )
 
     def parse_shown(self, body: Any) -> model_facts.ModelFacts:

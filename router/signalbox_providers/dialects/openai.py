@@ -47,8 +47,14 @@ class Dialect:
     parse_models: Callable[[Any], list[str]] = _OPENAI_IDS
     readiness_paths: tuple[str, ...] = ()  # checked at the server root before the model list
     queue_metrics_path: str | None = None  # Prometheus page with the server's waiting queue
+    # What may end a base URL as the API's own path (not a gateway's prefix): root() drops it.
+    api_suffixes: tuple[str, ...] = ("/v1",)
 
     # -- calls ---------------------------------------------------------------------------
+    def root(self, base_url: str) -> str:
+        """The server's root under ``base_url`` (``root_of``, with this type's API paths)."""
+        return root_of(base_url, self.api_suffixes)
+
     def headers(self, api_key: str | None, header: str | None = None) -> dict[str, str]:
         out = dict(self.fixed_headers)
         if api_key:
@@ -117,12 +123,12 @@ class Dialect:
         header: str | None = None,
         opts: Mapping[str, str] | None = None,
     ) -> HttpCall:
-        prefix = root_of(base_url) if self.models_from_root else base_url.rstrip("/")
+        prefix = self.root(base_url) if self.models_from_root else base_url.rstrip("/")
         url = prefix + self.models_path + self._query(opts or {})
         return HttpCall("GET", url, self.headers(api_key, header))
 
     def readiness(self, base_url: str) -> list[HttpCall]:
-        return [HttpCall("GET", root_of(base_url) + p) for p in self.readiness_paths]
+        return [HttpCall("GET", self.root(base_url) + p) for p in self.readiness_paths]
 
     def listed_facts(self, listing: Any) -> dict[str, model_facts.ModelFacts]:
         """What the model list itself says of each model (vLLM, OpenRouter)."""

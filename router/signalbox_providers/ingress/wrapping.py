@@ -33,7 +33,6 @@ from signalbox_providers.dialects.base import (
     Unsupported,
     encode,
     loads_object,
-    root_of,
     usage_of,
 )
 from signalbox_providers.dialects.ollama import Ollama
@@ -129,7 +128,7 @@ class CompletionsIngress(Dialect):
         if isinstance(self.inner, Anthropic | Azure):
             raise Unsupported("this provider type does not serve legacy text completions")
         if isinstance(self.inner, Ollama):
-            return root_of(base_url) + "/v1/completions"
+            return self.inner.root(base_url) + "/v1/completions"
         return base_url.rstrip("/") + "/completions"
 
     def request(
@@ -161,7 +160,7 @@ class ResponsesIngress(Dialect):
 
     def url(self, base_url: str, kind: Kind, model: str, opts: Mapping[str, str]) -> str:
         if isinstance(self.inner, Azure):
-            return root_of(base_url) + "/openai/v1/responses"
+            return self.inner.root(base_url) + "/openai/v1/responses"
         return base_url.rstrip("/") + "/responses"
 
     def request(
