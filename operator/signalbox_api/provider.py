@@ -135,7 +135,12 @@ class Endpoint(ApiModel):
                 "isURL(self) && url(self).getScheme() in ['http', 'https']",
                 "spec.endpoint.url must be an absolute http or https URL",
                 check=_is_http_url,
-            )
+            ),
+            cel(
+                "!self.contains('?') && !self.contains('#')",
+                "spec.endpoint.url must not carry a query or a fragment: API paths go after it",
+                check=lambda text: "?" not in text and "#" not in text,
+            ),
         ),
     )
     service: ServiceRef | None = Field(

@@ -114,6 +114,12 @@ INVALID: list[Case] = [
         ["spec.endpoint.url", "must be an absolute http or https URL"],
     ),
     Case(
+        "url-with-query",
+        "spec.endpoint.url",
+        provider(endpoint={"url": "https://gw.example/v1?tenant=a"}),
+        ["spec.endpoint.url", "must not carry a query or a fragment"],
+    ),
+    Case(
         "unknown-type",
         "spec.type",
         provider(type="Gemini"),
