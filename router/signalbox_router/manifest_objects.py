@@ -95,6 +95,20 @@ def _judge(kind: str, doc: dict[str, Any], validate: Validate) -> tuple[Any, str
         return None, f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
 
 
+_AGAIN = "defined again (first in {}): the first definition is used"
+
+
+def merge(items: dict[Key, Item], found: Mapping[Key, Item], problems: list[Problem]) -> None:
+    """Add one file's objects to ``items``; an object already there (same kind and name, from
+    an earlier file) stays, and the repeat is a problem."""
+    for key, item in found.items():
+        first = items.get(key)
+        if first is not None and first.path != item.path:
+            problems.append(Problem(f"{item.path}: {key[0]} {key[1]}", _AGAIN.format(first.path)))
+            continue
+        items[key] = item
+
+
 def parse_file(
     path: Path, previous: Mapping[Key, Item], problems: list[Problem], validate: Validate
 ) -> dict[Key, Item]:
@@ -115,6 +129,9 @@ def parse_file(
         name = meta.get("name") if isinstance(meta, dict) else None
         if not isinstance(name, str) or not name:
             problems.append(Problem(f"{path}: document {index + 1}", f"{kind} without a name"))
+            continue
+        if (kind, name) in out:
+            problems.append(Problem(f"{path}: {kind} {name}", _AGAIN.format(out[kind, name].path)))
             continue
         value, reason = _judge(kind, doc, validate)
         if reason:

@@ -25,7 +25,7 @@ from pathlib import Path
 from signalbox_api import admission
 from signalbox_api.policy import RoutingPolicy
 from signalbox_api.provider import LLMProvider, LLMProviderSpec
-from signalbox_router.manifest_objects import Item, Problem, parse_file
+from signalbox_router.manifest_objects import Item, Problem, merge, parse_file
 from signalbox_router.snapshot import PolicyEntry, ProviderEntry, Snapshot
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ def read(
     items: dict[tuple[str, str], Item] = {}
     problems: list[Problem] = []
     for path in _files(folder):
-        items.update(parse_file(path, before.items, problems, admission.validate))
+        merge(items, parse_file(path, before.items, problems, admission.validate), problems)
     secrets = {n: i.value for (k, n), i in items.items() if isinstance(i.value, dict)}
     keys = _Keys(secrets, secrets_dir, os.environ if environ is None else environ, before.snapshot)
     snapshot = _build(items, keys, problems)

@@ -265,3 +265,17 @@ async def _until(check: Any, within: float = 5.0) -> None:
     while not check():
         assert loop.time() < deadline, "condition not reached"
         await asyncio.sleep(0.01)
+
+
+def test_an_object_defined_twice_keeps_its_first_definition_and_names_the_repeat(
+    folder: Path,
+) -> None:
+    write(folder, "c.yaml", provider("a", priority=7), provider("c"), provider("c", priority=9))
+    loaded = manifests.read(folder)
+    assert loaded.snapshot.providers["a"].spec.priority != 7  # a.yaml's, the first
+    assert loaded.snapshot.providers["c"].spec.priority != 9
+    said = sorted(str(p) for p in loaded.problems)
+    assert len(said) == 2
+    assert f"{folder / 'c.yaml'}: LLMProvider a" in said[0]
+    assert f"defined again (first in {folder / 'a.yaml'})" in said[0]
+    assert f"{folder / 'c.yaml'}: LLMProvider c" in said[1]
