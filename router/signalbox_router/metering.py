@@ -8,10 +8,8 @@ is tokens times the model's declared prices. Nothing here ever sees keys or prom
 request touches is kept with plain arithmetic (the request path takes no locks) and turned into
 Prometheus metrics when it scrapes.
 
-Model labels are keyed only by declared names: a declared model, alias or policy model name
-is its own label, a name a policy's glob matches counts under the glob as written, and any
-other name under ``other``; so no client can grow the series (or the usage summary) without
-bound.
+Model labels are keyed only by declared names (:mod:`signalbox_router.metric_labels`), so no
+client can grow the series (or the usage summary) without bound.
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from fnmatch import fnmatchcase
 from typing import Any
 
 import prometheus_client as prom
@@ -28,43 +25,11 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 
 from signalbox_api.primitives import parse_money
 from signalbox_api.provider import Cost
+from signalbox_router.metric_labels import OTHER, UNFOLLOWED_NAMES, Labels
 from signalbox_router.snapshot import Snapshot
 
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _MILLION = Decimal(1_000_000)
-OTHER = "other"
-# Labels remembered for names asked for; emptied when full, so it stays small.
-_LABELS_KEPT = 4096
-# With no snapshot to follow (a meter used on its own), names as given, up to this many.
-UNFOLLOWED_NAMES = 100
-
-
-class Labels:
-    """The model label for a requested name under one snapshot's declarations."""
-
-    def __init__(self, snapshot: Snapshot) -> None:
-        patterns = [pattern for policy in snapshot.policies for pattern in policy.spec.models]
-        names = {p for p in patterns if not _is_glob(p)}
-        for entry in snapshot.providers.values():
-            for model in entry.spec.models:
-                names.add(model.name)
-                names.update(model.aliases)
-        self.globs = tuple(dict.fromkeys(p for p in patterns if _is_glob(p)))
-        self.known: dict[str, str] = {n: n for n in names}
-        self.declared = len(self.known)
-
-    def __call__(self, model: str) -> str:
-        label = self.known.get(model)
-        if label is None:
-            label = next((g for g in self.globs if fnmatchcase(model, g)), OTHER)
-            if len(self.known) >= self.declared + _LABELS_KEPT:
-                self.known = {k: v for k, v in self.known.items() if k == v}
-            self.known[model] = label
-        return label
-
-
-def _is_glob(pattern: str) -> bool:
-    return any(ch in pattern for ch in "*?[")
 
 
 class Histogram:

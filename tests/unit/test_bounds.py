@@ -12,8 +12,9 @@ import pytest
 
 from signalbox_api.policy import RoutingPolicySpec
 from signalbox_api.provider import LLMProviderSpec
-from signalbox_router import bounding, metering, nesting
-from signalbox_router.metering import OTHER, Meter
+from signalbox_router import bounding, metric_labels, nesting
+from signalbox_router.metering import Meter
+from signalbox_router.metric_labels import OTHER
 from signalbox_router.snapshot import PolicyEntry, ProviderEntry, Snapshot
 
 
@@ -88,11 +89,11 @@ SNAPSHOT = Snapshot(
     ],
 )
 def test_labels_are_declared_names_globs_as_written_or_other(asked: str, label: str) -> None:
-    assert metering.Labels(SNAPSHOT)(asked) == label
+    assert metric_labels.Labels(SNAPSHOT)(asked) == label
 
 
 def test_the_labels_remembered_stay_bounded() -> None:
-    labels = metering.Labels(SNAPSHOT)
+    labels = metric_labels.Labels(SNAPSHOT)
     for i in range(20_000):
         labels(f"team-{i}" if i % 2 else f"random-{i}")
     assert len(labels.known) <= labels.declared + 4096
@@ -119,10 +120,10 @@ def test_a_followed_meter_labels_only_declared_names_and_follows_changes() -> No
 
 def test_a_meter_that_follows_nothing_keeps_a_bounded_set_of_names() -> None:
     meter = Meter()
-    for i in range(metering.UNFOLLOWED_NAMES + 50):
+    for i in range(metric_labels.UNFOLLOWED_NAMES + 50):
         meter.record(f"m{i}", "p", code=200, seconds=0.01)
     models = {row["model"] for row in meter.summary()["data"]}
-    assert len(models) == metering.UNFOLLOWED_NAMES + 1
+    assert len(models) == metric_labels.UNFOLLOWED_NAMES + 1
     assert OTHER in models
 
 
