@@ -55,7 +55,10 @@ class ProviderRef(ApiModel):
         default=None, ge=0, le=1000, description="Overrides the provider's own priority."
     )
     weight: int | None = Field(
-        default=None, ge=0, le=1000, description="Share of load; set on all providers or none."
+        default=None,
+        ge=0,
+        le=1000,
+        description="Share of load under the Weighted strategy; set on all providers or none.",
     )
     model: ModelName | None = Field(
         default=None, description="Upstream model to request from this provider."

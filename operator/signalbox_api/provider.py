@@ -261,7 +261,8 @@ class RateLimit(ApiModel):
         default=None,
         ge=1,
         le=100_000,
-        description="Requests allowed at once above the steady rate.",
+        description="Requests allowed at once above the steady rate (TokenBucket only; the "
+        "windows count whole minutes).",
     )
     max_concurrency: int | None = Field(
         default=None, ge=1, le=100_000, description="Requests in flight at once."
@@ -430,7 +431,10 @@ class LLMProviderSpec(ApiModel):
         description="Lower is preferred; providers with equal priority share load.",
     )
     weight: int = Field(
-        default=1, ge=0, le=1000, description="Share of load among equal-priority providers."
+        default=1,
+        ge=0,
+        le=1000,
+        description="Share of load among equal-priority providers under the Weighted strategy.",
     )
     tier: Tier | None = Field(
         default=None,
