@@ -71,14 +71,13 @@ class Forwarder:
             for cand in job.route.ordered:
                 if attempts >= max_attempts or cand.provider in failed:
                     continue
-                if self._eligible(cand.provider) is None:
-                    continue
-                if attempts > backed_off:  # once after each failed attempt, not per candidate
+                entry = self._eligible(cand.provider)
+                if entry is not None and attempts > backed_off:  # once per failed attempt
                     pause = failover_rules.backoff(failover, attempts + 1)
                     _check_time(job, attempts, pause)
                     await asyncio.sleep(pause)
                     backed_off = attempts
-                entry = self._eligible(cand.provider)  # again: a back-off may lie between
+                    entry = self._eligible(cand.provider)  # again: the pause let things change
                 if entry is None:
                     continue
                 try:

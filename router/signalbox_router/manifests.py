@@ -144,30 +144,17 @@ def load(
     return read(folder, secrets_dir, environ).snapshot
 
 
-def secrets_fingerprint(folder: Path | None) -> tuple[tuple[str, float, int, int], ...] | None:
-    """The key files of a ``--secrets-dir`` (``DIR/<secret>/<key>``, links followed as in a
-    mounted Secret, whose ``..data`` link the kubelet swaps on a change): names, modification
-    times, sizes and inodes, to notice a rotated key. None without such a folder."""
+def secrets_fingerprint(folder: Path | None) -> tuple[tuple[str, object], ...] | None:
+    """The key files of a ``--secrets-dir`` (``DIR/<secret>/<key>``), each secret's folder as
+    ``fingerprint`` sees it (links followed, so a mounted Secret's ``..data`` swap shows), to
+    notice a rotated key. None without such a folder."""
     if folder is None:
         return None
-    out = []
     try:
         secrets = [s for s in folder.iterdir() if not s.name.startswith("..") and s.is_dir()]
     except OSError:
         return None
-    for secret in secrets:
-        try:
-            keys = [k for k in secret.iterdir() if not k.name.startswith("..")]
-        except OSError:
-            continue
-        for key in keys:
-            try:
-                st = key.stat()
-            except OSError:
-                out.append((f"{secret.name}/{key.name}", -1.0, -1, -1))
-                continue
-            out.append((f"{secret.name}/{key.name}", st.st_mtime, st.st_size, st.st_ino))
-    return tuple(sorted(out))
+    return tuple(sorted((s.name, fingerprint(s)) for s in secrets))
 
 
 def fingerprint(folder: Path) -> tuple[tuple[str, float, int], ...] | None:
