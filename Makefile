@@ -16,6 +16,12 @@ test-unit: ## Unit tests only (no cluster)
 lint: ## ruff, mypy --strict, import-linter
 	hack/verify-lint.sh
 
+update-lock: ## Refresh uv.lock (newest versions pyproject.toml allows) and the images' requirements
+	hack/update-lock.sh
+
+verify-lock: ## Check uv.lock against pyproject.toml, and the images' requirements against uv.lock
+	hack/verify-lock.sh
+
 update-crds: ## Render crds/ from the models
 	hack/update-crds.sh
 
@@ -28,4 +34,4 @@ cluster-up: ## Start a local kube-apiserver + etcd
 cluster-down: ## Stop it
 	hack/cluster.sh down
 
-.PHONY: help demo test test-unit lint update-crds verify-crds cluster-up cluster-down
+.PHONY: help demo test test-unit lint update-lock verify-lock update-crds verify-crds cluster-up cluster-down

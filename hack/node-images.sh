@@ -97,7 +97,7 @@ build_base() {  # the Debian root filesystem that stands in for python:3.11-slim
 build_dockerfile() {  # build_dockerfile NAME DOCKERFILE [BUILD ARGS...]
   local name="$1" dockerfile="$2" hash tar start=$SECONDS
   shift 2
-  hash="$(inputs_hash "$dockerfile" pyproject.toml README.md operator router)"
+  hash="$(inputs_hash "$dockerfile" pyproject.toml README.md hack/images/requirements*.txt operator router)"
   tar="$IMAGES/$name-$hash.tar"
   local ref="$REPO_PREFIX/$name:$TAG"
   if [[ ! -f "$tar" ]]; then

@@ -112,6 +112,7 @@ if [[ "$what" != unit ]]; then
   finished tools
   finished inference
   log "binaries and inference servers ready after $((SECONDS - start))s"
+  "$HACK_DIR/verify-lock.sh"
   "$HACK_DIR/verify-lint.sh"
   "$HACK_DIR/verify-crds.sh"
 fi

@@ -8,6 +8,9 @@ ARG ROUTER_IMAGE=signalbox-router
 FROM ${ROUTER_IMAGE}
 LABEL org.opencontainers.image.title="signalbox-fake-provider"
 USER 0
-RUN /opt/signalbox/bin/pip install --no-cache-dir "openai>=1.50"
+COPY hack/images/requirements-client.txt /tmp/
+# The client extra (the openai SDK) at uv.lock's versions, every file checked by hash.
+RUN /opt/signalbox/bin/pip install --no-cache-dir --require-hashes -r /tmp/requirements-client.txt \
+ && rm /tmp/requirements-client.txt
 USER 10001:10001
 ENTRYPOINT ["signalbox-fake-provider", "--host", "0.0.0.0", "--port", "8000"]

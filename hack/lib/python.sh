@@ -1,21 +1,39 @@
 # shellcheck shell=bash
-# The project's virtualenv: created and filled on first use, reused afterwards.
-# Source after common.sh.
+# The project's virtualenv, filled from uv.lock and nothing else. Source after common.sh.
+#
+# uv (pinned with hashes in hack/lib/uv-requirements.txt, installed once into $SIGNALBOX_CACHE)
+# resolves pyproject.toml's ranges into uv.lock: every package, every platform's wheel hashes.
+# `uv sync --frozen` then installs exactly the lock, never a newer release; hack/update-lock.sh
+# refreshes the lock and hack/verify-lock.sh fails when the lock and pyproject.toml disagree.
 VENV="${SIGNALBOX_VENV:-$REPO_ROOT/.venv}"
 PY="$VENV/bin/python"
+UV_VERSION="$(sed -n 's/^uv==\([0-9.]*\).*/\1/p' "$HACK_DIR/lib/uv-requirements.txt")"
+UV="$SIGNALBOX_CACHE/uv-$UV_VERSION/bin/uv"
 
-ensure_venv() {
-  local stamp="$VENV/.signalbox-installed"
-  if [[ ! -x "$PY" ]]; then
+# ensure_uv: installs the pinned uv once (pip, hashes required) and puts it first on PATH.
+ensure_uv() {
+  if [[ ! -x "$UV" ]]; then
     command -v python3 >/dev/null || die "python3 (>= 3.11) is not installed"
-    python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "Python >= 3.11 is required"
-    log "creating the virtualenv in $VENV"
-    python3 -m venv "$VENV" || die "could not create a virtualenv (on Debian: apt-get install python3-venv)"
+    log "installing uv $UV_VERSION into $SIGNALBOX_CACHE (once)"
+    python3 -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes \
+      --target "$SIGNALBOX_CACHE/uv-$UV_VERSION" -r "$HACK_DIR/lib/uv-requirements.txt" ||
+      die "pip could not install uv $UV_VERSION"
   fi
-  if [[ ! -f "$stamp" || "$REPO_ROOT/pyproject.toml" -nt "$stamp" ]]; then
-    log "installing Python dependencies into $VENV"
-    "$PY" -m pip install --quiet --upgrade pip >/dev/null
-    "$PY" -m pip install --quiet -e "${REPO_ROOT}[dev]" || die "pip install failed"
-    touch "$stamp"
+  export PATH="${UV%/uv}:$PATH" UV_PYTHON_DOWNLOADS=never UV_PROJECT_ENVIRONMENT="$VENV"
+}
+
+# ensure_venv: the virtualenv holds exactly uv.lock's packages (the product, its client extra and
+# the dev tools), reinstalled only when the lock or pyproject.toml changed since the last sync.
+ensure_venv() {
+  ensure_uv
+  local stamp="$VENV/.signalbox-synced"
+  if [[ -x "$PY" && -f "$stamp" && ! "$REPO_ROOT/uv.lock" -nt "$stamp" &&
+    ! "$REPO_ROOT/pyproject.toml" -nt "$stamp" ]]; then
+    return
   fi
+  python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "Python >= 3.11 is required"
+  log "installing the Python dependencies from uv.lock into $VENV"
+  (cd "$REPO_ROOT" && "$UV" sync --quiet --locked --all-extras --python "$(command -v python3)") ||
+    die "uv sync failed (uv.lock out of date? hack/update-lock.sh refreshes it)"
+  touch "$stamp"
 }

@@ -264,12 +264,14 @@ def test_invalid_requests(fake: FakeProvider, body: dict[str, Any], fragment: st
 
 
 def test_cut_stream_raises(fake: FakeProvider, client: anthropic.Anthropic) -> None:
+    # The SDK reports a body cut short as a connection error whose cause is the transport's.
     fake.set_faults(cut_stream_after=3)
     with (
-        pytest.raises(httpx2.RemoteProtocolError),
+        pytest.raises(anthropic.APIConnectionError) as caught,
         client.messages.stream(model=MODEL, max_tokens=100, messages=HELLO) as stream,
     ):
         list(stream.text_stream)
+    assert isinstance(caught.value.__cause__, httpx2.RemoteProtocolError)
 
 
 async def test_async_client() -> None:
