@@ -47,7 +47,7 @@ def start_fakes(count: int) -> tuple[list[str], list[subprocess.Popen[bytes]]]:
                 [
                     sys.executable,
                     "-m",
-                    "signalbox_providers.fake",
+                    "signalbox_fake",
                     "--flavor",
                     "openai",
                     "--host",

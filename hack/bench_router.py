@@ -385,7 +385,7 @@ def run(args: argparse.Namespace, work: Path, procs: list[subprocess.Popen[bytes
             [
                 sys.executable,
                 "-m",
-                "signalbox_providers.fake",
+                "signalbox_fake",
                 "--port",
                 str(fake_port),
                 "--model",

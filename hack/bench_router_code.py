@@ -43,9 +43,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "operator"), str(REPO / "router"), str(REPO / "hack")]
 
 from bench_router import BODY, MODEL, router_manifests  # noqa: E402
-from signalbox_router import manifests  # noqa: E402
-from signalbox_router.forwarding import Forwarder  # noqa: E402
-from signalbox_router.server import RouterApp  # noqa: E402
+from signalbox_router.edge.router_app import RouterApp  # noqa: E402
+from signalbox_router.forwarding.failover import Forwarder  # noqa: E402
+from signalbox_router.sources import manifests  # noqa: E402
 from signalbox_router.state import RouterState  # noqa: E402
 
 ANSWER = json.dumps(

@@ -134,7 +134,7 @@ def run(args: argparse.Namespace, work: Path, procs: list[Any]) -> int:
     redis = RedisServer(work / "redis").start()
     try:
         fake_port = free_port()
-        fake = [sys.executable, "-m", "signalbox_providers.fake", "--port", str(fake_port)]
+        fake = [sys.executable, "-m", "signalbox_fake", "--port", str(fake_port)]
         procs.append(br.pinned(1, [*fake, "--model", br.MODEL]))
         upstream = f"http://127.0.0.1:{fake_port}/v1"
         br.wait_http(upstream + "/models")

@@ -68,16 +68,16 @@ if [[ -f "$LLAMA_VENV/.signalbox-installed" ]]; then
 else
   step "a local provider: a fake Ollama (no real inference engine is installed)"
   echo "hack/build-inference.sh llama-cpp installs llama.cpp's server once (first run: builds llama.cpp from source, about 4 minutes on two idle cores); the demo then runs it with a tiny model"
-  background fake-local "$PY" -m signalbox_providers.fake --flavor ollama --name local-llama \
+  background fake-local "$PY" -m signalbox_fake --flavor ollama --name local-llama \
     --host 127.0.0.1 --port "$LOCAL_PORT" --model llama3.2:3b
   LOCAL_TYPE=Ollama LOCAL_URL="http://127.0.0.1:$LOCAL_PORT" LOCAL_MODEL=llama3.2:3b LOCAL_WHAT="fake Ollama"
 fi
 
 step "two fake providers on loopback"
 export DEMO_CLOUD_KEY="sk-demo-$RANDOM$RANDOM"
-background fake-cloud "$PY" -m signalbox_providers.fake --flavor openai --name cloud \
+background fake-cloud "$PY" -m signalbox_fake --flavor openai --name cloud \
   --host 127.0.0.1 --port "$CLOUD_PORT" --model gpt-4o-mini --api-key-env DEMO_CLOUD_KEY
-background fake-flaky "$PY" -m signalbox_providers.fake --flavor vllm --name flaky-vllm \
+background fake-flaky "$PY" -m signalbox_fake --flavor vllm --name flaky-vllm \
   --host 127.0.0.1 --port "$FLAKY_PORT" --model meta-llama/Llama-3.1-8B-Instruct
 echo "cloud (OpenAI) :$CLOUD_PORT   local ($LOCAL_WHAT) :$LOCAL_PORT   flaky (vLLM) :$FLAKY_PORT"
 

@@ -33,7 +33,7 @@ ensure_venv() {
   fi
   python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "Python >= 3.11 is required"
   log "installing the Python dependencies from uv.lock into $VENV"
-  (cd "$REPO_ROOT" && "$UV" sync --quiet --locked --all-extras --python "$(command -v python3)") ||
+  (cd "$REPO_ROOT" && "$UV" sync --quiet --locked --all-extras --reinstall-package signalbox --python "$(command -v python3)") ||
     die "uv sync failed (uv.lock out of date? hack/update-lock.sh refreshes it)"
   touch "$stamp"
 }

@@ -21,10 +21,11 @@ import kopf
 import kubernetes
 import prometheus_client as prom
 
-from signalbox_operator import health, probing, terms
-from signalbox_operator.fencing import Fence, always_open
-from signalbox_operator.leader import Elector, Timing
+from signalbox_operator import health, terms
+from signalbox_operator.leadership.fencing import Fence, always_open
+from signalbox_operator.leadership.leader import Elector, Timing
 from signalbox_operator.metrics import Metrics
+from signalbox_operator.probing import http_probe
 
 log = logging.getLogger("signalbox_operator")
 # Loggers that print request or response headers (which carry keys) at DEBUG.
@@ -63,8 +64,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--probe-max-body",
         type=int,
-        default=probing.MAX_BODY,
-        help=f"largest probe response body in bytes (default {probing.MAX_BODY})",
+        default=http_probe.MAX_BODY,
+        help=f"largest probe response body in bytes (default {http_probe.MAX_BODY})",
     )
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)

@@ -16,9 +16,9 @@ from typing import Any
 import kopf
 
 from signalbox_api import GROUP, VERSION
-from signalbox_operator import refs
 from signalbox_operator.policies import Policies
-from signalbox_operator.prober import Prober, Runtime
+from signalbox_operator.probing import refs
+from signalbox_operator.probing.prober import Prober, Runtime
 
 STATE_KEY = "signalbox"
 Key = tuple[str, str]

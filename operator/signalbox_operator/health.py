@@ -23,7 +23,7 @@ from typing import Protocol
 
 from aiohttp import web
 
-from signalbox_operator.fencing import Fence
+from signalbox_operator.leadership.fencing import Fence
 
 
 class Phase(enum.Enum):

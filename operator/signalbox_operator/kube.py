@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import kubernetes
 
 from signalbox_api import API_VERSION, GROUP, VERSION
-from signalbox_operator.fencing import Fence, NotLeading, always_open
+from signalbox_operator.leadership.fencing import Fence, NotLeading, always_open
 from signalbox_operator.metrics import Metrics
 
 log = logging.getLogger(__name__)

@@ -22,9 +22,9 @@ import pydantic
 from signalbox_api import discovered, eligibility
 from signalbox_api.policy import RoutingPolicySpec, RoutingPolicyStatus
 from signalbox_api.provider import LLMProviderSpec, LLMProviderStatus
-from signalbox_operator import policy_status
 from signalbox_operator.kube import Kube
 from signalbox_operator.metrics import Metrics
+from signalbox_operator.status import policy_status
 
 log = logging.getLogger(__name__)
 RESYNC_SECONDS = 10.0

@@ -22,14 +22,15 @@ import httpx
 import kopf
 import kubernetes
 
-from signalbox_operator import handlers, health, probing
-from signalbox_operator.fencing import Fence
+from signalbox_operator import handlers, health
 from signalbox_operator.kube import Kube
-from signalbox_operator.leader import Elector, LostLeadership
+from signalbox_operator.leadership.fencing import Fence
+from signalbox_operator.leadership.leader import Elector, LostLeadership
 from signalbox_operator.metrics import Metrics
 from signalbox_operator.policies import Policies
-from signalbox_operator.prober import Runtime
-from signalbox_operator.refs import Lookups
+from signalbox_operator.probing import http_probe
+from signalbox_operator.probing.prober import Runtime
+from signalbox_operator.probing.refs import Lookups
 
 log = logging.getLogger("signalbox_operator")
 STOP_SECONDS = 10.0  # how long kopf may take to stop before it is cancelled
@@ -114,7 +115,7 @@ async def lead(
         lookups=unresolved,
         provider_changed=policies.touch,
         clock=clock,
-        limits=probing.Limits(max_body=args.probe_max_body),
+        limits=http_probe.Limits(max_body=args.probe_max_body),
     )
     memo = kopf.Memo()
     memo[handlers.STATE_KEY] = handlers.OperatorState(runtime=runtime, policies=policies)

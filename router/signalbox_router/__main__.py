@@ -16,22 +16,17 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
-from signalbox_router import (
-    bounding,
-    exchange,
-    folder_watch,
-    manifests,
-    queues,
-    serving,
-    supervision,
-)
-from signalbox_router.forwarding import Forwarder
-from signalbox_router.response_cache import ResponseCache
-from signalbox_router.server import RouterApp, Settings
+from signalbox_router import supervision
+from signalbox_router.cache.response_cache import ResponseCache
+from signalbox_router.edge import bounding, serving
+from signalbox_router.edge.router_app import RouterApp, Settings
+from signalbox_router.forwarding import exchange
+from signalbox_router.forwarding.failover import Forwarder
+from signalbox_router.sources import folder_watch, manifests, vllm_queues
 from signalbox_router.state import RouterState
 
 if TYPE_CHECKING:
-    from signalbox_router.shared_budget import SharedBudgets
+    from signalbox_router.limits.shared_budget import SharedBudgets
 
 log = logging.getLogger("signalbox_router")
 
@@ -196,7 +191,7 @@ def _shared_budgets(args: argparse.Namespace, state: RouterState) -> SharedBudge
     if args.redis_url.split("://", 1)[0] not in ("redis", "rediss", "unix"):
         raise StartupError("--redis-url: must start with redis://, rediss:// or unix://")
     replicas = _fallback_replicas(args.redis_fallback_replicas)
-    from signalbox_router import shared_budget
+    from signalbox_router.limits import shared_budget
 
     return shared_budget.from_url(
         args.redis_url, state, prefix=args.redis_prefix, replicas=replicas
@@ -236,7 +231,7 @@ def build_app(args: argparse.Namespace) -> RouterApp:
         supervisor = supervision.Supervisor(state.meter.registry, state.failing)
         tasks.append(
             supervisor.start(
-                "vllm-queues", lambda _: queues.run(state, session), reports_health=False
+                "vllm-queues", lambda _: vllm_queues.run(state, session), reports_health=False
             )
         )
         if folder is not None:
@@ -244,7 +239,7 @@ def build_app(args: argparse.Namespace) -> RouterApp:
             state.problems = tuple(str(p) for p in folder.loaded.problems)
             tasks.append(supervisor.start("manifests", lambda h: folder.run(state, h)))
         else:
-            from signalbox_router import watching
+            from signalbox_router.sources import watching
 
             tasks.append(
                 supervisor.start(

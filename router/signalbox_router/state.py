@@ -9,13 +9,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from signalbox_api.provider import RateLimit
-from signalbox_router import holdings, redaction
-from signalbox_router.breaker import Breakers
-from signalbox_router.limits import ProviderLimiter
-from signalbox_router.metering import Meter
-from signalbox_router.priority import PriorityQueueGate
-from signalbox_router.selection import LocalView
-from signalbox_router.snapshot import ProviderEntry, Snapshot
+from signalbox_router import redaction
+from signalbox_router.limits.breaker import Breakers
+from signalbox_router.limits.limiters import ProviderLimiter
+from signalbox_router.limits.priority import PriorityQueueGate
+from signalbox_router.metering import holdings
+from signalbox_router.metering.meter import Meter
+from signalbox_router.routing.selection import LocalView
+from signalbox_router.routing.snapshot import ProviderEntry, Snapshot
 
 EWMA = 0.2
 

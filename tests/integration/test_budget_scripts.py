@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis.asyncio
 
-from signalbox_router import budget_scripts
+from signalbox_router.limits import budget_scripts
 from tests.support.redis_server import RedisServer
 
 Answer = tuple[float, str, float, float]

@@ -15,7 +15,7 @@ import pydantic
 import pytest
 
 import signalbox_client
-from signalbox_providers.fake import FakeProvider, Flavor
+from signalbox_fake import FakeProvider, Flavor
 from tests.support.router import (
     Doc,
     RouterProcess,

@@ -23,7 +23,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from signalbox_providers.fake import FakeProvider, Flavor
+from signalbox_fake import FakeProvider, Flavor
 from tests.support import router as router_support
 from tests.support import tools
 from tests.support.cluster import Cluster

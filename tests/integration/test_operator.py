@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from signalbox_providers.fake import FakeProvider, Flavor
+from signalbox_fake import FakeProvider, Flavor
 from tests.support.cluster import Cluster
 from tests.support.operator import OperatorProcess, condition, events, free_port, wait_for
 

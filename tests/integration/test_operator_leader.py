@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from signalbox_providers.fake import FakeProvider, Flavor
+from signalbox_fake import FakeProvider, Flavor
 from tests.integration.conftest import CLUSTER_NAME
 from tests.support import cluster as cluster_support
 from tests.support.cluster import Cluster

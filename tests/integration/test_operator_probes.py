@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from signalbox_providers.fake import FakeProvider, Flavor
+from signalbox_fake import FakeProvider, Flavor
 from tests.support import router as router_support
 from tests.support.cluster import Cluster
 from tests.support.misbehaving import Misbehaving

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from signalbox_router import cluster_snapshot, selection
+from signalbox_router.routing import selection
+from signalbox_router.sources import cluster_snapshot
 from tests.support.cluster import Cluster
 from tests.support.operator import OperatorProcess, condition, wait_for
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from signalbox_operator import check_cli
-from signalbox_providers.fake import FakeProvider, Faults, Flavor
+from signalbox_fake import FakeProvider, Faults, Flavor
+from signalbox_operator.selftest import cli
 from tests.support.cluster import REPO
 from tests.support.router import router_env
 
@@ -94,7 +94,7 @@ def test_every_check_the_capabilities_call_for(
 ) -> None:
     fake, path = case
     out_file = tmp_path / "report.json"
-    code = check_cli.main(["-f", str(path), "--json", str(out_file), "--timeout", "20"])
+    code = cli.main(["-f", str(path), "--json", str(out_file), "--timeout", "20"])
     printed = capsys.readouterr().out
     report = json.loads(out_file.read_text())
     checks = {c["check"]: c for c in report["checks"]}
@@ -129,7 +129,15 @@ def test_failures_and_a_context_window_too_small_exit_1(tmp_path: Path) -> None:
         path = manifest(tmp_path, "VLLM", fake.url + "/v1", models, key=False)
         fake.set_faults(status=500, times=1)  # the readiness check of listModels fails once
         proc = subprocess.run(
-            [sys.executable, "-m", "signalbox_operator.check_cli", "-f", str(path), "--json", "-"],
+            [
+                sys.executable,
+                "-m",
+                "signalbox_operator.selftest.cli",
+                "-f",
+                str(path),
+                "--json",
+                "-",
+            ],
             capture_output=True,
             text=True,
             env=router_env(),
@@ -151,5 +159,5 @@ def test_missing_secret_is_a_clear_error(
     path = manifest(tmp_path, "OpenAI", "http://127.0.0.1:9/v1", [{"name": "m"}], key=True)
     docs = [d for d in yaml.safe_load_all(path.read_text()) if d["kind"] != "Secret"]
     path.write_text(yaml.safe_dump_all(docs))
-    assert check_cli.main(["-f", str(path)]) == 2
+    assert cli.main(["-f", str(path)]) == 2
     assert "SecretNotFound" in capsys.readouterr().err

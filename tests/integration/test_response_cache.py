@@ -16,7 +16,7 @@ import httpx
 import openai
 import pytest
 
-from signalbox_providers.fake import FakeProvider, Flavor
+from signalbox_fake import FakeProvider, Flavor
 from tests.support.operator import wait_for
 from tests.support.redis_server import RedisServer
 from tests.support.router import RouterProcess, policy, provider, running_fakes

@@ -18,8 +18,8 @@ from typing import Any
 import openai
 import pytest
 
-from signalbox_providers.fake import FakeProvider, Faults, Flavor, SeenRequest
-from signalbox_providers.fake import content as fake_content
+from signalbox_fake import FakeProvider, Faults, Flavor, SeenRequest
+from signalbox_fake import content as fake_content
 from tests.support.router import (
     Doc,
     RouterProcess,

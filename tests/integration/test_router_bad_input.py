@@ -16,7 +16,7 @@ import httpx
 import openai
 import pytest
 
-from signalbox_providers.fake import FakeProvider, Flavor
+from signalbox_fake import FakeProvider, Flavor
 from tests.support.cluster import REPO
 from tests.support.router import (
     RouterProcess,

@@ -21,7 +21,7 @@ import httpx
 import openai
 import pytest
 
-from signalbox_providers.fake import FakeProvider, Faults, Flavor
+from signalbox_fake import FakeProvider, Faults, Flavor
 from tests.support.router import (
     Doc,
     RouterProcess,

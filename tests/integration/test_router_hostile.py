@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from signalbox_providers.fake import FakeProvider, Flavor
+from signalbox_fake import FakeProvider, Flavor
 from tests.support.operator import free_port
 from tests.support.router import (
     RouterProcess,

@@ -23,7 +23,7 @@ import httpx
 import openai
 import pytest
 
-from signalbox_providers.fake import FakeProvider, Faults, Flavor, SeenRequest
+from signalbox_fake import FakeProvider, Faults, Flavor, SeenRequest
 from tests.support.router import RouterProcess, policy, provider, running_fakes, secret
 
 RUN = secrets.token_hex(6)

@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from signalbox_providers.fake import FakeProvider, Flavor
+from signalbox_fake import FakeProvider, Flavor
 from tests.support import cluster as clusters
 from tests.support import router as router_support
 from tests.support.cluster import Cluster

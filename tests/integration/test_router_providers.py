@@ -10,7 +10,7 @@ from typing import Any
 import openai
 import pytest
 
-from signalbox_providers.fake import FakeProvider, Flavor
+from signalbox_fake import FakeProvider, Flavor
 from tests.support.router import (
     RouterProcess,
     openai_error,

@@ -14,7 +14,7 @@ import openai
 import pytest
 from openai.types.responses import ResponseFunctionToolCall
 
-from signalbox_providers.fake import FakeProvider, Faults, Flavor, SeenRequest
+from signalbox_fake import FakeProvider, Faults, Flavor, SeenRequest
 from tests.integration.test_router_ingress import (
     CLIENT_KEY,
     KINDS,

@@ -14,7 +14,7 @@ from typing import Any
 import openai
 import pytest
 
-from signalbox_providers.fake import FakeProvider, Faults, Flavor
+from signalbox_fake import FakeProvider, Faults, Flavor
 from tests.support.cluster import REPO, Cluster
 from tests.support.operator import wait_for
 from tests.support.router import RouterProcess, provider, router_env, running_fakes

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from signalbox_providers.fake import FakeProvider, Flavor
+from signalbox_fake import FakeProvider, Flavor
 from tests.support.redis_server import RedisServer
 from tests.support.round_robin import hammer
 from tests.support.router import (

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from signalbox_providers.fake import FakeProvider, Flavor
+from signalbox_fake import FakeProvider, Flavor
 from tests.support.operator import wait_for
 from tests.support.redis_server import RedisServer
 from tests.support.round_robin import hammer

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import yaml
 
-from signalbox_providers.fake import FakeProvider
+from signalbox_fake import FakeProvider
 from tests.support.cluster import REPO
 from tests.support.operator import environ_without_proxy, free_port, wait_for
 

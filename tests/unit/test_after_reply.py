@@ -15,10 +15,12 @@ from typing import Any
 
 import pytest
 
-from signalbox_providers.fake import FakeProvider
-from signalbox_router import attempts, exchange, manifests, sending
-from signalbox_router.forwarding import Forwarder
-from signalbox_router.server import RouterApp
+from signalbox_fake import FakeProvider
+from signalbox_router.asgi import sending
+from signalbox_router.edge.router_app import RouterApp
+from signalbox_router.forwarding import attempts, exchange
+from signalbox_router.forwarding.failover import Forwarder
+from signalbox_router.sources import manifests
 from signalbox_router.state import RouterState
 from tests.support.router import policy, provider
 

@@ -12,10 +12,12 @@ import pytest
 
 from signalbox_api.policy import RoutingPolicySpec
 from signalbox_api.provider import LLMProviderSpec
-from signalbox_router import bounding, metric_labels, nesting
-from signalbox_router.metering import Meter
-from signalbox_router.metric_labels import OTHER
-from signalbox_router.snapshot import PolicyEntry, ProviderEntry, Snapshot
+from signalbox_router.asgi import nesting
+from signalbox_router.edge import bounding
+from signalbox_router.metering import metric_labels
+from signalbox_router.metering.meter import Meter
+from signalbox_router.metering.metric_labels import OTHER
+from signalbox_router.routing.snapshot import PolicyEntry, ProviderEntry, Snapshot
 
 
 def _nested(levels: int) -> Any:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from signalbox_api.provider import CircuitBreaker
-from signalbox_router.breaker import Breakers, Settings
+from signalbox_router.limits.breaker import Breakers, Settings
 
 Step = tuple[str, float, bool]  # (what happens, at time, is_open right after)
 SETTINGS = Settings(threshold=3, open_for=2.0, max_open_for=30.0, half_open_max=1)

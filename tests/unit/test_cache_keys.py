@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from signalbox_router import cache_keys
+from signalbox_router.cache import keying
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0}
 
@@ -27,15 +27,15 @@ BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperat
     ],
 )
 def test_only_deterministic_requests_are_cacheable(body: dict[str, Any], expected: bool) -> None:
-    assert cache_keys.deterministic(body) is expected
+    assert keying.deterministic(body) is expected
 
 
 def test_keys_differ_by_tenant_and_request_but_not_by_streaming_or_key_order() -> None:
-    key = cache_keys.key(b"Bearer a", BODY)
-    assert cache_keys.key(b"Bearer b", BODY) != key
-    assert cache_keys.key(b"Bearer a", {**BODY, "max_tokens": 5}) != key
-    assert cache_keys.key(b"Bearer a", {**BODY, "stream": True, "user": "x"}) == key
-    assert cache_keys.key(b"Bearer a", dict(reversed(list(BODY.items())))) == key
+    key = keying.key(b"Bearer a", BODY)
+    assert keying.key(b"Bearer b", BODY) != key
+    assert keying.key(b"Bearer a", {**BODY, "max_tokens": 5}) != key
+    assert keying.key(b"Bearer a", {**BODY, "stream": True, "user": "x"}) == key
+    assert keying.key(b"Bearer a", dict(reversed(list(BODY.items())))) == key
     assert "Bearer" not in key
     assert len(key) == 64
 
@@ -64,7 +64,7 @@ def _answer(*finishes: str | None) -> bytes:
     ],
 )
 def test_only_complete_answers_are_kept(status: int, answer: bytes, kept: bool) -> None:
-    assert (cache_keys.keepable(status, answer) is not None) is kept
+    assert (keying.keepable(status, answer) is not None) is kept
 
 
 def test_a_kept_answer_replays_as_an_openai_stream() -> None:
@@ -82,11 +82,11 @@ def test_a_kept_answer_replays_as_an_openai_stream() -> None:
         ],
         "usage": {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5},
     }
-    events = list(cache_keys.replay(answer, include_usage=True))
-    assert events[-1] == cache_keys.DONE
+    events = list(keying.replay(answer, include_usage=True))
+    assert events[-1] == keying.DONE
     chunks = [orjson.loads(e.removeprefix(b"data: ")) for e in events[:-1]]
     assert all(c["object"] == "chat.completion.chunk" and c["id"] == "c1" for c in chunks)
     assert chunks[0]["choices"][0]["delta"]["tool_calls"] == [{**call, "index": 0}]
     assert chunks[1]["choices"][0]["finish_reason"] == "tool_calls"
     assert chunks[2] == {**chunks[2], "choices": [], "usage": answer["usage"]}
-    assert len(list(cache_keys.replay(answer, include_usage=False))) == 3
+    assert len(list(keying.replay(answer, include_usage=False))) == 3

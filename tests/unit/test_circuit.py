@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from signalbox_api.provider import CircuitOverride, CircuitState, LLMProviderSpec
-from signalbox_operator import circuit
-from signalbox_operator.circuit import Circuit, Settings
+from signalbox_operator.status import circuit
+from signalbox_operator.status.circuit import Circuit, Settings
 from signalbox_providers.outcomes import Outcome
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

@@ -8,8 +8,8 @@ import threading
 import time
 from typing import Any
 
-from signalbox_router import cluster_snapshot
-from signalbox_router.cluster_snapshot import Store
+from signalbox_router.sources import cluster_snapshot
+from signalbox_router.sources.cluster_snapshot import Store
 
 KEY = "sk-good-key-1234"
 
@@ -97,7 +97,7 @@ def test_a_refused_list_is_a_broken_watch_but_an_outage_is_not() -> None:
     import kubernetes
     import urllib3
 
-    from signalbox_router import watching
+    from signalbox_router.sources import watching
 
     assert watching._refused(kubernetes.client.ApiException(status=403, reason="Forbidden"))
     assert watching._refused(kubernetes.client.ApiException(status=404, reason="Not Found"))

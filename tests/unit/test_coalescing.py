@@ -16,8 +16,8 @@ import pytest
 import uvicorn
 from uvicorn.server import ServerState
 
-from signalbox_router import bounding
-from signalbox_router.coalescing import HeadWithBody
+from signalbox_router.asgi.coalescing import HeadWithBody
+from signalbox_router.edge import bounding
 
 
 class Recording(asyncio.Transport):

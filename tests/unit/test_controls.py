@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from signalbox_router import controls
-from signalbox_router.priority import RequestPriority
+from signalbox_router.forwarding import controls
+from signalbox_router.limits.priority import RequestPriority
 
 
 def test_no_header_keeps_the_policys_settings() -> None:

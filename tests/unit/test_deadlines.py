@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from signalbox_router.deadlines import Deadlines, TaskFinder
+from signalbox_router.forwarding.deadlines import Deadlines, TaskFinder
 
 TICK = 0.01
 

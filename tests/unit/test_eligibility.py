@@ -25,11 +25,13 @@ from signalbox_api.provider import (
     LLMProviderSpec,
     LLMProviderStatus,
 )
-from signalbox_operator import policies, policy_status
-from signalbox_operator.policy_status import ProviderView
-from signalbox_router import cluster_snapshot, selection
-from signalbox_router.selection import LocalView, Needs
-from signalbox_router.snapshot import PolicyEntry, ProviderEntry, Snapshot
+from signalbox_operator import policies
+from signalbox_operator.status import policy_status
+from signalbox_operator.status.policy_status import ProviderView
+from signalbox_router.routing import selection
+from signalbox_router.routing.selection import LocalView, Needs
+from signalbox_router.routing.snapshot import PolicyEntry, ProviderEntry, Snapshot
+from signalbox_router.sources import cluster_snapshot
 
 if TYPE_CHECKING:
     from signalbox_operator.kube import Kube

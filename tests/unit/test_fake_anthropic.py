@@ -13,7 +13,7 @@ import httpx2
 import pytest
 from anthropic.types import Message, MessageParam, TextBlock, ToolParam, ToolUseBlock
 
-from signalbox_providers.fake import FakeProvider, Flavor
+from signalbox_fake import FakeProvider, Flavor
 
 MODEL = "claude-fake-1"
 MODELS = [MODEL, "claude-fake-2"]

@@ -11,7 +11,7 @@ import httpx
 import ollama
 import pytest
 
-from signalbox_providers.fake import FakeProvider, Flavor, content
+from signalbox_fake import FakeProvider, Flavor, content
 
 CHAT_MODEL = "llama3.2:1b"
 MODELS = [CHAT_MODEL, "nomic-embed-text"]

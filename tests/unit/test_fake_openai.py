@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from signalbox_providers.fake import FakeProvider, Flavor
+from signalbox_fake import FakeProvider, Flavor
 
 MODEL = "gpt-4o-mini"
 WEATHER_TOOL = {

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 
 import orjson
 
-from signalbox_router import ingress_routes, replies
+from signalbox_router.asgi import replies
+from signalbox_router.edge import ingress_routes
 
 
 def test_errors_reshaped_on_messages_only() -> None:

@@ -12,9 +12,16 @@ import kubernetes
 import pytest
 import urllib3
 
-from signalbox_operator import fencing
-from signalbox_operator.fencing import Fence, NotLeading
-from signalbox_operator.leader import Action, Elector, LeaseView, LostLeadership, Timing, decide
+from signalbox_operator.leadership import fencing
+from signalbox_operator.leadership.fencing import Fence, NotLeading
+from signalbox_operator.leadership.leader import (
+    Action,
+    Elector,
+    LeaseView,
+    LostLeadership,
+    Timing,
+    decide,
+)
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 ME = "operator-7f9c-abc"

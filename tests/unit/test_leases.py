@@ -6,11 +6,11 @@ import math
 
 import pytest
 
-from signalbox_router import leases, limits
+from signalbox_router.limits import leases, limiters
 
 
 def window(limit: float = 60, cap: float = 10, share: float = 20) -> leases.LeasedWindow:
-    w = leases.LeasedWindow(limit, cap, limits.SlidingWindow(share))
+    w = leases.LeasedWindow(limit, cap, limiters.SlidingWindow(share))
     w.wakes = 0  # type: ignore[attr-defined]
 
     def wake() -> None:
@@ -137,7 +137,7 @@ def test_back_in_shared_mode_what_was_spent_alone_is_charged() -> None:
 
 def test_a_cost_above_the_whole_limit_never_fits() -> None:
     w = window(limit=60)
-    assert w.wait(0.0, 61) == limits.OVERSIZED_RETRY
+    assert w.wait(0.0, 61) == limiters.OVERSIZED_RETRY
     assert w.ask(0.0) is None
 
 

@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from signalbox_api.provider import RateLimit
-from signalbox_router.estimates import estimate_tokens
-from signalbox_router.limits import (
+from signalbox_router.limits.limiters import (
     Admission,
     FixedWindow,
     ProviderLimiter,
@@ -18,7 +17,8 @@ from signalbox_router.limits import (
     TokenBucket,
     Window,
 )
-from signalbox_router.priority import PriorityQueueGate, RequestPriority
+from signalbox_router.limits.priority import PriorityQueueGate, RequestPriority
+from signalbox_router.metering.estimates import estimate_tokens
 
 Step = tuple[float, float, float]  # (now, cost, expected admit result: 0.0 admitted, else wait)
 

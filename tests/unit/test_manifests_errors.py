@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from signalbox_router import folder_watch, manifest_objects, manifests, supervision
+from signalbox_router import supervision
+from signalbox_router.sources import folder_watch, manifest_objects, manifests
 from signalbox_router.state import RouterState
 
 KEY = "sk-first-key-0001"

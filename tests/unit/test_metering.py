@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from signalbox_api.provider import Cost
-from signalbox_router.metering import Histogram, Meter
+from signalbox_router.metering.meter import Histogram, Meter
 
 PRICE = Cost.model_validate({"inputPerMTok": "0.15", "outputPerMTok": "0.60"})
 

@@ -18,8 +18,8 @@ from signalbox_api.provider import (
     LLMProviderSpec,
     LLMProviderStatus,
 )
-from signalbox_operator import policy_status
-from signalbox_operator.policy_status import ProviderView
+from signalbox_operator.status import policy_status
+from signalbox_operator.status.policy_status import ProviderView
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

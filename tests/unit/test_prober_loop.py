@@ -11,10 +11,15 @@ import kubernetes
 import pytest
 import urllib3
 
-from signalbox_operator import refs
 from signalbox_operator.kube import Current, Kube, ObjectRef, Written
 from signalbox_operator.metrics import Metrics
-from signalbox_operator.prober import ERROR_RETRY_SECONDS, NOT_LEADING_SECONDS, Prober, Runtime
+from signalbox_operator.probing import refs
+from signalbox_operator.probing.prober import (
+    ERROR_RETRY_SECONDS,
+    NOT_LEADING_SECONDS,
+    Prober,
+    Runtime,
+)
 from tests.support.misbehaving import Misbehaving
 
 

@@ -9,10 +9,10 @@ import pytest
 
 from signalbox_api import conditions
 from signalbox_api.provider import CircuitState, LLMProviderSpec, LLMProviderStatus
-from signalbox_operator import circuit, discovery, provider_status
-from signalbox_operator.circuit import Circuit, Settings
-from signalbox_operator.provider_status import Facts, ProbeReport
-from signalbox_operator.reading import parse_spec, restore
+from signalbox_operator.probing.spec_reading import parse_spec, restore
+from signalbox_operator.status import circuit, discovery, provider_status
+from signalbox_operator.status.circuit import Circuit, Settings
+from signalbox_operator.status.provider_status import Facts, ProbeReport
 from signalbox_providers.outcomes import Outcome
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from signalbox_api.provider import Capability, LLMProviderSpec
-from signalbox_operator import probing
-from signalbox_operator.provider_status import Refs
-from signalbox_providers.fake import FakeProvider, Flavor
+from signalbox_fake import FakeProvider, Flavor
+from signalbox_operator.probing import http_probe
+from signalbox_operator.status.provider_status import Refs
 from signalbox_providers.outcomes import Outcome
 from tests.support.operator import free_port
 
@@ -52,7 +52,7 @@ async def test_list_models_probe_of_every_type(
 ) -> None:
     async with FakeProvider("p", flavor, ["m1", "m2"]) as fake:
         fake.set_faults(api_key=KEY)
-        report = await probing.probe(
+        report = await http_probe.probe(
             http, spec(type_, fake.url + suffix), Refs(base_url=fake.url + suffix, api_key=KEY)
         )
         assert report.outcome == Outcome.SUCCESS, report.message
@@ -65,21 +65,21 @@ async def test_list_models_probe_of_every_type(
 async def test_discovery_describes_each_model_once(http: httpx.AsyncClient) -> None:
     async with FakeProvider("p", Flavor.OLLAMA, ["llama3.2", "nomic-embed-text"]) as fake:
         s, refs = spec("Ollama", fake.url), Refs(base_url=fake.url)
-        first = await probing.probe(http, s, refs)
+        first = await http_probe.probe(http, s, refs)
         assert first.models is not None
         llama = first.models.facts["llama3.2"]
         assert llama.context_window == 131072
         assert Capability.TOOLS in llama.capabilities
         assert first.models.facts["nomic-embed-text"].capabilities == {Capability.EMBEDDINGS}
         before = len(fake.seen)
-        again = await probing.probe(http, s, refs, known=first.models.facts)
+        again = await http_probe.probe(http, s, refs, known=first.models.facts)
         assert again.outcome == Outcome.SUCCESS
         assert [r.path for r in fake.seen][before:] == ["/api/tags"]
 
 
 async def test_vllm_context_comes_from_the_list_alone(http: httpx.AsyncClient) -> None:
     async with FakeProvider("p", Flavor.VLLM, ["m1"]) as fake:
-        report = await probing.probe(
+        report = await http_probe.probe(
             http, spec("VLLM", fake.url + "/v1"), Refs(base_url=fake.url + "/v1")
         )
         assert report.models is not None
@@ -89,7 +89,9 @@ async def test_vllm_context_comes_from_the_list_alone(http: httpx.AsyncClient) -
 
 async def test_anthropic_probe_sends_version_header(http: httpx.AsyncClient) -> None:
     async with FakeProvider("a", Flavor.ANTHROPIC, ["claude"]) as fake:
-        await probing.probe(http, spec("Anthropic", fake.url), Refs(base_url=fake.url, api_key=KEY))
+        await http_probe.probe(
+            http, spec("Anthropic", fake.url), Refs(base_url=fake.url, api_key=KEY)
+        )
         assert {"anthropic-version", "x-api-key"} <= set(fake.seen[0].header_names)
 
 
@@ -111,7 +113,7 @@ async def test_chat_probe(
             fake.url + suffix,
             healthCheck={"mode": "ChatProbe", "probeModel": "m1", "timeout": "1s"},
         )
-        report = await probing.probe(http, s, Refs(base_url=fake.url + suffix, api_key=KEY))
+        report = await http_probe.probe(http, s, Refs(base_url=fake.url + suffix, api_key=KEY))
         assert report.outcome == Outcome.SUCCESS, report.message
         assert fake.seen[0].path == path
         body = fake.seen[0].body or {}
@@ -121,7 +123,7 @@ async def test_chat_probe(
 async def test_http_get_probe(http: httpx.AsyncClient) -> None:
     async with FakeProvider("p", Flavor.VLLM, ["m"]) as fake:
         s = spec("VLLM", fake.url + "/v1", healthCheck={"mode": "HTTPGet", "path": "/health"})
-        report = await probing.probe(http, s, Refs(base_url=fake.url + "/v1"))
+        report = await http_probe.probe(http, s, Refs(base_url=fake.url + "/v1"))
         assert report.outcome == Outcome.SUCCESS
         assert [x.path for x in fake.seen] == ["/health"]
 
@@ -141,7 +143,7 @@ async def test_failures_are_classified(
 ) -> None:
     async with FakeProvider("p", Flavor.OPENAI, ["m"]) as fake:
         fake.set_faults(**faults)
-        report = await probing.probe(
+        report = await http_probe.probe(
             http,
             # Short only where the probe must time out: elsewhere a busy machine must not.
             spec(
@@ -163,7 +165,7 @@ async def test_connection_refused_and_query_strings_are_not_echoed(
     http: httpx.AsyncClient,
 ) -> None:
     url = f"http://127.0.0.1:{free_port()}/v1?key=secret-in-url"
-    report = await probing.probe(http, spec("OpenAICompatible", url), Refs(base_url=url))
+    report = await http_probe.probe(http, spec("OpenAICompatible", url), Refs(base_url=url))
     assert report.outcome == Outcome.CONNECT_FAILURE
     assert "secret-in-url" not in report.message
     assert "connection failed" in report.message
@@ -173,7 +175,7 @@ async def test_probe_respects_its_timeout(http: httpx.AsyncClient) -> None:
     async with FakeProvider("p", Flavor.OPENAI, ["m"]) as fake:
         fake.set_faults(latency=5)
         started = asyncio.get_running_loop().time()
-        report = await probing.probe(
+        report = await http_probe.probe(
             http,
             spec("OpenAI", fake.base_url, healthCheck={"timeout": "200ms"}),
             Refs(base_url=fake.base_url),

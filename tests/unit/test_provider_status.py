@@ -18,9 +18,9 @@ from signalbox_api.provider import (
     LLMProviderStatus,
     ProbeError,
 )
-from signalbox_operator import discovery, provider_status, status_writes
-from signalbox_operator.circuit import Circuit
-from signalbox_operator.provider_status import Facts, ProbeReport, Refs
+from signalbox_operator.status import discovery, provider_status, worth_writing
+from signalbox_operator.status.circuit import Circuit
+from signalbox_operator.status.provider_status import Facts, ProbeReport, Refs
 from signalbox_providers.outcomes import Outcome
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -454,7 +454,7 @@ def test_should_write(
     elapsed: float,
     expected: bool,
 ) -> None:
-    assert status_writes.should_write(written, new, written_at, at(elapsed)) is expected
+    assert worth_writing.should_write(written, new, written_at, at(elapsed)) is expected
 
 
 def test_should_write_with_computed_statuses() -> None:
@@ -468,19 +468,19 @@ def test_should_write_with_computed_statuses() -> None:
     base = wire(40, T0)
     later = wire(45, at(10))
     assert later != base
-    assert not status_writes.should_write(base, later, T0, at(10))
-    assert status_writes.should_write(base, later, T0, at(60))
+    assert not worth_writing.should_write(base, later, T0, at(10))
+    assert worth_writing.should_write(base, later, T0, at(60))
     sick = Circuit(since=T0, healthy=False, last_failure=Outcome.TIMEOUT)
-    assert status_writes.should_write(base, wire(45, at(10), sick), T0, at(10))
+    assert worth_writing.should_write(base, wire(45, at(10), sick), T0, at(10))
 
 
 def test_comparable_drops_only_volatile_health_figures() -> None:
-    out = status_writes.comparable(
+    out = worth_writing.comparable(
         changed(("health", "lastError"), {"code": 0, "reason": "Timeout"})
     )
     assert out["health"] == {"lastError": {"code": 0, "reason": "Timeout"}}
     assert out["circuit"] == {
         k: v for k, v in WRITTEN["circuit"].items() if k != "consecutiveFailures"
     }
-    assert status_writes.comparable({})["health"] == {}
+    assert worth_writing.comparable({})["health"] == {}
     assert "latencyMs" in WRITTEN["health"]  # the input is not mutated

@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 
 from signalbox_api.provider import LLMProviderSpec
-from signalbox_router import queues
-from signalbox_router.snapshot import ProviderEntry
+from signalbox_router.routing.snapshot import ProviderEntry
+from signalbox_router.sources import vllm_queues
 from signalbox_router.state import RouterState
 
 METRICS = """# HELP vllm:num_requests_waiting Number of requests waiting to be processed.
@@ -18,9 +18,9 @@ vllm:num_requests_running{engine="0",model_name="a"} 7.0
 
 
 def test_waiting_sums_every_model() -> None:
-    assert queues.waiting(METRICS) == 5.0
-    assert queues.waiting("vllm:num_requests_waiting 4\n") == 4.0
-    assert queues.waiting("# nothing here\n") is None
+    assert vllm_queues.waiting(METRICS) == 5.0
+    assert vllm_queues.waiting("vllm:num_requests_waiting 4\n") == 4.0
+    assert vllm_queues.waiting("# nothing here\n") is None
 
 
 def _entry(*endpoints: str) -> ProviderEntry:

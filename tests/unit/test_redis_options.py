@@ -9,8 +9,8 @@ import pytest
 
 from signalbox_api.provider import RateLimit
 from signalbox_router import __main__ as cli
-from signalbox_router.leases import LeasedWindow
-from signalbox_router.limits import ProviderLimiter
+from signalbox_router.limits.leases import LeasedWindow
+from signalbox_router.limits.limiters import ProviderLimiter
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,9 @@ import pytest
 
 from signalbox_api.conditions import Reason
 from signalbox_api.provider import EndpointCounts, LLMProviderSpec
-from signalbox_operator import refs
-from signalbox_operator.provider_status import Refs
-from signalbox_operator.refs import Key, Lookups, ServicePort, SliceEndpoint
+from signalbox_operator.probing import refs
+from signalbox_operator.probing.refs import Key, Lookups, ServicePort, SliceEndpoint
+from signalbox_operator.status.provider_status import Refs
 
 NS = "llm"
 API_KEY = "sk-very-secret-value"

@@ -17,9 +17,11 @@ import pytest
 
 from signalbox_api.policy import Failover, RoutingPolicySpec, Strategy
 from signalbox_api.provider import Capability, LLMProviderSpec
-from signalbox_router import inspection, selection, snapshot
-from signalbox_router.selection import Candidate, LocalView, Needs, UnknownModel
-from signalbox_router.snapshot import PolicyEntry, ProviderEntry, Snapshot
+from signalbox_providers.dialects import Kind
+from signalbox_router.edge import openai_request
+from signalbox_router.routing import selection, snapshot
+from signalbox_router.routing.selection import Candidate, LocalView, Needs, UnknownModel
+from signalbox_router.routing.snapshot import PolicyEntry, ProviderEntry, Snapshot
 
 ALL_CAPS = ["chat", "streaming", "tools", "vision", "jsonMode", "jsonSchema"]
 CHAT = frozenset({Capability.CHAT})
@@ -261,7 +263,7 @@ def test_requests_go_only_to_models_with_what_they_need(
     extra: dict[str, Any], capability: str
 ) -> None:
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], **extra}
-    needs = inspection.needs(inspection.validate(body, "chat"), "chat")
+    needs = openai_request.needs(openai_request.validate(body, "chat"), "chat")
     assert Capability(capability) in needs.capabilities
     lacking = [c for c in ALL_CAPS if c != capability]
     s = snap(
@@ -273,7 +275,7 @@ def test_requests_go_only_to_models_with_what_they_need(
     assert sorted(names(r)) == ["full", "undeclared"]
     assert excluded(r) == {"lacking": "CapabilityMismatch"}
     # The same provider is fine for a request that does not need it.
-    plain = inspection.needs(
+    plain = openai_request.needs(
         {"model": "m", "messages": [{"role": "user", "content": "hi"}]}, "chat"
     )
     assert capability not in {c.value for c in plain.capabilities}
@@ -307,7 +309,7 @@ def test_context_window_must_hold_the_prompt_and_the_policy_minimum() -> None:
     assert excluded(big) == {"small": "ContextTooSmall"}
     # The prompt size comes from the messages, about four characters a token.
     body = {"model": "m", "messages": [{"role": "user", "content": "x" * 8000}]}
-    assert "small" not in names(route("m", s, needs=inspection.needs(body, "chat")))
+    assert "small" not in names(route("m", s, needs=openai_request.needs(body, "chat")))
 
     with_minimum = snap(
         *s.providers.values(),
@@ -547,10 +549,10 @@ def test_an_excluded_group_degrades_to_the_next(strategy: Strategy) -> None:
     assert names(route("m", s, LocalView(turn=0)))[2:] == ["backup", "last-resort"]
 
 
-# -- inspection.validate and inspection.needs ---------------------------------------------------
+# -- openai_request.validate and openai_request.needs ----------------------------------------
 
 MSGS = [{"role": "user", "content": "hi"}]
-VALID: list[tuple[str, Any, inspection.Kind]] = [
+VALID: list[tuple[str, Any, Kind]] = [
     ("chat", {"model": "m", "messages": MSGS}, "chat"),
     (
         "every role",
@@ -574,7 +576,7 @@ VALID: list[tuple[str, Any, inspection.Kind]] = [
     ("embedding list", {"model": "e", "input": ["x", "y"]}, "embeddings"),
     ("embedding tokens", {"model": "e", "input": [1, 2, 3]}, "embeddings"),
 ]
-INVALID: list[tuple[str, Any, inspection.Kind, str | None]] = [
+INVALID: list[tuple[str, Any, Kind, str | None]] = [
     ("not an object", [], "chat", None),
     ("null", None, "chat", None),
     ("no model", {"messages": MSGS}, "chat", "model"),
@@ -612,24 +614,24 @@ INVALID: list[tuple[str, Any, inspection.Kind, str | None]] = [
 
 
 @pytest.mark.parametrize(("body", "kind"), [(b, k) for _, b, k in VALID], ids=[v[0] for v in VALID])
-def test_validate_accepts(body: Any, kind: inspection.Kind) -> None:
-    assert inspection.validate(body, kind) is body
+def test_validate_accepts(body: Any, kind: Kind) -> None:
+    assert openai_request.validate(body, kind) is body
 
 
 @pytest.mark.parametrize(
     ("body", "kind", "param"), [(b, k, p) for _, b, k, p in INVALID], ids=[i[0] for i in INVALID]
 )
-def test_validate_refuses(body: Any, kind: inspection.Kind, param: str | None) -> None:
-    with pytest.raises(inspection.InvalidRequest) as err:
-        inspection.validate(body, kind)
+def test_validate_refuses(body: Any, kind: Kind, param: str | None) -> None:
+    with pytest.raises(openai_request.InvalidRequest) as err:
+        openai_request.validate(body, kind)
     assert err.value.param == param
     assert str(err.value)
 
 
 def test_needs_of_embeddings_and_of_a_plain_chat() -> None:
-    embed = inspection.needs({"model": "e", "input": ["abcd" * 10, 7, "abcd"]}, "embeddings")
+    embed = openai_request.needs({"model": "e", "input": ["abcd" * 10, 7, "abcd"]}, "embeddings")
     assert embed == Needs(frozenset({Capability.EMBEDDINGS}), 11)
-    chat = inspection.needs(
+    chat = openai_request.needs(
         {"model": "m", "messages": [{"role": "user", "content": "x" * 40}]}, "chat"
     )
     assert chat == Needs(CHAT, 10)
@@ -639,15 +641,15 @@ def test_needs_of_embeddings_and_of_a_plain_chat() -> None:
         "response_format": {"type": "text"},
         "tools": [],
     }
-    assert inspection.needs(text_parts, "chat") == Needs(CHAT, 20)
+    assert openai_request.needs(text_parts, "chat") == Needs(CHAT, 20)
 
 
 def test_needs_ignores_odd_content_parts() -> None:
     odd = [{"type": ["image_url"]}, {"type": {"x": 1}}, "just a string", {"text": 5}]
     body = {"model": "m", "messages": [{"role": "user", "content": [*odd, {"text": "abcd"}]}]}
-    assert inspection.needs(body, "chat") == Needs(CHAT, 1)
+    assert openai_request.needs(body, "chat") == Needs(CHAT, 1)
     images = {"model": "m", "messages": [{"role": "user", "content": [{"type": "input_image"}]}]}
-    assert Capability.VISION in inspection.needs(images, "chat").capabilities
+    assert Capability.VISION in openai_request.needs(images, "chat").capabilities
 
 
 # -- the plan cache -----------------------------------------------------------------------------

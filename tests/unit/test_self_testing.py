@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from signalbox_api.provider import SelfTestCheck, SelfTestStatus
-from signalbox_operator import self_testing
+from signalbox_operator.selftest import trigger
 
 KEY = "signalbox.dev/self-test"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -29,13 +29,13 @@ SETTLED = SelfTestStatus(time=T0, passed=True)
 def test_wanted(
     annotations: dict[str, str] | None, last: SelfTestStatus | None, wanted: bool
 ) -> None:
-    assert self_testing.wanted(annotations, last) is wanted
+    assert trigger.wanted(annotations, last) is wanted
 
 
 def test_settled_clears_the_trigger_once_the_annotation_is_gone() -> None:
-    assert self_testing.settled({}, RAN) == SETTLED
-    assert self_testing.settled({KEY: "run"}, RAN) is RAN
-    assert self_testing.settled({}, None) is None
+    assert trigger.settled({}, RAN) == SETTLED
+    assert trigger.settled({KEY: "run"}, RAN) is RAN
+    assert trigger.settled({}, None) is None
 
 
 def test_summary_names_the_failed_checks() -> None:
@@ -48,4 +48,4 @@ def test_summary_names_the_failed_checks() -> None:
             SelfTestCheck(name="vision", passed=None, message="no model declares it"),
         ],
     )
-    assert self_testing.summary(result) == "self-test failed: tools: the model called no tool"
+    assert trigger.summary(result) == "self-test failed: tools: the model called no tool"

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from signalbox_router import replies
-from signalbox_router.sending import send_stream as _send_stream
+from signalbox_router.asgi import replies
+from signalbox_router.asgi.sending import send_stream as _send_stream
 
 
 class Stream:

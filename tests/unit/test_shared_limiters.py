@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from signalbox_api.provider import RateLimit
-from signalbox_router import leases, limits, shared_limiters
+from signalbox_router.limits import leases, limiters, shared_limiters
 
 
 def spec(**fields: object) -> RateLimit:
@@ -29,9 +29,9 @@ def test_a_limiter_has_one_leased_budget_per_declared_limit() -> None:
 @pytest.mark.parametrize(
     ("algorithm", "algorithm_code", "window"),
     [
-        ("TokenBucket", "tb", limits.TokenBucket),
-        ("SlidingWindow", "sw", limits.SlidingWindow),
-        ("FixedWindow", "fw", limits.FixedWindow),
+        ("TokenBucket", "tb", limiters.TokenBucket),
+        ("SlidingWindow", "sw", limiters.SlidingWindow),
+        ("FixedWindow", "fw", limiters.FixedWindow),
     ],
 )
 def test_alone_each_replica_spends_its_share_with_the_same_algorithm(
@@ -65,5 +65,5 @@ def test_a_new_count_of_replicas_moves_every_share() -> None:
     assert (built.limiter.max_concurrency, budget.window.cap) == (6, 150)
     shared_limiters.resize(built, 4, fallbacks=True)
     assert (built.limiter.max_concurrency, budget.window.cap) == (3, 75)
-    assert isinstance(budget.window.fallback, limits.SlidingWindow)
+    assert isinstance(budget.window.fallback, limiters.SlidingWindow)
     assert budget.window.fallback.limit == 150

@@ -11,9 +11,10 @@ import pytest
 from signalbox_api import conditions
 from signalbox_api.conditions import Reason
 from signalbox_api.provider import LLMProviderSpec, LLMProviderStatus
-from signalbox_operator import circuit, discovery, provider_status, refs, status_writes
-from signalbox_operator.circuit import Circuit
-from signalbox_operator.provider_status import Facts, ProbeReport, Refs
+from signalbox_operator.probing import refs
+from signalbox_operator.status import circuit, discovery, provider_status, worth_writing
+from signalbox_operator.status.circuit import Circuit
+from signalbox_operator.status.provider_status import Facts, ProbeReport, Refs
 from signalbox_providers.outcomes import Outcome
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -179,8 +180,8 @@ def test_what_probes_find_is_written_at_most_once_per_interval() -> None:
     written = wire()
     probe = ProbeReport(outcome=Outcome.SERVER_ERROR, at=T0, latency_ms=3, code=500, message="m")
     found = wire(last_probe=probe)
-    assert not status_writes.should_write(written, found, T0, T0 + timedelta(seconds=4), 5)
-    assert status_writes.should_write(written, found, T0, T0 + timedelta(seconds=5), 5)
+    assert not worth_writing.should_write(written, found, T0, T0 + timedelta(seconds=4), 5)
+    assert worth_writing.should_write(written, found, T0, T0 + timedelta(seconds=5), 5)
 
 
 def test_what_people_change_is_written_at_once() -> None:
@@ -191,6 +192,6 @@ def test_what_people_change_is_written_at_once() -> None:
         {"refs": Refs(reason=Reason.SECRET_NOT_FOUND, message="gone")},
         {"annotation_problem": "annotation x is ignored"},
     ):
-        assert status_writes.should_write(written, wire(**change), T0, soon, 30), change
+        assert worth_writing.should_write(written, wire(**change), T0, soon, 30), change
     pending = wire(circuit=Circuit())
-    assert status_writes.should_write(pending, written, T0, soon, 30), "the first verdict"
+    assert worth_writing.should_write(pending, written, T0, soon, 30), "the first verdict"

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from signalbox_providers.streams import OpenAIEvents
-from signalbox_router.stream_capture import Capture
+from signalbox_router.cache.stream_capture import Capture
 
 BASE = {"id": "c1", "object": "chat.completion.chunk", "created": 7, "model": "m"}
 

@@ -14,8 +14,8 @@ import pytest
 
 from signalbox_api.provider import LLMProviderSpec
 from signalbox_router import supervision
-from signalbox_router.server import RouterApp
-from signalbox_router.snapshot import ProviderEntry, Snapshot
+from signalbox_router.edge.router_app import RouterApp
+from signalbox_router.routing.snapshot import ProviderEntry, Snapshot
 from signalbox_router.state import RouterState
 
 SECRET = "sk-do-not-log-me"

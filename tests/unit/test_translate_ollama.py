@@ -15,7 +15,7 @@ import httpx
 import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from signalbox_providers.fake import FakeProvider, Flavor
+from signalbox_fake import FakeProvider, Flavor
 from signalbox_providers.sse import NdjsonParser
 from signalbox_providers.translate.ollama import (
     OllamaStream,

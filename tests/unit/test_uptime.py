@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from signalbox_api.provider import LLMProviderSpec
-from signalbox_operator import provider_status, uptime
-from signalbox_operator.circuit import Circuit
-from signalbox_operator.provider_status import Facts, ProbeReport, Refs
+from signalbox_operator.status import provider_status, uptime
+from signalbox_operator.status.circuit import Circuit
+from signalbox_operator.status.provider_status import Facts, ProbeReport, Refs
 from signalbox_providers.outcomes import Outcome
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import yaml
 
-from signalbox_router import exchange, manifests, selection
-from signalbox_router.controls import DEFAULT
-from signalbox_router.forwarding import Forwarder
-from signalbox_router.jobs import job_for
+from signalbox_router.forwarding import exchange
+from signalbox_router.forwarding.controls import DEFAULT
+from signalbox_router.forwarding.failover import Forwarder
+from signalbox_router.forwarding.jobs import job_for
+from signalbox_router.routing import selection
+from signalbox_router.sources import manifests
 from signalbox_router.state import RouterState
 from tests.support.router import policy, provider
 

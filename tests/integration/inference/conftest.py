@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from signalbox_providers.fake import FakeProvider, Flavor
+from signalbox_fake import FakeProvider, Flavor
 from tests.support import inference
 
 

@@ -3,7 +3,7 @@ against the real server it plays, over raw HTTP on loopback.
 
 Type ``OpenAICompatible``: the fake's ``llamacpp`` flavor against llama.cpp's server
 (llama-cpp-python 0.3.36). Where they differed, the fake was changed to follow that server
-(router/signalbox_providers/fake/llamacpp.py): streams ignore ``stream_options.include_usage``,
+(router/signalbox_fake/llamacpp.py): streams ignore ``stream_options.include_usage``,
 an unknown model is answered by the default model, a prompt over the
 context window is a 400 ``context_length_exceeded``. Type ``Ollama``: the fake's ``ollama``
 flavor against Ollama v0.17.4 (see test_conformance_ollama.py).

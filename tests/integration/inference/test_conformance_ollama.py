@@ -3,7 +3,7 @@
 The routes are the ones Signalbox uses: ``/api/tags`` (the operator's ListModels probe),
 ``/api/chat`` (plain and NDJSON streams, what the router translates) and ``/v1/embeddings``.
 Where the two differed, the fake was changed to follow Ollama
-(router/signalbox_providers/fake/ollama_api.py): an unknown model's 404 says
+(router/signalbox_fake/ollama_api.py): an unknown model's 404 says
 ``model '<name>' not found``, and a prompt over ``num_ctx`` is cut to fit (a 400 with
 ``truncate: false``). Tool calls are not compared: the tiny model's template has no tools, so
 Ollama refuses them (400 ``... does not support tools``).
@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from signalbox_providers.fake import FakeProvider, Flavor
+from signalbox_fake import FakeProvider, Flavor
 from tests.support import inference
 
 MESSAGES = [{"role": "user", "content": "tell me something"}]

@@ -4,7 +4,7 @@ server (llama-cpp-python 0.3.36), with the same wire-level assertions, over raw 
 The real server answers tools only with a tool-calling chat format: ``tiny-tools`` is the tiny
 chat model with ``chatml-function-calling``, and a forced ``tool_choice`` makes it answer with a
 grammar-constrained call even with random weights. The fake follows that server where it
-differs from OpenAI (router/signalbox_providers/fake/llamacpp.py): the legacy ``function_call``
+differs from OpenAI (router/signalbox_fake/llamacpp.py): the legacy ``function_call``
 mirrors the call, and streamed deltas repeat the call's id, type and name in every chunk.
 """
 

@@ -1,6 +1,7 @@
 """Honest metering through the router, with the fake that follows llama.cpp's server (its streams
 never carry usage, whatever ``stream_options`` asks): such a stream is metered with the router's
-documented estimate (``signalbox_router.estimates``), labelled as estimated, never as 0 tokens.
+documented estimate (``signalbox_router.metering.estimates``), labelled as estimated, never as
+0 tokens.
 The same runs against the real server in test_router_real.py."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 import openai
 import pytest
 
-from signalbox_providers.fake import FakeProvider, Flavor
+from signalbox_fake import FakeProvider, Flavor
 from tests.support.router import RouterProcess, provider, running_fakes, running_router
 
 PROMPT = "say something"  # 13 characters

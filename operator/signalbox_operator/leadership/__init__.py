@@ -1,0 +1,1 @@
+"""Leadership: one leader among replicas on a Lease, its terms, and the fence every write passes."""

@@ -1,0 +1,243 @@
+"""Leader election on a coordination.k8s.io Lease, so that of several operator replicas only
+one probes and writes. ``decide`` is the pure rule; ``Elector`` does the API calls.
+
+As in client-go: the leader renews every ``retry_period`` and keeps working only while its
+last successful renewal is younger than ``renew_deadline``; a standby takes the lease once the
+lease record has not changed, on the standby's own clock, for the lease's duration. The renew
+deadline is shorter than the duration, so the old leader has stopped writing (its fence is
+closed) before any standby may take over, whatever the clocks of the two machines say.
+
+Every failure of a call (API errors, refused connections, urllib3's MaxRetryError, timeouts)
+counts as a failed attempt, never as success.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import kubernetes
+
+from signalbox_operator.leadership.fencing import Fence
+
+log = logging.getLogger(__name__)
+
+
+class Action(enum.Enum):
+    CREATE = "create"
+    RENEW = "renew"
+    TAKE = "take"
+    WAIT = "wait"
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Lease duration, how long a leader may go without renewing, and how often it tries."""
+
+    duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.retry_period < self.renew_deadline < self.duration:
+            raise ValueError(
+                "leader election needs 0 < retry period < renew deadline < lease duration"
+            )
+
+
+@dataclass(frozen=True)
+class LeaseView:
+    holder: str | None
+    renewed: datetime | None
+    duration: float
+    version: str | None
+
+    @property
+    def record(self) -> tuple[str | None, datetime | None]:
+        """What changes whenever the holder renews or the lease changes hands."""
+        return (self.holder, self.renewed)
+
+
+def decide(lease: LeaseView | None, me: str, unchanged_for: float) -> Action:
+    """What to do with the lease as read, given how long (on this process's own clock) its
+    record has been seen unchanged."""
+    if lease is None:
+        return Action.CREATE
+    if lease.holder == me:
+        return Action.RENEW
+    if not lease.holder:
+        return Action.TAKE
+    if unchanged_for >= lease.duration:
+        return Action.TAKE
+    return Action.WAIT
+
+
+class LostLeadership(Exception):
+    """The lease could not be renewed within the renew deadline."""
+
+
+class Elector:
+    def __init__(
+        self,
+        api: kubernetes.client.ApiClient,
+        *,
+        namespace: str,
+        name: str,
+        identity: str,
+        timing: Timing | None = None,
+        fence: Fence | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.api = kubernetes.client.CoordinationV1Api(api)
+        self.namespace, self.name, self.identity = namespace, name, identity
+        self.timing = timing or Timing()
+        self.fence = fence or Fence(clock)
+        self._clock = clock
+        self._seen: tuple[tuple[str | None, datetime | None], float] | None = None
+        # For the health endpoint (clock readings): when the last attempt ended, whatever its
+        # outcome, and when the lease was last read successfully.
+        self.last_attempt: float | None = None
+        self.last_read: float | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def _read(self) -> LeaseView | None:
+        try:
+            lease: Any = self.api.read_namespaced_lease(
+                self.name, self.namespace, _request_timeout=self.timing.retry_period
+            )
+        except kubernetes.client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        spec = lease.spec
+        return LeaseView(
+            holder=spec.holder_identity,
+            renewed=spec.renew_time,
+            duration=float(spec.lease_duration_seconds or self.timing.duration),
+            version=lease.metadata.resource_version,
+        )
+
+    def _body(self, version: str | None, acquired: bool, holder: str | None) -> Any:
+        now = datetime.now(UTC).isoformat(timespec="microseconds")
+        spec: dict[str, Any] = {
+            "holderIdentity": holder,
+            "renewTime": now,
+            "leaseDurationSeconds": round(self.timing.duration),
+        }
+        if acquired:
+            spec["acquireTime"] = now
+        meta: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
+        if version:
+            meta["resourceVersion"] = version
+        return {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": meta,
+            "spec": spec,
+        }
+
+    def _unchanged_for(self, lease: LeaseView | None, now: float) -> float:
+        if lease is None:
+            self._seen = None
+            return 0.0
+        if self._seen is None or self._seen[0] != lease.record:
+            self._seen = (lease.record, now)
+        return now - self._seen[1]
+
+    def try_once(self) -> bool:
+        """One attempt to become or stay leader; True when this process holds the lease.
+
+        Raises whatever the client raises; callers count that as a failed attempt.
+        """
+        lease = self._read()
+        self.last_read = self._clock()
+        action = decide(lease, self.identity, self._unchanged_for(lease, self._clock()))
+        timeout = self.timing.retry_period
+        try:
+            if action == Action.CREATE:
+                body = self._body(None, True, self.identity)
+                self.api.create_namespaced_lease(self.namespace, body, _request_timeout=timeout)
+            elif action in (Action.RENEW, Action.TAKE):
+                body = self._body(
+                    lease.version if lease else None, action == Action.TAKE, self.identity
+                )
+                self.api.replace_namespaced_lease(
+                    self.name, self.namespace, body, _request_timeout=timeout
+                )
+            else:
+                return False
+        except kubernetes.client.ApiException as exc:
+            if exc.status in (409, 422):  # someone else won the race
+                return False
+            raise
+        return True
+
+    async def _attempt(self) -> bool:
+        """One attempt, off the event loop, bounded in time; any failure is a False."""
+        try:
+            return await asyncio.wait_for(
+                asyncio.to_thread(self.try_once), self.timing.retry_period * 1.5
+            )
+        except kubernetes.client.ApiException as exc:
+            log.warning("lease %s: HTTP %s", self.where, exc.status)
+        except Exception as exc:  # urllib3, ssl, timeouts: all a failed attempt
+            log.warning("lease %s: %s", self.where, type(exc).__name__)
+        finally:
+            self.last_attempt = self._clock()
+        return False
+
+    async def acquire(self) -> None:
+        """Wait until this process is the leader; then open the fence."""
+        while True:
+            started = self._clock()
+            if await self._attempt():
+                self.fence.open(started + self.timing.renew_deadline)
+                log.info("acquired lease %s as %s", self.where, self.identity)
+                return
+            await asyncio.sleep(self.timing.retry_period)
+
+    async def hold(self) -> None:
+        """Renew every retry period; close the fence and raise once the renew deadline of the
+        last successful renewal has passed."""
+        while True:
+            await asyncio.sleep(self.timing.retry_period)
+            if self.fence.remaining() <= 0:
+                break
+            started = self._clock()
+            if await self._attempt():
+                self.fence.extend(started + self.timing.renew_deadline)
+            elif self.fence.remaining() <= 0:
+                break
+        self.fence.close()
+        raise LostLeadership(
+            f"could not renew lease {self.where} within {self.timing.renew_deadline:g}s"
+        )
+
+    async def release(self) -> None:
+        """Stop writing, then give the lease up so a standby takes over at once. Never raises."""
+        self.fence.close()
+
+        def clear() -> None:
+            lease = self._read()
+            if lease is None or lease.holder != self.identity:
+                return
+            body = self._body(lease.version, False, None)
+            self.api.replace_namespaced_lease(
+                self.name, self.namespace, body, _request_timeout=self.timing.retry_period
+            )
+
+        try:
+            await asyncio.wait_for(asyncio.to_thread(clear), self.timing.retry_period * 2)
+        except kubernetes.client.ApiException as exc:
+            log.warning("could not release the lease %s: HTTP %s", self.where, exc.status)
+        except Exception as exc:  # shutting down: say what happened, go on
+            log.warning("could not release the lease %s: %s", self.where, type(exc).__name__)

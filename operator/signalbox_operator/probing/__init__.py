@@ -1,0 +1,3 @@
+"""Probing providers: one loop per LLMProvider, the HTTP probe, the circuit, uptime and model
+discovery.
+"""

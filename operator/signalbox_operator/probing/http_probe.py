@@ -1,0 +1,292 @@
+"""Runs one health probe against a provider over HTTP and reports what happened.
+
+A failed probe is data for the circuit, not an exception: every outcome comes back as a
+ProbeReport. Messages name the method, the URL without its query and the status code; never
+headers, keys or response bodies.
+
+A probe is bounded in time and memory whatever the provider does: one deadline covers the
+connection, the headers and the whole body; bodies are read as a stream and given up past
+``Limits.max_body``; only a few probes at once may hold more than ``Limits.small_body`` (the
+rest wait their turn within their own deadline), so a crowd of providers sending endless or
+huge bodies cannot take the operator past its memory limit. Compressed bodies are inflated
+within the same bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import ssl
+import time
+import zlib
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from signalbox_api.conditions import Reason
+from signalbox_api.primitives import parse_duration
+from signalbox_api.provider import HealthCheckMode, LLMProviderSpec
+from signalbox_operator.status import discovery
+from signalbox_operator.status.provider_status import ProbeReport, Refs
+from signalbox_providers import dialects
+from signalbox_providers.outcomes import Outcome, classify_status, retry_after_seconds
+
+MAX_BODY = 4 * 1024 * 1024
+SMALL_BODY = 64 * 1024
+MAX_SHOWN = 4  # models described per probe (Ollama's /api/show), each once
+LARGE_BODIES = 8  # probes that may hold more than SMALL_BODY at once
+
+
+@dataclass
+class Limits:
+    """What all probes share: the body cap and the turns for large bodies."""
+
+    max_body: int = MAX_BODY
+    small_body: int = SMALL_BODY
+    large: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(LARGE_BODIES))
+
+
+class _Failed(Exception):
+    def __init__(
+        self,
+        outcome: Outcome,
+        message: str,
+        code: int = 0,
+        retry_after: float | None = None,
+        reason: Reason | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.outcome, self.message, self.code = outcome, message, code
+        self.retry_after, self.reason = retry_after, reason
+
+
+def _safe_url(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        netloc = f"{host}:{parts.port}" if parts.port else host
+    except ValueError:  # a port that is no number
+        netloc = host
+    return discovery.clip(urlunsplit((parts.scheme, netloc, parts.path, "", "")), 512)
+
+
+def _transport_failure(exc: httpx.HTTPError, where: str) -> _Failed:
+    """Name what went wrong on the way, from the exception's type (never its text)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return _Failed(Outcome.TIMEOUT, f"{where}: timed out")
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return _Failed(
+                Outcome.CONNECT_FAILURE,
+                f"{where}: TLS certificate verification failed",
+                reason=Reason.TLS_ERROR,
+            )
+        if isinstance(cause, ssl.SSLError):
+            return _Failed(
+                Outcome.CONNECT_FAILURE, f"{where}: TLS handshake failed", reason=Reason.TLS_ERROR
+            )
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(exc, httpx.LocalProtocolError):  # our side: a header h11 will not send
+        return _Failed(
+            Outcome.BAD_REQUEST,
+            f"{where}: the request could not be sent (invalid header value)",
+            reason=Reason.INVALID_HEADER,
+        )
+    if isinstance(exc, httpx.ConnectError):
+        return _Failed(Outcome.CONNECT_FAILURE, f"{where}: connection failed")
+    if isinstance(exc, httpx.ProtocolError):
+        return _Failed(
+            Outcome.INVALID_RESPONSE,
+            f"{where}: not a valid HTTP response ({type(exc).__name__})",
+            reason=Reason.PROTOCOL_ERROR,
+        )
+    return _Failed(Outcome.CONNECT_FAILURE, f"{where}: {type(exc).__name__}")
+
+
+def _inflater(encoding: str, where: str) -> Any:
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return None
+    if encoding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if encoding == "deflate":
+        return zlib.decompressobj()
+    raise _Failed(
+        Outcome.INVALID_RESPONSE,
+        f"{where}: unsupported content-encoding",
+        reason=Reason.PROTOCOL_ERROR,
+    )
+
+
+async def _read(resp: httpx.Response, limits: Limits, where: str) -> bytearray:
+    """The body, decoded, at most ``limits.max_body`` bytes; a larger one is a failure."""
+    inflate = _inflater(resp.headers.get("content-encoding", ""), where)
+    body = bytearray()
+    holding_large = False
+    try:
+        async for raw in resp.aiter_raw():
+            room = limits.max_body - len(body)
+            try:
+                chunk = inflate.decompress(raw, room + 1) if inflate is not None else raw
+            except zlib.error as exc:
+                raise _Failed(
+                    Outcome.INVALID_RESPONSE,
+                    f"{where}: corrupt compressed body",
+                    reason=Reason.PROTOCOL_ERROR,
+                ) from exc
+            if len(chunk) > room or (inflate is not None and inflate.unconsumed_tail):
+                raise _Failed(
+                    Outcome.INVALID_RESPONSE,
+                    f"{where}: response body over {limits.max_body} bytes",
+                    resp.status_code,
+                    reason=Reason.RESPONSE_TOO_LARGE,
+                )
+            if not holding_large and len(body) + len(chunk) > limits.small_body:
+                await limits.large.acquire()
+                holding_large = True
+            body += chunk
+        return body
+    except BaseException:
+        # The traceback keeps this frame, and so the buffer, alive until the cycle collector
+        # runs: a crowd of failing probes would hold megabytes each. Free it now.
+        body.clear()
+        raise
+    finally:
+        if holding_large:
+            limits.large.release()
+
+
+async def _send(
+    client: httpx.AsyncClient, call: dialects.HttpCall, limits: Limits, *, lists: bool = False
+) -> Any:
+    """Send one call; return its JSON body (or None) on 2xx, raise _Failed otherwise."""
+    where = f"{call.method} {_safe_url(call.url)}"
+    headers = {**call.headers, "accept-encoding": "identity"}
+    try:
+        async with client.stream(call.method, call.url, headers=headers, json=call.json) as resp:
+            code = resp.status_code
+            if 300 <= code < 400:
+                raise _Failed(
+                    Outcome.INVALID_RESPONSE,
+                    f"{where}: HTTP {code} redirect (probes follow no redirects)",
+                    code,
+                    reason=Reason.REDIRECTED,
+                )
+            raw = await _read(resp, limits, where)
+            retry_after = retry_after_seconds(resp.headers.get("retry-after"))
+    except httpx.HTTPError as exc:
+        raise _transport_failure(exc, where) from None
+    except httpx.InvalidURL:
+        raise _Failed(Outcome.BAD_REQUEST, f"{where}: invalid URL") from None
+    except UnicodeError:  # a header value httpx cannot encode
+        raise _Failed(
+            Outcome.BAD_REQUEST,
+            f"{where}: the request could not be sent (invalid header value)",
+            reason=Reason.INVALID_HEADER,
+        ) from None
+    body: Any = None
+    if raw:
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+    del raw
+    outcome = classify_status(code, body)
+    if lists and outcome == Outcome.MODEL_NOT_FOUND:
+        outcome = Outcome.INVALID_RESPONSE  # a 404 on a listing means a wrong path, not a model
+    if outcome != Outcome.SUCCESS:
+        raise _Failed(outcome, f"{where}: HTTP {code}", code, retry_after)
+    return body
+
+
+async def _run(
+    client: httpx.AsyncClient,
+    spec: LLMProviderSpec,
+    refs: Refs,
+    limits: Limits,
+    known: Collection[str] = (),
+) -> discovery.Discovered | None:
+    base = refs.base_url or ""
+    dialect = dialects.dialect(spec.type)
+    header = spec.auth.header if spec.auth else None
+    opts = dialect.options(spec)
+    hc = spec.health_check
+    if hc.mode == HealthCheckMode.HTTP_GET:
+        url = dialect.root(base) + (hc.path or "/")
+        await _send(client, dialects.HttpCall("GET", url), limits, lists=True)
+        return None
+    if hc.mode == HealthCheckMode.CHAT_PROBE:
+        model = hc.probe_model or ""
+        await _send(client, dialect.chat_probe(base, model, refs.api_key, header, opts), limits)
+        return None
+    for call in dialect.readiness(base):
+        await _send(client, call, limits, lists=True)
+    listing = dialect.list_models(base, refs.api_key, header, opts)
+    body = await _send(client, listing, limits, lists=True)
+    declared = {m.name for m in spec.models}
+    try:
+        found = discovery.bound(dialect.parse_models(body), declared)
+        listed = dialect.listed_facts(body)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise _Failed(
+            Outcome.INVALID_RESPONSE, f"GET {_safe_url(listing.url)}: not a model list"
+        ) from exc
+    del body
+    facts = {n: f for n, f in listed.items() if found.has(n)}
+    wanted = [n for n in [*sorted(declared), *found.names] if found.has(n) and n not in known]
+    for name in list(dict.fromkeys(wanted))[:MAX_SHOWN]:
+        show = dialect.show_model(base, name, refs.api_key, header)
+        if show is None:
+            break
+        try:
+            facts[name] = dialect.parse_shown(await _send(client, show, limits))
+        except _Failed:
+            continue  # a model the provider will not describe is no fault of its health
+    return dataclasses.replace(found, facts=facts)
+
+
+async def probe(
+    client: httpx.AsyncClient,
+    spec: LLMProviderSpec,
+    refs: Refs,
+    limits: Limits | None = None,
+    known: Collection[str] = (),
+) -> ProbeReport:
+    """Probe the provider as its healthCheck says, within its timeout (body included).
+    Models in ``known`` were described before: they are not asked about again."""
+    timeout = parse_duration(spec.health_check.timeout)
+    started = time.perf_counter()
+    at = datetime.now(UTC)
+    try:
+        async with asyncio.timeout(timeout):
+            models = await _run(client, spec, refs, limits or Limits(), known)
+    except _Failed as failed:
+        return ProbeReport(
+            outcome=failed.outcome,
+            at=at,
+            latency_ms=_ms(started),
+            code=failed.code,
+            message=failed.message,
+            retry_after=failed.retry_after,
+            reason=failed.reason,
+        )
+    except TimeoutError:
+        return ProbeReport(
+            outcome=Outcome.TIMEOUT,
+            at=at,
+            latency_ms=_ms(started),
+            message=f"probe timed out after {spec.health_check.timeout}",
+        )
+    return ProbeReport(
+        outcome=Outcome.SUCCESS, at=at, latency_ms=_ms(started), code=200, models=models
+    )
+
+
+def _ms(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)

@@ -1,0 +1,388 @@
+"""One probe loop per LLMProvider: resolve references, probe, step the circuit, write status.
+
+The loop reads the latest object the watch delivered (``update``), so a changed spec, Secret,
+Service or EndpointSlice takes effect by the next tick; a spec or annotation change wakes it
+at once. Cancelling the task (object deleted) stops it.
+
+Each loop has at most one probe in flight, bounded by the provider's own timeout (never longer
+than its interval), so probe concurrency grows with the number of providers and hanging
+providers hold up nobody but themselves. Nothing is probed or written without the lease. What
+probes find is written at most once per interval; what people change, at once. An unexpected
+error in a round is shown as Ready=False with reason OperatorError and an Event, never a
+silent retry that leaves the last verdict standing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import kubernetes
+import urllib3
+
+from signalbox_api import conditions
+from signalbox_api.conditions import ConditionType
+from signalbox_api.primitives import parse_duration
+from signalbox_api.provider import (
+    CIRCUIT_ANNOTATION,
+    SELF_TEST_ANNOTATION,
+    CircuitOverride,
+    CircuitState,
+    LLMProviderSpec,
+    LLMProviderStatus,
+    SelfTestStatus,
+)
+from signalbox_operator.kube import Kube, ObjectRef, Written
+from signalbox_operator.leadership.fencing import NotLeading
+from signalbox_operator.metrics import Metrics
+from signalbox_operator.probing import http_probe, refs, spec_reading
+from signalbox_operator.selftest import trigger
+from signalbox_operator.status import circuit as circuits
+from signalbox_operator.status import discovery, provider_status, uptime, worth_writing
+from signalbox_operator.status.discovery import Discovered
+from signalbox_providers.outcomes import Outcome
+
+log = logging.getLogger(__name__)
+WINDOW = 20
+IDLE_SECONDS = 300.0
+PENDING_AFTER = 1.0  # a new provider shows Unknown conditions if its first probe takes longer
+SPREAD_PER_PROBER = 0.005  # first probes of many providers are spread, 5 ms apart on average
+ERROR_RETRY_SECONDS = 5.0
+NOT_LEADING_SECONDS = 1.0
+_REFUSED = (400, 403, 422)  # the write itself is wrong: retrying it unchanged cannot help
+
+
+@dataclass
+class Runtime:
+    """What every prober shares."""
+
+    kube: Kube
+    http: httpx.AsyncClient
+    metrics: Metrics
+    lookups: refs.Lookups
+    provider_changed: Callable[[str], None]  # wakes the policies of a namespace
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    limits: http_probe.Limits = field(default_factory=http_probe.Limits)
+    running: int = 0  # probe loops alive, to spread their first probes
+
+
+@dataclass(frozen=True)
+class _Round:
+    """What one round read from the object and its references."""
+
+    spec: LLMProviderSpec
+    generation: int | None
+    resolved: provider_status.Refs
+    override: CircuitOverride | None
+    problem: str  # why the circuit annotation is ignored, or ''
+
+
+class Prober:
+    def __init__(self, runtime: Runtime, body: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        self.rt = runtime
+        self.ref = ObjectRef(
+            "LLMProvider", "llmproviders", meta["namespace"], meta["name"], meta.get("uid")
+        )
+        self.body = body
+        self.wake = asyncio.Event()
+        self.changed = True  # spec or annotation changed: probe at once
+        self.circuit = spec_reading.restore(body.get("status"))
+        self.written: dict[str, Any] | None = None
+        self.written_at: datetime | None = None
+        # The status last written, parsed: the next round's transition times and Events start
+        # from it without parsing the wire form again.
+        self.status: LLMProviderStatus | None = None
+        self.last_probe: provider_status.ProbeReport | None = None
+        self.last_success: datetime | None = None
+        self.window: collections.deque[bool] = collections.deque(maxlen=WINDOW)
+        self.history = uptime.History()
+        self.self_test: SelfTestStatus | None = None
+        self.discovered: Discovered | None = None
+        self.next_probe: datetime | None = None
+        self.write_after: datetime | None = None  # a write held back until its slot
+        self.warned = ""
+
+    def update(self, body: Mapping[str, Any]) -> None:
+        old = self.body["metadata"]
+        new = body["metadata"]
+        self.body = body
+        if old.get("generation") != new.get("generation") or _annotation(old) != _annotation(new):
+            self.changed = True
+            self.wake.set()
+
+    async def run(self) -> None:
+        self.rt.metrics.probers.inc()
+        self.rt.running += 1
+        try:
+            spread = min(10.0, SPREAD_PER_PROBER * self.rt.running)
+            await asyncio.sleep(random.uniform(0, spread))  # noqa: S311 (jitter)
+            while True:
+                delay = await self.round()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), delay)
+                self.wake.clear()
+        finally:
+            self.rt.running -= 1
+            self.rt.metrics.probers.dec()
+            spec_type = str(self.body.get("spec", {}).get("type", ""))
+            self.rt.metrics.forget_provider(self.ref.namespace, self.ref.name, spec_type)
+
+    async def round(self) -> float:
+        """One tick, with every failure of the operator's own turned into status."""
+        if not self.rt.kube.may_write():
+            return NOT_LEADING_SECONDS
+        try:
+            return await self.tick()
+        except NotLeading:
+            return NOT_LEADING_SECONDS
+        except (urllib3.exceptions.HTTPError, OSError) as exc:  # the API server is away
+            log.warning("status of %s/%s not written: %s", *self._key()[1:], type(exc).__name__)
+            return ERROR_RETRY_SECONDS
+        except kubernetes.client.ApiException as exc:
+            if exc.status not in _REFUSED:  # a busy or restarting API server: try again soon
+                log.warning("status of %s/%s not written: HTTP %s", *self._key()[1:], exc.status)
+                return ERROR_RETRY_SECONDS
+            await self._operator_error(f"the API server refused the status (HTTP {exc.status})")
+            return ERROR_RETRY_SECONDS
+        except Exception as exc:  # shown in status, not retried in silence
+            error = type(exc).__name__
+            log.error("probe loop of %s/%s failed: %s", self.ref.namespace, self.ref.name, error)
+            await self._operator_error(error)
+            return ERROR_RETRY_SECONDS
+
+    async def tick(self) -> float:
+        """One round; returns the seconds until the next."""
+        meta = self.body["metadata"]
+        spec, invalid = spec_reading.parse_spec(self.body.get("spec"))
+        generation = meta.get("generation")
+        annotations = meta.get("annotations")
+        override = circuits.parse_override(annotations, CIRCUIT_ANNOTATION)
+        problem = circuits.override_problem(annotations, CIRCUIT_ANNOTATION)
+        await self._warn(problem)
+        now = self.rt.clock()
+        if spec is None:
+            facts = provider_status.Facts(
+                spec=None, generation=generation, now=now, invalid=invalid
+            )
+            await self._publish(facts, 0.0)
+            return IDLE_SECONDS
+        interval = parse_duration(spec.health_check.interval)
+        resolved = refs.resolve(spec, self.ref.namespace, self.rt.lookups)
+        r = _Round(spec, generation, resolved, override, problem)
+        if self.changed or self.next_probe is None or now >= self.next_probe:
+            self.changed = False
+            await self._maybe_probe(r, now)
+            self.next_probe = self.rt.clock() + timedelta(seconds=self._interval(spec))
+        await self._self_test(r, annotations)
+        now = self.rt.clock()
+        await self._publish(self._facts(r, now), interval)
+        return self._delay(now)
+
+    async def _self_test(self, r: _Round, annotations: Mapping[str, str] | None) -> None:
+        """Run the provider test suite once when the annotation asks (``self_testing``)."""
+        last = self.self_test if self.self_test is not None else self._previous().self_test
+        last = trigger.settled(annotations, last)
+        if trigger.wanted(annotations, last) and r.resolved.ok and not r.spec.suspend:
+            last = await trigger.run(
+                self.rt.http, r.spec, r.resolved, self._previous(), self.rt.clock()
+            )
+            if not last.passed:
+                await self.rt.kube.event(
+                    self.ref, "Warning", "SelfTestFailed", trigger.summary(last)
+                )
+        self.self_test = last
+
+    async def _maybe_probe(self, r: _Round, now: datetime) -> None:
+        spec, resolved = r.spec, r.resolved
+        if spec.suspend or not resolved.ok:
+            return
+        self.circuit = circuits.advance(self.circuit, now)
+        if self.circuit.state == CircuitState.OPEN:
+            return
+        if self.written is not None or self.body.get("status"):
+            await self._probe(spec, resolved)
+            return
+        # A new provider shows Unknown conditions, unless its first verdict comes quickly.
+        probing_ = asyncio.ensure_future(self._probe(spec, resolved))
+        done, _ = await asyncio.wait({probing_}, timeout=PENDING_AFTER)
+        if not done:
+            await self._publish(self._facts(r, now), 0.0)
+        await probing_
+
+    async def _probe(self, spec: LLMProviderSpec, resolved: provider_status.Refs) -> None:
+        known = self.discovered.facts if self.discovered is not None else {}
+        report = await http_probe.probe(self.rt.http, spec, resolved, self.rt.limits, known)
+        settings = circuits.Settings.from_spec(spec)
+        self.circuit = circuits.observe(
+            self.circuit, report.outcome, report.at, settings, report.retry_after
+        )
+        self.last_probe = report
+        ok = report.outcome == Outcome.SUCCESS
+        self.window.append(ok)
+        self.history.record(report.at, ok)
+        if ok:
+            self.last_success = report.at
+            if report.models is not None:
+                self.discovered = discovery.remember(report.models, known)
+        m = self.rt.metrics
+        m.probe_duration.labels(spec.type.value).observe(report.latency_ms / 1000)
+        m.probe_outcomes.labels(self.ref.namespace, self.ref.name, report.outcome.value).inc()
+
+    def _facts(self, r: _Round, now: datetime) -> provider_status.Facts:
+        rate = sum(self.window) / len(self.window) if self.window else None
+        return provider_status.Facts(
+            spec=r.spec,
+            generation=r.generation,
+            now=now,
+            refs=r.resolved,
+            circuit=self.circuit,
+            override=r.override,
+            last_probe=self.last_probe,
+            last_success=self.last_success,
+            success_rate=rate,
+            last_hour=self.history.summary(now, uptime.HOUR),
+            last_day=self.history.summary(now, uptime.DAY),
+            discovered=self.discovered,
+            self_test=self.self_test,
+            annotation_problem=r.problem,
+        )
+
+    def _previous(self) -> LLMProviderStatus:
+        return self.status or spec_reading.parse_status(self.body.get("status"))
+
+    async def _publish(self, facts: provider_status.Facts, min_gap: float) -> None:
+        previous = self._previous()
+        status = provider_status.compute(facts, previous.conditions)
+        wire = status.to_wire()
+        if self.written is None and wire == self.body.get("status"):
+            self.written, self.written_at, self.status = wire, facts.now, status
+        if not worth_writing.should_write(self.written, wire, self.written_at, facts.now, min_gap):
+            held = self.written is not None and wire != self.written
+            self.write_after = (
+                self.written_at + timedelta(seconds=min_gap) if held and self.written_at else None
+            )
+            return
+        result = await self.rt.kube.write_status(*self._key(), wire)
+        if result == Written.CONFLICT:
+            # Someone else wrote since: start again from what the API server has now.
+            current = await self.rt.kube.read_status(*self._key())
+            if current is None:
+                return
+            self.body = {**self.body, "status": current.status}
+            self.written, self.status = None, None
+            previous = self._previous()
+            status = provider_status.compute(facts, previous.conditions)
+            wire = status.to_wire()
+            result = await self.rt.kube.write_status(*self._key(), wire)
+        if result != Written.WRITTEN:
+            return
+        self.write_after = None
+        self.written, self.written_at, self.status = wire, facts.now, status
+        await self._announce(previous, status)
+        ready = conditions.find(status.conditions, ConditionType.READY)
+        state = status.circuit.state if status.circuit else CircuitState.CLOSED
+        self.rt.metrics.set_provider(
+            self.ref.namespace,
+            self.ref.name,
+            str(self.body["spec"].get("type", "")),
+            ready is not None and ready.status == "True",
+            state,
+        )
+        self.rt.provider_changed(self.ref.namespace)
+
+    def _key(self) -> tuple[str, str, str]:
+        return (self.ref.plural, self.ref.namespace, self.ref.name)
+
+    async def _operator_error(self, error: str) -> None:
+        now = self.rt.clock()
+        facts = provider_status.Facts(
+            spec=None, generation=self.body["metadata"].get("generation"), now=now
+        )
+        try:
+            previous = self._previous()
+            status = provider_status.failed(facts, previous.conditions, error)
+            wire = status.to_wire()
+            written = await self.rt.kube.write_status(*self._key(), wire)
+            if written == Written.WRITTEN:
+                self.written, self.written_at, self.status = wire, now, status
+                self.rt.provider_changed(self.ref.namespace)
+            await self.rt.kube.event(
+                self.ref,
+                "Warning",
+                "OperatorError",
+                f"the operator failed on this provider: {error}",
+            )
+        except NotLeading:
+            return
+        except Exception as exc:  # the API server may be what failed
+            log.warning(
+                "could not report the failure of %s/%s: %s",
+                self.ref.namespace,
+                self.ref.name,
+                type(exc).__name__,
+            )
+
+    async def _warn(self, problem: str) -> None:
+        if problem and problem != self.warned:
+            await self.rt.kube.event(self.ref, "Warning", "InvalidAnnotation", problem)
+        self.warned = problem
+
+    async def _announce(self, before: LLMProviderStatus, after: LLMProviderStatus) -> None:
+        """Events for what a human should see: circuit transitions and Ready flips (and a
+        provider that is not Ready from the start)."""
+        old_state = before.circuit.state if before.circuit else CircuitState.CLOSED
+        new_state = after.circuit.state if after.circuit else CircuitState.CLOSED
+        if old_state != new_state and after.circuit is not None:
+            kind = "Warning" if new_state == CircuitState.OPEN else "Normal"
+            await self.rt.kube.event(
+                self.ref,
+                kind,
+                f"Circuit{new_state.value}",
+                f"circuit {old_state.value} -> {new_state.value}",
+            )
+        was = conditions.find(before.conditions, ConditionType.READY)
+        now = conditions.find(after.conditions, ConditionType.READY)
+        was_status = was.status if was else "Unknown"
+        if now is None or now.status in (was_status, "Unknown"):
+            return
+        if now.status == "True" and was_status == "Unknown":
+            return  # becoming Ready for the first time is the expected, quiet case
+        ok = now.status == "True"
+        await self.rt.kube.event(
+            self.ref,
+            "Normal" if ok else "Warning",
+            "Ready" if ok else "NotReady",
+            now.message or now.reason,
+        )
+
+    def _interval(self, spec: LLMProviderSpec) -> float:
+        interval = parse_duration(spec.health_check.interval)
+        return interval * random.uniform(0.9, 1.1)  # noqa: S311 (jitter, not crypto)
+
+    def _delay(self, now: datetime) -> float:
+        wake_at = [self.next_probe] if self.next_probe else []
+        if self.write_after is not None:
+            wake_at.append(self.write_after)
+        c = self.circuit
+        if c.state == CircuitState.OPEN and c.open_until is not None:
+            wake_at.append(c.open_until)
+        if not wake_at:
+            return IDLE_SECONDS
+        return max(0.05, (min(wake_at) - now).total_seconds())
+
+
+def _annotation(meta: Mapping[str, Any]) -> tuple[str | None, ...]:
+    annotations = meta.get("annotations") or {}
+    return tuple(
+        None if annotations.get(k) is None else str(annotations.get(k))
+        for k in (CIRCUIT_ANNOTATION, SELF_TEST_ANNOTATION)
+    )

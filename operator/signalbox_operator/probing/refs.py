@@ -1,0 +1,103 @@
+"""Resolves an LLMProvider's references (its Secret, its Service and EndpointSlices) from the
+operator's in-memory indexes. Pure: the indexes are handed in as look-up functions.
+
+- secret: (namespace, name) → {key: decoded value}, or None
+- service: (namespace, name) → [ServicePort], or None
+- endpoints: (namespace, service name) → [SliceEndpoint], one per endpoint of every slice
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from signalbox_api.conditions import Reason
+from signalbox_api.endpoints import (
+    ServicePort,
+    SliceEndpoint,
+    endpoint_url,
+    parse_service,
+    parse_slice,
+)
+from signalbox_api.provider import EndpointCounts, LLMProviderSpec, ServiceRef
+from signalbox_operator.status.provider_status import Refs
+
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Lookups:
+    secret: Callable[[Key], Mapping[str, str] | None]
+    service: Callable[[Key], Sequence[ServicePort] | None]
+    endpoints: Callable[[Key], Sequence[SliceEndpoint]]
+
+
+def resolve(spec: LLMProviderSpec, namespace: str, lookups: Lookups) -> Refs:
+    """What the provider's references point at now, or why they do not resolve."""
+    api_key = None
+    if spec.auth is not None:
+        ref = spec.auth.secret_ref
+        data = lookups.secret((namespace, ref.name))
+        if data is None:
+            return Refs(Reason.SECRET_NOT_FOUND, f"Secret {namespace}/{ref.name} not found")
+        if ref.key not in data:
+            return Refs(
+                Reason.SECRET_NOT_FOUND, f"Secret {namespace}/{ref.name} has no key {ref.key!r}"
+            )
+        api_key = data[ref.key]
+        if not sendable(api_key):
+            return Refs(
+                Reason.INVALID_HEADER,
+                f"Secret {namespace}/{ref.name} key {ref.key!r} cannot be sent in an HTTP "
+                "header: it holds a line break, a control character or a non-ASCII character",
+            )
+    if spec.endpoint.url is not None:
+        return Refs(base_url=spec.endpoint.url, api_key=api_key)
+    if spec.endpoint.service is None:  # excluded by the schema; kept for the type checker
+        return Refs(Reason.INVALID_SPEC, "no endpoint")
+    return _resolve_service(spec.endpoint.service, namespace, lookups, api_key)
+
+
+def sendable(value: str) -> bool:
+    """Whether ``value`` may be an HTTP header value: visible ASCII, spaces and tabs."""
+    return value.isascii() and all(c == "\t" or " " <= c <= "~" for c in value)
+
+
+def _resolve_service(
+    svc: ServiceRef, namespace: str, lookups: Lookups, api_key: str | None
+) -> Refs:
+    ns = svc.namespace or namespace
+    ports = lookups.service((ns, svc.name))
+    if ports is None:
+        return Refs(Reason.SERVICE_NOT_FOUND, f"Service {ns}/{svc.name} not found")
+    port = next((p for p in ports if p.port == svc.port), None)
+    if port is None:
+        return Refs(Reason.SERVICE_NOT_FOUND, f"Service {ns}/{svc.name} has no port {svc.port}")
+    endpoints = list(lookups.endpoints((ns, svc.name)))
+    ready = [e for e in endpoints if e.ready]
+    counts = EndpointCounts(ready=len(ready), total=len(endpoints))
+    urls = [endpoint_url(svc, e, port) for e in ready]
+    if not urls:
+        return Refs(
+            Reason.NO_READY_ENDPOINTS,
+            f"Service {ns}/{svc.name} has no ready endpoints ({counts.total} total)",
+            endpoints=counts,
+        )
+    return Refs(
+        base_url=urls[0],
+        api_key=api_key,
+        endpoints=counts,
+        message=f"{counts.ready}/{counts.total} endpoints ready",
+    )
+
+
+__all__ = [
+    "Lookups",
+    "ServicePort",
+    "SliceEndpoint",
+    "endpoint_url",
+    "parse_service",
+    "parse_slice",
+    "resolve",
+    "sendable",
+]

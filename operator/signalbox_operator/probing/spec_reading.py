@@ -1,0 +1,72 @@
+"""Reads what the API server holds for an LLMProvider: its spec, with the checks the schema
+cannot make, and the circuit its last status recorded, so a restart or a new leader carries on
+where the last one stopped. Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pydantic
+
+from signalbox_api import conditions
+from signalbox_api.conditions import ConditionType, Reason
+from signalbox_api.provider import LLMProviderSpec, LLMProviderStatus
+from signalbox_operator.status import circuit as circuits
+from signalbox_operator.status import provider_status
+from signalbox_providers.outcomes import Outcome
+
+
+def parse_spec(raw: Any) -> tuple[LLMProviderSpec | None, str | None]:
+    """The spec, or why it is unacceptable (for what the schema cannot check)."""
+    try:
+        spec = LLMProviderSpec.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return None, f"spec.{where}: {first['msg']}"
+    names: dict[str, str] = {}
+    for model in spec.models:
+        for alias in (model.name, *model.aliases):
+            if alias in names and names[alias] != model.name:
+                return None, (
+                    f"spec.models: name {alias!r} is used by both {names[alias]!r} "
+                    f"and {model.name!r}"
+                )
+            names[alias] = model.name
+    return spec, None
+
+
+def parse_status(status: Mapping[str, Any] | None) -> LLMProviderStatus:
+    """A status as stored, or an empty one when it is not ours to read."""
+    try:
+        return LLMProviderStatus.model_validate(status or {})
+    except pydantic.ValidationError:
+        return LLMProviderStatus()
+
+
+def restore(status: Mapping[str, Any] | None) -> circuits.Circuit:
+    """The circuit as the last status recorded it, so a restart or failover keeps it."""
+    if not status:
+        return circuits.Circuit()
+    parsed = parse_status(status)
+    healthy_cond = conditions.find(parsed.conditions, ConditionType.HEALTHY)
+    healthy: bool | None = None
+    last_failure: Outcome | None = None
+    if healthy_cond is not None and healthy_cond.status != "Unknown":
+        # A missing model is no fault of the provider's health; the circuit saw it healthy.
+        healthy = healthy_cond.status == "True" or healthy_cond.reason == Reason.MODEL_NOT_FOUND
+        last_failure = provider_status.OUTCOME_OF_REASON.get(healthy_cond.reason)
+    c = parsed.circuit
+    if c is None or c.override is not None:
+        return circuits.Circuit(healthy=healthy, last_failure=last_failure)
+    return circuits.Circuit(
+        last_failure=last_failure,
+        state=c.state,
+        since=c.since,
+        open_until=c.open_until,
+        consecutive_failures=c.consecutive_failures,
+        trips=c.trips,
+        healthy=healthy,
+    )

@@ -1,0 +1,74 @@
+"""Reading a request at the edge: the body (bounded in size and depth) parsed as JSON, and the
+headers the router acts on. Anything wrong raises ``Refused`` with the OpenAI-shaped reply."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from signalbox_router.asgi import nesting, replies
+from signalbox_router.asgi.sending import Receive, Scope
+
+
+class Refused(Exception):
+    """The request ends here, with ``reply``."""
+
+    def __init__(self, reply: replies.Reply) -> None:
+        self.reply = reply
+
+
+async def read_json(receive: Receive, max_body: int) -> tuple[bytes, Any]:
+    """The body as sent, and parsed."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":  # gone (or timed out): nobody to answer
+            raise Refused(replies.error(400, "The client went away.", code="disconnected"))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > max_body:
+            raise Refused(
+                replies.error(
+                    413,
+                    f"Request body exceeds {max_body} bytes.",
+                    code="request_too_large",
+                )
+            )
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            break
+    raw = b"".join(chunks)
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Refused(
+            replies.error(
+                400, "We could not parse the JSON body of your request.", code="invalid_json"
+            )
+        ) from exc
+    if nesting.too_deep(raw, parsed):
+        raise Refused(
+            replies.error(
+                400,
+                f"The JSON body nests deeper than {nesting.MAX_DEPTH} levels.",
+                code="invalid_request",
+            )
+        )
+    return raw, parsed
+
+
+def header(scope: Scope, name: bytes) -> bytes:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value)
+    return b""
+
+
+def client_key(scope: Scope) -> bytes:
+    """The API key the client presented: a Bearer token (the scheme's name is case-insensitive,
+    RFC 9110, section 11.1) or else ``x-api-key`` (the Anthropic SDK's way)."""
+    scheme, _, token = header(scope, b"authorization").partition(b" ")
+    if scheme.lower() == b"bearer":
+        return token.strip()
+    return header(scope, b"x-api-key").strip()

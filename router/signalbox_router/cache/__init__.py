@@ -1,0 +1,3 @@
+"""The response cache a RoutingPolicy opts into: what may be kept, the key, and where answers are
+kept.
+"""

@@ -1,0 +1,3 @@
+"""The HTTP edge: the ASGI application and its routes, the bounded server, the client APIs' request
+checks, and what the router says about itself.
+"""

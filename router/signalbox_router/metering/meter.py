@@ -1,0 +1,249 @@
+"""Usage and cost metering: Prometheus metrics and the JSON usage summary.
+
+Tokens come from the upstream's own usage (the router asks OpenAI-style streams for it); when an
+upstream sends none (llama.cpp's server ignores the ask on streams), the router's own estimate
+(``estimates.estimated_usage``) counts instead, under ``source="estimated"`` in the token metric
+and as ``estimated_tokens`` in the usage summary, so such traffic is never metered as 0. Cost
+is tokens times the model's declared prices. Nothing here ever sees keys or prompts. What every
+request touches is kept with plain arithmetic (the request path takes no locks) and turned into
+Prometheus metrics when it scrapes.
+
+Model labels are keyed only by declared names (:mod:`signalbox_router.metering.metric_labels`),
+so no client can grow the series (or the usage summary) without bound."""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import prometheus_client as prom
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+
+from signalbox_api.primitives import parse_money
+from signalbox_api.provider import Cost
+from signalbox_router.metering.metric_labels import OTHER, UNFOLLOWED_NAMES, Labels
+from signalbox_router.routing.snapshot import Snapshot
+
+_LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_MILLION = Decimal(1_000_000)
+
+
+class Histogram:
+    """Counts per bucket (``le``: at most the bound) and the sum of what was observed."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        out: list[tuple[str, float]] = []
+        running = 0
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            running += count
+            out.append(("+Inf" if bound == float("inf") else repr(float(bound)), running))
+        return out
+
+
+@dataclass
+class _Row:
+    """Totals of one (model, provider) pair."""
+
+    latency: Histogram = field(default_factory=lambda: Histogram(_LATENCY))
+    ttft: Histogram = field(default_factory=lambda: Histogram(_LATENCY))
+    codes: dict[int, int] = field(default_factory=dict)
+    requests: int = 0
+    successes: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    estimated_in: int = 0  # tokens the router counted itself (the upstream sent no usage)
+    estimated_out: int = 0
+    # Tokens by the prices they were served at: (input, output per million, currency).
+    priced: dict[tuple[str, str, str], list[int]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def cost(self) -> dict[str, Decimal]:
+        out: dict[str, Decimal] = {}
+        for (per_in, per_out, currency), (prompt, completion) in list(self.priced.items()):
+            spent = (parse_money(per_in) * prompt + parse_money(per_out) * completion) / _MILLION
+            out[currency] = out.get(currency, Decimal(0)) + spent
+        return out
+
+
+class Meter:
+    def __init__(self, registry: prom.CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or prom.CollectorRegistry()
+        self.errors = prom.Counter(
+            "signalbox_router_upstream_errors_total",
+            "Failed upstream attempts by outcome class.",
+            ["provider", "outcome"],
+            registry=r,
+        )
+        self.attempts = Histogram((1, 2, 3, 4, 5, 10))
+        self.failovers = prom.Counter(
+            "signalbox_router_failovers_total",
+            "Requests moved on from a provider, by the reason.",
+            ["provider", "outcome"],
+            registry=r,
+        )
+        self.limiter_waits = prom.Counter(
+            "signalbox_router_limiter_waits_total",
+            "Requests that waited for a rate limit, by priority.",
+            ["priority"],
+            registry=r,
+        )
+        self.limited = prom.Counter(
+            "signalbox_router_rate_limited_total",
+            "Requests refused with 429 after limits bound.",
+            ["priority"],
+            registry=r,
+        )
+        self._rows: dict[tuple[str, str], _Row] = {}
+        self._source: Callable[[], Snapshot] | None = None
+        self._seen: Snapshot | None = None
+        self._labels: Labels | None = None
+        self._free: set[str] = set()  # names taken as given, while nothing is followed
+        r.register(self)
+
+    def follow(self, source: Callable[[], Snapshot]) -> None:
+        """Label models by what the snapshot ``source()`` returns declares."""
+        self._source = source
+        self._seen = None
+
+    def label(self, model: str) -> str:
+        """The declared name ``model`` counts under (see the module), or ``other``."""
+        source = self._source
+        if source is None:
+            free = self._free
+            if model not in free and len(free) < UNFOLLOWED_NAMES:
+                free.add(model)
+            return model if model in free else OTHER
+        snapshot = source()
+        labels = self._labels
+        if labels is None or snapshot is not self._seen:  # a new snapshot: read it once
+            self._seen = snapshot
+            labels = self._labels = Labels(snapshot)
+        return labels(model)
+
+    def _row(self, model: str, provider: str) -> _Row:
+        model = self.label(model)
+        row = self._rows.get((model, provider))
+        if row is None:
+            row = self._rows[(model, provider)] = _Row()
+        return row
+
+    def record(
+        self,
+        model: str,
+        provider: str,
+        *,
+        code: int,
+        seconds: float,
+        usage: tuple[int, int] | None = None,
+        price: Cost | None = None,
+        estimated: bool = False,
+    ) -> None:
+        """Count one answered request; ``estimated``: the router counted ``usage`` itself."""
+        row = self._row(model, provider)
+        row.codes[code] = row.codes.get(code, 0) + 1
+        row.requests += 1
+        row.seconds += seconds
+        if code < 400:
+            row.successes += 1
+            row.latency.observe(seconds)
+        if usage is None:
+            return
+        prompt, completion = usage
+        if estimated:
+            row.estimated_in += prompt
+            row.estimated_out += completion
+        else:
+            row.tokens_in += prompt
+            row.tokens_out += completion
+        if price is not None:  # priced at scrape time, exactly
+            key = (price.input_per_m_tok, price.output_per_m_tok, price.currency)
+            totals = row.priced.get(key)
+            if totals is None:
+                totals = row.priced[key] = [0, 0]
+            totals[0] += prompt
+            totals[1] += completion
+
+    def first_token(self, model: str, provider: str, seconds: float) -> None:
+        self._row(model, provider).ttft.observe(seconds)
+
+    def collect(self) -> Iterator[Metric]:
+        """The per-request metrics, built from the totals at scrape time."""
+        requests = CounterMetricFamily(
+            "signalbox_router_requests",
+            "Requests answered, by model, provider and status code.",
+            labels=["model", "provider", "code"],
+        )
+        tokens = CounterMetricFamily(
+            "signalbox_router_tokens",
+            "Tokens from upstream usage (source upstream) or the router's own count when the"
+            " upstream sent none (source estimated).",
+            labels=["model", "provider", "direction", "source"],
+        )
+        cost = CounterMetricFamily(
+            "signalbox_router_cost",
+            "Cost from declared prices.",
+            labels=["model", "provider", "currency"],
+        )
+        latency = HistogramMetricFamily(
+            "signalbox_router_request_duration_seconds",
+            "Time to the whole answer.",
+            labels=["model", "provider"],
+        )
+        ttft = HistogramMetricFamily(
+            "signalbox_router_time_to_first_token_seconds",
+            "Time to the first streamed chunk.",
+            labels=["model", "provider"],
+        )
+        attempts = HistogramMetricFamily("signalbox_router_attempts", "Attempts per request.")
+        attempts.add_metric([], self.attempts.cumulative(), self.attempts.total)
+        for (model, provider), row in list(self._rows.items()):
+            for code, count in list(row.codes.items()):
+                requests.add_metric([model, provider, str(code)], count)
+            tokens.add_metric([model, provider, "input", "upstream"], row.tokens_in)
+            tokens.add_metric([model, provider, "output", "upstream"], row.tokens_out)
+            if row.estimated_in or row.estimated_out:
+                tokens.add_metric([model, provider, "input", "estimated"], row.estimated_in)
+                tokens.add_metric([model, provider, "output", "estimated"], row.estimated_out)
+            for currency, amount in row.cost().items():
+                cost.add_metric([model, provider, currency], float(amount))
+            latency.add_metric([model, provider], row.latency.cumulative(), row.latency.total)
+            if any(row.ttft.counts):
+                ttft.add_metric([model, provider], row.ttft.cumulative(), row.ttft.total)
+        yield from (requests, tokens, cost, latency, ttft, attempts)
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON usage summary per model and provider."""
+        rows = []
+        for (model, provider), row in sorted(self._rows.items()):
+            rows.append(
+                {
+                    "model": model,
+                    "provider": provider,
+                    "request_count": row.requests,
+                    "total_tokens": row.tokens_in
+                    + row.tokens_out
+                    + row.estimated_in
+                    + row.estimated_out,
+                    "estimated_tokens": row.estimated_in + row.estimated_out,
+                    "total_cost": str(sum(row.cost().values(), Decimal(0)).normalize()),
+                    "avg_response_time": round(row.seconds / row.requests, 4)
+                    if row.requests
+                    else 0,
+                    "success_rate": round(row.successes / row.requests, 4) if row.requests else 0,
+                }
+            )
+        return {"object": "list", "data": rows}

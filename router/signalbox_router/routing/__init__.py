@@ -1,0 +1,1 @@
+"""Which providers serve a request and in what order, read from an immutable snapshot. Pure."""
