@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 demo: ## Run the local demo of the whole system (Ctrl-C stops it)
 	hack/demo.sh
@@ -10,11 +10,20 @@ demo: ## Run the local demo of the whole system (Ctrl-C stops it)
 test: ## Install everything and run every check and test
 	hack/test.sh
 
-test-unit: ## Unit tests only (no cluster)
+test-unit: ## Unit tests: no network, no cluster (tests/unit)
 	hack/test.sh unit
 
-lint: ## ruff, mypy --strict, import-linter
-	hack/verify-lint.sh
+test-dataplane: ## The router with fakes, Redis and real inference servers; no API server (tests/dataplane)
+	hack/test.sh dataplane
+
+test-controlplane: ## A real kube-apiserver + etcd: operator, CRDs, chart (tests/controlplane)
+	hack/test.sh controlplane
+
+test-e2e: ## A real node running the chart (tests/e2e; Linux, root)
+	hack/test.sh e2e
+
+lint: ## The lock, ruff, mypy --strict, import-linter, ShellCheck and the CRDs
+	hack/test.sh lint
 
 update-lock: ## Refresh uv.lock (newest versions pyproject.toml allows) and the images' requirements
 	hack/update-lock.sh
@@ -34,4 +43,4 @@ cluster-up: ## Start a local kube-apiserver + etcd
 cluster-down: ## Stop it
 	hack/cluster.sh down
 
-.PHONY: help demo test test-unit lint update-lock verify-lock update-crds verify-crds cluster-up cluster-down
+.PHONY: help demo test test-unit test-dataplane test-controlplane test-e2e lint update-lock verify-lock update-crds verify-crds cluster-up cluster-down

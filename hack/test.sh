@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# The one test command: installs everything it needs (virtualenv, Python dependencies, the
+# The one test command: installs everything it needs (the virtualenv from uv.lock, the
 # kube-apiserver and etcd binaries, redis-server, llama.cpp's server and Ollama, and helm, promtool,
 # the Argo CD health and dashboard checkers and prometheus-operator's CRDs for the chart's tests;
-# with a node, its binaries and images), side by side, runs the static checks, then unit and
-# integration tests (real inference servers included), then the end-to-end tests.
+# with a node, its binaries and images), runs the static checks, then each test folder in turn.
+# Each folder says what it needs (tests/README.md):
 #
-#   hack/test.sh              everything; the end-to-end tests too whenever a node can start
-#   hack/test.sh unit         unit tests only (no cluster)
-#   hack/test.sh e2e          only the end-to-end tests on a real node (hack/node.sh)
-#   PYTEST_ARGS="-k crd" hack/test.sh
+#   hack/test.sh               everything: checks, unit, dataplane, controlplane, e2e (when a node
+#                              can start here)
+#   hack/test.sh unit          tests/unit: no network, no cluster (seconds)
+#   hack/test.sh dataplane     tests/dataplane: the router, fakes, Redis and real inference
+#                              servers on loopback; no API server
+#   hack/test.sh controlplane  tests/controlplane: a real kube-apiserver + etcd, the chart's tools
+#   hack/test.sh e2e           tests/e2e: a real node (hack/node.sh), the chart installed on it
+#   hack/test.sh lint          the static checks alone (lock, ruff, mypy, import-linter, CRDs)
+#   PYTEST_ARGS="-k crd" hack/test.sh controlplane
 #
-# A node (tests/e2e) needs Linux, root and network namespaces; its Debian packages (containerd,
-# runc, the CNI plugins, socat, buildah, mmdebstrap) are installed here when missing.
-# SIGNALBOX_E2E=0 skips the end-to-end tests.
+# Tests that mostly wait run side by side in pytest-xdist workers (UNIT_WORKERS, DATAPLANE_WORKERS,
+# CONTROLPLANE_WORKERS; 0 runs a folder in one process). A node (tests/e2e) needs Linux, root and
+# network namespaces; its Debian packages (containerd, runc, the CNI plugins, socat, buildah,
+# mmdebstrap) are installed here when missing. SIGNALBOX_E2E=0 skips the end-to-end tests.
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 source "$HACK_DIR/lib/python.sh"
 cd "$REPO_ROOT" || exit 1
@@ -70,65 +76,83 @@ finished() {
 }
 trap 'kill "${build_pids[@]}" 2>/dev/null || true' EXIT
 
-e2e() {
-  log "pytest tests/e2e (a real node: hack/node.sh)"
-  local start=$SECONDS rc
+# suite FOLDER WORKERS: runs one test folder, in WORKERS pytest-xdist workers (0: one process).
+suite() {
+  local folder="$1" workers="$2" start=$SECONDS rc=0 parallel=()
+  ((workers == 0)) || parallel=(-n "$workers" --dist loadgroup)
+  log "pytest tests/$folder${parallel:+ (${workers} workers)}"
   # shellcheck disable=SC2086
-  SIGNALBOX_E2E=1 "$PY" -m pytest tests/e2e ${PYTEST_ARGS:-} && rc=0 || rc=$?
-  log "end-to-end suite took $((SECONDS - start))s"
+  "$PY" -m pytest "tests/$folder" "${parallel[@]}" ${PYTEST_ARGS:-} || rc=$?
+  log "tests/$folder took $((SECONDS - start))s"
   return "$rc"
 }
 
+e2e() {
+  SIGNALBOX_E2E=1 suite e2e 0
+}
+
 ensure_venv
+case "$what" in
+  all | unit | dataplane | controlplane | e2e | lint) ;;
+  *) die "unknown part: $what (all, unit, dataplane, controlplane, e2e or lint)" ;;
+esac
+if [[ "$what" == unit ]]; then
+  suite unit "${UNIT_WORKERS:-2}"
+  exit
+fi
+
 node=""
-if [[ "$what" != unit ]]; then
+if [[ "$what" == all || "$what" == e2e ]]; then
   if why="$(node_unavailable)"; then
     [[ "$what" != e2e ]] || die "no node can start here: $why"
     log "end-to-end tests will be skipped: $why"
   else
     node=1
   fi
+fi
 
-  # First builds, cached in $SIGNALBOX_CACHE: the control plane, the chart's checkers and the
-  # inference servers; with a node, its binaries and images too (the images, which mostly wait on
-  # the disk, build at low priority beside everything else, the tests included).
-  log "first builds (from the Go module proxy, PyPI and Debian; once, then cached in $SIGNALBOX_CACHE)"
+# First builds, cached in $SIGNALBOX_CACHE, side by side: the control plane and the chart's
+# checkers, the inference servers, and with a node its binaries and images (the images, which
+# mostly wait on the disk, build at low priority beside everything else, the tests included).
+log "first builds (from the Go module proxy, PyPI and Debian; once, then cached in $SIGNALBOX_CACHE)"
+kube=() tools=()
+[[ "$what" == dataplane || "$what" == lint ]] ||
   kube=(kube-apiserver) tools=(etcd helm promtool argocd-health dashboard-check monitoring-crds)
-  if [[ -n "$node" ]]; then
-    kube+=(kubelet kube-controller-manager kube-scheduler kube-proxy) tools+=(coredns)
-    in_background images nice -n 10 ionice -c 2 -n 7 "$HACK_DIR/node-images.sh"
-  fi
-  in_background kube "$HACK_DIR/build-binaries.sh" "${kube[@]}"
-  in_background tools "$HACK_DIR/build-binaries.sh" "${tools[@]}"
+if [[ -n "$node" ]]; then
+  kube+=(kubelet kube-controller-manager kube-scheduler kube-proxy) tools+=(coredns)
+  in_background images nice -n 10 ionice -c 2 -n 7 "$HACK_DIR/node-images.sh"
+fi
+((${#kube[@]} == 0)) || in_background kube "$HACK_DIR/build-binaries.sh" "${kube[@]}"
+((${#tools[@]} == 0)) || in_background tools "$HACK_DIR/build-binaries.sh" "${tools[@]}"
+[[ "$what" == e2e || "$what" == lint ]] ||
   in_background inference "$HACK_DIR/build-inference.sh" llama-cpp ollama
-  if ! command -v redis-server >/dev/null 2>&1; then
-    log "redis-server (Debian package; the shared-limit tests start their own on loopback)"
-    [[ "$(id -u)" == 0 ]] || die "redis-server is not installed: apt-get install redis-server"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
-  fi
-  start=$SECONDS
-  finished kube
-  finished tools
-  finished inference
-  log "binaries and inference servers ready after $((SECONDS - start))s"
+if [[ "$what" != e2e && "$what" != lint ]] && ! command -v redis-server >/dev/null 2>&1; then
+  log "redis-server (Debian package; the shared-limit tests start their own on loopback)"
+  [[ "$(id -u)" == 0 ]] || die "redis-server is not installed: apt-get install redis-server"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+fi
+
+rc=0
+if [[ "$what" == all || "$what" == lint ]]; then
   "$HACK_DIR/verify-lock.sh"
   "$HACK_DIR/verify-lint.sh"
   "$HACK_DIR/verify-crds.sh"
+  [[ "$what" == all ]] || exit 0
+  suite unit "${UNIT_WORKERS:-2}" || rc=1  # needs none of the builds: runs while they finish
 fi
-
-if [[ "$what" == e2e ]]; then
-  finished images
-  e2e
-  exit
+start=$SECONDS
+for name in kube tools inference; do
+  [[ -z "${build_pids[$name]:-}" ]] || finished "$name"
+done
+log "binaries and inference servers ready after $((SECONDS - start))s"
+if [[ "$what" == all || "$what" == dataplane ]]; then
+  suite dataplane "${DATAPLANE_WORKERS:-4}" || rc=1
 fi
-
-paths=(tests/unit)
-[[ "$what" == unit ]] || paths+=(tests/integration)
-log "pytest ${paths[*]}"
-# shellcheck disable=SC2086
-"$PY" -m pytest "${paths[@]}" ${PYTEST_ARGS:-} && rc=0 || rc=$?
-if [[ -n "$node" && "$what" == all ]]; then
+if [[ "$what" == all || "$what" == controlplane ]]; then
+  suite controlplane "${CONTROLPLANE_WORKERS:-2}" || rc=1
+fi
+if [[ -n "$node" ]]; then
   finished images
   e2e || rc=1
 fi

@@ -1,7 +1,8 @@
 """The CustomResourceDefinitions of both kinds, rendered from the models.
 
 ``python -m signalbox_api.crds crds/`` writes them (``hack/update-crds.sh``);
-``tests/unit/test_crds.py`` fails when the committed YAML differs from a fresh rendering.
+``tests/unit/signalbox_api/test_crds.py`` fails when the committed YAML differs from a fresh
+rendering.
 """
 
 from __future__ import annotations

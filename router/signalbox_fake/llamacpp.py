@@ -1,6 +1,6 @@
 """Where llama.cpp's OpenAI-compatible server (llama-cpp-python 0.3.36) differs from OpenAI's API,
 so the fake's ``llamacpp`` flavor behaves like the real server (checked side by side by
-tests/integration/inference/test_conformance.py):
+tests/dataplane/inference/test_conformance.py):
 
 * ``stream_options.include_usage`` is ignored: a stream never carries usage;
 * a request for a model the server does not serve is answered by its first (default) model;

@@ -1,7 +1,7 @@
 """The table of LLMProvider and RoutingPolicy objects the Argo CD health checks are tested on.
 
-One table, two engines: tests/unit/test_argocd_health.py runs it through Lua 5.1 (lupa, fast),
-tests/integration/test_argocd_engine.py through gopher-lua set up as Argo CD sets it up.
+One table, two engines: tests/unit/hack/test_argocd_health.py runs it through Lua 5.1 (lupa, fast),
+tests/controlplane/test_argocd_engine.py through gopher-lua set up as Argo CD sets it up.
 """
 
 from __future__ import annotations

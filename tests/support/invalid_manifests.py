@@ -1,10 +1,10 @@
 """Invalid LLMProvider and RoutingPolicy manifests, each with the field it gets wrong.
 
-One table for two judges: ``tests/integration/test_crd_validation.py`` sends every case to the
-real API server and ``tests/unit/test_admission.py`` to ``signalbox_api.admission.validate``
-(what manifests mode applies); both must refuse each case naming the same field (empty for the
-object as a whole) with the expected words. Each case differs from :func:`provider` or
-:func:`policy` by the one change its name says.
+One table for two judges: ``tests/controlplane/test_crd_validation.py`` sends every case to the real
+API server and ``tests/unit/signalbox_api/test_admission.py`` to
+``signalbox_api.admission.validate`` (what manifests mode applies); both must refuse each case
+naming the same field (empty for the object as a whole) with the expected words. Each case differs
+from :func:`provider` or :func:`policy` by the one change its name says.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 hack/tools/dashboard-check decodes the dashboard strictly with the Apache-licensed Grafana
 Foundation SDK (types generated from Grafana's own schema, panel options checked against each
 panel plugin's schema) and validates it, then lists what every panel's queries select.
-tests/integration/test_metrics_contract.py holds those against the metrics really exported.
+tests/controlplane/test_metrics_contract.py holds those against the metrics really exported.
 """
 
 from __future__ import annotations

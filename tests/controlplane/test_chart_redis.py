@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_chart import CHART, KUBE, _docs, run_helm
+from tests.controlplane.test_chart import CHART, KUBE, _docs, run_helm
 from tests.support.cluster import REPO, Cluster
 
 

@@ -1,4 +1,6 @@
-"""Integration fixtures: one real kube-apiserver + etcd per test session, a namespace per test.
+"""Control-plane fixtures: one real kube-apiserver + etcd per test session (per pytest-xdist
+worker: each worker its own, on free ports), a namespace per test; and the real inference
+servers the operator's tests probe.
 
 Set SIGNALBOX_KEEP_CLUSTER=1 to leave the control plane running after the session.
 """
@@ -8,20 +10,17 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.support import cluster as cluster_support
+from tests.support.inference_fixtures import llama_cpp, ollama, server
 
-CLUSTER_NAME = os.environ.get("SIGNALBOX_TEST_CLUSTER", "pytest")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(item.fspath).parents:
-            item.add_marker(pytest.mark.integration)
+__all__ = ["llama_cpp", "ollama", "server"]  # fixtures for the tests below
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+CLUSTER_NAME = os.environ.get("SIGNALBOX_TEST_CLUSTER", "pytest") + (
+    f"-{_WORKER}" if _WORKER else ""
+)
 
 
 @pytest.fixture(scope="session")

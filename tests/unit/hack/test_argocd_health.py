@@ -1,6 +1,6 @@
 """The Argo CD health checks in charts/signalbox/argocd, run in Lua 5.1 through lupa (fast).
 
-tests/integration/test_argocd_engine.py runs the same table in gopher-lua, Argo CD's own engine.
+tests/controlplane/test_argocd_engine.py runs the same table in gopher-lua, Argo CD's own engine.
 
 Argo CD runs them in gopher-lua (Lua 5.1) with only the base and table libraries and a global
 ``obj`` decoded from the live object, and reads back the table the chunk returns. The sandbox here
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import lupa.lua51
@@ -20,8 +19,8 @@ import yaml
 
 from tests.support import argocd_cases
 from tests.support.argocd_cases import CASES
+from tests.support.cluster import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 ARGOCD_DIR = REPO / "charts" / "signalbox" / "argocd"
 SCRIPTS = {
     "LLMProvider": ARGOCD_DIR / "llmprovider-health.lua",

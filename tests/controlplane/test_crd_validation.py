@@ -28,7 +28,8 @@ def test_invalid_manifest_is_rejected(cluster: Cluster, namespace: str, case: Ca
     )
     assert proc.returncode != 0, f"accepted an invalid manifest: {case.manifest}"
     assert "is invalid" in proc.stderr
-    # The same field that signalbox_api.admission names (tests/unit/test_admission.py).
+    # The same field that signalbox_api.admission names
+    # (tests/unit/signalbox_api/test_admission.py).
     assert f"{case.field or '<nil>'}: " in proc.stderr
     for text in case.expected:
         assert text in proc.stderr

@@ -11,7 +11,7 @@ from signalbox_api.provider import ProviderType
 from signalbox_providers import dialects, streams
 from signalbox_router.metering import estimates
 from signalbox_router.metering.meter import Meter
-from tests.unit.test_metering import PRICE, sample
+from tests.unit.signalbox_router.test_metering import PRICE, sample
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "x" * 40}]}
 

@@ -1,5 +1,6 @@
-"""Real inference servers (llama.cpp's OpenAI-compatible server, Ollama) with tiny generated
-models, started once per test session; see tests/support/inference.py."""
+"""Fixtures for real inference servers (llama.cpp's OpenAI-compatible server, Ollama) with tiny
+generated models, started once per test session; see tests/support/inference.py. A conftest
+imports the ones its folder needs."""
 
 from __future__ import annotations
 

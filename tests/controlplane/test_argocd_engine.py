@@ -2,7 +2,7 @@
 
 hack/tools/argocd-health runs a script the way Argo CD's controller runs a custom health check
 (the same Lua implementation, the same libraries, the same decoding of the object and of the
-answer). The table of objects is the one tests/unit/test_argocd_health.py runs through lupa;
+answer). The table of objects is the one tests/unit/hack/test_argocd_health.py runs through lupa;
 both engines must give the same answer for every object.
 """
 
@@ -16,7 +16,7 @@ import pytest
 
 from tests.support import tools
 from tests.support.argocd_cases import CASES
-from tests.unit.test_argocd_health import SCRIPTS, run_health
+from tests.unit.hack.test_argocd_health import SCRIPTS, run_health
 
 
 @pytest.fixture(scope="module")

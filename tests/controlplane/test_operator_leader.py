@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from signalbox_fake import FakeProvider, Flavor
-from tests.integration.conftest import CLUSTER_NAME
+from tests.controlplane.conftest import CLUSTER_NAME
 from tests.support import cluster as cluster_support
 from tests.support.cluster import Cluster
 from tests.support.operator import (

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from tests.integration.inference.test_conformance import stream_chunks
+from tests.dataplane.inference.test_conformance import stream_chunks
 from tests.support import inference
 
 TOOL = {

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "hack" / "policy_caught_up.py"
+from tests.support.cluster import REPO
+
+SCRIPT = REPO / "hack" / "policy_caught_up.py"
 
 
 def provider(name: str, ready: bool = True, circuit: str = "Closed") -> dict[str, Any]:

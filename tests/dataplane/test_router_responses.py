@@ -15,7 +15,7 @@ import pytest
 from openai.types.responses import ResponseFunctionToolCall
 
 from signalbox_fake import FakeProvider, Faults, Flavor, SeenRequest
-from tests.integration.test_router_ingress import (
+from tests.controlplane.test_router_ingress import (
     CLIENT_KEY,
     KINDS,
     PROMPT,
