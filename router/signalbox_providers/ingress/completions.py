@@ -8,15 +8,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from signalbox_providers.ingress.invalid import InvalidRequest
 from signalbox_providers.translate.openai_format import JSON
 
 
-class InvalidCompletion(ValueError):
+class InvalidCompletion(InvalidRequest):
     """The body is not a completions request; ``param`` names the offending field."""
-
-    def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.param = param
 
 
 def validate(body: Any) -> JSON:

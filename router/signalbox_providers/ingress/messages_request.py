@@ -16,18 +16,15 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from signalbox_providers.ingress.invalid import InvalidRequest
 from signalbox_providers.translate.openai_format import JSON
 
 _DROPPED = frozenset({"thinking", "redacted_thinking"})
 _ROLES = frozenset({"user", "assistant"})
 
 
-class InvalidMessages(ValueError):
+class InvalidMessages(InvalidRequest):
     """The body is not a Messages request the router can serve; ``param`` names the field."""
-
-    def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.param = param
 
 
 def to_chat(body: Any) -> JSON:

@@ -14,18 +14,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from signalbox_providers.ingress.invalid import InvalidRequest
 from signalbox_providers.translate.openai_format import JSON
 
 _ROLES = frozenset({"user", "assistant", "system", "developer"})
 _TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
 
 
-class InvalidResponses(ValueError):
+class InvalidResponses(InvalidRequest):
     """The body is not a Responses request the router can serve; ``param`` names the field."""
-
-    def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.param = param
 
 
 def stateful(body: Mapping[str, Any]) -> bool:

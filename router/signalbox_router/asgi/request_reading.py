@@ -1,5 +1,5 @@
 """Reading a request at the edge: the body (bounded in size and depth) parsed as JSON, and the
-headers the router acts on. Anything wrong raises ``Refused`` with the OpenAI-shaped reply."""
+headers the router acts on. Anything wrong raises ``BadRequest`` or ``BodyTooLarge``."""
 
 from __future__ import annotations
 
@@ -7,15 +7,9 @@ from typing import Any
 
 import orjson
 
-from signalbox_router.asgi import nesting, replies
+from signalbox_router.asgi import nesting
 from signalbox_router.asgi.sending import Receive, Scope
-
-
-class Refused(Exception):
-    """The request ends here, with ``reply``."""
-
-    def __init__(self, reply: replies.Reply) -> None:
-        self.reply = reply
+from signalbox_router.failures import BadRequest, BodyTooLarge
 
 
 async def read_json(receive: Receive, max_body: int) -> tuple[bytes, Any]:
@@ -24,17 +18,11 @@ async def read_json(receive: Receive, max_body: int) -> tuple[bytes, Any]:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":  # gone (or timed out): nobody to answer
-            raise Refused(replies.error(400, "The client went away.", code="disconnected"))
+            raise BadRequest("The client went away.", code="disconnected")
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > max_body:
-            raise Refused(
-                replies.error(
-                    413,
-                    f"Request body exceeds {max_body} bytes.",
-                    code="request_too_large",
-                )
-            )
+            raise BodyTooLarge(f"Request body exceeds {max_body} bytes.")
         chunks.append(chunk)
         if not message.get("more_body"):
             break
@@ -42,19 +30,11 @@ async def read_json(receive: Receive, max_body: int) -> tuple[bytes, Any]:
     try:
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise Refused(
-            replies.error(
-                400, "We could not parse the JSON body of your request.", code="invalid_json"
-            )
+        raise BadRequest(
+            "We could not parse the JSON body of your request.", code="invalid_json"
         ) from exc
     if nesting.too_deep(raw, parsed):
-        raise Refused(
-            replies.error(
-                400,
-                f"The JSON body nests deeper than {nesting.MAX_DEPTH} levels.",
-                code="invalid_request",
-            )
-        )
+        raise BadRequest(f"The JSON body nests deeper than {nesting.MAX_DEPTH} levels.")
     return raw, parsed
 
 

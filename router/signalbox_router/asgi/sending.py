@@ -20,12 +20,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
-# Scope keys between the connection and the application: the task working on a request, the
-# mark that its client went away before an answer started (the task is then cancelled), and
-# the request's work for after its answer.
-TASK = "signalbox.task"
-CLIENT_GONE = "signalbox.client_gone"
-AFTER_REPLY = "signalbox.after_reply"  # the request's AfterReply
+# The message a request's task is cancelled with when its client went away before an answer
+# started (edge.bounding): nobody is left to answer.
+CLIENT_GONE = "signalbox: the client went away"
 
 
 class AfterReply:

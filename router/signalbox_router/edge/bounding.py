@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
@@ -82,6 +82,7 @@ class BoundedProtocol(HttpToolsProtocol):
         self._read = 0  # the size of the read being parsed
         self._refusal = 0  # the status to answer instead of the parser's 400
         self._timer: asyncio.TimerHandle | None = None
+        self._request_task: asyncio.Task[None] | None = None  # the latest request's
 
     # The connection.
 
@@ -96,15 +97,19 @@ class BoundedProtocol(HttpToolsProtocol):
         self._disarm()
         super().connection_lost(exc)
         # A client gone before its answer started: the work for it stops now (the attempt
-        # closes its upstream and books the client's cancellation). A started stream has its
-        # own watcher (sending.send_stream).
-        cycle = self.cycle
-        if cycle is not None and not cycle.response_started:
-            scope = cast("dict[str, Any]", cycle.scope)  # the application's keys are ours
-            task = scope.get(sending.TASK)
-            if isinstance(task, asyncio.Task) and not task.done():
-                scope[sending.CLIENT_GONE] = True
-                task.cancel()
+        # closes its upstream and books the client's cancellation), cancelled with a message
+        # that tells the application nobody is left to answer. A started stream has its own
+        # watcher (sending.send_stream).
+        cycle, task = self.cycle, self._request_task
+        if cycle is not None and not cycle.response_started and task and not task.done():
+            task.cancel(sending.CLIENT_GONE)
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        """As uvicorn starts the application for a request, keeping the task: the one to
+        cancel should the client leave before its answer starts."""
+        task = self._request_task = self.loop.create_task(cycle.run_asgi(app))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
 
     def data_received(self, data: bytes) -> None:
         if self._phase == _REFUSED:

@@ -10,6 +10,8 @@ import prometheus_client as prom
 
 from signalbox_router.asgi import replies, request_reading, sending
 from signalbox_router.asgi.sending import Receive, Scope, Send
+from signalbox_router.edge import error_replies
+from signalbox_router.failures import MethodNotAllowed, NotFound, Unauthorized
 from signalbox_router.state import RouterState
 
 
@@ -24,14 +26,16 @@ class MetricsApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        if self.tokens is not None and not self._authorized(scope):
-            reply = replies.error(401, "Missing or invalid metrics token.", code="invalid_api_key")
-        elif scope["path"] != "/metrics":
-            reply = replies.error(404, f"Unknown path: {scope['path']}", code="unknown_url")
-        elif scope["method"] != "GET":
-            reply = replies.error(405, "Use GET for /metrics", code="method_not_allowed")
-        else:
+        try:
+            if self.tokens is not None and not self._authorized(scope):
+                raise Unauthorized("Missing or invalid metrics token.")
+            if scope["path"] != "/metrics":
+                raise NotFound(f"Unknown path: {scope['path']}")
+            if scope["method"] != "GET":
+                raise MethodNotAllowed("Use GET for /metrics")
             reply = exposition(self.state)
+        except Exception as exc:
+            reply = error_replies.reply_for(exc, scope["path"])
         await sending.send_reply(send, reply)
 
     def _authorized(self, scope: Scope) -> bool:

@@ -8,26 +8,23 @@ from urllib.parse import parse_qs
 
 from signalbox_api.provider import Capability
 from signalbox_router.asgi import replies
+from signalbox_router.failures import BadRequest
 from signalbox_router.routing import selection
 from signalbox_router.state import RouterState
 
 
 def explain(state: RouterState, query_string: bytes) -> replies.Reply:
-    """The route ``?model=…&capabilities=…`` would take now."""
+    """The route ``?model=…&capabilities=…`` would take now; raises BadRequest for an unknown
+    capability, UnknownModel for a model nothing serves."""
     query = parse_qs(query_string.decode(errors="replace"))
     model = (query.get("model") or [""])[0]
     try:
         caps = frozenset(
             Capability(c) for q in query.get("capabilities", []) for c in q.split(",") if c
         )
-    except ValueError:
-        return replies.error(400, "unknown capability", param="capabilities")
-    try:
-        route = selection.route(model, selection.Needs(caps), state.snapshot, state.view())
-    except selection.UnknownModel:
-        return replies.error(
-            404, f"The model '{model}' does not exist.", code="model_not_found", param="model"
-        )
+    except ValueError as exc:
+        raise BadRequest("unknown capability", param="capabilities") from exc
+    route = selection.route(model, selection.Needs(caps), state.snapshot, state.view())
     return replies.json_reply(
         {
             "model": model,

@@ -13,17 +13,17 @@ from typing import Any
 
 from signalbox_api.provider import Capability
 from signalbox_providers.dialects import Kind
+from signalbox_router.failures import BadRequest
 from signalbox_router.routing.selection import Needs
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 
-class InvalidRequest(ValueError):
+class InvalidRequest(BadRequest):
     """The body is not a valid request; ``param`` names the offending field."""
 
     def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.param = param
+        super().__init__(message, param=param)
 
 
 def validate(body: Any, kind: Kind) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from signalbox_router.state import RouterState
 
 
 def listing(state: RouterState, model: str | None) -> dict[str, Any]:
-    """The body of the reply; raises ``selection.UnknownModel`` for a model nothing serves."""
+    """The body of the reply; raises ``UnknownModel`` for a model nothing serves."""
     snap, now = state.snapshot, time.monotonic()
     rows: list[dict[str, Any]] = []
     head: dict[str, Any] = {"object": "list"}

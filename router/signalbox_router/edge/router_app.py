@@ -5,9 +5,11 @@ Routes: ``POST /v1/chat/completions``, ``POST /v1/embeddings``, ``POST /v1/messa
 ``GET /v1/usage``, ``GET /v1/explain?model=…&capabilities=…``, ``GET /v1/providers?model=…``
 (``provider_listing``), ``/healthz``, ``/readyz`` and ``/metrics`` (which takes a client key
 like ``/v1/`` when client keys are set; Prometheus scrapes :class:`exposition.MetricsApp` on a
-port of its own). Every error is in the OpenAI shape (on
-``/v1/messages``, Anthropic's). A client key travels as a bearer token or in ``x-api-key``.
-Raw ASGI keeps the per-request overhead to the few microseconds a pass-through can afford.
+port of its own). Routes raise; every failure becomes a reply in one place
+(``error_replies``), in the OpenAI shape (on ``/v1/messages``, Anthropic's). A client key
+travels as a bearer token or in ``x-api-key``. Each request is handed to its route as an
+``Incoming``; nothing of ours rides in the ASGI scope. Raw ASGI keeps the per-request overhead to
+the few microseconds a pass-through can afford.
 """
 
 from __future__ import annotations
@@ -24,15 +26,16 @@ from signalbox_router.asgi import replies, request_reading, sending
 from signalbox_router.asgi.sending import Receive, Scope, Send
 from signalbox_router.cache.response_cache import ResponseCache
 from signalbox_router.edge import (
+    error_replies,
     exposition,
     ingress_routes,
     introspection,
     openai_request,
     provider_listing,
 )
+from signalbox_router.failures import MethodNotAllowed, NotFound, Unauthorized
 from signalbox_router.forwarding import controls
-from signalbox_router.forwarding.deadlines import this_task
-from signalbox_router.forwarding.failover import Forwarder
+from signalbox_router.forwarding.failover import Answer, Forwarder
 from signalbox_router.forwarding.jobs import job_for
 from signalbox_router.routing import selection
 from signalbox_router.state import RouterState
@@ -47,6 +50,16 @@ class Settings:
     client_keys: frozenset[str] | None = None  # None: no client authentication
     metrics_tokens: frozenset[str] | None = None  # for --metrics-port; None: open
     max_snapshot_age: float = 120.0
+
+
+@dataclass(slots=True)
+class Incoming:
+    """One request in flight, handed to its route explicitly: the ASGI scope and receive as
+    uvicorn gave them, and the work that waits for its answer to be sent."""
+
+    scope: Scope
+    receive: Receive
+    after_reply: sending.AfterReply
 
 
 @dataclass
@@ -68,27 +81,26 @@ class RouterApp:
             return
         if scope["type"] != "http":
             return
-        after_reply = scope[sending.AFTER_REPLY] = sending.AfterReply()
+        request = Incoming(scope, receive, sending.AfterReply())
         try:
-            await self._answer(scope, receive, send)
+            await self._answer(request, send)
         finally:
-            after_reply.run()
+            request.after_reply.run()
 
-    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _answer(self, request: Incoming, send: Send) -> None:
+        path = request.scope["path"]
         try:
-            reply = await self._dispatch(scope, receive)
-        except asyncio.CancelledError:
-            if scope.get(sending.CLIENT_GONE):  # see bounding: nobody is left to answer
+            reply = await self._dispatch(request)
+        except asyncio.CancelledError as cancelled:
+            if cancelled.args == (sending.CLIENT_GONE,):  # see bounding: nobody to answer
                 return
             raise
-        except request_reading.Refused as refused:
-            reply = ingress_routes.shaped(scope["path"], refused.reply)
-        except Exception:  # a bug of ours: the client still gets an error in its API's shape
-            log.exception("request to %s failed inside the router", scope.get("path"))
-            reply = replies.error(500, "The router failed to handle this request.", code="internal")
-            reply = ingress_routes.shaped(scope["path"], reply)
+        except Exception as exc:  # every failure, ours too, in the shape of the route's API
+            reply = error_replies.reply_for(exc, path, self.state.secrets())
+            if path in _MODEL_ROUTES:
+                reply = _stamped(reply)
         if isinstance(reply, replies.StreamReply):
-            await sending.send_stream(send, receive, reply)
+            await sending.send_stream(send, request.receive, reply)
         else:
             await sending.send_reply(send, reply)
 
@@ -105,20 +117,18 @@ class RouterApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _dispatch(
-        self, scope: Scope, receive: Receive
-    ) -> replies.Reply | replies.StreamReply:
-        method, path = scope["method"], scope["path"]
+    async def _dispatch(self, request: Incoming) -> Answer:
+        method, path = request.scope["method"], request.scope["path"]
         route = _ROUTES.get(path)
         if route is None:
-            return replies.error(404, f"Unknown path: {path}", code="unknown_url")
+            raise NotFound(f"Unknown path: {path}")
         wanted, handler = route
         if method != wanted:
-            reply = replies.error(405, f"Use {wanted} for {path}", code="method_not_allowed")
-            return ingress_routes.shaped(path, reply)
+            raise MethodNotAllowed(f"Use {wanted} for {path}")
         if path.startswith("/v1/") or path == "/metrics":
-            self._authenticate(scope)
-        return await handler(self, scope, receive)
+            self._authenticate(request.scope)
+        reply = await handler(self, request)
+        return _stamped(reply) if path in _MODEL_ROUTES else reply
 
     def _authenticate(self, scope: Scope) -> None:
         keys = self.settings.client_keys
@@ -126,100 +136,69 @@ class RouterApp:
             return
         given = request_reading.client_key(scope)
         if not any(hmac.compare_digest(given, k.encode()) for k in keys):
-            raise request_reading.Refused(
-                replies.error(
-                    401, "Missing or invalid API key for this router.", code="invalid_api_key"
-                )
-            )
+            raise Unauthorized("Missing or invalid API key for this router.")
 
-    async def _model_call(
-        self, scope: Scope, receive: Receive, kind: Kind
-    ) -> replies.Reply | replies.StreamReply:
-        scope[sending.TASK] = this_task()  # cancelled should the client leave
-        ctl = controls.of_request(scope)
-        raw, parsed = await request_reading.read_json(receive, self.settings.max_body)
-        try:
-            body = openai_request.validate(parsed, kind)
-        except openai_request.InvalidRequest as exc:
-            return _stamped(replies.error(400, str(exc), param=exc.param, code="invalid_request"))
-        try:
-            route = selection.route(
-                body["model"],
-                openai_request.needs(body, kind),
-                self.state.snapshot,
-                self.state.view(),
-            )
-        except selection.UnknownModel:
-            return _stamped(
-                replies.error(
-                    404,
-                    f"The model '{body['model']}' does not exist.",
-                    code="model_not_found",
-                    param="model",
-                )
-            )
+    async def _model_call(self, request: Incoming, kind: Kind) -> Answer:
+        ctl = controls.of_request(request.scope)
+        raw, parsed = await request_reading.read_json(request.receive, self.settings.max_body)
+        body = openai_request.validate(parsed, kind)
+        needs = openai_request.needs(body, kind)
+        route = selection.route(body["model"], needs, self.state.snapshot, self.state.view())
         assert self.forwarder is not None, "the forwarder is set at startup"
         cache, snapshot = self.cache, self.state.snapshot
-        look = cache.lookup(scope, body, route, snapshot) if cache and kind == "chat" else None
+        look = None
+        if cache is not None and kind == "chat":
+            look = cache.lookup(request.scope, body, route, snapshot)
         if look is not None and cache is not None:
             kept = await cache.answer(look, body, route)
             if kept is not None:
-                return _stamped(kept)
-        job = job_for(kind, body, route, ctl, raw, after_reply=scope.get(sending.AFTER_REPLY))
+                return kept
+        job = job_for(kind, body, route, ctl, raw, after_reply=request.after_reply)
         reply = await self.forwarder.forward(job)
-        return _stamped(reply if look is None or cache is None else cache.keep(look, reply))
+        return reply if look is None or cache is None else cache.keep(look, reply)
 
-    def chat(
-        self, scope: Scope, receive: Receive
-    ) -> Awaitable[replies.Reply | replies.StreamReply]:
-        return self._model_call(scope, receive, "chat")
+    def chat(self, request: Incoming) -> Awaitable[Answer]:
+        return self._model_call(request, "chat")
 
-    def embeddings(
-        self, scope: Scope, receive: Receive
-    ) -> Awaitable[replies.Reply | replies.StreamReply]:
-        return self._model_call(scope, receive, "embeddings")
+    def embeddings(self, request: Incoming) -> Awaitable[Answer]:
+        return self._model_call(request, "embeddings")
 
-    async def models(self, scope: Scope, receive: Receive) -> replies.Reply:
+    async def models(self, request: Incoming) -> Answer:
         data = [
             {"id": m, "object": "model", "created": 0, "owned_by": "signalbox"}
             for m in self.state.snapshot.model_names()
         ]
         return replies.json_reply({"object": "list", "data": data})
 
-    async def usage(self, scope: Scope, receive: Receive) -> replies.Reply:
+    async def usage(self, request: Incoming) -> Answer:
         summary = self.state.meter.summary()
         if self.cache is not None and (self.cache.hits or self.cache.enabled):
             summary["cache"] = self.cache.savings()
         return replies.json_reply(summary)
 
-    async def explain(self, scope: Scope, receive: Receive) -> replies.Reply:
-        return introspection.explain(self.state, scope.get("query_string", b""))
+    async def explain(self, request: Incoming) -> Answer:
+        return introspection.explain(self.state, request.scope.get("query_string", b""))
 
-    async def providers(self, scope: Scope, receive: Receive) -> replies.Reply:
-        query = parse_qs(scope.get("query_string", b"").decode())
+    async def providers(self, request: Incoming) -> Answer:
+        query = parse_qs(request.scope.get("query_string", b"").decode())
         model = (query.get("model") or [""])[0]
-        try:
-            return replies.json_reply(provider_listing.listing(self.state, model or None))
-        except selection.UnknownModel:
-            return replies.error(
-                404, f"The model '{model}' does not exist.", code="model_not_found", param="model"
-            )
+        return replies.json_reply(provider_listing.listing(self.state, model or None))
 
-    async def healthz(self, scope: Scope, receive: Receive) -> replies.Reply:
+    async def healthz(self, request: Incoming) -> Answer:
         return replies.json_reply({"status": "ok"})
 
-    async def readyz(self, scope: Scope, receive: Receive) -> replies.Reply:
+    async def readyz(self, request: Incoming) -> Answer:
         return introspection.readiness(self.state, self.settings.max_snapshot_age)
 
-    async def metrics(self, scope: Scope, receive: Receive) -> replies.Reply:
+    async def metrics(self, request: Incoming) -> Answer:
         return exposition.exposition(self.state)
 
 
-Handler = Callable[[RouterApp, Scope, Receive], Awaitable[replies.Reply | replies.StreamReply]]
+Handler = Callable[[RouterApp, Incoming], Awaitable[Answer]]
 _ROUTES: dict[str, tuple[str, Handler]] = {
     "/v1/chat/completions": ("POST", RouterApp.chat),
     "/v1/embeddings": ("POST", RouterApp.embeddings),
-    ingress_routes.MESSAGES_PATH: ("POST", ingress_routes.messages_route),
+    error_replies.MESSAGES_PATH: ("POST", ingress_routes.messages_route),
     "/v1/responses": ("POST", ingress_routes.responses_route),
     "/v1/completions": ("POST", ingress_routes.completions_route),
     "/v1/models": ("GET", RouterApp.models),
@@ -230,16 +209,22 @@ _ROUTES: dict[str, tuple[str, Handler]] = {
     "/readyz": ("GET", RouterApp.readyz),
     "/metrics": ("GET", RouterApp.metrics),
 }
-
-
+# The routes that call a model: each of their replies names provider, model and attempts.
+_MODEL_ROUTES = frozenset(
+    {
+        "/v1/chat/completions",
+        "/v1/embeddings",
+        error_replies.MESSAGES_PATH,
+        "/v1/responses",
+        "/v1/completions",
+    }
+)
 _UNROUTED = replies.signalbox_headers("", "", 0)
 
 
-def _stamped(reply: replies.Reply | replies.StreamReply) -> replies.Reply | replies.StreamReply:
-    """Every model response names provider, model and attempts; blank when none was tried."""
-    for name, _ in reply.headers:
-        if name == b"x-signalbox-provider":
-            return reply  # a provider answered: all three headers are there
+def _stamped(reply: Answer) -> Answer:
+    """A model route's reply names provider, model and attempts; blank when none was tried."""
     names = {k for k, _ in reply.headers}
-    reply.headers.extend((k, v) for k, v in _UNROUTED if k not in names)
+    if b"x-signalbox-provider" not in names:
+        reply.headers.extend((k, v) for k, v in _UNROUTED if k not in names)
     return reply

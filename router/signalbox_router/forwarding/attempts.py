@@ -2,13 +2,12 @@
 
 An ``Attempt`` is created right after the provider's limiter admitted the request, with no
 ``await`` in between, and from then on it holds the limiter slot and token estimate, the
-in-flight counts, the local breaker's trial and the upstream response. It books its end exactly
-once (``succeeded``, ``failed``, or, from ``close``, whatever ended it: a failure, a client gone,
-a cancellation, a bug of ours), and that booking gives everything back at once. What it
-reports (metrics, the provider's success rate and latency) waits until the client's answer is
-sent, when the request gives it a place to wait (``Job.after_reply``). Its creator calls
-``close(exc)`` on any exception and ``done()`` on return; a stream takes it over with
-``hand_over`` and closes it when the stream ends.
+in-flight counts and the local breaker's trial. It ends exactly once, with one ``Report``
+(``finish``): the breaker, the limiter and the meter all read that report, and everything the
+attempt holds is given back at once. What it reports (metrics, the provider's success rate and
+latency) waits until the client's answer is sent, when the request gives it a place to wait
+(``Job.after_reply``). Its creator (the failover loop) finishes it with what the exchange came
+to, or with what interrupted it; a stream finishes it through its end callback.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from multidict import CIMultiDict
 from signalbox_api.primitives import parse_duration
 from signalbox_providers import dialects
 from signalbox_providers.outcomes import Outcome
-from signalbox_router.forwarding.failures import ClientGone, UpstreamFailed
+from signalbox_router.failures import DEFAULT_RETRY_AFTER, ClientGone, UpstreamFailed
 from signalbox_router.limits.breaker import Settings
 from signalbox_router.limits.limiters import ProviderLimiter
 from signalbox_router.routing.selection import Candidate
@@ -37,8 +36,8 @@ if TYPE_CHECKING:
     from signalbox_router.state import RouterState
 
 log = logging.getLogger(__name__)
-DEFAULT_RETRY_AFTER = 5.0
 CLIENT_CLOSED = 499  # the status metrics use for a client that went away
+OURS = 500  # the status metrics use for a bug of ours
 _NEUTRAL = frozenset({Outcome.BAD_REQUEST, Outcome.MODEL_NOT_FOUND})
 
 
@@ -84,23 +83,56 @@ class Prepared:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Report:
+    """How an attempt ended, told once: ``code`` is 200, the upstream's status, 499 (the
+    client's) or 500 (ours); ``failure`` is what went wrong upstream, if anything did;
+    ``usage`` the prompt and completion tokens, ``estimated`` when the router counted them."""
+
+    code: int
+    failure: UpstreamFailed | None = None
+    usage: tuple[int, int] | None = None
+    estimated: bool = False
+
+    @classmethod
+    def success(cls, usage: tuple[int, int] | None, *, estimated: bool = False) -> Report:
+        return cls(200, None, usage, estimated)
+
+    @classmethod
+    def failed(
+        cls,
+        failure: UpstreamFailed,
+        usage: tuple[int, int] | None = None,
+        *,
+        estimated: bool = False,
+    ) -> Report:
+        return cls(failure.upstream_status or failure.status, failure, usage, estimated)
+
+    @classmethod
+    def interrupted(cls, exc: BaseException | None) -> Report:
+        """An attempt ended by something other than its exchange: the client gone, a
+        cancellation, or a bug of ours. It says nothing about the provider."""
+        if exc is None or isinstance(exc, asyncio.CancelledError | ClientGone | GeneratorExit):
+            return cls(CLIENT_CLOSED)
+        log.error("an attempt ended by %s", type(exc).__name__)
+        return cls(OURS)
+
+
 class Attempt:
     """One try; see the module docstring for what it owns."""
 
     __slots__ = (
-        "_handed_over",
-        "booked",
         "cand",
         "capped",
         "due",
         "endpoint",
         "entry",
+        "finished",
         "first_byte_due",
         "job",
         "limiter",
         "number",
         "prepared",
-        "response",
         "started",
         "state",
         "trial",
@@ -124,47 +156,46 @@ class Attempt:
         self.started = time.monotonic()
         self.due = self.started + prepared.request  # the whole request, streaming included
         self.first_byte_due = min(self.started + prepared.first_token, self.due)
-        self.response: aiohttp.ClientResponse | None = None
-        self.booked = False
+        self.finished = False
         self.capped = False  # the client's total timeout comes before the provider's
-        self._handed_over = False
         state.started(self.entry.name, endpoint)
         self.trial = state.breakers.before_request(self.entry.name, self.started)
+        if job.due is not None and job.due < self.due:  # the request's total timeout
+            self.due, self.capped = job.due, True
+            self.first_byte_due = min(self.first_byte_due, job.due)
 
-    def cap(self, due: float) -> None:
-        """End the attempt by ``due`` at the latest: the request's total timeout."""
-        if due < self.due:
-            self.due, self.capped = due, True
-            self.first_byte_due = min(self.first_byte_due, due)
+    @property
+    def name(self) -> str:
+        return self.entry.name
 
-    def done(self) -> None:
-        """The exchange returned: a complete answer was booked by it; a stream took the
-        attempt over; anything else is booked now (as the client's)."""
-        if not self._handed_over:
-            self.close()
-
-    def hand_over(self) -> Attempt:
-        """A stream takes the attempt over; it must call ``close`` when it ends."""
-        self._handed_over = True
-        return self
-
-    def succeeded(self, usage: tuple[int, int] | None, *, estimated: bool = False) -> None:
-        """Book a success; ``estimated``: the router counted ``usage`` (the upstream sent none)."""
-        if self.booked:
+    def finish(self, report: Report) -> None:
+        """End the attempt with ``report``: the breaker hears it, what the attempt holds goes
+        back at once, and what it reports waits for the answer to be out (``job.after_reply``),
+        or goes at once when the request has nothing to wait for. Only the first call counts."""
+        if self.finished:
             return
-        self.state.breakers.success(self.entry.name, self.trial)
-        self._book(True, 200, usage, estimated)
+        self.finished = True
+        now = time.monotonic()
+        self._tell_breaker(report, now)
+        job, usage = self.job, report.usage
+        try:
+            self.limiter.release(now, job.tokens_for(self.limiter), sum(usage) if usage else None)
+        finally:  # the in-flight count goes back even should the limiter's books fail
+            self.state.finished(self.entry.name, self.endpoint)
+        seconds = now - self.started
+        if job.after_reply is None:
+            self._report(report, seconds)
+        else:
+            job.after_reply.add(partial(self._report, report, seconds))
 
-    def failed(
-        self,
-        failure: UpstreamFailed,
-        usage: tuple[int, int] | None = None,
-        *,
-        estimated: bool = False,
-    ) -> None:
-        if self.booked:
+    def _tell_breaker(self, report: Report, now: float) -> None:
+        name, breakers, failure = self.entry.name, self.state.breakers, report.failure
+        if failure is None:
+            if report.code == 200:
+                breakers.success(name, self.trial)
+            else:  # the client's or ours: says nothing about the provider
+                breakers.neutral(name, self.trial)
             return
-        name, now, breakers = self.entry.name, time.monotonic(), self.state.breakers
         self.state.last_error[name] = failure.outcome.value
         if failure.outcome == Outcome.AUTH_FAILED:
             breakers.key_refused(name, now, time.time(), self.trial)
@@ -177,63 +208,18 @@ class Attempt:
             breakers.neutral(name, self.trial)
         else:
             breakers.failure(name, now, self.trial)
-        self._book(False, failure.upstream_status or failure.status, usage, estimated)
 
-    def close(self, exc: BaseException | None = None) -> None:
-        """Book whatever ended the attempt, if nothing was booked yet. Idempotent."""
-        if self.booked:
-            return
-        if isinstance(exc, UpstreamFailed):
-            self.failed(exc)
-        elif isinstance(exc, TimeoutError):
-            self.failed(UpstreamFailed(Outcome.TIMEOUT, f"{self.entry.name}: timed out"))
-        elif isinstance(exc, aiohttp.ClientError):
-            self.failed(UpstreamFailed(Outcome.CONNECT_FAILURE, f"{self.entry.name}: failed"))
-        elif exc is None or isinstance(exc, asyncio.CancelledError | ClientGone | GeneratorExit):
-            self.state.breakers.neutral(self.entry.name, self.trial)
-            self._book(False, CLIENT_CLOSED, None)
-        else:  # a bug of ours: says nothing about the provider
-            log.error("attempt at %s ended by %s", self.entry.name, type(exc).__name__)
-            self.state.breakers.neutral(self.entry.name, self.trial)
-            self._book(False, 500, None)
-
-    def _book(
-        self, ok: bool, code: int, usage: tuple[int, int] | None, estimated: bool = False
-    ) -> None:
-        """Give back what the attempt holds at once; report how it went once the answer is
-        out (``job.after_reply``), or at once when the request has nothing to wait for."""
-        self.booked = True
-        now = time.monotonic()
-        seconds = now - self.started
-        response, self.response = self.response, None
-        if response is not None:
-            if ok:
-                response.release()
-            else:
-                response.close()  # nothing more is read: the connection goes too
-        job = self.job
-        try:
-            self.limiter.release(now, job.tokens_for(self.limiter), sum(usage) if usage else None)
-        finally:  # the in-flight count goes back even should the limiter's books fail
-            self.state.finished(self.entry.name, self.endpoint)
-        if job.after_reply is None:
-            self._report(ok, code, seconds, usage, estimated)
-        else:
-            job.after_reply.add(partial(self._report, ok, code, seconds, usage, estimated))
-
-    def _report(
-        self, ok: bool, code: int, seconds: float, usage: tuple[int, int] | None, estimated: bool
-    ) -> None:
-        self.state.observed(self.entry.name, ok, seconds)
+    def _report(self, report: Report, seconds: float) -> None:
+        self.state.observed(self.entry.name, report.code == 200, seconds)
         self.state.meter.record(
             self.job.route.model,
             self.entry.name,
-            code=code,
+            code=report.code,
             seconds=seconds,
-            usage=usage,
+            usage=report.usage,
             price=self.cand.price,
-            estimated=estimated,
+            estimated=report.estimated,
         )
 
     def __repr__(self) -> str:
-        return f"Attempt({self.entry.name}#{self.number}, booked={self.booked})"
+        return f"Attempt({self.entry.name}#{self.number}, finished={self.finished})"

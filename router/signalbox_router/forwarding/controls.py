@@ -13,9 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from signalbox_api.primitives import parse_duration
-from signalbox_router.asgi import replies
-from signalbox_router.asgi.request_reading import Refused
 from signalbox_router.asgi.sending import Scope
+from signalbox_router.failures import BadRequest
 from signalbox_router.limits.priority import RequestPriority
 
 PRIORITY = b"x-signalbox-priority"
@@ -28,11 +27,13 @@ ATTEMPTS_CEILING = 10  # the most a policy allows
 _PRIORITIES = {p.name.lower().encode(): p for p in RequestPriority}
 
 
-class InvalidControl(ValueError):
-    """A control header's value is malformed; ``header`` names it."""
+class InvalidControl(BadRequest):
+    """A control header's value is malformed; ``header`` (and ``param``) names it."""
+
+    code = "invalid_header"
 
     def __init__(self, header: bytes, message: str) -> None:
-        super().__init__(message)
+        super().__init__(message, param=header.decode())
         self.header = header.decode()
 
 
@@ -136,9 +137,4 @@ def of_request(scope: Scope) -> Controls:
         shared = _PRIORITY_ONLY.get(found[PRIORITY].strip().lower())
         if shared is not None:
             return shared
-    try:
-        return parse(found)
-    except InvalidControl as exc:
-        raise Refused(
-            replies.error(400, str(exc), param=exc.header, code="invalid_header")
-        ) from exc
+    return parse(found)

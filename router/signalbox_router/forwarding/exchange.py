@@ -1,4 +1,11 @@
-"""One HTTP exchange with one provider, inside an attempt: send, then read and judge the answer.
+"""One HTTP exchange with one provider: send, then read and judge the answer, and say what it
+came to. It books nothing: the failover loop finishes the attempt with what this returns.
+
+``send`` returns an ``Answered`` (a complete answer, validated, with its usage), a
+``StreamStarted`` (a stream whose first bytes for the client exist) or an ``UpstreamFailed``
+(what went wrong, classified); a cancellation or a bug of ours propagates. Transport errors
+become ``UpstreamFailed`` here and nowhere else (``upstream_failure``, which the stream relay
+uses too).
 
 Upstreams are untrusted. Redirects are never followed (a 3xx is an invalid response: a
 provider key must not travel to another host); no cookies are kept; answers are asked for
@@ -6,12 +13,13 @@ uncompressed, and one compressed all the same is inflated in bounded steps; bodi
 to a bound and within the attempt's deadlines; a 2xx answer counts only once its dialect has
 validated it; an error body reaches the client only with every Secret value the router holds
 redacted. A stream counts as started only once its first translated bytes exist, so a stream
-that fails before that still fails over.
+that fails before that still fails over. The upstream response belongs to the exchange until it
+returns, and to the stream after a ``StreamStarted``.
 """
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -21,17 +29,38 @@ from signalbox_providers import dialects
 from signalbox_providers.outcomes import Outcome, retry_after_seconds
 from signalbox_router import redaction
 from signalbox_router.asgi import replies
-from signalbox_router.forwarding import streaming
-from signalbox_router.forwarding.attempts import Attempt
-from signalbox_router.forwarding.failures import UpstreamFailed
+from signalbox_router.failures import UpstreamFailed
 from signalbox_router.metering import estimates
 
 if TYPE_CHECKING:
+    from signalbox_router.forwarding.attempts import Attempt
     from signalbox_router.forwarding.deadlines import Deadlines
 
 MAX_ERROR_BODY = 64 * 1024
 MAX_ANSWER = 64 * 1024 * 1024  # a complete answer (embeddings of a large batch are big)
 _FAIL_FAST = frozenset({Outcome.BAD_REQUEST, Outcome.MODEL_NOT_FOUND})
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """A complete answer, validated: its body for the client and its usage (``estimated``
+    when the upstream reported none and the router counted)."""
+
+    body: bytes
+    usage: tuple[int, int]
+    estimated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStarted:
+    """A stream whose first bytes for the client exist; the stream now owns ``response``."""
+
+    response: aiohttp.ClientResponse
+    translator: dialects.StreamTranslator
+    first: bytes
+
+
+Exchanged = Answered | StreamStarted | UpstreamFailed
 
 
 def session() -> aiohttp.ClientSession:
@@ -47,13 +76,12 @@ async def send(
     deadlines: Deadlines,
     attempt: Attempt,
     outbound: dialects.Outbound,
-) -> replies.Reply | replies.StreamReply:
-    """The answer to ``outbound`` as the client's reply. Raises UpstreamFailed; whatever ends
-    the exchange, the attempt books it (a stream's reply takes the attempt over)."""
-    name = attempt.entry.name
+) -> Exchanged:
+    """What ``outbound`` came to at ``attempt``'s provider (read, never finished, here)."""
+    resp: aiohttp.ClientResponse | None = None
     try:
         with deadlines.at(attempt.first_byte_due) as deadline:
-            attempt.response = resp = await client.post(
+            resp = await client.post(
                 outbound.url,
                 data=outbound.data,
                 headers=attempt.prepared.headers,
@@ -61,29 +89,47 @@ async def send(
                 allow_redirects=False,
             )
             if 300 <= resp.status < 400:
-                raise UpstreamFailed(Outcome.INVALID_RESPONSE, f"{name}: redirect refused")
+                resp.close()
+                return UpstreamFailed(Outcome.INVALID_RESPONSE, f"{attempt.name}: redirect refused")
             if resp.status >= 400 or resp.status < 200:
                 deadline.move(attempt.due)
-                raise await _failure(attempt, resp)
+                failure = await _failure(attempt, resp)
+                resp.close()  # nothing more is read: the connection goes too
+                return failure
             if attempt.job.stream:
-                return await _stream(deadlines, attempt, resp)
+                started = await _stream_start(attempt, resp)
+                resp = None  # the stream's now
+                return started
             deadline.move(attempt.due)  # the rest of an answer may take the request's time
             raw = await read_bounded(resp, MAX_ANSWER)
-    except TimeoutError as exc:  # a deadline, or aiohttp's for a new connection
-        raise UpstreamFailed(Outcome.TIMEOUT, f"{name}: timed out") from exc
-    except aiohttp.ClientError as exc:
-        raise UpstreamFailed(Outcome.CONNECT_FAILURE, f"{name}: {type(exc).__name__}") from exc
-    except _TooLarge as exc:
-        raise UpstreamFailed(Outcome.INVALID_RESPONSE, f"{name}: {exc}") from exc
-    try:
         answer = attempt.prepared.dialect.answer(attempt.job.kind, raw, attempt.cand.model)
-    except dialects.InvalidAnswer as exc:
-        raise UpstreamFailed(Outcome.INVALID_RESPONSE, f"{name}: {exc}") from exc
+    except BaseException as exc:
+        if resp is not None:
+            resp.close()
+        mapped = upstream_failure(exc, attempt.name)
+        if mapped is None:
+            raise  # a cancellation, or a bug of ours
+        return mapped
+    resp.release()
     if answer.usage is None:  # the upstream said nothing: the router counts (see estimates)
-        attempt.succeeded(estimates.answer_usage(attempt.job.body, answer.body), estimated=True)
-    else:
-        attempt.succeeded(answer.usage)
-    return replies.Reply(200, answer.body, [replies.JSON_TYPE, *_names(attempt)])
+        usage = estimates.answer_usage(attempt.job.body, answer.body)
+        return Answered(answer.body, usage, estimated=True)
+    return Answered(answer.body, answer.usage, estimated=False)
+
+
+def upstream_failure(
+    exc: BaseException, name: str, *, timed_out: str = "timed out"
+) -> UpstreamFailed | None:
+    """The UpstreamFailed a transport or protocol error at provider ``name`` stands for (a
+    deadline, aiohttp's own errors, an answer too large, malformed or a stream broken), or None
+    for anything else. ``timed_out`` says which deadline passed."""
+    if isinstance(exc, TimeoutError):  # a deadline, or aiohttp's for a new connection
+        return UpstreamFailed(Outcome.TIMEOUT, f"{name}: {timed_out}")
+    if isinstance(exc, aiohttp.ClientError):
+        return UpstreamFailed(Outcome.CONNECT_FAILURE, f"{name}: {type(exc).__name__}")
+    if isinstance(exc, _TooLarge | dialects.InvalidAnswer | dialects.StreamFailed):
+        return UpstreamFailed(Outcome.INVALID_RESPONSE, f"{name}: {exc}")
+    return None
 
 
 class _TooLarge(Exception):
@@ -122,17 +168,14 @@ async def _failure(attempt: Attempt, resp: aiohttp.ClientResponse) -> UpstreamFa
     parsed = _json_or_none(redaction.redact(raw, attempt.state.secrets()))
     dialect = attempt.prepared.dialect
     outcome = dialect.classify(resp.status, parsed)
-    message = f"{attempt.entry.name}: HTTP {resp.status}"
-    retry_after = retry_after_seconds(resp.headers.get("retry-after"))
-    upstream = dialect.error(resp.status, parsed) if outcome in _FAIL_FAST else None
     failure = UpstreamFailed(
         outcome,
-        message,
+        f"{attempt.name}: HTTP {resp.status}",
         upstream_status=resp.status,
-        retry_after=retry_after,
-        upstream=upstream,
+        retry_after=retry_after_seconds(resp.headers.get("retry-after")),
+        upstream=dialect.error(resp.status, parsed) if outcome in _FAIL_FAST else None,
     )
-    failure.names = _names(attempt)
+    failure.names = names(attempt)
     return failure
 
 
@@ -145,29 +188,19 @@ def _json_or_none(raw: bytes) -> Any:
         return raw.decode("utf-8", errors="replace")[:1000]
 
 
-async def _stream(
-    deadlines: Deadlines, attempt: Attempt, resp: aiohttp.ClientResponse
-) -> replies.StreamReply:
+async def _stream_start(attempt: Attempt, resp: aiohttp.ClientResponse) -> StreamStarted:
     """Read until the first bytes for the client exist (still inside the first-token
-    deadline), then hand the attempt to the stream."""
+    deadline)."""
     translator = attempt.prepared.dialect.stream(attempt.cand.model, attempt.job.client_usage)
-    name = attempt.entry.name
     first = b""
-    try:
-        while not first:
-            data = await resp.content.readany()
-            first = translator.feed(data) if data else translator.end()
-            if not data and not first:
-                raise dialects.StreamFailed("the upstream stream was empty")
-    except dialects.StreamFailed as exc:
-        raise UpstreamFailed(Outcome.INVALID_RESPONSE, f"{name}: {exc}") from exc
-    attempt.state.meter.first_token(
-        attempt.job.route.model, name, time.monotonic() - attempt.started
-    )
-    chunks = streaming.relay(deadlines, attempt.hand_over(), resp, translator, first)
-    headers = [*replies.STREAM_HEADERS, *_names(attempt)]
-    return replies.StreamReply(chunks, headers, attempt.close, usage=lambda: translator.usage)
+    while not first:
+        data = await resp.content.readany()
+        first = translator.feed(data) if data else translator.end()
+        if not data and not first:
+            raise dialects.StreamFailed("the upstream stream was empty")
+    return StreamStarted(resp, translator, first)
 
 
-def _names(attempt: Attempt) -> replies.HeaderTuple:
-    return replies.signalbox_headers(attempt.entry.name, attempt.cand.model, attempt.number)
+def names(attempt: Attempt) -> replies.HeaderTuple:
+    """The headers naming who answered: provider, upstream model, attempt number."""
+    return replies.signalbox_headers(attempt.name, attempt.cand.model, attempt.number)

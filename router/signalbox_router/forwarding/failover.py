@@ -1,15 +1,23 @@
 """Sends a request to the providers of its route, in order, until one answers.
 
-Read top to bottom, a request: takes the next candidate of its route; builds the provider's
-request (a request this provider cannot take is a 400 before anything is held); asks the
-provider's limiter; opens an ``Attempt`` (which owns what it took and gives it back however the
-attempt ends); and lets ``exchange`` talk to the provider. An attempt that fails raises
-``UpstreamFailed``; the policy's ``retryOn`` says whether the next candidate gets a turn (with
-back-off, up to ``maxAttempts``). 400/404/413/422 answers go back at once; 401/403 move on and
-stop traffic to that provider; a malformed answer counts as a server error; a 429 cools the
-provider for its Retry-After. When every provider is at its rate limit the request waits in
-line, one line per model (bounded; critical before standard; sheddable is refused at once),
-and then gets 429 with Retry-After. Nothing is retried once a streamed byte reached the client.
+Read top to bottom, one attempt (``_try``) is a chain:
+
+1. **translate**: the provider's dialect builds its request; one this provider cannot take is
+   the client's 400 before anything is held;
+2. **admit**: the provider's limiter says yes, or how long to wait (``Busy``);
+3. **send**: an ``Attempt`` takes what was admitted, and ``exchange.send`` says what happened:
+   an answer, a stream's start, or a failure;
+4. **finish**: the attempt ends with one ``Report`` (breaker, limiter and meter read it), at once
+   for an answer or a failure, through the stream's end callback for a stream;
+5. **decide**: the loop (``_failover``) moves to the next candidate when the policy's
+   ``retryOn`` allows, with back-off, up to ``maxAttempts``.
+
+400/404/413/422 answers go back at once; 401/403 move on and stop traffic to that provider; a
+malformed answer counts as a server error; a 429 cools the provider for its Retry-After. When
+every provider is at its rate limit the request waits in line, one line per model (bounded;
+critical before standard; sheddable is refused at once), and then gets 429 with Retry-After.
+Nothing is retried once a streamed byte reached the client. The request ends by returning a
+reply or raising a ``RequestError`` (``signalbox_router.failures``); the edge shapes the reply.
 """
 
 from __future__ import annotations
@@ -17,23 +25,42 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from dataclasses import dataclass
+from functools import partial
 
 import aiohttp
-import orjson
 
+from signalbox_api.policy import Failover
 from signalbox_api.primitives import parse_duration
 from signalbox_providers import dialects
-from signalbox_router import redaction
+from signalbox_providers.outcomes import Outcome
 from signalbox_router.asgi import replies
-from signalbox_router.forwarding import exchange, failover_rules
-from signalbox_router.forwarding.attempts import DEFAULT_RETRY_AFTER, Attempt, Prepared
+from signalbox_router.failures import (
+    DEFAULT_RETRY_AFTER,
+    BadRequest,
+    NoEligibleProvider,
+    OutOfTime,
+    RateLimited,
+    RequestError,
+    UpstreamFailed,
+)
+from signalbox_router.forwarding import exchange, streaming
+from signalbox_router.forwarding.attempts import Attempt, Prepared, Report
 from signalbox_router.forwarding.deadlines import Deadlines
-from signalbox_router.forwarding.failures import RequestFailed, UpstreamFailed
 from signalbox_router.forwarding.jobs import Job
 from signalbox_router.limits.priority import RequestPriority
-from signalbox_router.routing.selection import Candidate
+from signalbox_router.routing.selection import Candidate, Route
 from signalbox_router.routing.snapshot import ProviderEntry
 from signalbox_router.state import RouterState
+
+Answer = replies.Reply | replies.StreamReply
+
+
+@dataclass(frozen=True, slots=True)
+class Busy:
+    """The provider's limiter said no: ask again in ``wait`` seconds."""
+
+    wait: float
 
 
 class Forwarder:
@@ -43,7 +70,8 @@ class Forwarder:
         self.deadlines = Deadlines()
         self._prepared: dict[str, Prepared] = {}
 
-    async def forward(self, job: Job) -> replies.Reply | replies.StreamReply:
+    async def forward(self, job: Job) -> Answer:
+        """The answer to ``job``; raises a ``RequestError`` when there is none."""
         ticket = object()  # this request's place in line, should it wait for capacity
         total = job.route.failover.total_timeout
         if total is not None or job.controls.timeout is not None:
@@ -51,16 +79,10 @@ class Forwarder:
             job.due = None if seconds is None else time.monotonic() + seconds
         try:
             return await self._failover(job, ticket)
-        except _OutOfTime as late:
-            return late.reply()
-        except UpstreamFailed as failure:
-            return self._give_up(failure)
-        except RequestFailed as failed:
-            return failed.reply()
         finally:
             self.state.leave_line(job.route.model, ticket)
 
-    async def _failover(self, job: Job, ticket: object) -> replies.Reply | replies.StreamReply:
+    async def _failover(self, job: Job, ticket: object) -> Answer:
         failover = job.route.failover
         wait_until = time.monotonic() + parse_duration(failover.retry_after_max_wait)
         max_attempts = job.controls.attempts(failover.max_attempts)
@@ -75,7 +97,7 @@ class Forwarder:
                     continue
                 entry = self._eligible(cand.provider)
                 if entry is not None and attempts > backed_off:  # once per failed attempt
-                    pause = failover_rules.backoff(failover, attempts + 1)
+                    pause = backoff(failover, attempts + 1)
                     _check_time(job, attempts, pause)
                     await asyncio.sleep(pause)
                     backed_off = attempts
@@ -83,23 +105,25 @@ class Forwarder:
                 if entry is None:
                     continue
                 try:
-                    return await self._try(job, ticket, entry, cand, attempts + 1)
-                except _Limited as refused:
-                    limited = refused.wait if limited is None else min(limited, refused.wait)
-                    continue
+                    answer = await self._try(job, ticket, entry, cand, attempts + 1)
                 except UpstreamFailed as failure:
                     attempts, last = attempts + 1, failure
                     failed.add(cand.provider)
                     failure.attempts = attempts
                     self.state.meter.errors.labels(cand.provider, failure.outcome.value).inc()
-                    if not failover_rules.retryable(failure.outcome, failover):
+                    if not retryable(failure.outcome, failover):
                         raise
                     _check_time(job, attempts, 0.0)
                     self.state.meter.failovers.labels(cand.provider, failure.outcome.value).inc()
+                    continue
+                if isinstance(answer, Busy):
+                    limited = answer.wait if limited is None else min(limited, answer.wait)
+                    continue
+                return answer
             if limited is not None and attempts < max_attempts:  # the rest are only busy
                 try:
                     await self._wait_for_capacity(job, ticket, limited, wait_until)
-                except RequestFailed:
+                except RequestError:
                     if last is None:
                         raise
                     break  # no time to wait: the failure the client gets is the last one
@@ -108,18 +132,15 @@ class Forwarder:
         self.state.meter.attempts.observe(max(attempts, 1))
         if last is not None:
             raise last
-        raise failover_rules.nothing_eligible(job.route)
+        raise nothing_eligible(job.route)
 
     async def _try(
         self, job: Job, ticket: object, entry: ProviderEntry, cand: Candidate, number: int
-    ) -> replies.Reply | replies.StreamReply:
-        """One attempt at ``cand``: the reply, or UpstreamFailed, or _Limited."""
-        prepared = self._prepare(entry)
-        if job.ingress is not None:
-            wrapped = job.ingress(prepared.dialect, entry.spec.type)
-            prepared = dataclasses.replace(prepared, dialect=wrapped)
+    ) -> Answer | Busy:
+        """One attempt at ``cand``: an answer, ``Busy``, or UpstreamFailed raised."""
+        prepared = self._prepare(entry, job)
         endpoint = self.state.pick_endpoint(entry)
-        try:  # before anything is held: a request this provider cannot take is the client's
+        try:  # translate, before anything is held: what this provider cannot take is the client's
             outbound = prepared.dialect.request(
                 job.kind,
                 endpoint,
@@ -130,11 +151,11 @@ class Forwarder:
                 max_output_tokens=prepared.max_output.get(cand.model),
             )
         except dialects.TranslationError as exc:  # Unsupported, or the request is malformed
-            raise RequestFailed(400, str(exc), code="unsupported_request") from exc
-        limiter = self.state.limiter(entry)
+            raise BadRequest(str(exc), code="unsupported_request") from exc
+        limiter = self.state.limiter(entry)  # admit
         admission = limiter.try_acquire(time.monotonic(), job.tokens_for(limiter))
         if not admission.admitted:
-            raise _Limited(admission.retry_after or 0.05)
+            return Busy(admission.retry_after or 0.05)
         self.state.leave_line(job.route.model, ticket)  # let the next in line have its turn
         attempt = Attempt(
             self.state,
@@ -145,16 +166,32 @@ class Forwarder:
             endpoint=endpoint,
             number=number,
         )
-        if job.due is not None:
-            attempt.cap(job.due)
-        try:  # the attempt owns what it took from here; it books however this ends
-            reply = await exchange.send(self.session, self.deadlines, attempt, outbound)
-        except BaseException as exc:
-            attempt.close(exc)
+        try:  # send: the attempt owns what it took from here, and ends however this does
+            result = await exchange.send(self.session, self.deadlines, attempt, outbound)
+        except BaseException as exc:  # a cancellation (the client left), or a bug of ours
+            attempt.finish(Report.interrupted(exc))
             raise
-        attempt.done()
+        if isinstance(result, UpstreamFailed):  # finish, then let the loop decide
+            attempt.finish(Report.failed(result))
+            raise result
         self.state.meter.attempts.observe(number)
-        return reply
+        names = exchange.names(attempt)
+        if isinstance(result, exchange.Answered):
+            attempt.finish(Report.success(result.usage, estimated=result.estimated))
+            return replies.Reply(200, result.body, [replies.JSON_TYPE, *names])
+        self.state.meter.first_token(
+            job.route.model, entry.name, time.monotonic() - attempt.started
+        )
+        watch = streaming.Watch(
+            entry.name, prepared.stream_idle, attempt.due, job.body, self.state.secrets()
+        )
+        chunks = streaming.relay(self.deadlines, result, watch, on_end=attempt.finish)
+        return replies.StreamReply(
+            chunks,
+            [*replies.STREAM_HEADERS, *names],
+            close=partial(_abandon, attempt, result),
+            usage=lambda: result.translator.usage,
+        )
 
     def _eligible(self, name: str) -> ProviderEntry | None:
         """``name``'s entry if it may take an attempt now, not only when the request was
@@ -165,18 +202,20 @@ class Forwarder:
             return None
         return entry
 
-    def _prepare(self, entry: ProviderEntry) -> Prepared:
+    def _prepare(self, entry: ProviderEntry, job: Job) -> Prepared:
         cached = self._prepared.get(entry.name)
         if cached is None or cached.entry is not entry:
             cached = self._prepared[entry.name] = Prepared.of(entry)
             self.state.breakers.configure(entry.name, cached.breaker)
-        return cached
+        if job.ingress is None:
+            return cached
+        return dataclasses.replace(cached, dialect=job.ingress(cached.dialect, entry.spec.type))
 
     async def _wait_for_capacity(
         self, job: Job, ticket: object, wait: float, wait_until: float
     ) -> None:
         """Wait out a rate limit in line: critical first, then standard, first come first
-        served; sheddable requests do not wait. Raises a 429 when the request must not."""
+        served; sheddable requests do not wait. Raises RateLimited when the request must not."""
         if job.priority == RequestPriority.SHEDDABLE or time.monotonic() + wait > wait_until:
             raise self._refused(job, wait)
         line = self.state.line(job.route.model)
@@ -192,54 +231,49 @@ class Forwarder:
             if line.next_to_try() is ticket:
                 return
 
-    def _refused(self, job: Job, wait: float) -> RequestFailed:
+    def _refused(self, job: Job, wait: float) -> RateLimited:
         self.state.meter.limited.labels(job.priority.name.lower()).inc()
-        return RequestFailed(
-            429,
-            "all providers for this model are at their rate limits",
-            code="rate_limit_exceeded",
-            retry_after=wait,
-        )
-
-    def _give_up(self, failure: UpstreamFailed) -> replies.Reply:
-        """The client's answer once no attempt is left: the provider's own error when the
-        request was at fault, else ours."""
-        counted = (b"x-signalbox-attempts", str(failure.attempts).encode())
-        if failure.upstream is not None:
-            body = redaction.redact(orjson.dumps(failure.upstream), self.state.secrets())
-            return replies.Reply(failure.status, body, [replies.JSON_TYPE, *failure.names])
-        status = failure.status
-        message = redaction.redact_text(failure.message, self.state.secrets())
-        return replies.error(
-            status,
-            f"upstream failed after {failure.attempts} attempt(s): {message}",
-            code=failure.outcome.value,
-            retry_after=(failure.retry_after or DEFAULT_RETRY_AFTER) if status == 429 else None,
-            headers=[counted],
+        return RateLimited(
+            "all providers for this model are at their rate limits", retry_after=wait
         )
 
 
-class _OutOfTime(Exception):
-    """The request's total timeout passed (or would, before the next attempt could start)."""
+def _abandon(attempt: Attempt, started: exchange.StreamStarted) -> None:
+    """However sending a stream ended (even before the relay ran): the attempt is finished and
+    the upstream closed, should the relay not have done both."""
+    attempt.finish(Report.interrupted(None))
+    started.response.close()
 
-    def __init__(self, attempts: int) -> None:
-        self.attempts = attempts
 
-    def reply(self) -> replies.Reply:
-        return replies.error(
-            504,
-            f"the request's total timeout passed after {self.attempts} attempt(s)",
-            code="total_timeout",
-            headers=[(b"x-signalbox-attempts", str(self.attempts).encode())],
+# The loop's pure decisions.
+
+
+def nothing_eligible(route: Route) -> RequestError:
+    """What a request is told when no provider of its route may take it now."""
+    if any(e.reason == "RateLimited" for e in route.excluded):
+        return RateLimited(
+            "every provider for this model asked to slow down", retry_after=DEFAULT_RETRY_AFTER
         )
+    return NoEligibleProvider(route.model)
+
+
+def retryable(outcome: Outcome, failover: Failover) -> bool:
+    """Whether a failure moves the request on to the next candidate."""
+    if outcome == Outcome.AUTH_FAILED:
+        return True  # this provider's key is refused; another provider's may not be
+    # A malformed answer is a server fault as far as failover is concerned.
+    as_class = Outcome.SERVER_ERROR if outcome == Outcome.INVALID_RESPONSE else outcome
+    return any(r.value == as_class.value for r in failover.retry_on)
+
+
+def backoff(failover: Failover, attempt: int) -> float:
+    """Seconds to wait before attempt number ``attempt`` (the second waits ``base``)."""
+    b = failover.backoff
+    base, top = parse_duration(b.base), parse_duration(b.max)
+    return float(min(top, base * 2 ** (attempt - 2)))
 
 
 def _check_time(job: Job, attempts: int, pause: float) -> None:
-    """Raise _OutOfTime when the request's deadline comes before ``pause`` seconds pass."""
+    """Raise OutOfTime when the request's deadline comes before ``pause`` seconds pass."""
     if job.due is not None and time.monotonic() + pause >= job.due:
-        raise _OutOfTime(attempts)
-
-
-class _Limited(Exception):
-    def __init__(self, wait: float) -> None:
-        self.wait = wait
+        raise OutOfTime(attempts)

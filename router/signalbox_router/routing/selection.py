@@ -22,6 +22,7 @@ from signalbox_api.conditions import Reason
 from signalbox_api.policy import Failover, ProviderRef, RoutingPolicySpec, Strategy
 from signalbox_api.primitives import parse_money
 from signalbox_api.provider import Capability, Cost, ModelSpec
+from signalbox_router.failures import UnknownModel
 from signalbox_router.routing.snapshot import PolicyEntry, ProviderEntry, Snapshot
 
 
@@ -72,10 +73,6 @@ class LocalView:
     latency: Mapping[str, float] = field(default_factory=dict)
     turn: int = 0  # a counter for round robin
     rng: random.Random = field(default_factory=random.Random)
-
-
-class UnknownModel(LookupError):
-    """No policy and no provider serves this model name."""
 
 
 def find_policy(model: str, policies: Sequence[PolicyEntry]) -> PolicyEntry | None:

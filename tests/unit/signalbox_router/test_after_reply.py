@@ -117,12 +117,11 @@ async def test_a_client_gone_while_the_answer_is_sent_still_reports_the_provider
     scope = _scope()
 
     async def send(message: MutableMapping[str, Any]) -> None:
-        scope[sending.CLIENT_GONE] = True  # as the bounded protocol marks it
-        raise asyncio.CancelledError
+        raise asyncio.CancelledError(sending.CLIENT_GONE)  # as the bounded protocol cancels
 
     async with exchange.session() as session:
         app.forwarder = Forwarder(session, app.state)
-        with pytest.raises(asyncio.CancelledError):
+        with pytest.raises(asyncio.CancelledError):  # its answer was being sent: it goes on up
             await app(scope, _receive, send)
     codes = {row["model"]: row["request_count"] for row in app.state.meter.summary()["data"]}
     assert codes == {MODEL: 1}
@@ -180,7 +179,7 @@ async def test_a_bug_of_ours_in_a_stream_ends_it_with_an_error_event_and_holds_n
         await asyncio.Event().wait()  # a client that stays to the end
         return {}
 
-    monkeypatch.setattr(attempts.Attempt, "succeeded", _broken)
+    monkeypatch.setattr(attempts.Report, "success", _broken)
     async with exchange.session() as session:
         app.forwarder = Forwarder(session, app.state)
         await app(_scope(), receive, _recorder(sent))

@@ -1,5 +1,5 @@
-"""The router's reshaping of replies on the Messages route: every error in Anthropic's shape,
-a failed stream's closing event included; other routes keep OpenAI's."""
+"""The Messages route's reshaping of streams: a failed stream's closing event in Anthropic's
+shape (test_error_replies.py holds the same for every other error)."""
 
 from __future__ import annotations
 
@@ -10,17 +10,6 @@ import orjson
 
 from signalbox_router.asgi import replies
 from signalbox_router.edge import ingress_routes
-
-
-def test_errors_reshaped_on_messages_only() -> None:
-    refused = replies.error(401, "Missing or invalid API key.", code="invalid_api_key")
-    shaped = ingress_routes.shaped("/v1/messages", refused)
-    assert shaped.status == 401
-    assert orjson.loads(shaped.body) == {
-        "type": "error",
-        "error": {"type": "authentication_error", "message": "Missing or invalid API key."},
-    }
-    assert ingress_routes.shaped("/v1/chat/completions", refused) is refused
 
 
 def test_success_left_alone() -> None:

@@ -19,8 +19,9 @@ from signalbox_api.policy import Failover, RoutingPolicySpec, Strategy
 from signalbox_api.provider import Capability, LLMProviderSpec
 from signalbox_providers.dialects import Kind
 from signalbox_router.edge import openai_request
+from signalbox_router.failures import UnknownModel
 from signalbox_router.routing import selection, snapshot
-from signalbox_router.routing.selection import Candidate, LocalView, Needs, UnknownModel
+from signalbox_router.routing.selection import Candidate, LocalView, Needs
 from signalbox_router.routing.snapshot import PolicyEntry, ProviderEntry, Snapshot
 
 ALL_CAPS = ["chat", "streaming", "tools", "vision", "jsonMode", "jsonSchema"]

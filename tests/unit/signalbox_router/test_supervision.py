@@ -14,7 +14,8 @@ import pytest
 
 from signalbox_api.provider import LLMProviderSpec
 from signalbox_router import supervision
-from signalbox_router.edge.router_app import RouterApp
+from signalbox_router.asgi import sending
+from signalbox_router.edge.router_app import Incoming, RouterApp
 from signalbox_router.routing.snapshot import ProviderEntry, Snapshot
 from signalbox_router.state import RouterState
 
@@ -35,7 +36,7 @@ async def _readyz(app: RouterApp) -> tuple[int, dict[str, Any]]:
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b""}
 
-    reply = await app.readyz({"type": "http"}, receive)
+    reply = await app.readyz(Incoming({"type": "http"}, receive, sending.AfterReply()))
     return reply.status, orjson.loads(reply.body)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from signalbox_router.failures import RequestError
 from signalbox_router.forwarding import exchange
 from signalbox_router.forwarding.controls import DEFAULT
 from signalbox_router.forwarding.failover import Forwarder
@@ -56,7 +57,10 @@ def test_made_up_model_names_refused_for_capacity_leave_no_line(tmp_path: Path) 
             body = {"model": name, "messages": [{"role": "user", "content": "x"}]}
             needs = selection.Needs(frozenset())
             route = selection.route(name, needs, state.snapshot, state.view())
-            reply = await forwarder.forward(job_for("chat", body, route, DEFAULT))
+            try:
+                reply = await forwarder.forward(job_for("chat", body, route, DEFAULT))
+            except RequestError as refused:
+                return refused.status
             return reply.status
 
         try:
