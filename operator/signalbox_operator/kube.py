@@ -2,9 +2,11 @@
 
 Calls go through the official kubernetes client in worker threads, off the event loop. Every
 write first asks the fence for a deadline, so nothing is sent by a replica whose lease may have
-passed on, and nothing sent outlives the lease. Status patches carry the object's
-``resourceVersion`` as a precondition: a writer that did not see the latest status (a paused
-former leader, or this one after someone else wrote) gets a conflict instead of overwriting.
+passed on, and nothing sent outlives the lease. Status is written one way, ``write_status``:
+patches carry the object's ``resourceVersion`` as a precondition, so a writer that did not see
+the latest status (a paused former leader, or this one after someone else wrote) gets a
+conflict instead of overwriting, and the writer itself reads the object again and has the
+status made anew from what it read.
 Events with the same reason and message are aggregated by bumping ``count``. Every write is
 counted in metrics. Messages are built by the caller and never carry secrets.
 """
@@ -58,6 +60,8 @@ class Current:
 
 
 Key = tuple[str, str, str]  # plural, namespace, name
+# Makes the status to write: from the writer's own view (None), or anew from the API server's.
+Render = Callable[["Current | None"], dict[str, Any]]
 
 
 class Kube:
@@ -140,13 +144,26 @@ class Kube:
             self._versions[(plural, namespace, name)] = version
         return Current(status=dict(obj.get("status") or {}), version=version)
 
-    async def write_status(
-        self, plural: str, namespace: str, name: str, status: dict[str, Any]
-    ) -> Written:
-        """Replace the object's status if it is still at the version last seen.
+    async def write_status(self, plural: str, namespace: str, name: str, render: Render) -> Written:
+        """The one way the operator writes status. ``render(None)`` makes the status from the
+        caller's own view, and it is written if the object is still at the version last seen.
+        On a conflict (someone wrote since), the object is read again and ``render(current)``
+        makes the status anew from what the API server holds now, for one more write; a second
+        conflict is the caller's next pass to retry.
 
         Raises NotLeading when this process may not write, and the client's errors otherwise.
         """
+        result = await self._write_once(plural, namespace, name, render(None))
+        if result != Written.CONFLICT:
+            return result
+        current = await self.read_status(plural, namespace, name)
+        if current is None:
+            return Written.GONE
+        return await self._write_once(plural, namespace, name, render(current))
+
+    async def _write_once(
+        self, plural: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> Written:
         key = (plural, namespace, name)
         version = self._versions.get(key)
         if version is None:
@@ -181,37 +198,6 @@ class Kube:
             self._versions[key] = new_version
         self._metrics.status_writes.labels(kind=plural).inc()
         return Written.WRITTEN
-
-    async def patch_status(
-        self, plural: str, namespace: str, name: str, status: dict[str, Any]
-    ) -> bool:
-        """Replace the object's status; False when it is gone, when this process may not
-        write, when the API server could not be reached, or when the object changed twice
-        under the write (the caller's next pass retries)."""
-        try:
-            for _ in range(2):
-                result = await self.write_status(plural, namespace, name, status)
-                if result != Written.CONFLICT:
-                    return result == Written.WRITTEN
-        except NotLeading:
-            return False
-        except kubernetes.client.ApiException as exc:
-            log.warning(
-                "could not write the status of %s %s/%s: HTTP %s",
-                plural,
-                namespace,
-                name,
-                exc.status,
-            )
-        except Exception as exc:  # an outage: one line, and the caller's next pass retries
-            log.warning(
-                "could not write the status of %s %s/%s: %s",
-                plural,
-                namespace,
-                name,
-                type(exc).__name__,
-            )
-        return False
 
     # -- events -----------------------------------------------------------------------------
 

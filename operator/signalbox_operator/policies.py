@@ -18,11 +18,13 @@ from datetime import datetime
 from typing import Any
 
 import pydantic
+from kubernetes.client import ApiException
 
 from signalbox_api import discovered, eligibility
 from signalbox_api.policy import RoutingPolicySpec, RoutingPolicyStatus
 from signalbox_api.provider import LLMProviderSpec, LLMProviderStatus
-from signalbox_operator.kube import Kube
+from signalbox_operator.kube import Current, Kube, Written
+from signalbox_operator.leadership.fencing import NotLeading
 from signalbox_operator.metrics import Metrics
 from signalbox_operator.status import policy_status
 
@@ -185,5 +187,28 @@ class Policies:
         ):
             self.written[key] = wire
             return
-        if await self.kube.patch_status("routingpolicies", key[0], key[1], wire):
+
+        def render(current: Current | None) -> dict[str, Any]:
+            nonlocal wire
+            if current is not None:  # someone wrote since: conditions carry on from theirs
+                now = RoutingPolicyStatus.model_validate(current.status or {})
+                wire = policy_status.compute(
+                    spec,
+                    body["metadata"].get("generation"),
+                    views,
+                    now.conditions,
+                    self.clock(),
+                    conflicts=self._conflicts(key, spec, views),
+                ).to_wire()
+            return wire
+
+        try:
+            written = await self.kube.write_status("routingpolicies", *key, render)
+        except NotLeading:
+            return
+        except Exception as exc:  # an outage: one line, and the next pass retries
+            why = f"HTTP {exc.status}" if isinstance(exc, ApiException) else type(exc).__name__
+            log.warning("could not write the status of RoutingPolicy %s/%s: %s", *key, why)
+            return
+        if written == Written.WRITTEN:
             self.written[key] = wire

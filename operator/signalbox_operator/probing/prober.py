@@ -40,7 +40,7 @@ from signalbox_api.provider import (
     LLMProviderStatus,
     SelfTestStatus,
 )
-from signalbox_operator.kube import Kube, ObjectRef, Written
+from signalbox_operator.kube import Current, Kube, ObjectRef, Written
 from signalbox_operator.leadership.fencing import NotLeading
 from signalbox_operator.metrics import Metrics
 from signalbox_operator.probing import http_probe, refs, spec_reading
@@ -271,19 +271,20 @@ class Prober:
                 self.written_at + timedelta(seconds=min_gap) if held and self.written_at else None
             )
             return
-        result = await self.rt.kube.write_status(*self._key(), wire)
-        if result == Written.CONFLICT:
-            # Someone else wrote since: start again from what the API server has now.
-            current = await self.rt.kube.read_status(*self._key())
+
+        def render(current: Current | None) -> dict[str, Any]:
+            nonlocal previous, status, wire
             if current is None:
-                return
+                return wire
+            # Someone else wrote since: start again from what the API server has now.
             self.body = {**self.body, "status": current.status}
             self.written, self.status = None, None
             previous = self._previous()
             status = provider_status.compute(facts, previous.conditions)
             wire = status.to_wire()
-            result = await self.rt.kube.write_status(*self._key(), wire)
-        if result != Written.WRITTEN:
+            return wire
+
+        if await self.rt.kube.write_status(*self._key(), render) != Written.WRITTEN:
             return
         self.write_after = None
         self.written, self.written_at, self.status = wire, facts.now, status
@@ -311,7 +312,7 @@ class Prober:
             previous = self._previous()
             status = provider_status.failed(facts, previous.conditions, error)
             wire = status.to_wire()
-            written = await self.rt.kube.write_status(*self._key(), wire)
+            written = await self.rt.kube.write_status(*self._key(), lambda _: wire)
             if written == Written.WRITTEN:
                 self.written, self.written_at, self.status = wire, now, status
                 self.rt.provider_changed(self.ref.namespace)

@@ -26,6 +26,7 @@ from signalbox_api.provider import (
     LLMProviderStatus,
 )
 from signalbox_operator import policies
+from signalbox_operator.kube import Render, Written
 from signalbox_operator.status import policy_status
 from signalbox_operator.status.policy_status import ProviderView
 from signalbox_router.routing import selection
@@ -429,10 +430,10 @@ class _Kube:
     def __init__(self) -> None:
         self.patches: dict[tuple[str, str], dict[str, Any]] = {}
 
-    async def patch_status(self, kind: str, ns: str, name: str, body: dict[str, Any]) -> bool:
+    async def write_status(self, kind: str, ns: str, name: str, render: Render) -> Written:
         assert kind == "routingpolicies"
-        self.patches[ns, name] = body
-        return True
+        self.patches[ns, name] = render(None)
+        return Written.WRITTEN
 
 
 def test_the_operator_loop_compares_policies_of_one_namespace() -> None:

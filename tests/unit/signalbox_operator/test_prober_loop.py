@@ -11,7 +11,7 @@ import kubernetes
 import pytest
 import urllib3
 
-from signalbox_operator.kube import Current, Kube, ObjectRef, Written
+from signalbox_operator.kube import Current, Kube, ObjectRef, Render, Written
 from signalbox_operator.metrics import Metrics
 from signalbox_operator.probing import refs
 from signalbox_operator.probing.prober import (
@@ -34,9 +34,14 @@ class FakeKube:
     def may_write(self) -> bool:
         return self.leading
 
-    async def write_status(
-        self, plural: str, namespace: str, name: str, status: dict[str, Any]
-    ) -> Written:
+    async def write_status(self, plural: str, namespace: str, name: str, render: Render) -> Written:
+        """As Kube's: a conflict reads the object again and renders once more."""
+        answer = self._answer(render(None))
+        if answer != Written.CONFLICT:
+            return answer
+        return self._answer(render(await self.read_status(plural, namespace, name)))
+
+    def _answer(self, status: dict[str, Any]) -> Written:
         answer = self.answers.pop(0) if self.answers else Written.WRITTEN
         if answer == Written.WRITTEN:
             self.writes.append(status)
@@ -139,13 +144,11 @@ class RefusingKube(FakeKube):
         super().__init__()
         self.error: BaseException | None = error
 
-    async def write_status(
-        self, plural: str, namespace: str, name: str, status: dict[str, Any]
-    ) -> Written:
+    async def write_status(self, plural: str, namespace: str, name: str, render: Render) -> Written:
         if self.error is not None:
             error, self.error = self.error, None
             raise error
-        return await super().write_status(plural, namespace, name, status)
+        return await super().write_status(plural, namespace, name, render)
 
 
 @pytest.mark.parametrize(
