@@ -17,8 +17,8 @@ import orjson
 from signalbox_providers.dialects.base import InvalidAnswer, StreamFailed, Usage, usage_of
 from signalbox_providers.sse import MAX_EVENT, NdjsonParser, SseParser
 from signalbox_providers.tool_call_heads import ToolCallHeads
-from signalbox_providers.translate.anthropic import AnthropicStream
-from signalbox_providers.translate.ollama import OllamaStream
+from signalbox_providers.translate.chat_to_anthropic import AnthropicStream
+from signalbox_providers.translate.chat_to_ollama import OllamaStream
 from signalbox_providers.translate.openai_format import (
     UpstreamStreamError,
     chunk_text_chars,

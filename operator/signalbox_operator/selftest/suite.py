@@ -32,7 +32,7 @@ from signalbox_operator.probing import http_probe
 from signalbox_operator.selftest import checks
 from signalbox_operator.status.provider_status import Refs
 from signalbox_providers import dialects
-from signalbox_providers.dialects import Dialect, Kind
+from signalbox_providers.dialects import Dialect, Kind, RequestParts
 from signalbox_providers.model_facts import ModelFacts
 from signalbox_providers.outcomes import Outcome
 
@@ -158,7 +158,7 @@ class Suite:
     ) -> tuple[str, bytes, dict[str, str]]:
         d, spec = self.dialect, self.spec
         base = self.refs.base_url or ""
-        sent = d.request(kind, base, {"model": model, **body}, model, opts=d.options(spec))
+        sent = d.request(RequestParts(kind, base, {"model": model, **body}, model, d.options(spec)))
         header = spec.auth.header if spec.auth else None
         headers = {**d.headers(self.refs.api_key, header), "content-type": "application/json"}
         return sent.url, sent.data, headers

@@ -14,9 +14,11 @@ from signalbox_api.provider import ProviderType
 from signalbox_providers import streams
 from signalbox_providers.dialects.base import (
     Answer,
+    ClientApi,
     InvalidAnswer,
     Kind,
     Outbound,
+    RequestParts,
     StreamTranslator,
     Unsupported,
     encode,
@@ -24,8 +26,7 @@ from signalbox_providers.dialects.base import (
     translated,
 )
 from signalbox_providers.dialects.openai import Dialect
-from signalbox_providers.translate import anthropic as tx
-from signalbox_providers.translate import anthropic_request
+from signalbox_providers.translate import chat_to_anthropic as tx
 from signalbox_providers.translate.openai_format import JSON
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -39,20 +40,15 @@ class Anthropic(Dialect):
             raise Unsupported("Anthropic providers do not serve embeddings")
         return self.root(base_url) + "/v1/messages"
 
-    def request(
-        self,
-        kind: Kind,
-        base_url: str,
-        body: Mapping[str, Any],
-        model: str,
-        *,
-        raw: bytes | None = None,
-        opts: Mapping[str, str],
-        max_output_tokens: int | None = None,
-    ) -> Outbound:
-        url = self.url(base_url, kind, model, opts)
-        default = max_output_tokens or DEFAULT_MAX_TOKENS
-        return Outbound(url, encode(anthropic_request.to_anthropic(body, model, default)))
+    def native_url(self, api: ClientApi, base_url: str, model: str, opts: Mapping[str, str]) -> str:
+        if api not in self.speaks:
+            raise Unsupported(f"Anthropic providers do not serve the {api.value} API")
+        return self.url(base_url, "chat", model, opts)
+
+    def request(self, parts: RequestParts) -> Outbound:
+        url = self.url(parts.base_url, parts.kind, parts.model, parts.options)
+        default = parts.max_output_tokens or DEFAULT_MAX_TOKENS
+        return Outbound(url, encode(tx.to_anthropic(parts.body, parts.model, default)))
 
     def answer(self, kind: Kind, raw: bytes, model: str) -> Answer:
         body = loads_object(raw, "the answer")
@@ -77,5 +73,6 @@ DIALECTS = {
         fixed_headers={"anthropic-version": ANTHROPIC_VERSION},
         models_path="/v1/models",
         models_from_root=True,
+        speaks=frozenset({ClientApi.MESSAGES}),
     )
 }

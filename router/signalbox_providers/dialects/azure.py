@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from signalbox_api.provider import LLMProviderSpec, ProviderType
-from signalbox_providers.dialects.base import Kind, path_segment
+from signalbox_providers.dialects.base import ClientApi, Kind, Unsupported, path_segment
 from signalbox_providers.dialects.openai import Dialect
 
 DEFAULT_API_VERSION = "2024-10-21"
@@ -29,6 +29,11 @@ class Azure(Dialect):
         root = self.root(base_url)
         return f"{root}/openai/deployments/{deployment}{path}{self._query(opts)}"
 
+    def native_url(self, api: ClientApi, base_url: str, model: str, opts: Mapping[str, str]) -> str:
+        if api not in self.speaks:
+            raise Unsupported(f"Azure OpenAI providers do not serve the {api.value} API")
+        return self.root(base_url) + "/openai/v1" + "/" + api.value  # the v1 API, by model name
+
     def _query(self, opts: Mapping[str, str]) -> str:
         return "?api-version=" + quote(opts.get("api_version", DEFAULT_API_VERSION), safe="")
 
@@ -40,5 +45,6 @@ DIALECTS = {
         models_path="/openai/models",
         models_from_root=True,
         api_suffixes=AZURE_SUFFIXES,
+        speaks=frozenset({ClientApi.RESPONSES}),
     )
 }

@@ -16,6 +16,7 @@ Errors a dialect raises:
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol
@@ -28,6 +29,33 @@ from signalbox_providers.translate.openai_format import TranslationError, token_
 Kind = Literal["chat", "embeddings"]
 PROBE_PROMPT = "ping"
 Usage = tuple[int, int]
+
+
+class ClientApi(enum.StrEnum):
+    """The APIs clients speak to the router. Every provider type is spoken to in OpenAI chat
+    (translated where it speaks another); a dialect's ``speaks`` names the others its type
+    serves itself, so a request in one of them passes through instead of being translated."""
+
+    CHAT = "chat"
+    MESSAGES = "messages"  # Anthropic's Messages API
+    RESPONSES = "responses"  # OpenAI's Responses API
+    COMPLETIONS = "completions"  # OpenAI's legacy text completions
+
+
+@dataclass(frozen=True, slots=True)
+class RequestParts:
+    """What a dialect builds one upstream request from: the request's ``kind`` and ``body`` (an
+    OpenAI request), the upstream ``model`` and the provider's ``base_url`` and per-provider
+    ``options``; ``raw``, the client's own bytes, sent as they are when nothing changes;
+    ``max_output_tokens``, the model's declared limit, for APIs that require one."""
+
+    kind: Kind
+    base_url: str
+    body: Mapping[str, Any]
+    model: str
+    options: Mapping[str, str]
+    raw: bytes | None = None
+    max_output_tokens: int | None = None
 
 
 class Unsupported(TranslationError):

@@ -13,18 +13,21 @@ from signalbox_providers import model_facts, streams
 from signalbox_providers.dialects.base import (
     PROBE_PROMPT,
     Answer,
+    ClientApi,
     HttpCall,
     InvalidAnswer,
     Kind,
     Outbound,
+    RequestParts,
     StreamTranslator,
+    Unsupported,
     encode,
     ids,
     loads_object,
     translated,
 )
 from signalbox_providers.dialects.openai import Dialect
-from signalbox_providers.translate import ollama as tx
+from signalbox_providers.translate import chat_to_ollama as tx
 from signalbox_providers.translate.openai_format import JSON
 
 
@@ -33,20 +36,17 @@ class Ollama(Dialect):
     def url(self, base_url: str, kind: Kind, model: str, opts: Mapping[str, str]) -> str:
         return self.root(base_url) + ("/api/chat" if kind == "chat" else "/v1/embeddings")
 
-    def request(
-        self,
-        kind: Kind,
-        base_url: str,
-        body: Mapping[str, Any],
-        model: str,
-        *,
-        raw: bytes | None = None,
-        opts: Mapping[str, str],
-        max_output_tokens: int | None = None,
-    ) -> Outbound:
-        if kind != "chat":
-            return super().request(kind, base_url, body, model, raw=raw, opts=opts)
-        return Outbound(self.url(base_url, kind, model, opts), encode(tx.to_ollama(body, model)))
+    def native_url(self, api: ClientApi, base_url: str, model: str, opts: Mapping[str, str]) -> str:
+        """Legacy completions go to Ollama's OpenAI-compatible ``/v1``."""
+        if api not in self.speaks:
+            raise Unsupported(f"Ollama providers do not serve the {api.value} API")
+        return self.root(base_url) + "/v1/" + api.value
+
+    def request(self, parts: RequestParts) -> Outbound:
+        if parts.kind != "chat":
+            return super().request(parts)
+        url = self.url(parts.base_url, parts.kind, parts.model, parts.options)
+        return Outbound(url, encode(tx.to_ollama(parts.body, parts.model)))
 
     def answer(self, kind: Kind, raw: bytes, model: str) -> Answer:
         if kind != "chat":
@@ -89,6 +89,9 @@ class Ollama(Dialect):
 
 DIALECTS = {
     ProviderType.OLLAMA: Ollama(
-        models_path="/api/tags", models_from_root=True, parse_models=ids("models", "name")
+        models_path="/api/tags",
+        models_from_root=True,
+        parse_models=ids("models", "name"),
+        speaks=frozenset({ClientApi.COMPLETIONS}),
     )
 }

@@ -17,11 +17,14 @@ from signalbox_providers import model_facts, streams
 from signalbox_providers.dialects.base import (
     PROBE_PROMPT,
     Answer,
+    ClientApi,
     HttpCall,
     InvalidAnswer,
     Kind,
     Outbound,
+    RequestParts,
     StreamTranslator,
+    Unsupported,
     encode,
     ids,
     loads_object,
@@ -33,6 +36,12 @@ from signalbox_providers.translate.openai_format import JSON, kind_for_status
 from signalbox_providers.translate.openai_format import error_body as openai_error_body
 
 _OPENAI_IDS = ids("data", "id")
+_NATIVE_PATHS = {
+    ClientApi.CHAT: "/chat/completions",
+    ClientApi.MESSAGES: "/messages",
+    ClientApi.RESPONSES: "/responses",
+    ClientApi.COMPLETIONS: "/completions",
+}
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,8 @@ class Dialect:
     queue_metrics_path: str | None = None  # Prometheus page with the server's waiting queue
     # What may end a base URL as the API's own path (not a gateway's prefix): root() drops it.
     api_suffixes: tuple[str, ...] = ("/v1",)
+    # Client APIs besides OpenAI chat that this type serves itself (``ClientApi``).
+    speaks: frozenset[ClientApi] = frozenset()
 
     # -- calls ---------------------------------------------------------------------------
     def root(self, base_url: str) -> str:
@@ -69,22 +80,21 @@ class Dialect:
     def url(self, base_url: str, kind: Kind, model: str, opts: Mapping[str, str]) -> str:
         return base_url.rstrip("/") + ("/chat/completions" if kind == "chat" else "/embeddings")
 
-    def request(
-        self,
-        kind: Kind,
-        base_url: str,
-        body: Mapping[str, Any],
-        model: str,
-        *,
-        raw: bytes | None = None,
-        opts: Mapping[str, str],
-        max_output_tokens: int | None = None,
-    ) -> Outbound:
-        """The client's OpenAI request for ``model`` at ``base_url`` (``raw``: the client's
-        bytes, sent as they are when nothing changes). Raises Unsupported."""
-        sent = _with_model(body, model)
-        data = raw if sent is body and _unambiguous(raw) else None
-        return Outbound(self.url(base_url, kind, model, opts), data or encode(sent))
+    def native_url(self, api: ClientApi, base_url: str, model: str, opts: Mapping[str, str]) -> str:
+        """Where a request in ``api`` goes when this type serves it itself; Unsupported when
+        it does not (``speaks``)."""
+        if api not in self.speaks:
+            raise Unsupported(f"this provider type does not serve the {api.value} API")
+        return base_url.rstrip("/") + _NATIVE_PATHS[api]
+
+    def request(self, parts: RequestParts) -> Outbound:
+        """The client's OpenAI request for ``parts.model`` at ``parts.base_url`` (the client's
+        own bytes when nothing changes). Raises Unsupported."""
+        body = parts.body
+        sent = _with_model(body, parts.model)
+        data = parts.raw if sent is body and _unambiguous(parts.raw) else None
+        url = self.url(parts.base_url, parts.kind, parts.model, parts.options)
+        return Outbound(url, data or encode(sent))
 
     # -- answers -------------------------------------------------------------------------
     def answer(self, kind: Kind, raw: bytes, model: str) -> Answer:
@@ -208,13 +218,16 @@ def _unambiguous(raw: bytes | None) -> bool:
     )
 
 
-_OPENAI = Dialect()
+_COMPLETIONS = frozenset({ClientApi.COMPLETIONS})
 
 DIALECTS: Mapping[ProviderType, Dialect] = {
-    ProviderType.OPENAI: _OPENAI,
-    ProviderType.OPENAI_COMPATIBLE: _OPENAI,
-    ProviderType.VLLM: Dialect(readiness_paths=("/health",), queue_metrics_path="/metrics"),
-    ProviderType.LOCALAI: Dialect(readiness_paths=("/readyz",)),
+    # OpenAI itself keeps stored responses; OpenAI-compatible APIs serve chat and completions.
+    ProviderType.OPENAI: Dialect(speaks=frozenset({ClientApi.RESPONSES, ClientApi.COMPLETIONS})),
+    ProviderType.OPENAI_COMPATIBLE: Dialect(speaks=_COMPLETIONS),
+    ProviderType.VLLM: Dialect(
+        readiness_paths=("/health",), queue_metrics_path="/metrics", speaks=_COMPLETIONS
+    ),
+    ProviderType.LOCALAI: Dialect(readiness_paths=("/readyz",), speaks=_COMPLETIONS),
 }
 
 

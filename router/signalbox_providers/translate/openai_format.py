@@ -229,3 +229,12 @@ def kind_for_status(status: int) -> tuple[str, str | None]:
     if status >= 500:
         return "server_error", None
     return "invalid_request_error", None
+
+
+class InvalidRequest(ValueError):
+    """The body is not a request of the client's API that the router can serve; ``param``
+    names the offending field."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param

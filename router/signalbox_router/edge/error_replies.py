@@ -15,8 +15,8 @@ from collections.abc import Collection
 
 import orjson
 
-from signalbox_providers.ingress import messages
-from signalbox_providers.ingress.invalid import InvalidRequest
+from signalbox_providers.translate import messages_to_chat
+from signalbox_providers.translate.openai_format import InvalidRequest
 from signalbox_router import redaction
 from signalbox_router.asgi import replies
 from signalbox_router.failures import (
@@ -83,5 +83,5 @@ def anthropic_reply(reply: replies.Reply) -> replies.Reply:
         parsed = orjson.loads(reply.body)
     except orjson.JSONDecodeError:
         parsed = None
-    body = orjson.dumps(messages.from_chat_error(reply.status, parsed))
+    body = orjson.dumps(messages_to_chat.from_chat_error(reply.status, parsed))
     return replies.Reply(reply.status, body, reply.headers)

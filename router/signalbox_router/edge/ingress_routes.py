@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from signalbox_api.provider import Capability
-from signalbox_providers.ingress import completions, messages, responses_request, wrapping
-from signalbox_providers.ingress.messages_request import to_chat
-from signalbox_providers.ingress.messages_stream import event
+from signalbox_providers import ingress
+from signalbox_providers.translate import completions_to_openai, messages_to_chat, responses_to_chat
+from signalbox_providers.translate.messages_to_chat import event, to_chat
 from signalbox_router.asgi import replies, request_reading
 from signalbox_router.edge import openai_request
 from signalbox_router.forwarding import controls
@@ -41,25 +41,25 @@ async def messages_route(app: RouterApp, request: Incoming) -> Answer:
     _, parsed = await request_reading.read_json(request.receive, app.settings.max_body)
     body = to_chat(parsed)
     needs = openai_request.needs(body, "chat")
-    job_ingress = wrapping.for_messages(parsed)
+    job_ingress = ingress.for_messages(parsed)
     return anthropic_shaped(await _forward(app, request, body, needs, ctl, ingress=job_ingress))
 
 
 async def responses_route(app: RouterApp, request: Incoming) -> Answer:
     ctl = controls.of_request(request.scope)
     _, parsed = await request_reading.read_json(request.receive, app.settings.max_body)
-    body = responses_request.to_chat(parsed)
+    body = responses_to_chat.to_chat(parsed)
     needs = openai_request.needs(body, "chat")
-    return await _forward(app, request, body, needs, ctl, ingress=wrapping.for_responses(parsed))
+    return await _forward(app, request, body, needs, ctl, ingress=ingress.for_responses(parsed))
 
 
 async def completions_route(app: RouterApp, request: Incoming) -> Answer:
     ctl = controls.of_request(request.scope)
     _, parsed = await request_reading.read_json(request.receive, app.settings.max_body)
-    body = completions.validate(parsed)
+    body = completions_to_openai.validate(parsed)
     caps = {Capability.COMPLETIONS} | ({Capability.STREAMING} if body.get("stream") else set())
-    needs = selection.Needs(frozenset(caps), completions.prompt_chars(body) // 4)
-    return await _forward(app, request, body, needs, ctl, ingress=wrapping.for_completions)
+    needs = selection.Needs(frozenset(caps), completions_to_openai.prompt_chars(body) // 4)
+    return await _forward(app, request, body, needs, ctl, ingress=ingress.for_completions)
 
 
 async def _forward(
@@ -69,7 +69,7 @@ async def _forward(
     needs: selection.Needs,
     ctl: controls.Controls,
     *,
-    ingress: wrapping.Wrap,
+    ingress: ingress.Wrap,
 ) -> Answer:
     route = selection.route(body["model"], needs, app.state.snapshot, app.state.view())
     assert app.forwarder is not None, "the forwarder is set at startup"
@@ -92,7 +92,7 @@ async def _anthropic_errors(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes
         async for chunk in chunks:
             if chunk.startswith(_STREAM_ERROR):
                 error = orjson.loads(chunk[6:])["error"]
-                payload = messages.error_body(502, str(error.get("message")))
+                payload = messages_to_chat.error_body(502, str(error.get("message")))
                 payload["error"]["type"] = "api_error"
                 yield event("error", payload)
             else:

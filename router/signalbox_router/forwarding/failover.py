@@ -142,13 +142,15 @@ class Forwarder:
         endpoint = self.state.pick_endpoint(entry)
         try:  # translate, before anything is held: what this provider cannot take is the client's
             outbound = prepared.dialect.request(
-                job.kind,
-                endpoint,
-                job.body,
-                cand.model,
-                raw=job.raw,
-                opts=prepared.options,
-                max_output_tokens=prepared.max_output.get(cand.model),
+                dialects.RequestParts(
+                    job.kind,
+                    endpoint,
+                    job.body,
+                    cand.model,
+                    prepared.options,
+                    job.raw,
+                    prepared.max_output.get(cand.model),
+                )
             )
         except dialects.TranslationError as exc:  # Unsupported, or the request is malformed
             raise BadRequest(str(exc), code="unsupported_request") from exc
@@ -209,7 +211,7 @@ class Forwarder:
             self.state.breakers.configure(entry.name, cached.breaker)
         if job.ingress is None:
             return cached
-        return dataclasses.replace(cached, dialect=job.ingress(cached.dialect, entry.spec.type))
+        return dataclasses.replace(cached, dialect=job.ingress(cached.dialect))
 
     async def _wait_for_capacity(
         self, job: Job, ticket: object, wait: float, wait_until: float

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from signalbox_api.provider import ProviderType
 from signalbox_providers import dialects
 from signalbox_providers.dialects import Kind
 from signalbox_router.asgi.sending import AfterReply
@@ -32,7 +31,7 @@ class Job:
     controls: Controls = DEFAULT_CONTROLS  # the client's x-signalbox-* headers
     due: float | None = None  # monotonic time the whole request must end by, if any
     # Another client API (``signalbox_providers.ingress``): wraps each provider's dialect.
-    ingress: Callable[[dialects.Dialect, ProviderType], dialects.Dialect] | None = None
+    ingress: Callable[[dialects.Dialect], dialects.Dialect] | None = None
     # Where attempts leave what they report, to run once the answer is sent; None: at once.
     after_reply: AfterReply | None = None
 

@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 from signalbox_api.provider import LLMProviderSpec, ProviderType
-from signalbox_providers import dialects
-from signalbox_providers.ingress import wrapping
+from signalbox_providers import dialects, ingress
+from signalbox_providers.dialects.base import RequestParts
 from tests.support.router import tool_exchange
 
 URL = "http://127.0.0.1:9/v1"
@@ -27,7 +27,7 @@ def build(
 ) -> dialects.Outbound:
     doc = LLMProviderSpec.model_validate({"type": ptype, "endpoint": {"url": URL}, **spec})
     dialect = dialects.dialect(doc.type)
-    return dialect.request("chat", URL, body, model, raw=raw, opts=dialect.options(doc))
+    return dialect.request(RequestParts("chat", URL, body, model, dialect.options(doc), raw))
 
 
 def call(body: dict[str, Any], model: str, ptype: str = "OpenAICompatible") -> dialects.Outbound:
@@ -163,7 +163,7 @@ def test_a_chat_answer_with_tool_arguments_nested_too_deep_is_invalid_for_messag
         "model": "m",
         "choices": [{"index": 0, "message": {"role": "assistant", "tool_calls": [call]}}],
     }
-    wrap = wrapping.for_messages({"model": "m", "max_tokens": 5, "messages": []})
-    dialect = wrap(dialects.dialect(ProviderType.OPENAI_COMPATIBLE), ProviderType.OPENAI_COMPATIBLE)
+    wrap = ingress.for_messages({"model": "m", "max_tokens": 5, "messages": []})
+    dialect = wrap(dialects.dialect(ProviderType.OPENAI_COMPATIBLE))
     with pytest.raises(dialects.InvalidAnswer):
         dialect.answer("chat", orjson.dumps(answer), "m")

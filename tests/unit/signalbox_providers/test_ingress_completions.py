@@ -9,8 +9,9 @@ import orjson
 import pytest
 
 from signalbox_api.provider import ProviderType
-from signalbox_providers import dialects
-from signalbox_providers.ingress import completions, wrapping
+from signalbox_providers import dialects, ingress
+from signalbox_providers.dialects.base import RequestParts
+from signalbox_providers.translate import completions_to_openai
 
 
 @pytest.mark.parametrize(
@@ -24,8 +25,8 @@ from signalbox_providers.ingress import completions, wrapping
     ],
 )
 def test_invalid(body: dict[str, Any], param: str) -> None:
-    with pytest.raises(completions.InvalidCompletion) as caught:
-        completions.validate(body)
+    with pytest.raises(completions_to_openai.InvalidCompletion) as caught:
+        completions_to_openai.validate(body)
     assert caught.value.param == param
 
 
@@ -39,9 +40,9 @@ def test_invalid(body: dict[str, Any], param: str) -> None:
     ],
 )
 def test_sent_where_served(ptype: ProviderType, base: str, url: str) -> None:
-    dialect = wrapping.for_completions(dialects.dialect(ptype), ptype)
+    dialect = ingress.for_completions(dialects.dialect(ptype))
     body = {"model": "alias", "prompt": "x", "stream": True}
-    out = dialect.request("chat", base, body, "upstream", opts={})
+    out = dialect.request(RequestParts("chat", base, body, "upstream", {}))
     assert out.url == url
     sent = orjson.loads(out.data)
     assert sent["model"] == "upstream"
@@ -51,13 +52,13 @@ def test_sent_where_served(ptype: ProviderType, base: str, url: str) -> None:
 
 @pytest.mark.parametrize("ptype", [ProviderType.ANTHROPIC, ProviderType.AZURE_OPENAI])
 def test_refused_where_not_served(ptype: ProviderType) -> None:
-    dialect = wrapping.for_completions(dialects.dialect(ptype), ptype)
+    dialect = ingress.for_completions(dialects.dialect(ptype))
     with pytest.raises(dialects.Unsupported):
-        dialect.request("chat", "http://x", {"model": "m", "prompt": "x"}, "m", opts={})
+        dialect.request(RequestParts("chat", "http://x", {"model": "m", "prompt": "x"}, "m", {}))
 
 
 def test_answer_checked_and_metered() -> None:
-    dialect = wrapping.for_completions(dialects.dialect(ProviderType.VLLM), ProviderType.VLLM)
+    dialect = ingress.for_completions(dialects.dialect(ProviderType.VLLM))
     raw = orjson.dumps(
         {
             "id": "cmpl-1",

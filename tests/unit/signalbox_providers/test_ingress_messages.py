@@ -11,10 +11,14 @@ import pydantic
 import pytest
 
 from signalbox_providers.dialects.base import StreamFailed
-from signalbox_providers.ingress import messages
-from signalbox_providers.ingress.messages_request import InvalidMessages, to_chat
-from signalbox_providers.ingress.messages_stream import ChatEvents, NativeEvents
 from signalbox_providers.streams import OpenAIEvents
+from signalbox_providers.translate import messages_to_chat
+from signalbox_providers.translate.messages_to_anthropic import NativeEvents
+from signalbox_providers.translate.messages_to_chat import (
+    ChatEvents,
+    InvalidMessages,
+    to_chat,
+)
 
 EVENTS = pydantic.TypeAdapter(anthropic.types.RawMessageStreamEvent)
 
@@ -195,7 +199,7 @@ def _chat_answer(**message: Any) -> dict[str, Any]:
 
 def test_answer_validates_as_sdk_message() -> None:
     call = {"id": "call_1", "type": "function", "function": {"name": "w", "arguments": '{"c":1}'}}
-    body = messages.from_chat(_chat_answer(content="ok", tool_calls=[call]))
+    body = messages_to_chat.from_chat(_chat_answer(content="ok", tool_calls=[call]))
     m = anthropic.types.Message.model_validate(body)
     assert m.id == "msg_abc"
     assert m.model == "up"
@@ -219,7 +223,7 @@ def test_answer_validates_as_sdk_message() -> None:
     ],
 )
 def test_stop_reasons(finish: Any, reason: str) -> None:
-    assert messages.stop_reason(finish) == reason
+    assert messages_to_chat.stop_reason(finish) == reason
 
 
 @pytest.mark.parametrize(
@@ -235,12 +239,12 @@ def test_stop_reasons(finish: Any, reason: str) -> None:
 )
 def test_errors_in_anthropic_shape(status: int, kind: str) -> None:
     openai_shaped = {"error": {"message": "nope", "type": "x", "param": None, "code": None}}
-    assert messages.from_chat_error(status, openai_shaped) == {
+    assert messages_to_chat.from_chat_error(status, openai_shaped) == {
         "type": "error",
         "error": {"type": kind, "message": "nope"},
     }
     native = {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}
-    assert messages.from_chat_error(529, native) == native
+    assert messages_to_chat.from_chat_error(529, native) == native
 
 
 def _sse(chunk: dict[str, Any] | str) -> bytes:
@@ -506,12 +510,12 @@ def test_tool_arguments_cut_off_with_the_answer_are_an_empty_input() -> None:
     cut = {"id": "c1", "type": "function", "function": {"name": "w", "arguments": '{"a": "ab'}}
     answer = _chat_answer(content=None, tool_calls=[cut])
     answer["choices"][0]["finish_reason"] = "length"
-    m = anthropic.types.Message.model_validate(messages.from_chat(answer))
+    m = anthropic.types.Message.model_validate(messages_to_chat.from_chat(answer))
     assert m.stop_reason == "max_tokens"
     assert [(b.type, getattr(b, "input", None)) for b in m.content] == [("tool_use", {})]
     answer["choices"][0]["finish_reason"] = "tool_calls"  # not cut: the answer is broken
     with pytest.raises(json.JSONDecodeError):
-        messages.from_chat(answer)
+        messages_to_chat.from_chat(answer)
 
 
 def _streamed_call(arguments: list[str], finish: str) -> list[dict[str, Any] | str]:

@@ -13,12 +13,17 @@ import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 
 from signalbox_api.provider import ProviderType
-from signalbox_providers import dialects
-from signalbox_providers.dialects.base import StreamFailed
-from signalbox_providers.ingress import responses, wrapping
-from signalbox_providers.ingress.responses_request import InvalidResponses, stateful, to_chat
-from signalbox_providers.ingress.responses_stream import ChatResponseEvents, NativeResponseEvents
+from signalbox_providers import dialects, ingress
+from signalbox_providers.dialects.base import RequestParts, StreamFailed
 from signalbox_providers.streams import OpenAIEvents
+from signalbox_providers.translate import responses_to_chat
+from signalbox_providers.translate.responses_to_chat import (
+    ChatResponseEvents,
+    InvalidResponses,
+    stateful,
+    to_chat,
+)
+from signalbox_providers.translate.responses_to_openai import NativeResponseEvents
 
 EVENTS = pydantic.TypeAdapter(ResponseStreamEvent)
 
@@ -129,7 +134,7 @@ def _chat(finish: str, **message: Any) -> dict[str, Any]:
 
 def test_answer_validates_as_sdk_response() -> None:
     call = {"id": "call_9", "type": "function", "function": {"name": "a", "arguments": "{}"}}
-    body = responses.from_chat(_chat("tool_calls", content="hi", tool_calls=[call]), {})
+    body = responses_to_chat.from_chat(_chat("tool_calls", content="hi", tool_calls=[call]), {})
     r = Response.model_validate(body)
     assert r.status == "completed"
     assert r.output_text == "hi"
@@ -140,7 +145,7 @@ def test_answer_validates_as_sdk_response() -> None:
 
 
 def test_cut_answer_is_incomplete() -> None:
-    r = Response.model_validate(responses.from_chat(_chat("length", content="hi"), {}))
+    r = Response.model_validate(responses_to_chat.from_chat(_chat("length", content="hi"), {}))
     assert r.status == "incomplete"
     assert r.incomplete_details is not None
     assert r.incomplete_details.reason == "max_output_tokens"
@@ -242,8 +247,8 @@ def test_native_stream_passes_events_and_meters() -> None:
 )
 def test_passed_through_to_openai_and_azure(ptype: ProviderType, base: str, url: str) -> None:
     original = {"model": "alias", "input": "x", "previous_response_id": "resp_1"}
-    dialect = wrapping.for_responses(original)(dialects.dialect(ptype), ptype)
-    out = dialect.request("chat", base, to_chat(original), "upstream", opts={})
+    dialect = ingress.for_responses(original)(dialects.dialect(ptype))
+    out = dialect.request(RequestParts("chat", base, to_chat(original), "upstream", {}))
     assert out.url == url
     assert orjson.loads(out.data) == {**original, "model": "upstream"}
 
@@ -251,12 +256,12 @@ def test_passed_through_to_openai_and_azure(ptype: ProviderType, base: str, url:
 @pytest.mark.parametrize("ptype", [ProviderType.OPENAI_COMPATIBLE, ProviderType.VLLM])
 def test_stored_state_refused_elsewhere(ptype: ProviderType) -> None:
     original = {"model": "alias", "input": "x", "previous_response_id": "resp_1"}
-    dialect = wrapping.for_responses(original)(dialects.dialect(ptype), ptype)
+    dialect = ingress.for_responses(original)(dialects.dialect(ptype))
     with pytest.raises(dialects.Unsupported, match="previous_response_id"):
-        dialect.request("chat", "http://x/v1", to_chat(original), "upstream", opts={})
+        dialect.request(RequestParts("chat", "http://x/v1", to_chat(original), "upstream", {}))
     plain = {"model": "alias", "input": "x"}
-    dialect = wrapping.for_responses(plain)(dialects.dialect(ptype), ptype)
-    out = dialect.request("chat", "http://x/v1", to_chat(plain), "upstream", opts={})
+    dialect = ingress.for_responses(plain)(dialects.dialect(ptype))
+    out = dialect.request(RequestParts("chat", "http://x/v1", to_chat(plain), "upstream", {}))
     assert out.url == "http://x/v1/chat/completions"
 
 
@@ -313,7 +318,9 @@ def test_interleaved_parallel_tool_calls_keep_their_own_items() -> None:
 
 def test_tool_arguments_given_as_an_object_are_json() -> None:
     call = {"id": "call_9", "type": "function", "function": {"name": "a", "arguments": {"k": 1}}}
-    r = Response.model_validate(responses.from_chat(_chat("tool_calls", tool_calls=[call]), {}))
+    r = Response.model_validate(
+        responses_to_chat.from_chat(_chat("tool_calls", tool_calls=[call]), {})
+    )
     assert [(o.type, o.arguments) for o in r.output] == [("function_call", '{"k":1}')]
 
 
@@ -366,11 +373,9 @@ def test_a_chat_stream_that_finished_without_usage_or_done_completes_in_other_ap
     # The translation asks the provider for usage, but its events need none: a provider that
     # never sends usage and ends after its finish_reason still gives a whole stream.
     original = {"model": "m", "input": "x"} if api == "responses" else {"model": "m"}
-    wrap = (
-        wrapping.for_responses(original) if api == "responses" else wrapping.for_messages(original)
-    )
+    wrap = ingress.for_responses(original) if api == "responses" else ingress.for_messages(original)
     ptype = ProviderType.OPENAI_COMPATIBLE
-    stream = wrap(dialects.dialect(ptype), ptype).stream("m", False)
+    stream = wrap(dialects.dialect(ptype)).stream("m", False)
     out = stream.feed(_sse(_chunk({"content": "Hello"})) + _sse(_chunk({}, "stop")))
     out += stream.end()
     assert stream.done

@@ -10,6 +10,7 @@ import pytest
 
 from signalbox_api.provider import ProviderType
 from signalbox_providers import dialects
+from signalbox_providers.dialects.base import RequestParts
 from signalbox_providers.streams import DONE, OpenAIEvents, anthropic_events, ollama_lines
 
 
@@ -188,9 +189,9 @@ def test_an_ollama_stream_with_a_bad_token_count_fails() -> None:
 def test_anthropic_max_tokens_defaults_to_the_models_max_output_tokens() -> None:
     dialect = dialects.dialect(ProviderType.ANTHROPIC)
     body = {"model": "c", "messages": [{"role": "user", "content": "hi"}]}
-    out = dialect.request("chat", "http://h", body, "c", opts={}, max_output_tokens=1234)
+    out = dialect.request(RequestParts("chat", "http://h", body, "c", {}, max_output_tokens=1234))
     assert orjson.loads(out.data)["max_tokens"] == 1234
-    asked = dialect.request("chat", "http://h", {**body, "max_tokens": 9}, "c", opts={})
+    asked = dialect.request(RequestParts("chat", "http://h", {**body, "max_tokens": 9}, "c", {}))
     assert orjson.loads(asked.data)["max_tokens"] == 9
 
 

@@ -17,7 +17,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from signalbox_fake import FakeProvider, Flavor
 from signalbox_providers.sse import SseEvent, SseParser
-from signalbox_providers.translate.anthropic import (
+from signalbox_providers.translate.chat_to_anthropic import (
     AnthropicStream,
     UpstreamStreamError,
     error_to_openai,

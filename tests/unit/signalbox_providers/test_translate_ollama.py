@@ -17,7 +17,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from signalbox_fake import FakeProvider, Flavor
 from signalbox_providers.sse import NdjsonParser
-from signalbox_providers.translate.ollama import (
+from signalbox_providers.translate.chat_to_ollama import (
     OllamaStream,
     UpstreamStreamError,
     error_to_openai,

@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from signalbox_providers.ingress.messages_request import InvalidMessages
 from signalbox_providers.outcomes import Outcome
+from signalbox_providers.translate.messages_to_chat import InvalidMessages
 from signalbox_router.edge import error_replies
 from signalbox_router.failures import (
     BadRequest,

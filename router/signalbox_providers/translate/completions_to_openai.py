@@ -1,15 +1,15 @@
-"""Legacy text completions (``POST /v1/completions``): checked at the edge, then passed through
-to the provider types that still serve them (OpenAI-style APIs, vLLM, LocalAI and Ollama's
-OpenAI-compatible API). The route a chat request would take carries the ``prompt``; only the
-model name changes, and a stream asks for usage (for metering) as chat streams do."""
+"""A legacy text completions client (``POST /v1/completions``) -> a provider type that still
+serves them (OpenAI-style APIs, vLLM, LocalAI and Ollama's OpenAI-compatible API): checked at
+the edge, then passed through. The route a chat request would take carries the ``prompt``; only
+the model name changes, and a stream asks for usage (for metering) as chat streams do.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from signalbox_providers.ingress.invalid import InvalidRequest
-from signalbox_providers.translate.openai_format import JSON
+from signalbox_providers.translate.openai_format import JSON, InvalidRequest
 
 
 class InvalidCompletion(InvalidRequest):
