@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fails when crds/*.yaml, the chart's copies or the field reference (crds/README.md) differ
+# Fails when crds/*.yaml, the chart's copies or the field reference (crds/reference.md) differ
 # from what the models render.
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 source "$HACK_DIR/lib/python.sh"
@@ -14,6 +14,6 @@ for f in "$tmp"/crds/*.yaml; do
     || die "charts/signalbox/files/crds/$name is stale; run hack/update-crds.sh"
 done
 "$PY" -m signalbox_api.reference >"$tmp/README.md"
-diff -u "$REPO_ROOT/crds/README.md" "$tmp/README.md" \
-  || die "crds/README.md (the field reference) is stale; run hack/update-crds.sh"
+diff -u "$REPO_ROOT/crds/reference.md" "$tmp/README.md" \
+  || die "crds/reference.md (the field reference) is stale; run hack/update-crds.sh"
 log "CRDs and their field reference are up to date (crds/ and the Helm chart)"

@@ -1,6 +1,6 @@
 """Renders a Markdown field reference for both CRDs from their schema descriptions.
 
-``python -m signalbox_api.reference > crds/README.md`` (``hack/update-crds.sh``); a test fails
+``python -m signalbox_api.reference > crds/reference.md`` (``hack/update-crds.sh``); a test fails
 when the committed reference differs from a fresh rendering.
 """
 

@@ -121,7 +121,7 @@ def test_chart_crds_match_models(name: str) -> None:
 def test_field_reference_is_current() -> None:
     from signalbox_api import reference
 
-    committed = (CRD_DIR / "README.md").read_text()
-    assert committed == reference.render(), "crds/README.md is stale; run hack/update-crds.sh"
+    committed = (CRD_DIR / "reference.md").read_text()
+    assert committed == reference.render(), "crds/reference.md is stale; run hack/update-crds.sh"
     assert "### `spec.healthCheck`" in committed
     assert "exactly one of spec.endpoint.url or spec.endpoint.service" in committed
