@@ -150,7 +150,7 @@ if [[ "$what" == all || "$what" == dataplane ]]; then
   suite dataplane "${DATAPLANE_WORKERS:-4}" || rc=1
 fi
 if [[ "$what" == all || "$what" == controlplane ]]; then
-  suite controlplane "${CONTROLPLANE_WORKERS:-2}" || rc=1
+  suite controlplane "${CONTROLPLANE_WORKERS:-3}" || rc=1
 fi
 if [[ -n "$node" ]]; then
   finished images

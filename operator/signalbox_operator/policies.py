@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,6 +21,7 @@ import pydantic
 from kubernetes.client import ApiException
 
 from signalbox_api import discovered, eligibility
+from signalbox_api.conditions import Condition
 from signalbox_api.policy import RoutingPolicySpec, RoutingPolicyStatus
 from signalbox_api.provider import LLMProviderSpec, LLMProviderStatus
 from signalbox_operator.kube import Current, Kube, Written
@@ -170,14 +171,15 @@ class Policies:
             self.written.get(key) or body.get("status") or {}
         )
         views = self._views_in(key[0])
-        status = policy_status.compute(
-            spec,
-            body["metadata"].get("generation"),
-            views,
-            previous.conditions,
-            self.clock(),
-            conflicts=self._conflicts(key, spec, views),
-        )
+        conflicts = self._conflicts(key, spec, views)
+        generation = body["metadata"].get("generation")
+
+        def computed(conditions: Sequence[Condition]) -> RoutingPolicyStatus:
+            return policy_status.compute(
+                spec, generation, views, conditions, self.clock(), conflicts=conflicts
+            )
+
+        status = computed(previous.conditions)
         if self.metrics is not None:
             eligible = sum(1 for p in status.providers if p.eligible)
             self.metrics.policy_eligible.labels(*key).set(eligible)
@@ -191,15 +193,8 @@ class Policies:
         def render(current: Current | None) -> dict[str, Any]:
             nonlocal wire
             if current is not None:  # someone wrote since: conditions carry on from theirs
-                now = RoutingPolicyStatus.model_validate(current.status or {})
-                wire = policy_status.compute(
-                    spec,
-                    body["metadata"].get("generation"),
-                    views,
-                    now.conditions,
-                    self.clock(),
-                    conflicts=self._conflicts(key, spec, views),
-                ).to_wire()
+                theirs = RoutingPolicyStatus.model_validate(current.status or {})
+                wire = computed(theirs.conditions).to_wire()
             return wire
 
         try:

@@ -115,9 +115,15 @@ async def test_at_steady_load_few_requests_touch_redis(world: World) -> None:
 
 
 def test_readyz_names_the_shared_mode_and_the_live_replicas(world: World) -> None:
-    body = world.routers[0].get("/readyz").json()
-    assert body["shared_budgets"]["mode"] == "shared"
-    assert body["shared_budgets"]["replicas"] == REPLICAS
+    # Replicas are counted by heartbeat: on a machine busy enough for a round trip to pass 50 ms,
+    # a replica falls back for a moment and drops out of the count until it beats again.
+    deadline = time.monotonic() + 15
+    while True:
+        shared = world.routers[0].get("/readyz").json()["shared_budgets"]
+        if shared["mode"] == "shared" and shared["replicas"] == REPLICAS:
+            break
+        assert time.monotonic() < deadline, shared
+        time.sleep(0.2)
     assert world.routers[0].metric("signalbox_router_shared_budget_mode") == 1.0
 
 
