@@ -10,13 +10,17 @@ PY="$VENV/bin/python"
 UV_VERSION="$(sed -n 's/^uv==\([0-9.]*\).*/\1/p' "$HACK_DIR/lib/uv-requirements.txt")"
 UV="$SIGNALBOX_CACHE/uv-$UV_VERSION/bin/uv"
 
-# ensure_uv: installs the pinned uv once (pip, hashes required) and puts it first on PATH.
+# ensure_uv: installs the pinned uv once (in a virtualenv of its own, by pip, hashes required)
+# and puts it first on PATH.
 ensure_uv() {
   if [[ ! -x "$UV" ]]; then
+    local home="$SIGNALBOX_CACHE/uv-$UV_VERSION"
     command -v python3 >/dev/null || die "python3 (>= 3.11) is not installed"
-    log "installing uv $UV_VERSION into $SIGNALBOX_CACHE (once)"
-    python3 -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes \
-      --target "$SIGNALBOX_CACHE/uv-$UV_VERSION" -r "$HACK_DIR/lib/uv-requirements.txt" ||
+    log "installing uv $UV_VERSION into $home (once)"
+    rm -rf "$home"
+    python3 -m venv "$home" || die "could not create a virtualenv (on Debian: apt-get install python3-venv)"
+    "$home/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+      --require-hashes -r "$HACK_DIR/lib/uv-requirements.txt" ||
       die "pip could not install uv $UV_VERSION"
   fi
   export PATH="${UV%/uv}:$PATH" UV_PYTHON_DOWNLOADS=never UV_PROJECT_ENVIRONMENT="$VENV"
