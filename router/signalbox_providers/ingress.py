@@ -14,7 +14,7 @@ translated back (the ``*_to_chat`` pair modules); a Responses request that needs
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -75,7 +75,7 @@ class MessagesIngress(Dialect):
     def request(self, parts: RequestParts) -> Outbound:
         if self.native:
             return _passed_through(self.inner, ClientApi.MESSAGES, parts, dict(self.original))
-        return self.inner.request(replace(parts, raw=None))
+        return self.inner.request(parts._replace(raw=None))
 
     def answer(self, kind: Kind, raw: bytes, model: str) -> Answer:
         if self.native:
@@ -134,7 +134,7 @@ class ResponsesIngress(Dialect):
                 "previous_response_id and conversation need stored responses, which only an "
                 "OpenAI provider keeps; this request's provider is stateless"
             )
-        return self.inner.request(replace(parts, raw=None))
+        return self.inner.request(parts._replace(raw=None))
 
     def answer(self, kind: Kind, raw: bytes, model: str) -> Answer:
         if self.native:

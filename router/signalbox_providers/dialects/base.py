@@ -42,8 +42,7 @@ class ClientApi(enum.StrEnum):
     COMPLETIONS = "completions"  # OpenAI's legacy text completions
 
 
-@dataclass(frozen=True, slots=True)
-class RequestParts:
+class RequestParts(NamedTuple):  # a tuple: built on every attempt, and cheaply so
     """What a dialect builds one upstream request from: the request's ``kind`` and ``body`` (an
     OpenAI request), the upstream ``model`` and the provider's ``base_url`` and per-provider
     ``options``; ``raw``, the client's own bytes, sent as they are when nothing changes;

@@ -224,7 +224,9 @@ _UNROUTED = replies.signalbox_headers("", "", 0)
 
 def _stamped(reply: Answer) -> Answer:
     """A model route's reply names provider, model and attempts; blank when none was tried."""
+    for name, _ in reply.headers:
+        if name == b"x-signalbox-provider":
+            return reply  # a provider answered: all three headers are there
     names = {k for k, _ in reply.headers}
-    if b"x-signalbox-provider" not in names:
-        reply.headers.extend((k, v) for k, v in _UNROUTED if k not in names)
+    reply.headers.extend((k, v) for k, v in _UNROUTED if k not in names)
     return reply

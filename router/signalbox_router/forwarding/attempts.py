@@ -17,7 +17,7 @@ import logging
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import aiohttp
 from multidict import CIMultiDict
@@ -83,8 +83,7 @@ class Prepared:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Report:
+class Report(NamedTuple):
     """How an attempt ended, told once: ``code`` is 200, the upstream's status, 499 (the
     client's) or 500 (ours); ``failure`` is what went wrong upstream, if anything did;
     ``usage`` the prompt and completion tokens, ``estimated`` when the router counted them."""
@@ -176,7 +175,10 @@ class Attempt:
             return
         self.finished = True
         now = time.monotonic()
-        self._tell_breaker(report, now)
+        if report.failure is None and report.code == 200:  # the common case, without a call
+            self.state.breakers.success(self.entry.name, self.trial)
+        else:
+            self._tell_breaker(report, now)
         job, usage = self.job, report.usage
         try:
             self.limiter.release(now, job.tokens_for(self.limiter), sum(usage) if usage else None)
@@ -190,11 +192,8 @@ class Attempt:
 
     def _tell_breaker(self, report: Report, now: float) -> None:
         name, breakers, failure = self.entry.name, self.state.breakers, report.failure
-        if failure is None:
-            if report.code == 200:
-                breakers.success(name, self.trial)
-            else:  # the client's or ours: says nothing about the provider
-                breakers.neutral(name, self.trial)
+        if failure is None:  # the client's or ours: says nothing about the provider
+            breakers.neutral(name, self.trial)
             return
         self.state.last_error[name] = failure.outcome.value
         if failure.outcome == Outcome.AUTH_FAILED:
@@ -210,7 +209,7 @@ class Attempt:
             breakers.failure(name, now, self.trial)
 
     def _report(self, report: Report, seconds: float) -> None:
-        self.state.observed(self.entry.name, report.code == 200, seconds)
+        self.state.observed(self.entry.name, report.failure is None and report.code == 200, seconds)
         self.state.meter.record(
             self.job.route.model,
             self.entry.name,

@@ -19,8 +19,7 @@ returns, and to the stream after a ``StreamStarted``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import aiohttp
 import orjson
@@ -41,8 +40,7 @@ MAX_ANSWER = 64 * 1024 * 1024  # a complete answer (embeddings of a large batch 
 _FAIL_FAST = frozenset({Outcome.BAD_REQUEST, Outcome.MODEL_NOT_FOUND})
 
 
-@dataclass(frozen=True, slots=True)
-class Answered:
+class Answered(NamedTuple):
     """A complete answer, validated: its body for the client and its usage (``estimated``
     when the upstream reported none and the router counted)."""
 
@@ -51,8 +49,7 @@ class Answered:
     estimated: bool
 
 
-@dataclass(frozen=True, slots=True)
-class StreamStarted:
+class StreamStarted(NamedTuple):
     """A stream whose first bytes for the client exist; the stream now owns ``response``."""
 
     response: aiohttp.ClientResponse
@@ -203,4 +200,4 @@ async def _stream_start(attempt: Attempt, resp: aiohttp.ClientResponse) -> Strea
 
 def names(attempt: Attempt) -> replies.HeaderTuple:
     """The headers naming who answered: provider, upstream model, attempt number."""
-    return replies.signalbox_headers(attempt.name, attempt.cand.model, attempt.number)
+    return replies.signalbox_headers(attempt.entry.name, attempt.cand.model, attempt.number)

@@ -179,7 +179,7 @@ class Forwarder:
         self.state.meter.attempts.observe(number)
         names = exchange.names(attempt)
         if isinstance(result, exchange.Answered):
-            attempt.finish(Report.success(result.usage, estimated=result.estimated))
+            attempt.finish(Report(200, None, result.usage, result.estimated))
             return replies.Reply(200, result.body, [replies.JSON_TYPE, *names])
         self.state.meter.first_token(
             job.route.model, entry.name, time.monotonic() - attempt.started

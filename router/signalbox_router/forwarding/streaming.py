@@ -13,8 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from signalbox_providers import dialects
 from signalbox_providers.streams import sse
@@ -31,8 +30,7 @@ log = logging.getLogger(__name__)
 _SAID = "upstream stream failed"
 
 
-@dataclass(frozen=True, slots=True)
-class Watch:
+class Watch(NamedTuple):
     """What a relay keeps to: the provider's name, its idle timeout, the attempt's deadline,
     the request's body (for a usage estimate) and the secrets to mask in an error event."""
 
