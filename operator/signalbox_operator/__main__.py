@@ -126,11 +126,11 @@ async def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _health_limits(args: argparse.Namespace) -> health.Limits:
+def _health_limits(args: argparse.Namespace) -> health.HealthLimits:
     timing: Timing = args.timing
     # A lease attempt ends at least every 2.5 retry periods; stopping a term takes at most
     # terms.STOP_SECONDS plus the lease's release.
-    return health.Limits(
+    return health.HealthLimits(
         stalled_after=terms.STOP_SECONDS + 4 * timing.retry_period, stale_after=timing.duration
     )
 

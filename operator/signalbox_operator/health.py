@@ -33,7 +33,7 @@ class Phase(enum.Enum):
 
 
 @dataclass(frozen=True)
-class Limits:
+class HealthLimits:
     stalled_after: float  # seconds without a lease attempt (or stuck stopping): not alive
     stale_after: float  # seconds without a successful lease read: a standby is not ready
 
@@ -60,7 +60,7 @@ class Answer:
         return {"ok": self.ok, "phase": self.phase, "reason": self.reason}
 
 
-def liveness(r: Reading, now: float, limits: Limits) -> Answer:
+def liveness(r: Reading, now: float, limits: HealthLimits) -> Answer:
     def no(reason: str) -> Answer:
         return Answer(False, r.phase.value, reason)
 
@@ -77,7 +77,7 @@ def liveness(r: Reading, now: float, limits: Limits) -> Answer:
     return Answer(True, r.phase.value, "the campaign loop is running")
 
 
-def readiness(r: Reading, now: float, limits: Limits) -> Answer:
+def readiness(r: Reading, now: float, limits: HealthLimits) -> Answer:
     live = liveness(r, now, limits)
     if not live.ok:
         return live
@@ -149,13 +149,13 @@ class Status:
 class Server:
     """``/healthz`` and ``/readyz`` on ``host:port``; start before campaigning, stop at exit."""
 
-    def __init__(self, status: Status, limits: Limits, host: str, port: int) -> None:
+    def __init__(self, status: Status, limits: HealthLimits, host: str, port: int) -> None:
         self.status, self.limits = status, limits
         self.host, self.port = host, port
         self._runner: web.AppRunner | None = None
 
     def _handler(
-        self, decide: Callable[[Reading, float, Limits], Answer]
+        self, decide: Callable[[Reading, float, HealthLimits], Answer]
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def answer(_request: web.Request) -> web.StreamResponse:
             verdict = decide(self.status.reading(), self.status.now(), self.limits)

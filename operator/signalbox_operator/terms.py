@@ -115,7 +115,7 @@ async def lead(
         lookups=unresolved,
         provider_changed=policies.touch,
         clock=clock,
-        limits=http_probe.Limits(max_body=args.probe_max_body),
+        limits=http_probe.ProbeLimits(max_body=args.probe_max_body),
     )
     memo = kopf.Memo()
     memo[handlers.STATE_KEY] = handlers.OperatorState(runtime=runtime, policies=policies)

@@ -19,7 +19,7 @@ import aiohttp
 from signalbox_router import supervision
 from signalbox_router.cache.response_cache import ResponseCache
 from signalbox_router.edge import bounding, serving
-from signalbox_router.edge.router_app import RouterApp, Settings
+from signalbox_router.edge.router_app import RouterApp, RouterSettings
 from signalbox_router.forwarding import exchange
 from signalbox_router.forwarding.failover import Forwarder
 from signalbox_router.sources import folder_watch, manifests, vllm_queues
@@ -58,25 +58,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--max-header-bytes",
         type=int,
-        default=bounding.Limits.max_head_bytes,
+        default=bounding.ConnectionLimits.max_head_bytes,
         help="largest request line and headers together, in bytes (beyond: 431)",
     )
     p.add_argument(
         "--max-headers",
         type=int,
-        default=bounding.Limits.max_headers,
+        default=bounding.ConnectionLimits.max_headers,
         help="most request headers (beyond: 431)",
     )
     p.add_argument(
         "--header-timeout",
         type=float,
-        default=bounding.Limits.head_timeout,
+        default=bounding.ConnectionLimits.head_timeout,
         help="seconds a client has to send a request's headers (beyond: 408, closed)",
     )
     p.add_argument(
         "--body-timeout",
         type=float,
-        default=bounding.Limits.body_timeout,
+        default=bounding.ConnectionLimits.body_timeout,
         help="seconds a client has to send a request's body (beyond: 408, closed)",
     )
     p.add_argument(
@@ -211,7 +211,7 @@ def build_app(args: argparse.Namespace) -> RouterApp:
     budgets = _shared_budgets(args, state)
     app = RouterApp(
         state,
-        Settings(
+        RouterSettings(
             max_body=args.max_body,
             client_keys=(keys := _client_keys(args)),
             metrics_tokens=_metrics_tokens(args, keys),
@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     except (StartupError, manifests.ManifestError) as exc:
         print(f"signalbox-router: {exc}", file=sys.stderr)
         return 2
-    limits = bounding.Limits(
+    limits = bounding.ConnectionLimits(
         max_head_bytes=args.max_header_bytes,
         max_headers=args.max_headers,
         head_timeout=args.header_timeout,

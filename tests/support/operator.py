@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -22,6 +23,37 @@ T = TypeVar("T")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now, for a server a test starts. It comes from below the
+    kernel's ephemeral range, where client connections take their own ports (a port picked
+    there can be taken by a connection before the server binds it), and from this pytest-xdist
+    worker's own slice of that, so that workers never pick the same one."""
+    low, _ = _ephemeral_range()
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    slice_start = 10_000 + (worker % 16) * 1_000
+    if slice_start + 1_000 > low:  # an unusual kernel setting: the kernel's own pick
+        return _any_port(host)
+    for port in _RNG.sample(range(slice_start, slice_start + 1_000), 1_000):
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    return _any_port(host)
+
+
+_RNG = random.Random()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32_768, 60_999
+
+
+def _any_port(host: str) -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         port: int = s.getsockname()[1]

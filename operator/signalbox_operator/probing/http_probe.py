@@ -6,10 +6,10 @@ headers, keys or response bodies.
 
 A probe is bounded in time and memory whatever the provider does: one deadline covers the
 connection, the headers and the whole body; bodies are read as a stream and given up past
-``Limits.max_body``; only a few probes at once may hold more than ``Limits.small_body`` (the
-rest wait their turn within their own deadline), so a crowd of providers sending endless or
-huge bodies cannot take the operator past its memory limit. Compressed bodies are inflated
-within the same bound.
+``ProbeLimits.max_body``; only a few probes at once may hold more than ``ProbeLimits.small_body``
+(the rest wait their turn within their own deadline), so a crowd of providers sending endless or
+huge bodies cannot take the operator past its memory limit. Compressed bodies are inflated within
+the same bound.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ LARGE_BODIES = 8  # probes that may hold more than SMALL_BODY at once
 
 
 @dataclass
-class Limits:
+class ProbeLimits:
     """What all probes share: the body cap and the turns for large bodies."""
 
     max_body: int = MAX_BODY
@@ -124,7 +124,7 @@ def _inflater(encoding: str, where: str) -> Any:
     )
 
 
-async def _read(resp: httpx.Response, limits: Limits, where: str) -> bytearray:
+async def _read(resp: httpx.Response, limits: ProbeLimits, where: str) -> bytearray:
     """The body, decoded, at most ``limits.max_body`` bytes; a larger one is a failure."""
     inflate = _inflater(resp.headers.get("content-encoding", ""), where)
     body = bytearray()
@@ -163,7 +163,7 @@ async def _read(resp: httpx.Response, limits: Limits, where: str) -> bytearray:
 
 
 async def _send(
-    client: httpx.AsyncClient, call: dialects.HttpCall, limits: Limits, *, lists: bool = False
+    client: httpx.AsyncClient, call: dialects.HttpCall, limits: ProbeLimits, *, lists: bool = False
 ) -> Any:
     """Send one call; return its JSON body (or None) on 2xx, raise _Failed otherwise."""
     where = f"{call.method} {_safe_url(call.url)}"
@@ -209,7 +209,7 @@ async def _run(
     client: httpx.AsyncClient,
     spec: LLMProviderSpec,
     refs: Refs,
-    limits: Limits,
+    limits: ProbeLimits,
     known: Collection[str] = (),
 ) -> discovery.Discovered | None:
     base = refs.base_url or ""
@@ -255,7 +255,7 @@ async def probe(
     client: httpx.AsyncClient,
     spec: LLMProviderSpec,
     refs: Refs,
-    limits: Limits | None = None,
+    limits: ProbeLimits | None = None,
     known: Collection[str] = (),
 ) -> ProbeReport:
     """Probe the provider as its healthCheck says, within its timeout (body included).
@@ -265,7 +265,7 @@ async def probe(
     at = datetime.now(UTC)
     try:
         async with asyncio.timeout(timeout):
-            models = await _run(client, spec, refs, limits or Limits(), known)
+            models = await _run(client, spec, refs, limits or ProbeLimits(), known)
     except _Failed as failed:
         return ProbeReport(
             outcome=failed.outcome,

@@ -70,7 +70,7 @@ class Runtime:
     lookups: refs.Lookups
     provider_changed: Callable[[str], None]  # wakes the policies of a namespace
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    limits: http_probe.Limits = field(default_factory=http_probe.Limits)
+    limits: http_probe.ProbeLimits = field(default_factory=http_probe.ProbeLimits)
     running: int = 0  # probe loops alive, to spread their first probes
 
 
@@ -221,7 +221,7 @@ class Prober:
     async def _probe(self, spec: LLMProviderSpec, resolved: provider_status.Refs) -> None:
         known = self.discovered.facts if self.discovered is not None else {}
         report = await http_probe.probe(self.rt.http, spec, resolved, self.rt.limits, known)
-        settings = circuits.Settings.from_spec(spec)
+        settings = circuits.CircuitSettings.from_spec(spec)
         self.circuit = circuits.observe(
             self.circuit, report.outcome, report.at, settings, report.retry_after
         )

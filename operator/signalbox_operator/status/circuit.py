@@ -26,7 +26,7 @@ MAX_RATE_LIMIT_WAIT = 86_400.0  # a Retry-After beyond a day is taken as a day
 
 
 @dataclass(frozen=True)
-class Settings:
+class CircuitSettings:
     failure_threshold: int = 3
     open_duration: float = 30.0
     max_open_duration: float = 600.0
@@ -35,7 +35,7 @@ class Settings:
     rate_limit_cooldown: float = DEFAULT_RATE_LIMIT_COOLDOWN
 
     @classmethod
-    def from_spec(cls, spec: LLMProviderSpec) -> Settings:
+    def from_spec(cls, spec: LLMProviderSpec) -> CircuitSettings:
         cb, hc = spec.circuit_breaker, spec.health_check
         return cls(
             failure_threshold=cb.failure_threshold,
@@ -62,7 +62,7 @@ class Circuit:
         return self.rate_limited_until is not None and now < self.rate_limited_until
 
 
-def open_duration(trips: int, settings: Settings) -> float:
+def open_duration(trips: int, settings: CircuitSettings) -> float:
     """Seconds an open circuit stays open on its ``trips``-th consecutive trip."""
     grown: float = settings.open_duration * 2.0 ** min(max(0, trips - 1), 32)
     return min(grown, settings.max_open_duration)
@@ -81,7 +81,7 @@ def observe(
     c: Circuit,
     outcome: Outcome,
     now: datetime,
-    settings: Settings,
+    settings: CircuitSettings,
     retry_after: float | None = None,
 ) -> Circuit:
     """Fold one probe outcome into the circuit."""
@@ -97,7 +97,7 @@ def observe(
     return _failure(c, outcome, now, settings)
 
 
-def _success(c: Circuit, now: datetime, settings: Settings) -> Circuit:
+def _success(c: Circuit, now: datetime, settings: CircuitSettings) -> Circuit:
     successes = c.consecutive_successes + 1
     healthy = c.healthy
     if healthy is None or (not healthy and successes >= settings.healthy_threshold):
@@ -114,7 +114,7 @@ def _success(c: Circuit, now: datetime, settings: Settings) -> Circuit:
     return c
 
 
-def _failure(c: Circuit, outcome: Outcome, now: datetime, settings: Settings) -> Circuit:
+def _failure(c: Circuit, outcome: Outcome, now: datetime, settings: CircuitSettings) -> Circuit:
     failures = c.consecutive_failures + 1
     auth = outcome == Outcome.AUTH_FAILED
     healthy = False if auth or failures >= settings.unhealthy_threshold else c.healthy

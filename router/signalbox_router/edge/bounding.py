@@ -39,7 +39,7 @@ LINGER = 2.0
 
 
 @dataclass(frozen=True)
-class Limits:
+class ConnectionLimits:
     max_head_bytes: int = 64 * 1024
     max_headers: int = 100
     head_timeout: float = 10.0
@@ -72,7 +72,7 @@ _BASE = HttpToolsProtocol
 class BoundedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with bounded heads and read timeouts (see the module)."""
 
-    limits: ClassVar[Limits] = Limits()
+    limits: ClassVar[ConnectionLimits] = ConnectionLimits()
     _out: HeadWithBody  # the connection's transport, as the request cycle writes to it
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -207,6 +207,6 @@ class BoundedProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
-def protocol_for(limits: Limits) -> type[BoundedProtocol]:
+def protocol_for(limits: ConnectionLimits) -> type[BoundedProtocol]:
     """The protocol class uvicorn should build connections with, for these limits."""
     return type("BoundedProtocol", (BoundedProtocol,), {"limits": limits})

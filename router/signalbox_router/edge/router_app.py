@@ -45,7 +45,7 @@ Hook = Callable[[], Awaitable[None]]
 
 
 @dataclass
-class Settings:
+class RouterSettings:
     max_body: int = 10 * 1024 * 1024
     client_keys: frozenset[str] | None = None  # None: no client authentication
     metrics_tokens: frozenset[str] | None = None  # for --metrics-port; None: open
@@ -65,7 +65,7 @@ class Incoming:
 @dataclass
 class RouterApp:
     state: RouterState
-    settings: Settings = field(default_factory=Settings)
+    settings: RouterSettings = field(default_factory=RouterSettings)
     forwarder: Forwarder | None = None
     cache: ResponseCache | None = None
     on_startup: list[Hook] = field(default_factory=list)

@@ -13,7 +13,7 @@ import asyncio
 import uvicorn
 from uvicorn.server import ServerState
 
-from signalbox_router.edge.bounding import BoundedProtocol, Limits, protocol_for
+from signalbox_router.edge.bounding import BoundedProtocol, ConnectionLimits, protocol_for
 from signalbox_router.edge.exposition import MetricsApp
 from signalbox_router.edge.router_app import RouterApp
 
@@ -23,7 +23,7 @@ def run(
     *,
     host: str,
     port: int,
-    limits: Limits,
+    limits: ConnectionLimits,
     log_level: str,
     metrics: tuple[str, int] | None = None,
 ) -> None:

@@ -26,7 +26,7 @@ from signalbox_api.primitives import parse_duration
 from signalbox_providers import dialects
 from signalbox_providers.outcomes import Outcome
 from signalbox_router.failures import DEFAULT_RETRY_AFTER, ClientGone, UpstreamFailed
-from signalbox_router.limits.breaker import Settings
+from signalbox_router.limits.breaker import BreakerSettings
 from signalbox_router.limits.limiters import ProviderLimiter
 from signalbox_router.routing.selection import Candidate
 from signalbox_router.routing.snapshot import ProviderEntry
@@ -53,7 +53,7 @@ class Prepared:
     first_token: float
     stream_idle: float
     request: float
-    breaker: Settings
+    breaker: BreakerSettings
     max_output: dict[str, int]  # model or alias -> declared maxOutputTokens
 
     @classmethod
@@ -73,7 +73,7 @@ class Prepared:
             first_token=parse_duration(t.first_token),
             stream_idle=parse_duration(t.stream_idle),
             request=parse_duration(t.request),
-            breaker=Settings.of(spec.circuit_breaker),
+            breaker=BreakerSettings.of(spec.circuit_breaker),
             max_output={
                 name: m.max_output_tokens
                 for m in spec.models

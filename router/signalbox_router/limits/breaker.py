@@ -19,14 +19,14 @@ from signalbox_api.provider import CircuitBreaker
 
 
 @dataclass(frozen=True)
-class Settings:
+class BreakerSettings:
     threshold: int = 3
     open_for: float = 2.0
     max_open_for: float = 30.0
     half_open_max: int = 1
 
     @classmethod
-    def of(cls, spec: CircuitBreaker) -> Settings:
+    def of(cls, spec: CircuitBreaker) -> BreakerSettings:
         return cls(
             threshold=spec.failure_threshold,
             open_for=parse_duration(spec.open_duration),
@@ -37,7 +37,7 @@ class Settings:
 
 @dataclass
 class _State:
-    settings: Settings
+    settings: BreakerSettings
     failures: int = 0
     trips: int = 0
     open_until: float = 0.0  # 0: closed
@@ -48,10 +48,10 @@ class _State:
 
 @dataclass
 class Breakers:
-    default: Settings = field(default_factory=Settings)
+    default: BreakerSettings = field(default_factory=BreakerSettings)
     _states: dict[str, _State] = field(default_factory=dict)
 
-    def configure(self, name: str, settings: Settings) -> None:
+    def configure(self, name: str, settings: BreakerSettings) -> None:
         """Use ``settings`` for ``name`` from now on (its state is kept)."""
         state = self._states.get(name)
         if state is None:

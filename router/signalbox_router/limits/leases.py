@@ -76,7 +76,7 @@ class LeasedWindow(Window):
         self.asked_at = -math.inf
         self.returns: list[tuple[str, float]] = []  # (stamp, amount) to give back
         self.alone_spent = 0.0  # spent in fallback mode, charged on return
-        self.recent = Recent()  # spent by this replica lately, shared or alone
+        self.recent = SpentLastMinute()  # spent by this replica lately, shared or alone
         self.wake: Callable[[], None] = _nothing
 
     def _expire(self, now: float) -> None:
@@ -195,7 +195,7 @@ class LeasedWindow(Window):
             self.alone_spent = 0.0
 
 
-class Recent:
+class SpentLastMinute:
     """What was spent in about the last minute: one total per clock second, in a ring."""
 
     __slots__ = ("amounts", "seconds")

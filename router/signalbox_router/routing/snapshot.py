@@ -47,7 +47,7 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
-class Recent(Generic[K, V]):
+class LruMap(Generic[K, V]):
     """A map that holds at most ``size`` entries, dropping the least recently used one.
 
     Requests fill it with what they derive from client input (a model name a glob matches can
@@ -78,8 +78,8 @@ class Recent(Generic[K, V]):
 PLAN_CACHE_SIZE = 4096
 
 
-def _plans() -> Recent[Any, Any]:
-    return Recent(PLAN_CACHE_SIZE)
+def _plans() -> LruMap[Any, Any]:
+    return LruMap(PLAN_CACHE_SIZE)
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class Snapshot:
     policies: tuple[PolicyEntry, ...] = ()
     # (model name, capabilities) → selection's plan, for names that resolve; a new snapshot
     # starts empty.
-    plan_cache: Recent[Any, Any] = field(default_factory=_plans, compare=False, repr=False)
+    plan_cache: LruMap[Any, Any] = field(default_factory=_plans, compare=False, repr=False)
 
     def labels(self) -> dict[str, Mapping[str, str]]:
         """Each provider's labels, by name, for policies that select providers by label."""

@@ -55,7 +55,8 @@ def _table_paths(readme: Path) -> list[str]:
     start = text.index("## Where does my change go")
     table = text[start:].split("\n## ", 1)[0]
     paths = []
-    for row in table.splitlines()[4:]:
+    rows = [r for r in table.splitlines() if r.startswith("|")][2:]  # past the head and rule
+    for row in rows:
         cells = row.split("|")
         if len(cells) > 2:
             paths += [

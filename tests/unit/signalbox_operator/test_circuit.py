@@ -8,7 +8,7 @@ import pytest
 
 from signalbox_api.provider import CircuitOverride, CircuitState, LLMProviderSpec
 from signalbox_operator.status import circuit
-from signalbox_operator.status.circuit import Circuit, Settings
+from signalbox_operator.status.circuit import Circuit, CircuitSettings
 from signalbox_providers.outcomes import Outcome
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -26,8 +26,8 @@ def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-def run(steps: list[Step], settings: Settings | None = None) -> Circuit:
-    settings = settings or Settings()
+def run(steps: list[Step], settings: CircuitSettings | None = None) -> Circuit:
+    settings = settings or CircuitSettings()
     c = Circuit()
     for outcome, offset in steps:
         if outcome is None:
@@ -175,7 +175,7 @@ def test_state_machine(steps: list[Step], expected: dict[str, object]) -> None:
 
 
 def test_trip_durations_grow_to_the_maximum_through_observe() -> None:
-    settings = Settings(failure_threshold=1, open_duration=10, max_open_duration=50)
+    settings = CircuitSettings(failure_threshold=1, open_duration=10, max_open_duration=50)
     c = Circuit()
     now = T0
     durations = []
@@ -194,11 +194,11 @@ def test_trip_durations_grow_to_the_maximum_through_observe() -> None:
     [(0, 30), (1, 30), (2, 60), (3, 120), (4, 240), (5, 480), (6, 600), (7, 600), (60, 600)],
 )
 def test_open_duration(trips: int, seconds: float) -> None:
-    assert circuit.open_duration(trips, Settings()) == seconds
+    assert circuit.open_duration(trips, CircuitSettings()) == seconds
 
 
 def test_open_duration_after_very_many_trips_stays_at_the_maximum() -> None:
-    assert circuit.open_duration(1025, Settings()) == 600
+    assert circuit.open_duration(1025, CircuitSettings()) == 600
 
 
 def test_advance_leaves_non_open_states_alone() -> None:
@@ -236,7 +236,7 @@ def test_healthy_verdict(outcomes: list[Outcome], healthy: bool | None) -> None:
 
 
 def test_unhealthy_threshold_is_independent_of_failure_threshold() -> None:
-    settings = Settings(failure_threshold=5, unhealthy_threshold=2, healthy_threshold=3)
+    settings = CircuitSettings(failure_threshold=5, unhealthy_threshold=2, healthy_threshold=3)
     c = Circuit()
     for i, (outcome, healthy, state) in enumerate(
         [
@@ -258,14 +258,14 @@ def test_unhealthy_threshold_is_independent_of_failure_threshold() -> None:
 @pytest.mark.parametrize(
     ("retry_after", "settings", "limited_for"),
     [
-        (12.0, Settings(), 12.0),
-        (None, Settings(), circuit.DEFAULT_RATE_LIMIT_COOLDOWN),
-        (None, Settings(rate_limit_cooldown=5), 5.0),
-        (0.5, Settings(rate_limit_cooldown=5), 0.5),
+        (12.0, CircuitSettings(), 12.0),
+        (None, CircuitSettings(), circuit.DEFAULT_RATE_LIMIT_COOLDOWN),
+        (None, CircuitSettings(rate_limit_cooldown=5), 5.0),
+        (0.5, CircuitSettings(rate_limit_cooldown=5), 0.5),
     ],
 )
 def test_rate_limited_until(
-    retry_after: float | None, settings: Settings, limited_for: float
+    retry_after: float | None, settings: CircuitSettings, limited_for: float
 ) -> None:
     before = Circuit(state=CircuitState.CLOSED, since=T0, healthy=True, consecutive_failures=1)
     c = circuit.observe(before, RL, T0, settings, retry_after=retry_after)
@@ -285,7 +285,7 @@ def test_rate_limited_until(
 
 
 def test_zero_retry_after_is_not_limited() -> None:
-    c = circuit.observe(Circuit(), RL, T0, Settings(), retry_after=0.0)
+    c = circuit.observe(Circuit(), RL, T0, CircuitSettings(), retry_after=0.0)
     assert c.rate_limited_until == T0
     assert not c.rate_limited(T0)
 
@@ -295,16 +295,16 @@ def test_never_rate_limited_without_a_deadline() -> None:
 
 
 def test_success_clears_an_expired_rate_limit_but_keeps_a_running_one() -> None:
-    limited = circuit.observe(Circuit(), RL, T0, Settings(), retry_after=60)
-    still = circuit.observe(limited, S, at(30), Settings())
+    limited = circuit.observe(Circuit(), RL, T0, CircuitSettings(), retry_after=60)
+    still = circuit.observe(limited, S, at(30), CircuitSettings())
     assert still.rate_limited_until == at(60)
     assert still.rate_limited(at(30))
-    cleared = circuit.observe(limited, S, at(61), Settings())
+    cleared = circuit.observe(limited, S, at(61), CircuitSettings())
     assert cleared.rate_limited_until is None
 
 
 def test_huge_retry_after_does_not_crash_observe() -> None:
-    c = circuit.observe(Circuit(), RL, T0, Settings(), retry_after=99999999999999.0)
+    c = circuit.observe(Circuit(), RL, T0, CircuitSettings(), retry_after=99999999999999.0)
     assert c.rate_limited(at(3600))
 
 
@@ -364,7 +364,7 @@ def test_settings_from_spec() -> None:
             "healthCheck": {"healthyThreshold": 4, "unhealthyThreshold": 6},
         }
     )
-    assert Settings.from_spec(spec) == Settings(
+    assert CircuitSettings.from_spec(spec) == CircuitSettings(
         failure_threshold=5,
         open_duration=90.0,
         max_open_duration=3600.0,
@@ -378,5 +378,5 @@ def test_settings_from_default_spec_match_the_defaults() -> None:
     spec = LLMProviderSpec.model_validate(
         {"type": "Ollama", "endpoint": {"url": "http://ollama:11434"}}
     )
-    assert Settings.from_spec(spec) == Settings()
-    assert Settings().max_open_duration == 600.0
+    assert CircuitSettings.from_spec(spec) == CircuitSettings()
+    assert CircuitSettings().max_open_duration == 600.0

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from signalbox_operator.health import Limits, Phase, Reading, Status, liveness, readiness
+from signalbox_operator.health import HealthLimits, Phase, Reading, Status, liveness, readiness
 from signalbox_operator.leadership.fencing import Fence, always_open
 
-LIMITS = Limits(stalled_after=18.0, stale_after=15.0)
+LIMITS = HealthLimits(stalled_after=18.0, stale_after=15.0)
 STANDBY = Reading(
     phase=Phase.STANDBY,
     phase_since=0.0,

@@ -43,7 +43,7 @@ def spec(url: str, timeout: str = "2s") -> LLMProviderSpec:
 
 
 async def run(
-    http: httpx.AsyncClient, url: str, limits: http_probe.Limits, within: str = "2s"
+    http: httpx.AsyncClient, url: str, limits: http_probe.ProbeLimits, within: str = "2s"
 ) -> Any:
     return await http_probe.probe(http, spec(url, within), Refs(base_url=url), limits)
 
@@ -52,7 +52,7 @@ async def run(
 async def test_large_bodies_are_cut_off_at_the_cap(
     server: Misbehaving, http: httpx.AsyncClient, behaviour: str
 ) -> None:
-    limits = http_probe.Limits(max_body=256 * 1024)
+    limits = http_probe.ProbeLimits(max_body=256 * 1024)
     tracemalloc.start()
     try:
         report = await run(http, server.url(behaviour, "p"), limits)
@@ -69,13 +69,13 @@ async def test_the_timeout_covers_a_body_that_drips(
     server: Misbehaving, http: httpx.AsyncClient
 ) -> None:
     started = asyncio.get_running_loop().time()
-    report = await run(http, server.url("drip", "p"), http_probe.Limits(), within="500ms")
+    report = await run(http, server.url("drip", "p"), http_probe.ProbeLimits(), within="500ms")
     assert report.outcome == Outcome.TIMEOUT
     assert asyncio.get_running_loop().time() - started < 2
 
 
 async def test_a_redirect_is_named(server: Misbehaving, http: httpx.AsyncClient) -> None:
-    report = await run(http, server.url("redirect", "p"), http_probe.Limits())
+    report = await run(http, server.url("redirect", "p"), http_probe.ProbeLimits())
     assert report.outcome == Outcome.INVALID_RESPONSE
     assert report.reason == "Redirected"
     assert report.code == 302
@@ -85,12 +85,12 @@ async def test_a_redirect_is_named(server: Misbehaving, http: httpx.AsyncClient)
 async def test_bad_model_ids_are_dropped_and_counted(
     server: Misbehaving, http: httpx.AsyncClient
 ) -> None:
-    report = await run(http, server.url("badids", "p"), http_probe.Limits())
+    report = await run(http, server.url("badids", "p"), http_probe.ProbeLimits())
     assert report.outcome == Outcome.SUCCESS
     assert report.models is not None
     assert report.models.names == ("fine-1",)
     assert report.models.dropped == 2  # "x" * 300 and the repeat; null, "", 7 never parse
-    many = await run(http, server.url("many", "p"), http_probe.Limits())
+    many = await run(http, server.url("many", "p"), http_probe.ProbeLimits())
     assert many.models is not None
     assert len(many.models.names) == 1024
     assert many.models.listed == len(MANY_IDS)
@@ -99,7 +99,7 @@ async def test_bad_model_ids_are_dropped_and_counted(
 async def test_large_bodies_take_turns_and_small_ones_never_wait(
     server: Misbehaving, http: httpx.AsyncClient
 ) -> None:
-    limits = http_probe.Limits(max_body=10**9, large=asyncio.Semaphore(1))
+    limits = http_probe.ProbeLimits(max_body=10**9, large=asyncio.Semaphore(1))
     slow = asyncio.ensure_future(run(http, server.url("drip", "a"), limits, within="3s"))
     endless = [
         asyncio.ensure_future(run(http, server.url("endless", str(i)), limits, within="1s"))
@@ -129,7 +129,7 @@ async def test_a_key_httpx_cannot_send_is_a_failure_without_the_key(
 async def test_cut_off_bodies_are_freed_without_waiting_for_the_cycle_collector(
     server: Misbehaving, http: httpx.AsyncClient
 ) -> None:
-    limits = http_probe.Limits(max_body=1024 * 1024)
+    limits = http_probe.ProbeLimits(max_body=1024 * 1024)
     gc.disable()
     tracemalloc.start()
     try:

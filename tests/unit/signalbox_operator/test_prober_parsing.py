@@ -11,7 +11,7 @@ from signalbox_api import conditions
 from signalbox_api.provider import CircuitState, LLMProviderSpec, LLMProviderStatus
 from signalbox_operator.probing.spec_reading import parse_spec, restore
 from signalbox_operator.status import circuit, discovery, provider_status
-from signalbox_operator.status.circuit import Circuit, Settings
+from signalbox_operator.status.circuit import Circuit, CircuitSettings
 from signalbox_operator.status.provider_status import Facts, ProbeReport
 from signalbox_providers.outcomes import Outcome
 
@@ -179,7 +179,7 @@ def test_restore_without_a_circuit_keeps_the_verdict() -> None:
 SPEC = LLMProviderSpec.model_validate(raw_spec())
 
 
-def trip(settings: Settings) -> Circuit:
+def trip(settings: CircuitSettings) -> Circuit:
     c = Circuit()
     for i in range(settings.failure_threshold):
         c = circuit.observe(c, Outcome.TIMEOUT, at(i), settings)
@@ -187,7 +187,7 @@ def trip(settings: Settings) -> Circuit:
 
 
 def test_restore_round_trips_a_computed_status() -> None:
-    settings = Settings()
+    settings = CircuitSettings()
     c = circuit.observe(trip(settings), Outcome.TIMEOUT, at(40), settings)  # half-open → open
     assert (c.state, c.trips) == (CircuitState.OPEN, 2)
     wire = provider_status.compute(Facts(spec=SPEC, generation=1, now=at(40), circuit=c), [])
@@ -208,7 +208,7 @@ def test_restore_round_trips_a_computed_status() -> None:
 
 
 def test_restore_of_a_half_open_circuit() -> None:
-    settings = Settings()
+    settings = CircuitSettings()
     c = circuit.advance(trip(settings), at(100))
     assert c.state == CircuitState.HALF_OPEN
     wire = provider_status.compute(Facts(spec=SPEC, generation=1, now=at(100), circuit=c), [])
@@ -230,7 +230,7 @@ def healthy_reason(status: LLMProviderStatus) -> tuple[str, str]:
 
 
 def test_restart_keeps_the_unhealthy_reason() -> None:
-    settings = Settings()
+    settings = CircuitSettings()
     c = trip(settings)
     probe = ProbeReport(outcome=Outcome.TIMEOUT, at=at(2), latency_ms=5000, message="timed out")
     before = provider_status.compute(
@@ -246,7 +246,7 @@ def test_restart_keeps_the_unhealthy_reason() -> None:
 
 
 def test_restart_after_model_not_found_is_healthy_on_the_first_success() -> None:
-    settings = Settings()
+    settings = CircuitSettings()
     spec = LLMProviderSpec.model_validate(raw_spec(models=[{"name": "gpt-4o"}]))
     healthy = circuit.observe(Circuit(), Outcome.SUCCESS, T0, settings)
     before = provider_status.compute(

@@ -149,7 +149,7 @@ def test_refusals_are_whole_answers_in_the_openai_shape(status: int, reason: byt
 
 
 def test_each_protocol_class_carries_its_own_limits() -> None:
-    small = bounding.protocol_for(bounding.Limits(max_head_bytes=1024, max_headers=5))
+    small = bounding.protocol_for(bounding.ConnectionLimits(max_head_bytes=1024, max_headers=5))
     assert small.limits.max_head_bytes == 1024
     assert issubclass(small, bounding.BoundedProtocol)
-    assert bounding.BoundedProtocol.limits == bounding.Limits()
+    assert bounding.BoundedProtocol.limits == bounding.ConnectionLimits()

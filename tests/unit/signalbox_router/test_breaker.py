@@ -1,5 +1,5 @@
 """The router's local breaker as a table: steps in time, and whether the provider is skipped
-after each. Settings come from the provider's ``spec.circuitBreaker``."""
+after each. BreakerSettings come from the provider's ``spec.circuitBreaker``."""
 
 from __future__ import annotations
 
@@ -8,16 +8,16 @@ from collections.abc import Callable
 import pytest
 
 from signalbox_api.provider import CircuitBreaker
-from signalbox_router.limits.breaker import Breakers, Settings
+from signalbox_router.limits.breaker import Breakers, BreakerSettings
 
 Step = tuple[str, float, bool]  # (what happens, at time, is_open right after)
-SETTINGS = Settings(threshold=3, open_for=2.0, max_open_for=30.0, half_open_max=1)
+SETTINGS = BreakerSettings(threshold=3, open_for=2.0, max_open_for=30.0, half_open_max=1)
 
 
 class Driver:
     """Plays steps, remembering which attempts are trials as the router's attempts do."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: BreakerSettings) -> None:
         self.b = Breakers()
         self.b.configure("p", settings)
         self.trials: list[bool] = []
@@ -39,7 +39,7 @@ class Driver:
         actions[what]()
 
 
-CASES: dict[str, tuple[Settings, list[Step]]] = {
+CASES: dict[str, tuple[BreakerSettings, list[Step]]] = {
     "stays closed below the threshold": (SETTINGS, [("fail", 0, False), ("fail", 1, False)]),
     "a success resets the count": (
         SETTINGS,
@@ -67,7 +67,7 @@ CASES: dict[str, tuple[Settings, list[Step]]] = {
         ],
     ),
     "halfOpenMaxRequests trials at once": (
-        Settings(threshold=1, open_for=1.0, max_open_for=30.0, half_open_max=2),
+        BreakerSettings(threshold=1, open_for=1.0, max_open_for=30.0, half_open_max=2),
         [
             ("fail", 0, True),
             ("try", 1, False),  # one trial out, a second may go
@@ -109,7 +109,7 @@ CASES: dict[str, tuple[Settings, list[Step]]] = {
 
 
 @pytest.mark.parametrize(("settings", "steps"), CASES.values(), ids=CASES.keys())
-def test_breaker(settings: Settings, steps: list[Step]) -> None:
+def test_breaker(settings: BreakerSettings, steps: list[Step]) -> None:
     d = Driver(settings)
     for i, (what, now, is_open) in enumerate(steps):
         d.apply(what, now)
@@ -126,7 +126,7 @@ def test_settings_come_from_the_spec() -> None:
             "halfOpenMaxRequests": 3,
         }
     )
-    assert Settings.of(spec) == Settings(
+    assert BreakerSettings.of(spec) == BreakerSettings(
         threshold=7, open_for=5.0, max_open_for=120.0, half_open_max=3
     )
 
@@ -158,7 +158,7 @@ def test_rate_limit_cooling_is_separate_from_opening() -> None:
 
 
 def test_a_rate_limit_during_a_trial_frees_the_next_trial() -> None:
-    b = Breakers(default=Settings(threshold=1, open_for=1.0))
+    b = Breakers(default=BreakerSettings(threshold=1, open_for=1.0))
     b.failure("p", 0)
     trial = b.before_request("p", 1.0)
     assert trial

@@ -116,7 +116,7 @@ async def _app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None
 @pytest.fixture
 async def served() -> AsyncIterator[tuple[str, list[Recording]]]:
     """The app behind the bounded protocol on loopback; each connection's recording."""
-    protocol = bounding.protocol_for(bounding.Limits())
+    protocol = bounding.protocol_for(bounding.ConnectionLimits())
     config = uvicorn.Config(_app, http=protocol, lifespan="off", log_config=None)
     config.load()
     state = ServerState()

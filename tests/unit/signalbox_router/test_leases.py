@@ -158,7 +158,7 @@ def test_when_redis_forgot_everything_the_last_minute_spent_here_is_charged() ->
 
 
 def test_recent_spending_forgets_what_is_over_a_minute_old() -> None:
-    recent = leases.Recent()
+    recent = leases.SpentLastMinute()
     recent.add(0.5, 5)
     recent.add(30.0, 2)
     recent.add(30.5, -1)

@@ -683,7 +683,7 @@ def test_the_plan_cache_stays_bounded_under_random_model_names() -> None:
 
 
 def test_the_plan_cache_drops_the_least_recently_used() -> None:
-    cache: snapshot.Recent[str, int] = snapshot.Recent(2)
+    cache: snapshot.LruMap[str, int] = snapshot.LruMap(2)
     cache.put("a", 1)
     cache.put("b", 2)
     assert cache.get("a") == 1  # a is now the most recent
