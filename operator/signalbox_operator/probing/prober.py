@@ -54,6 +54,12 @@ log = logging.getLogger(__name__)
 WINDOW = 20
 IDLE_SECONDS = 300.0
 PENDING_AFTER = 1.0  # a new provider shows Unknown conditions if its first probe takes longer
+# A provider applied with its Secret (one `kubectl apply`) may reach the operator before the
+# Secret does: the watches of the two kinds run apart. For this long after its creation, a new
+# provider whose references do not resolve is looked at again soon instead of being called
+# broken.
+REFS_GRACE = timedelta(seconds=5)
+REFS_RETRY = 0.5
 SPREAD_PER_PROBER = 0.005  # first probes of many providers are spread, 5 ms apart on average
 ERROR_RETRY_SECONDS = 5.0
 NOT_LEADING_SECONDS = 1.0
@@ -177,6 +183,8 @@ class Prober:
             return IDLE_SECONDS
         interval = parse_duration(spec.health_check.interval)
         resolved = refs.resolve(spec, self.ref.namespace, self.rt.lookups)
+        if not resolved.ok and self._just_created(meta, now):
+            return REFS_RETRY
         r = _Round(spec, generation, resolved, override, problem)
         if self.changed or self.next_probe is None or now >= self.next_probe:
             self.changed = False
@@ -186,6 +194,16 @@ class Prober:
         now = self.rt.clock()
         await self._publish(self._facts(r, now), interval)
         return self._delay(now)
+
+    def _just_created(self, meta: Mapping[str, Any], now: datetime) -> bool:
+        """Whether the object is new (nothing written for it yet) and created moments ago."""
+        if self.written is not None or self.body.get("status"):
+            return False
+        try:
+            created = datetime.fromisoformat(str(meta.get("creationTimestamp")))
+        except ValueError:
+            return False
+        return timedelta(0) <= now - created < REFS_GRACE
 
     async def _self_test(self, r: _Round, annotations: Mapping[str, str] | None) -> None:
         """Run the provider test suite once when the annotation asks (``self_testing``)."""

@@ -4,6 +4,7 @@ operator's own shown as status, conflicts answered by reading what is there now.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from datetime import timedelta
 from typing import Any, cast
 
 import httpx
@@ -17,6 +18,8 @@ from signalbox_operator.probing import refs
 from signalbox_operator.probing.prober import (
     ERROR_RETRY_SECONDS,
     NOT_LEADING_SECONDS,
+    REFS_GRACE,
+    REFS_RETRY,
     Prober,
     Runtime,
 )
@@ -173,3 +176,30 @@ async def test_a_refused_status_is_an_operator_error_an_outage_is_not(
     else:
         assert kube.writes == []
         assert kube.events == []
+
+
+async def test_a_provider_created_moments_ago_waits_for_its_secret(server: Misbehaving) -> None:
+    """Applied with its Secret, it may reach the operator first: not called broken at once."""
+    kube = FakeKube()
+    secrets: dict[Any, dict[str, str]] = {}
+    async with httpx.AsyncClient() as http:
+        p = prober(kube, server.url("ok", "a"), http, secret=secrets.get)
+        created = p.rt.clock() - timedelta(seconds=1)
+        p.body = {
+            "metadata": {**p.body["metadata"], "creationTimestamp": created.isoformat()},
+            "spec": {**p.body["spec"], "auth": {"secretRef": {"name": "s", "key": "k"}}},
+        }
+        assert await p.round() == REFS_RETRY
+        assert kube.writes == []
+        secrets[("ns", "s")] = {"k": "sk-test"}
+        await p.round()
+        assert ready(kube.writes[-1]) == ("True", "Ready")
+        # Past the grace, a missing Secret is reported as such.
+        late = prober(kube, server.url("ok", "a"), http)
+        old = (created - REFS_GRACE).isoformat()
+        late.body = {
+            "metadata": {**late.body["metadata"], "creationTimestamp": old},
+            "spec": {**late.body["spec"], "auth": {"secretRef": {"name": "s", "key": "k"}}},
+        }
+        await late.round()
+        assert ready(kube.writes[-1]) == ("False", "SecretNotFound")
