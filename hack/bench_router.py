@@ -27,7 +27,8 @@ the router in alternating rounds; per server, CPU time per 1,000 chunks delivere
 
 ``--baseline DIR`` runs a second router from another checkout (``git worktree add /tmp/base
 HEAD~1``, say) on the same core, in the same alternating rounds of throughput and added
-latency, so two versions of the code compare side by side in one run.
+latency, and time to first token and chunk rate of one stream, so two versions of the code
+compare side by side in one run.
 """
 
 from __future__ import annotations
@@ -474,7 +475,7 @@ def run(args: argparse.Namespace, work: Path, procs: list[subprocess.Popen[bytes
     for name, row in latency_rows(args, urls, pids).items():
         rows[name].update(row)
     set_faults(fake_port, {"reply_words": 500})
-    streamed = {n: urls[n] for n in ("direct", "router")}
+    streamed: dict[str, str] = {n: urls[n] for n in ("direct", "router", "baseline") if n in urls}
     for name, (_, cps) in asyncio.run(stream_timing(streamed)).items():
         rows[name].update(chunks_per_s=cps)
     # The fake shares its core with this client. At a lower priority it no longer keeps the
@@ -661,6 +662,10 @@ def print_report(
         )
         ratios["baseline_minus_bare_p50_ms_at_200rps"] = round(
             base["at200_p50_ms"] - b["at200_p50_ms"], 3
+        )
+        ratios["baseline_ttft_overhead_ms"] = round(base["ttft_ms"] - d["ttft_ms"], 3)
+        ratios["baseline_stream_chunks_per_s_vs_direct"] = round(
+            base["chunks_per_s"] / d["chunks_per_s"], 3
         )
     print(json.dumps(ratios))
 

@@ -23,15 +23,24 @@ from signalbox_api import crds, validation
 Schema = dict[str, Any]
 
 
+VALUE = "\x00"  # where a message shows the refused value
+
+
 @dataclass(frozen=True)
 class Violation:
-    """One reason the object is refused; ``field`` is empty for the object as a whole."""
+    """One reason the object is refused; ``field`` is empty for the object as a whole. The
+    message shows the refused ``value`` as the API server does; ``without_value`` is for
+    places a value must not reach (it may be a key: the router's unauthenticated /readyz)."""
 
     field: str
-    message: str
+    message: str  # ``VALUE`` marks where the value goes
+    value: str = ""
 
     def __str__(self) -> str:
-        return f"{self.field or '<root>'}: {self.message}"
+        return f"{self.field or '<root>'}: {self.message.replace(VALUE, self.value)}"
+
+    def without_value(self) -> str:
+        return f"{self.field or '<root>'}: {self.message.replace(VALUE, '(value not shown)')}"
 
 
 @functools.cache
@@ -62,7 +71,7 @@ def validate(doc: Mapping[str, Any]) -> list[Violation]:
     """Every reason the API server would refuse to create ``doc``; empty when it is admitted."""
     schema = schemas().get(str(doc.get("kind")))
     if schema is None:
-        return [Violation("kind", f'Unsupported value: "{doc.get("kind")}"')]
+        return [Violation("kind", f'Unsupported value: "{VALUE}"', str(doc.get("kind")))]
     meta = doc.get("metadata")
     if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not meta["name"]:
         return [Violation("metadata.name", "Required value: name is required")]
@@ -104,7 +113,8 @@ def _walk(schema: Schema, value: Any, path: str, found: list[Violation]) -> None
         return
     if "enum" in schema and value not in schema["enum"]:
         allowed = ", ".join(f'"{v}"' for v in schema["enum"])
-        found.append(Violation(path, f'Unsupported value: "{value}": supported values: {allowed}'))
+        message = f'Unsupported value: "{VALUE}": supported values: {allowed}'
+        found.append(Violation(path, message, str(value)))
     elif type_ == "string":
         _string(schema, value, path, found)
     elif type_ in ("integer", "number"):
@@ -122,21 +132,22 @@ def _string(schema: Schema, value: str, path: str, found: list[Violation]) -> No
         found.append(Violation(path, f"Too long: may not be more than {schema['maxLength']} bytes"))
     if "minLength" in schema and len(value) < schema["minLength"]:
         limit = schema["minLength"]
-        found.append(Violation(path, f"Invalid value: {value!r}: should be at least {limit} long"))
+        message = f"Invalid value: {VALUE}: should be at least {limit} long"
+        found.append(Violation(path, message, repr(value)))
     if "pattern" in schema and not re.search(schema["pattern"], value):
-        message = f"Invalid value: {json.dumps(value)}: {path} in body should match"
-        found.append(Violation(path, f"{message} '{schema['pattern']}'"))
+        message = f"Invalid value: {VALUE}: {path} in body should match '{schema['pattern']}'"
+        found.append(Violation(path, message, json.dumps(value)))
 
 
 def _number(schema: Schema, value: float, path: str, found: list[Violation]) -> None:
     if "minimum" in schema and value < schema["minimum"]:
         limit = schema["minimum"]
-        message = f"should be greater than or equal to {limit}"
-        found.append(Violation(path, f"Invalid value: {value}: {path} in body {message}"))
+        message = f"Invalid value: {VALUE}: {path} in body should be greater than or equal to"
+        found.append(Violation(path, f"{message} {limit}", str(value)))
     if "maximum" in schema and value > schema["maximum"]:
         limit = schema["maximum"]
-        message = f"should be less than or equal to {limit}"
-        found.append(Violation(path, f"Invalid value: {value}: {path} in body {message}"))
+        message = f"Invalid value: {VALUE}: {path} in body should be less than or equal to"
+        found.append(Violation(path, f"{message} {limit}", str(value)))
 
 
 def _object(schema: Schema, value: dict[str, Any], path: str, found: list[Violation]) -> None:

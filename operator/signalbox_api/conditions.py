@@ -44,6 +44,7 @@ class Reason(enum.StrEnum):
     SERVER_ERROR = "ServerError"
     AUTH_FAILED = "AuthFailed"
     RATE_LIMITED = "RateLimited"
+    QUOTA_EXHAUSTED = "QuotaExhausted"  # the provider says the account is out of credit
     MODEL_NOT_FOUND = "ModelNotFound"
     INVALID_RESPONSE = "InvalidResponse"
     CIRCUIT_OPEN = "CircuitOpen"

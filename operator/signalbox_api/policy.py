@@ -151,16 +151,27 @@ class Failover(ApiModel):
     """Which failures move a request to the next provider."""
 
     max_attempts: int = Field(
-        default=3, ge=1, le=10, description="Attempts per request, the first included."
+        default=3,
+        ge=1,
+        le=10,
+        description="Attempts per request, the first included. Once every provider of the "
+        "request failed, one that failed transiently (a connection, a timeout, a 5xx, an "
+        "invalid answer) is tried again, with back-off, until these are spent: a policy of one "
+        "provider still retries. Never past a stream's first token.",
     )
     retry_on: list[RetryOn] = Field(
         default_factory=_all_retry_classes,
         max_length=4,
         description="Failure classes that fail over: ConnectFailure, Timeout, ServerError, "
-        "RateLimited. 400, 401, 403, 404 and 422 are never retried elsewhere.",
+        "RateLimited. 400, 404 and 422 are never retried elsewhere; a refused key (401, 403) "
+        "and a spent quota (402, insufficient_quota) always move on.",
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
-    backoff: Backoff = Field(default_factory=Backoff, description="Back-off between attempts.")
+    backoff: Backoff = Field(
+        default_factory=Backoff,
+        description="Back-off between attempts: exponential from base to max, each wait "
+        "spread at random over its upper half.",
+    )
     retry_after_max_wait: Duration = Field(
         default="10s",
         description="Longest Retry-After the router waits out when no other provider is left.",

@@ -357,6 +357,13 @@ class CircuitBreaker(ApiModel):
     half_open_max_requests: int = Field(
         default=1, ge=1, le=100, description="Trial requests allowed while half-open."
     )
+    quota_cooldown: Duration = Field(
+        default="10m",
+        description="How long a router sends no traffic to this provider after it answered "
+        "that the account is out of credit or quota (HTTP 402, OpenAI's insufficient_quota, "
+        "Anthropic's billing_error); its requests fail over meanwhile.",
+        json_schema_extra=duration_between("1s", "24h", "spec.circuitBreaker.quotaCooldown"),
+    )
 
 
 class Timeouts(ApiModel):

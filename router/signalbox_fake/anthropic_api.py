@@ -91,7 +91,11 @@ def _check_messages(messages: Any) -> list[dict[str, Any]]:
     if not isinstance(messages, list) or not messages:
         raise wire.BadRequest("messages: at least one message is required")
     for i, msg in enumerate(messages):
-        if not isinstance(msg, dict) or msg.get("role") not in _ROLES:
+        if (
+            not isinstance(msg, dict)
+            or not isinstance(msg.get("role"), str)
+            or msg["role"] not in _ROLES
+        ):
             raise wire.BadRequest(f"messages.{i}.role: Input should be {_ROLES_TEXT}")
         blocks = msg.get("content")
         if isinstance(blocks, list):

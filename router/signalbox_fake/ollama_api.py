@@ -113,7 +113,11 @@ def _check_messages(messages: Any) -> list[dict[str, Any]]:
     if not isinstance(messages, list):
         raise wire.BadRequest("messages must be an array")
     for msg in messages:
-        if not isinstance(msg, dict) or msg.get("role") not in _ROLES:
+        if (
+            not isinstance(msg, dict)
+            or not isinstance(msg.get("role"), str)
+            or msg["role"] not in _ROLES
+        ):
             raise wire.BadRequest(f"invalid role in message: {msg!r:.80}")
         if not isinstance(msg.get("content", ""), str):
             raise wire.BadRequest("message content must be a string")

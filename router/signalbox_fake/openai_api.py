@@ -47,7 +47,11 @@ def to_prompt(body: dict[str, Any]) -> reply.Prompt:
     if not isinstance(messages, list) or not messages:
         raise wire.BadRequest("'messages' must be a non-empty array")
     for i, msg in enumerate(messages):
-        if not isinstance(msg, dict) or msg.get("role") not in _ROLES:
+        if (
+            not isinstance(msg, dict)
+            or not isinstance(msg.get("role"), str)
+            or msg["role"] not in _ROLES
+        ):
             raise wire.BadRequest(f"Invalid value for 'messages[{i}].role'")
     users = [m for m in messages if m["role"] == "user"]
     tools = tuple(

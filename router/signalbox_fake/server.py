@@ -234,6 +234,9 @@ async def _record(state: FakeState, request: web.Request, authorized: bool | Non
     )
 
 
+_UNREADABLE = (TypeError, ValueError, KeyError, AttributeError, IndexError, RecursionError)
+
+
 @web.middleware
 async def _faults_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     state = request.app[wire.STATE]
@@ -265,6 +268,9 @@ async def _faults_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = await handler(request)
     except wire.BadRequest as exc:
         return errors.respond(error_body(state, request.path, exc.status, str(exc)), exc.status)
+    except _UNREADABLE as exc:  # a body shaped as no check here foresaw: a provider says 400
+        message = f"The request could not be read ({type(exc).__name__})."
+        return errors.respond(error_body(state, request.path, 400, message), 400)
     state.served += 1
     return response
 

@@ -21,6 +21,7 @@ class Outcome(enum.StrEnum):
     SERVER_ERROR = "ServerError"
     AUTH_FAILED = "AuthFailed"
     RATE_LIMITED = "RateLimited"
+    QUOTA_EXHAUSTED = "QuotaExhausted"  # out of credit or quota: a 402, OpenAI's insufficient_quota
     MODEL_NOT_FOUND = "ModelNotFound"
     BAD_REQUEST = "BadRequest"
     INVALID_RESPONSE = "InvalidResponse"
@@ -34,18 +35,24 @@ FAILURES = frozenset(
         Outcome.TIMEOUT,
         Outcome.SERVER_ERROR,
         Outcome.AUTH_FAILED,
+        Outcome.QUOTA_EXHAUSTED,
         Outcome.MODEL_NOT_FOUND,
         Outcome.INVALID_RESPONSE,
     }
 )
 
 _NOT_FOUND_CODES = frozenset({"model_not_found", "not_found_error", "NotFoundError", "404"})
+# Error codes and types that say the account is out of credit or quota (OpenAI's 429
+# ``insufficient_quota``, Anthropic's ``billing_error``), whatever the status.
+_QUOTA_CODES = frozenset({"insufficient_quota", "billing_error", "insufficient_credits"})
 
 
 def classify_status(status: int, body: Any = None) -> Outcome:
     """Classify an HTTP answer from its status code and, for 404, its structured error body."""
     if 200 <= status < 300:
         return Outcome.SUCCESS
+    if status == 402 or _names_spent_quota(body):
+        return Outcome.QUOTA_EXHAUSTED
     if status in (401, 403):
         return Outcome.AUTH_FAILED
     if status == 429:
@@ -55,6 +62,14 @@ def classify_status(status: int, body: Any = None) -> Outcome:
     if status >= 500:
         return Outcome.SERVER_ERROR
     return Outcome.BAD_REQUEST
+
+
+def _names_spent_quota(body: Any) -> bool:
+    """True when an error body's structured code or type says the quota or credit is spent."""
+    err = body.get("error") if isinstance(body, Mapping) else None
+    if not isinstance(err, Mapping):
+        return False
+    return bool({str(err.get("code")), str(err.get("type"))} & _QUOTA_CODES)
 
 
 def _names_missing_model(body: Any) -> bool:

@@ -1,10 +1,13 @@
 """Stream translators: upstream stream bytes in, the OpenAI SSE bytes a client receives out.
 
-Every event is parsed before it reaches the client, so a client only ever sees well-formed
-chunks: a malformed, oversized or error event raises ``StreamFailed`` and the caller ends the
-stream with an error event. A stream that delivered its ``finish_reason`` (and the usage the
-client asked for) but closed without ``[DONE]`` is completed here; one cut before that is a
-failure. Reassembly is linear in the size of an event, and an event is bounded.
+Every event is parsed before it reaches the client, so a client only ever sees well-formed chunks: a
+malformed, oversized or error event raises ``StreamFailed`` and the caller fails over (before the
+commit point) or ends the stream with an error event (after it). ``committed`` says whether the
+client's bytes so far hold a token (text, a tool call or a finish): until then the caller holds
+them, and a stream that fails is an ordinary failed attempt. A stream that delivered its
+``finish_reason`` (and the usage the client asked for) but closed without ``[DONE]`` is completed
+here; one cut before that is a failure. Reassembly is linear in the size of an event, and an event
+is bounded.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from signalbox_providers.translate.chat_to_anthropic import AnthropicStream
 from signalbox_providers.translate.chat_to_ollama import OllamaStream
 from signalbox_providers.translate.openai_format import (
     UpstreamStreamError,
+    carries_token,
     chunk_text_chars,
     delta_text_chars,
 )
@@ -52,6 +56,9 @@ class OpenAIEvents:
         self._max = max_event
         self._done = False
         self._finished = False  # a choice carried its finish_reason
+        self._closed: set[int] = set()  # the indexes of the choices that finished
+        self._next_index = 0  # choice indexes come in order: a new one is the next
+        self.committed = False
         self._pending: list[bytes] = []  # an event not yet complete, in pieces
         self._pending_size = 0
         self._parser: SseParser | None = None
@@ -149,8 +156,7 @@ class OpenAIEvents:
             raise StreamFailed("an upstream event has no 'choices' list")
         for choice in choices:
             _check_choice(choice)
-            if choice.get("finish_reason") is not None:
-                self._finished = True
+            self._follow(choice)
             self._count(choice)
         if self._heads.trim(choices):  # see tool_call_heads: rare, so re-encoded only then
             payload = orjson.dumps(chunk)
@@ -164,6 +170,25 @@ class OpenAIEvents:
             if not self.client_usage and not choices:
                 return b""
         return b"data: " + payload + b"\n\n"
+
+    def _follow(self, choice: dict[str, Any]) -> None:
+        """StreamFailed for a choice out of its place: an index never announced in order, or
+        anything for a choice that already finished."""
+        index = choice.get("index", 0)
+        if index in self._closed:
+            if carries_token(choice):
+                raise StreamFailed(f"an upstream event continues choice {index} after it finished")
+            return
+        if index > self._next_index or index < 0:
+            raise StreamFailed(f"an upstream event has a stray choice index ({index})")
+        if index == self._next_index:
+            self._next_index += 1
+        if choice.get("finish_reason") is not None:
+            self._finished = True
+            self._closed.add(index)
+            self.committed = True
+        elif not self.committed and carries_token(choice):
+            self.committed = True
 
     def _count(self, choice: dict[str, Any]) -> None:
         text = choice.get("text")  # a text completion's piece (``/v1/completions``)
@@ -179,11 +204,18 @@ def _check_choice(choice: Any) -> None:
     one) whose tool calls are objects with integer indexes."""
     if type(choice) is not dict or type(choice.get("index", 0)) is not int:
         raise StreamFailed("an upstream event has a choice that is not an object with an index")
+    if type(choice.get("finish_reason", "")) not in _TEXT_OR_NULL:
+        raise StreamFailed("an upstream event has a finish_reason that is not text")
+    if type(choice.get("text", "")) not in _TEXT_OR_NULL:
+        raise StreamFailed("an upstream event has a text that is not text")
     delta = choice.get("delta")
     if delta is None:
         return
     if type(delta) is not dict:
         raise StreamFailed("an upstream event has a delta that is not an object")
+    for key in _DELTA_TEXTS:
+        if type(delta.get(key)) not in _TEXT_OR_NULL:
+            raise StreamFailed(f"an upstream event has a delta whose {key} is not text")
     calls = delta.get("tool_calls")
     if calls is not None and (
         type(calls) is not list
@@ -197,6 +229,10 @@ def _check_choice(choice: Any) -> None:
         raise StreamFailed("an upstream event has malformed tool calls")
     if not isinstance(delta.get("function_call") or {}, dict):
         raise StreamFailed("an upstream event has a malformed function call")
+
+
+_TEXT_OR_NULL = (str, type(None))
+_DELTA_TEXTS = ("role", "content", "refusal", "reasoning_content", "reasoning")
 
 
 def _error_message(error: Any) -> str:
@@ -217,6 +253,7 @@ class TranslatedEvents:
         self._parse, self._translator, self._flush = parse, translator, flush
         self._sent_done = False
         self.text_chars = self.text_chunks = 0
+        self.committed = False
 
     @property
     def usage(self) -> Usage | None:
@@ -244,16 +281,21 @@ class TranslatedEvents:
             for item in parsed():
                 for chunk in self._translator.feed(item):
                     out.append(sse(chunk))
-                    chars = chunk_text_chars(chunk)
-                    if chars:
-                        self.text_chars += chars
-                        self.text_chunks += 1
+                    self._count(chunk)
         except (UpstreamStreamError, ValueError, TypeError, RecursionError) as exc:
             raise StreamFailed(f"upstream stream error: {exc}") from exc
         if self._translator.done and not self._sent_done:
             self._sent_done = True
             out.append(DONE)
         return b"".join(out)
+
+    def _count(self, chunk: Mapping[str, Any]) -> None:
+        chars = chunk_text_chars(chunk)
+        if chars:
+            self.text_chars += chars
+            self.text_chunks += 1
+        if not self.committed:
+            self.committed = any(carries_token(c) for c in chunk.get("choices") or ())
 
 
 def anthropic_events(model: str, client_usage: bool) -> TranslatedEvents:

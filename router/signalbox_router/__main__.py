@@ -117,6 +117,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="while Redis is away each replica spends limit / N: N live replicas counted by "
         "heartbeat ('auto', the default) or this number",
     )
+    p.add_argument(
+        "--redis-expected-replicas",
+        type=int,
+        default=8,
+        help="with 'auto': the N a replica assumes until the heartbeat has counted the live "
+        "replicas (one that starts while Redis is away); the chart passes its replica count "
+        "(default: 8)",
+    )
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
 
@@ -193,9 +201,21 @@ def _shared_budgets(args: argparse.Namespace, state: RouterState) -> SharedBudge
     replicas = _fallback_replicas(args.redis_fallback_replicas)
     from signalbox_router.limits import shared_budget
 
-    return shared_budget.from_url(
-        args.redis_url, state, prefix=args.redis_prefix, replicas=replicas
-    )
+    try:
+        return shared_budget.from_url(
+            args.redis_url,
+            state,
+            prefix=args.redis_prefix,
+            replicas=replicas,
+            expected=max(1, args.redis_expected_replicas),
+        )
+    except ValueError as exc:  # redis-py's word on a malformed URL, its credentials masked
+        said = str(exc)
+        userinfo = args.redis_url.split("://", 1)[-1].rpartition("@")[0]
+        for secret in (userinfo, *userinfo.split(":")):
+            if len(secret) >= 3:
+                said = said.replace(secret, "***")
+        raise StartupError(f"--redis-url: not a usable Redis URL ({said})") from None
 
 
 def _first_reading(args: argparse.Namespace) -> folder_watch.FolderWatch:
@@ -223,6 +243,7 @@ def build_app(args: argparse.Namespace) -> RouterApp:
     app.cache = ResponseCache(state.meter.registry, prefix=args.redis_prefix)
     if budgets is not None:  # the cache shares the budgets' Redis, and their view of it
         app.cache.client, app.cache.reachable = budgets.client, lambda: budgets.shared
+        budgets.make_room = app.cache.make_room
     folder = _first_reading(args) if args.manifests is not None else None
 
     async def startup() -> None:

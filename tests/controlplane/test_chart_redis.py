@@ -47,6 +47,7 @@ def test_an_existing_redis_is_read_from_a_secret_and_passes_the_server_dry_run(
     rendered = run_helm(helm, None, "template", "sb", str(CHART), "-n", namespace, *KUBE, *values)
     container = _router(rendered)
     assert "--redis-fallback-replicas=3" in container["args"]
+    assert "--redis-expected-replicas=2" in container["args"]  # router.replicas, until counted
     assert not any("redis://" in a for a in container["args"])  # never in the pod spec
     (env,) = [e for e in container["env"] if e["name"] == "SIGNALBOX_REDIS_URL"]
     assert env["valueFrom"] == {"secretKeyRef": {"name": "redis", "key": "url"}}

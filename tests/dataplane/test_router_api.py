@@ -497,10 +497,21 @@ def test_embeddings_from_a_chat_only_provider_are_refused(
     client: openai.OpenAI, fakes: dict[str, FakeProvider]
 ) -> None:
     before = len(fakes["anthropic"].seen)
-    with pytest.raises(openai.APIStatusError) as err:
+    with pytest.raises(openai.BadRequestError) as err:  # the request's fault: not retried
         client.embeddings.create(model="claude-embed", input="alpha")
-    assert err.value.status_code == 503
-    assert err.value.code == "no_eligible_provider"
+    assert err.value.code == "unsupported_request"
+    assert "embeddings" in err.value.message
+    assert len(fakes["anthropic"].seen) == before
+
+
+def test_completions_for_a_model_that_cannot_take_them_are_the_clients_400(
+    client: openai.OpenAI, fakes: dict[str, FakeProvider]
+) -> None:
+    before = len(fakes["anthropic"].seen)
+    with pytest.raises(openai.BadRequestError) as err:
+        client.completions.create(model="claude-embed", prompt="alpha")
+    assert err.value.code == "unsupported_request"
+    assert "completions" in err.value.message
     assert len(fakes["anthropic"].seen) == before
 
 

@@ -341,3 +341,50 @@ def test_with_client_keys_the_right_key_works(
     with pytest.raises(openai.AuthenticationError):
         wrong.chat.completions.create(model=MODEL, messages=MESSAGES)
     assert not any(k in router.log() for k in CLIENT_KEYS)
+
+
+def test_with_client_keys_each_key_sees_only_its_own_usage(
+    keyed: tuple[RouterProcess, FakeProvider],
+) -> None:
+    router, _ = keyed
+    one, two = (
+        openai.OpenAI(base_url=router.base_url, api_key=k, max_retries=0, timeout=10)
+        for k in CLIENT_KEYS
+    )
+
+    def usage(key: str) -> dict[str, Any]:
+        resp = router.get("/v1/usage", headers={"authorization": f"Bearer {key}"})
+        assert resp.status_code == 200, resp.text
+        body: dict[str, Any] = resp.json()
+        return body
+
+    def requests(key: str) -> int:
+        return sum(row["request_count"] for row in usage(key)["data"])
+
+    before = (requests(CLIENT_KEYS[0]), requests(CLIENT_KEYS[1]))
+    for _ in range(3):
+        one.chat.completions.create(model=MODEL, messages=MESSAGES)
+    two.chat.completions.create(model=MODEL, messages=MESSAGES)
+    assert requests(CLIENT_KEYS[0]) == before[0] + 3
+    assert requests(CLIENT_KEYS[1]) == before[1] + 1
+    assert not any(k in json.dumps(usage(CLIENT_KEYS[0])) for k in CLIENT_KEYS)
+
+
+def test_a_key_file_that_is_a_folder_is_named_in_readyz_and_nothing_goes_without_auth(
+    tmp_path: Path,
+) -> None:
+    fake = FakeProvider("locked", Flavor.OPENAI, [MODEL])
+    secrets = tmp_path / "secrets"
+    (secrets / "creds" / "api-key").mkdir(parents=True)  # a folder where the key should be
+    auth = {"secretRef": {"name": "creds", "key": "api-key"}, "header": "Authorization"}
+    with running_fakes(fake):
+        docs = [provider("locked", "OpenAICompatible", fake.base_url, models=[MODEL], auth=auth)]
+        args = ("--secrets-dir", str(secrets))
+        with running_router(tmp_path / "manifests", docs, *args) as router:
+            ready = router.get("/readyz").json()
+            problems = "\n".join(ready["problems"])
+            assert str(secrets / "creds" / "api-key") in problems
+            assert "not a regular file" in problems
+            resp = router.post("/v1/chat/completions", json={"model": MODEL, "messages": MESSAGES})
+            assert openai_error(resp, 503)["code"] == "no_eligible_provider"
+            assert fake.seen == [], "no request without auth"

@@ -488,12 +488,12 @@ def test_all_providers_failing_is_a_502(world: World) -> None:
     b.set_faults(status=503)
     resp = world.chat("all-fail")
     assert resp.status_code == 502
-    assert resp.headers["x-signalbox-attempts"] == "2"
+    assert resp.headers["x-signalbox-attempts"] == "3"  # a, b, then a again: maxAttempts
     error = openai_error(resp)
     assert error["type"] == "upstream_error"
     assert error["code"] == "ServerError"
-    assert "all-fail-b: HTTP 503" in error["message"]
-    assert (len(a.seen), len(b.seen)) == (1, 1)
+    assert "all-fail-a: HTTP 500" in error["message"]  # the last failure
+    assert (len(a.seen), len(b.seen)) == (2, 1)
     a.clear_faults()
     b.clear_faults()
 
@@ -506,7 +506,7 @@ def test_all_providers_timing_out_is_a_504(world: World) -> None:
     resp = world.chat("all-timeout")
     assert time.monotonic() - started < 2 * SLOW - 1
     assert resp.status_code == 504
-    assert resp.headers["x-signalbox-attempts"] == "2"
+    assert resp.headers["x-signalbox-attempts"] == "3"
     error = openai_error(resp)
     assert error["type"] == "timeout"
     assert error["code"] == "Timeout"

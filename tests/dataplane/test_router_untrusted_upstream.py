@@ -4,10 +4,14 @@ echoed keys, endless streams). The official openai SDK is the client where strea
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import gzip
 import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -34,6 +38,7 @@ KEYS = {
 }
 CIRCUIT = {"failureThreshold": 50, "openDuration": "1s", "maxOpenDuration": "2s"}
 BIG = 2 * 1024 * 1024  # past the router's bound on one stream event
+BOMB = 60 * 1024 * 1024
 # Streams pause between events so the first one reaches the client alone: a stream that is bad
 # in its first read fails over instead (tested in test_router_failover).
 
@@ -57,6 +62,13 @@ def _anthropic_stream(*middle: dict[str, Any]) -> scripted.Behavior:
     }
     events = [start, block, text, *middle, {"type": "message_stop"}]
     return scripted.stream([scripted.anthropic_event(e) for e in events], pause=0.05)
+
+
+@functools.cache
+def _bomb() -> scripted.Behavior:
+    """A compressed answer of about 60 kB that inflates to 60 MB."""
+    data = gzip.compress(json.dumps(scripted.completion("gzip-bomb", "a" * BOMB)).encode(), 9)
+    return lambda h: scripted.answer(h, 200, None, [("content-encoding", "gzip")], raw=data)
 
 
 def _tool_piece(**fields: str) -> bytes:
@@ -94,6 +106,7 @@ def _scenarios(up: scripted.ScriptedUpstream, evil: scripted.ScriptedUpstream) -
         "redirect-307-anthropic": ("Anthropic", "anthropic", scripted.redirect(307, to_evil)),
         "redirect-307-azure": ("AzureOpenAI", "azure", scripted.redirect(307, to_evil)),
         "gzip": ("OpenAICompatible", None, scripted.gzipped(scripted.completion("gzip"))),
+        "gzip-bomb": ("OpenAICompatible", None, _bomb()),
         "empty-anthropic": ("Anthropic", "anthropic", scripted.json_answer({})),
         "big-answer": (
             "OpenAICompatible",
@@ -307,7 +320,37 @@ def test_a_redirect_is_never_followed(world: World, model: str) -> None:
     assert error["code"] == "InvalidResponse"
     assert "redirect refused" in error["message"]
     assert world.evil.seen == []  # neither the prompt nor the key went anywhere else
-    assert len(world.up.requests_for(model)) == 1
+    assert len(world.up.requests_for(model)) == 3  # a lone provider, tried maxAttempts times
+
+
+def test_inflating_answers_are_bounded_across_concurrent_requests(world: World) -> None:
+    """Four compression bombs at once (60 kB each, 60 MB inflated): each is refused, the
+    router's peak memory grows by far less than they would inflate to together, and a small
+    compressed answer still goes through."""
+    pid = world.router.proc.pid if world.router.proc else 0
+    before = _peak_kib(pid)
+
+    async def bombs() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=world.router.url, timeout=30) as client:
+            body = {"model": "gzip-bomb", "messages": [{"role": "user", "content": "hi"}]}
+            return list(
+                await asyncio.gather(
+                    *(client.post("/v1/chat/completions", json=body) for _ in range(4))
+                )
+            )
+
+    for resp in asyncio.run(bombs()):
+        assert openai_error(resp, 502)["code"] == "InvalidResponse"
+    growth_mib = (_peak_kib(pid) - before) / 1024
+    assert growth_mib < 200, f"peak memory grew by {growth_mib:.0f} MiB"
+    assert world.chat("gzip").status_code == 200
+
+
+def _peak_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
 
 
 def test_answers_are_asked_for_uncompressed_and_a_compressed_one_is_read(world: World) -> None:

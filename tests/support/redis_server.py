@@ -41,6 +41,7 @@ def ensure_installed() -> str:
 class RedisServer:
     folder: Path
     port: int = field(default_factory=free_port)
+    extra: tuple[str, ...] = ()  # more redis-server options: --requirepass, --maxmemory, ...
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -57,6 +58,7 @@ class RedisServer:
             "--save", "",
             "--appendonly", "no",
             "--protected-mode", "yes",
+            *self.extra,
         ]  # fmt: skip
         with (self.folder / "redis.log").open("ab") as log:
             self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
@@ -68,7 +70,8 @@ class RedisServer:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
                 s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
+                said = s.recv(64)
+                return said.startswith(b"+PONG") or said.startswith(b"-NOAUTH")
         except OSError:
             return False
 

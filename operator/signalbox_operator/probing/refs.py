@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from signalbox_api.api_keys import sendable
 from signalbox_api.conditions import Reason
 from signalbox_api.endpoints import (
     ServicePort,
@@ -58,11 +59,6 @@ def resolve(spec: LLMProviderSpec, namespace: str, lookups: Lookups) -> Refs:
     return _resolve_service(spec.endpoint.service, namespace, lookups, api_key)
 
 
-def sendable(value: str) -> bool:
-    """Whether ``value`` may be an HTTP header value: visible ASCII, spaces and tabs."""
-    return value.isascii() and all(c == "\t" or " " <= c <= "~" for c in value)
-
-
 def _resolve_service(
     svc: ServiceRef, namespace: str, lookups: Lookups, api_key: str | None
 ) -> Refs:
@@ -99,5 +95,4 @@ __all__ = [
     "parse_service",
     "parse_slice",
     "resolve",
-    "sendable",
 ]

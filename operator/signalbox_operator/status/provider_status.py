@@ -44,6 +44,7 @@ FAILURE_REASONS = {
     Outcome.INVALID_RESPONSE: Reason.INVALID_RESPONSE,
     Outcome.BAD_REQUEST: Reason.PROBE_FAILED,
     Outcome.RATE_LIMITED: Reason.RATE_LIMITED,
+    Outcome.QUOTA_EXHAUSTED: Reason.QUOTA_EXHAUSTED,
 }
 
 # Reasons that say more than the outcome does, and the outcome each stands for.

@@ -118,6 +118,11 @@ class StreamTranslator(Protocol):
     def done(self) -> bool:
         """Whether the stream is complete (the client got ``[DONE]``)."""
 
+    @property
+    def committed(self) -> bool:
+        """Whether the client's bytes so far carry a token: text, a tool call or a finish.
+        Until then a failed stream is an ordinary failed attempt (the commit point)."""
+
     def end(self) -> bytes:
         """At upstream EOF: the closing bytes of a stream that finished without saying so.
         Raises StreamFailed when the stream was cut short."""

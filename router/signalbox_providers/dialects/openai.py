@@ -182,10 +182,28 @@ def checked_answer(raw: bytes, key: str, holds: str | None = None) -> Answer:
     items = body.get(key)
     if type(items) is not list:
         raise InvalidAnswer(f"the answer has no {key!r} list")
+    if not items and key == "choices":  # a client reads the first choice
+        raise InvalidAnswer("the answer has no choices")
     for item in items:
         if type(item) is not dict or (holds is not None and type(item.get(holds)) is not dict):
             raise InvalidAnswer(f"the answer's {key!r} are not all well-formed objects")
+        if key == "choices" and not _typed_choice(item, holds):
+            raise InvalidAnswer("the answer has a choice whose fields have the wrong types")
     return Answer(raw, usage_of(body, "prompt_tokens", "completion_tokens"))
+
+
+def _typed_choice(choice: dict[str, Any], holds: str | None) -> bool:
+    """Whether the fields a client reads of one choice have their types: text or null (a
+    message's content may also be a list of parts)."""
+    texts = [choice.get("finish_reason")]
+    if holds is not None:
+        message = choice[holds]
+        if type(message.get("content")) not in (str, list, type(None)):
+            return False
+        texts.append(message.get("refusal"))
+    else:
+        texts.append(choice.get("text"))
+    return all(t is None or type(t) is str for t in texts)
 
 
 def _with_model(body: Mapping[str, Any], model: str) -> Mapping[str, Any]:

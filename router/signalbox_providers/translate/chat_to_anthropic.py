@@ -390,6 +390,7 @@ class AnthropicStream:
         self._tools: dict[int, int] = {}  # Anthropic block index -> OpenAI tool call index
         self._tool_has_args: dict[int, bool] = {}
         self._stop_reason: Any = None
+        self._told_stop = False  # a message_delta came (it carries the stop reason and usage)
         self.done = False
 
     @property
@@ -421,6 +422,8 @@ class AnthropicStream:
         if kind == "message_delta":
             self._message_delta(payload)
         elif kind == "message_stop":
+            if not self._told_stop:
+                raise UpstreamStreamError("message_stop came before any message_delta")
             self.done = True
             return self._out.finish(_finish_reason(self._stop_reason), _usage(self._usage or {}))
         return []  # ping, and event types added after this was written
@@ -464,6 +467,7 @@ class AnthropicStream:
         return []
 
     def _message_delta(self, payload: Mapping[str, Any]) -> None:
+        self._told_stop = True
         delta = payload.get("delta")
         if isinstance(delta, Mapping) and delta.get("stop_reason") is not None:
             self._stop_reason = delta["stop_reason"]

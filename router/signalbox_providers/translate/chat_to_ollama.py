@@ -191,7 +191,10 @@ def _format(fmt: Any) -> str | JSON | None:
         return "json"
     spec = fmt.get("json_schema") if isinstance(fmt, Mapping) else None
     if kind == "json_schema" and isinstance(spec, Mapping):
-        return copy.deepcopy(dict(spec.get("schema") or {"type": "object"}))
+        schema = spec.get("schema", {"type": "object"})
+        if not isinstance(schema, Mapping):
+            raise TranslationError("response_format.json_schema.schema must be a JSON object")
+        return copy.deepcopy(dict(schema or {"type": "object"}))
     raise TranslationError(f"unsupported response_format: {fmt!r:.80}")
 
 

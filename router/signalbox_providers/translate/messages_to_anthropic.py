@@ -23,7 +23,11 @@ from signalbox_providers.dialects.base import (
 )
 from signalbox_providers.sse import SseParser, event_type
 from signalbox_providers.translate.chat_to_anthropic import AnthropicStream, event_payload
-from signalbox_providers.translate.openai_format import UpstreamStreamError, chunk_text_chars
+from signalbox_providers.translate.openai_format import (
+    UpstreamStreamError,
+    carries_token,
+    chunk_text_chars,
+)
 
 _DELTA_TEXT = {
     "text_delta": "text",
@@ -98,6 +102,7 @@ class NativeEvents:
         self._order = EventOrder()
         self._reader = AnthropicStream(model, True)
         self.text_chars = self.text_chunks = 0
+        self.committed = False
 
     @property
     def usage(self) -> Usage | None:
@@ -121,6 +126,8 @@ class NativeEvents:
                     if chars:
                         self.text_chars += chars
                         self.text_chunks += 1
+                    if not self.committed:
+                        self.committed = any(map(carries_token, chunk["choices"]))
                 name = e.event or "message"
                 line = e.data.replace("\n", " ")  # parsed: newlines lie between JSON tokens
                 out.append(b"event: " + name.encode() + b"\ndata: " + line.encode() + b"\n\n")

@@ -91,7 +91,11 @@ def _text_block(block: Any, where: str) -> str:
 
 
 def _message(msg: Any, where: str) -> list[JSON]:
-    if not isinstance(msg, Mapping) or msg.get("role") not in _ROLES:
+    if (
+        not isinstance(msg, Mapping)
+        or not isinstance(msg.get("role"), str)
+        or msg["role"] not in _ROLES
+    ):
         raise InvalidMessages(f"{where}.role: must be 'user' or 'assistant'", f"{where}.role")
     content = msg.get("content")
     if isinstance(content, str):

@@ -162,6 +162,28 @@ def chunk_text_chars(chunk: Mapping[str, Any]) -> int:
     return sum(delta_text_chars(choice.get("delta")) for choice in chunk.get("choices") or ())
 
 
+def carries_token(choice: Mapping[str, Any]) -> bool:
+    """Whether one streamed choice carries something a client can use: text (of the answer,
+    its reasoning or a refusal), a tool call, or its finish. A role alone does not: the router
+    commits to a stream only at its first such choice, and fails over before it."""
+    if choice.get("finish_reason") is not None or choice.get("text"):
+        return True
+    delta = choice.get("delta")
+    if type(delta) is not dict:
+        return False
+    return any(delta.get(key) for key in _TOKEN_KEYS)
+
+
+_TOKEN_KEYS = (
+    "content",
+    "tool_calls",
+    "function_call",
+    "reasoning_content",
+    "reasoning",
+    "refusal",
+)
+
+
 def delta_text_chars(delta: Any) -> int:
     """Characters of answer text in one streamed delta: its content and its pieces of tool-call
     arguments. Never a call's id or name, which some servers (llama.cpp's) repeat in every

@@ -36,6 +36,10 @@ class OverChat:
     def done(self) -> bool:
         return self._done
 
+    @property
+    def committed(self) -> bool:
+        return self._inner.committed
+
     def feed(self, data: bytes) -> bytes:
         return self._translate(self._inner.feed(data))
 

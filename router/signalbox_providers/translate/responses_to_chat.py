@@ -80,7 +80,7 @@ def _item(chat: list[JSON], item: Any, where: str) -> None:
     kind = item.get("type", "message") if isinstance(item, Mapping) else None
     if kind == "message" and isinstance(item, Mapping):
         role = item.get("role")
-        if role not in _ROLES:
+        if not isinstance(role, str) or role not in _ROLES:
             raise InvalidResponses(f"Invalid value for '{where}.role'.", f"{where}.role")
         chat.append({"role": role, "content": _content(item.get("content"), f"{where}.content")})
     elif kind == "function_call" and isinstance(item, Mapping):

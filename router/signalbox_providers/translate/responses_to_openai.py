@@ -90,6 +90,7 @@ class NativeResponseEvents:
         self.usage: Usage | None = None
         self.text_chars = self.text_chunks = 0
         self._done = False
+        self.committed = False
 
     @property
     def done(self) -> bool:
@@ -119,8 +120,12 @@ class NativeResponseEvents:
                 if isinstance(delta, str) and delta:
                     self.text_chars += len(delta)
                     self.text_chunks += 1
+                    self.committed = True
+            elif kind in _TOKENS:
+                self.committed = True
             if kind in _ENDS:
                 self._done = True
+                self.committed = True
                 self.usage = _usage(payload.get("response"))
             name = e.event or kind
             line = e.data.replace("\n", " ")  # parsed: newlines lie between JSON tokens
@@ -135,6 +140,14 @@ class NativeResponseEvents:
 
 _COUNTED_DELTAS = frozenset(
     {"response.output_text.delta", "response.function_call_arguments.delta"}
+)
+# Events that carry something a client can use besides answer text (the commit point).
+_TOKENS = frozenset(
+    {
+        "response.refusal.delta",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_text.delta",
+    }
 )
 
 

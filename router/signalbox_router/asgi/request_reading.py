@@ -3,6 +3,7 @@ headers the router acts on. Anything wrong raises ``BadRequest`` or ``BodyTooLar
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import orjson
@@ -43,6 +44,12 @@ def header(scope: Scope, name: bytes) -> bytes:
         if key == name:
             return bytes(value)
     return b""
+
+
+def tenant(scope: Scope) -> str:
+    """Whose client key the request carries, as a digest that names it in usage without being
+    it (the same key, the same tenant, on every replica)."""
+    return hashlib.sha256(b"signalbox-tenant\0" + client_key(scope)).hexdigest()[:16]
 
 
 def client_key(scope: Scope) -> bytes:

@@ -4,7 +4,10 @@ deterministic requests, served without asking a provider.
 Each router keeps a least-recently-used map per policy (``maxEntries``, ``ttl``; answers over
 ``maxEntryBytes`` are not kept). With ``--redis-url`` entries are also written to Redis (in the
 background) and looked up there on a local miss, so one replica's answer serves them all; a
-Redis that is slow (50 ms) or away is a miss, never an error. Every answer of a caching policy
+Redis that is slow (50 ms) or away is a miss, never an error. In Redis too a policy keeps at
+most ``maxEntries`` (an index per policy, trimmed by the write, soonest to expire first), and
+when Redis runs out of memory the shared budgets drop the cache's entries first
+(``make_room``): a cache never starves the rate limits. Every answer of a caching policy
 says ``x-signalbox-cache: hit``, ``miss`` or ``bypass`` (a request that is not deterministic,
 or whose ``Cache-Control`` says ``no-cache``/``no-store``). A streamed answer is collected as it
 is sent (:mod:`stream_capture`) and kept once it ended whole. What hits saved (tokens, and cost
@@ -17,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -44,6 +47,33 @@ class Lookup:
     verdict: str  # "hit" (once found), "miss" or "bypass"
     store: bool
     spec: CacheSpec
+    tenant: str = ""  # whose client key asked (``request_reading.tenant``)
+
+
+@dataclass
+class Savings:
+    """What answers from the cache did not cost: hits, tokens, and money per currency."""
+
+    hits: int = 0
+    prompt: int = 0
+    completion: int = 0
+    cost: dict[str, Decimal] = field(default_factory=dict)
+
+    def add(self, prompt: int, completion: int, spent: Decimal | None, currency: str) -> None:
+        self.hits += 1
+        self.prompt += prompt
+        self.completion += completion
+        if spent is not None:
+            self.cost[currency] = self.cost.get(currency, Decimal(0)) + spent
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "hits": self.hits,
+            "saved_tokens": self.prompt + self.completion,
+            "saved_prompt_tokens": self.prompt,
+            "saved_completion_tokens": self.completion,
+            "saved_cost": {c: str(v.normalize()) for c, v in sorted(self.cost.items())},
+        }
 
 
 class ResponseCache:
@@ -64,16 +94,15 @@ class ResponseCache:
         self._specs: dict[str, CacheSpec] = {}
         self._local: dict[str, stored.Entries] = {}
         self._writes: set[asyncio.Task[None]] = set()
-        self.saved_tokens = [0, 0]
-        self.saved_cost: dict[str, Decimal] = {}
-        self.hits = 0
+        self.saved = Savings()
+        self._saved_by: dict[str, Savings] = {}  # per tenant
         self.lookups = prom.Counter(
             "signalbox_router_cache_lookups_total",
             "Response cache lookups by policy and result (hit, miss, bypass).",
             ["policy", "result"],
             registry=registry,
         )
-        self.saved = prom.Counter(
+        self.saved_tokens_total = prom.Counter(
             "signalbox_router_cache_saved_tokens_total",
             "Tokens (in plus out) that answers from the cache did not cost, by policy.",
             ["policy"],
@@ -108,7 +137,8 @@ class ResponseCache:
         store = deterministic and not no_store
         # Tenants apart: the key the client authenticated with, whichever header carried it.
         key = keying.key(request_reading.client_key(scope), body) if store or verdict else ""
-        return Lookup(route.policy, key, verdict or "bypass", store, spec)
+        tenant = request_reading.tenant(scope)
+        return Lookup(route.policy, key, verdict or "bypass", store, spec, tenant)
 
     def _follow(self, snapshot: Snapshot) -> None:
         self._seen = snapshot
@@ -133,7 +163,7 @@ class ResponseCache:
         parsed = keying.keepable(200, entry.answer)
         if parsed is None:
             return None
-        self._count_savings(look.policy, entry, parsed, route)
+        self._count_savings(look, entry, parsed, route)
         headers = [*replies.signalbox_headers(entry.provider, entry.model, 0), (HEADER, b"hit")]
         if body.get("stream"):
             usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -208,16 +238,31 @@ class ResponseCache:
         entry = stored.Entry(who[0], who[1], answer, time.time() + ttl)
         self.evictions.labels(look.policy).inc(self._policy(look).put(look.key, entry))
         if self.client is not None and self.reachable():
-            task = asyncio.create_task(self._write(look.key, entry, ttl))
+            task = asyncio.create_task(self._write(look, entry, ttl))
             self._writes.add(task)
             task.add_done_callback(self._writes.discard)
 
-    async def _write(self, key: str, entry: stored.Entry, ttl: float) -> None:
+    async def _write(self, look: Lookup, entry: stored.Entry, ttl: float) -> None:
+        keys = (self._redis_key(look.key), self._index_key(look.policy))
+        limit = str(look.spec.max_entries)
         try:
             async with asyncio.timeout(self.timeout * 4):
-                await self.client.set(self._redis_key(key), entry.encode(), px=int(ttl * 1000))
+                await self.client.eval(_STORE, 2, *keys, entry.encode(), int(ttl * 1000), limit)
         except Exception as exc:  # the local copy still serves this replica
             log.debug("response cache: Redis write failed (%s)", type(exc).__name__)
+
+    async def make_room(self) -> None:
+        """Drop every entry this router's policies keep in Redis (Redis is out of memory, and
+        the shared budgets come first). Deletions are allowed however full Redis is."""
+        for policy in list(self._local):
+            index = self._index_key(policy)
+            async with asyncio.timeout(self.timeout * 4):
+                keys = await self.client.zrange(index, 0, -1)
+                await self.client.delete(index, *keys)
+            log.warning("response cache: Redis is out of memory; dropped %d entries", len(keys))
+
+    def _index_key(self, policy: str) -> str:
+        return f"{self.prefix}:cache-index:{policy}"
 
     def _policy(self, look: Lookup) -> stored.Entries:
         local = self._local.get(look.policy)
@@ -229,30 +274,52 @@ class ResponseCache:
         return f"{self.prefix}:cache:{key}"
 
     def _count_savings(
-        self, policy: str, entry: stored.Entry, parsed: dict[str, Any], route: Route
+        self, look: Lookup, entry: stored.Entry, parsed: dict[str, Any], route: Route
     ) -> None:
         prompt, completion = keying.usage(parsed)
-        self.saved.labels(policy).inc(prompt + completion)
-        self.hits += 1
-        self.saved_tokens[0] += prompt
-        self.saved_tokens[1] += completion
+        self.saved_tokens_total.labels(look.policy).inc(prompt + completion)
         price = next((c.price for c in route.ordered if c.provider == entry.provider), None)
+        spent, currency = None, ""
         if price is not None:
             spent = (
                 parse_money(price.input_per_m_tok) * prompt
                 + parse_money(price.output_per_m_tok) * completion
             ) / _MILLION
-            self.saved_cost[price.currency] = self.saved_cost.get(price.currency, 0) + spent
+            currency = price.currency
+        self.saved.add(prompt, completion, spent, currency)
+        self._saved_by.setdefault(look.tenant, Savings()).add(prompt, completion, spent, currency)
 
-    def savings(self) -> dict[str, Any]:
-        """For ``/v1/usage``: hits, and the tokens and cost they saved."""
-        return {
-            "hits": self.hits,
-            "saved_tokens": sum(self.saved_tokens),
-            "saved_prompt_tokens": self.saved_tokens[0],
-            "saved_completion_tokens": self.saved_tokens[1],
-            "saved_cost": {c: str(v.normalize()) for c, v in sorted(self.saved_cost.items())},
-        }
+    @property
+    def hits(self) -> int:
+        return self.saved.hits
+
+    def savings(self, tenant: str | None = None) -> dict[str, Any]:
+        """For ``/v1/usage``: hits, and the tokens and cost they saved (everyone's, or one
+        tenant's)."""
+        if tenant is None:
+            return self.saved.as_json()
+        return self._saved_by.get(tenant, Savings()).as_json()
+
+
+# One entry written, and the policy's index trimmed to its maxEntries (soonest to expire go
+# first; expired ones are gone already). KEYS: the entry, the index; ARGV: the entry's bytes,
+# its ttl in ms, maxEntries. On Redis's clock.
+_STORE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl, most = tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+redis.call('ZADD', KEYS[2], now + ttl, KEYS[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local over = redis.call('ZCARD', KEYS[2]) - most
+if over > 0 then
+  local gone = redis.call('ZRANGE', KEYS[2], 0, over - 1)
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, over - 1)
+  redis.call('DEL', unpack(gone))
+end
+if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
+return 1
+"""
 
 
 async def _chunks(events: Any) -> AsyncIterator[bytes]:

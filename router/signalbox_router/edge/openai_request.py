@@ -52,7 +52,11 @@ def _validate_chat(body: Mapping[str, Any]) -> None:
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("'messages' must be a non-empty array.", "messages")
     for i, msg in enumerate(messages):
-        if not isinstance(msg, dict) or msg.get("role") not in _ROLES:
+        if (
+            not isinstance(msg, dict)
+            or not isinstance(msg.get("role"), str)
+            or msg["role"] not in _ROLES
+        ):
             raise InvalidRequest(f"Invalid value for 'messages[{i}].role'.", f"messages[{i}].role")
     for key in ("max_tokens", "max_completion_tokens"):
         value = body.get(key)

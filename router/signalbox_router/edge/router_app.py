@@ -60,6 +60,7 @@ class Incoming:
     scope: Scope
     receive: Receive
     after_reply: sending.AfterReply
+    tenant: str | None = None  # whose client key it carries, when clients authenticate
 
 
 @dataclass
@@ -126,17 +127,20 @@ class RouterApp:
         if method != wanted:
             raise MethodNotAllowed(f"Use {wanted} for {path}")
         if path.startswith("/v1/") or path == "/metrics":
-            self._authenticate(request.scope)
+            request.tenant = self._authenticate(request.scope)
         reply = await handler(self, request)
         return _stamped(reply) if path in _MODEL_ROUTES else reply
 
-    def _authenticate(self, scope: Scope) -> None:
+    def _authenticate(self, scope: Scope) -> str | None:
+        """The request's tenant when clients authenticate (None when they do not); raises
+        Unauthorized for a key that is not one of the router's."""
         keys = self.settings.client_keys
         if keys is None:
-            return
+            return None
         given = request_reading.client_key(scope)
         if not any(hmac.compare_digest(given, k.encode()) for k in keys):
             raise Unauthorized("Missing or invalid API key for this router.")
+        return request_reading.tenant(scope)
 
     async def _model_call(self, request: Incoming, kind: Kind) -> Answer:
         ctl = controls.of_request(request.scope)
@@ -154,6 +158,7 @@ class RouterApp:
             if kept is not None:
                 return kept
         job = job_for(kind, body, route, ctl, raw, after_reply=request.after_reply)
+        job.tenant = request.tenant
         reply = await self.forwarder.forward(job)
         return reply if look is None or cache is None else cache.keep(look, reply)
 
@@ -171,9 +176,10 @@ class RouterApp:
         return replies.json_reply({"object": "list", "data": data})
 
     async def usage(self, request: Incoming) -> Answer:
-        summary = self.state.meter.summary()
+        """Everyone's usage; with client keys, only the asking key's own."""
+        summary = self.state.meter.summary(request.tenant)
         if self.cache is not None and (self.cache.hits or self.cache.enabled):
-            summary["cache"] = self.cache.savings()
+            summary["cache"] = self.cache.savings(request.tenant)
         return replies.json_reply(summary)
 
     async def explain(self, request: Incoming) -> Answer:

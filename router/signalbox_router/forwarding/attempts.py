@@ -201,6 +201,8 @@ class Attempt:
         elif failure.outcome == Outcome.RATE_LIMITED:
             wait = failure.retry_after or DEFAULT_RETRY_AFTER
             breakers.rate_limited(name, now, wait, self.trial)
+        elif failure.outcome == Outcome.QUOTA_EXHAUSTED:
+            breakers.rate_limited(name, now, self.prepared.breaker.quota_cooldown, self.trial)
         elif failure.outcome in _NEUTRAL or (
             failure.outcome == Outcome.TIMEOUT and self.capped and now >= self.due
         ):  # cut by the client's deadline: says nothing about the provider
@@ -218,6 +220,7 @@ class Attempt:
             usage=report.usage,
             price=self.cand.price,
             estimated=report.estimated,
+            tenant=self.job.tenant,
         )
 
     def __repr__(self) -> str:

@@ -1,10 +1,10 @@
 """Per-request control headers: what a client may ask of one request's failover.
 
 ``x-signalbox-priority`` (critical, standard, sheddable), ``x-signalbox-max-attempts`` (1-10,
-clamped to the policy's ``failover.maxAttempts``), ``x-signalbox-timeout`` (one deadline for
-all attempts and back-offs, a Go duration such as ``30s`` or plain seconds; it can shorten the
-policy's ``failover.totalTimeout``, never lengthen it) and ``x-signalbox-failover: off`` (one
-attempt). The values are parsed here, pure; ``of_request`` finds them in one pass over the
+clamped to the policy's ``failover.maxAttempts``), ``x-signalbox-timeout`` (one deadline for all
+attempts and back-offs, a Go duration such as ``30s`` or plain seconds; it can shorten the policy's
+``failover.totalTimeout``, never lengthen it) and ``x-signalbox-failover: off`` (one attempt). Each
+may be given once. The values are parsed here, pure; ``of_request`` finds them in one pass over the
 headers, and a request without any shares one ``Controls`` object with every other.
 """
 
@@ -86,7 +86,7 @@ def parse(found: dict[bytes, bytes]) -> Controls:
 def _attempts(raw: bytes) -> int | None:
     if not raw:
         return None
-    if not raw.isdigit() or not 1 <= int(raw) <= ATTEMPTS_CEILING:
+    if not raw.isdigit() or len(raw) > 2 or not 1 <= int(raw) <= ATTEMPTS_CEILING:
         raise InvalidControl(
             MAX_ATTEMPTS,
             f"x-signalbox-max-attempts must be a whole number from 1 to {ATTEMPTS_CEILING}",
@@ -130,6 +130,9 @@ def of_request(scope: Scope) -> Controls:
         if key in NAMES:  # a set lookup: as cheap as the one compare it replaces
             if found is None:
                 found = {}
+            elif key in found:  # which one was meant is anybody's guess: neither is taken
+                name = bytes(key)
+                raise InvalidControl(name, f"{name.decode()} must be given at most once")
             found[bytes(key)] = bytes(value)
     if found is None:
         return DEFAULT

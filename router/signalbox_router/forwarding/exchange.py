@@ -2,23 +2,26 @@
 came to. It books nothing: the failover loop finishes the attempt with what this returns.
 
 ``send`` returns an ``Answered`` (a complete answer, validated, with its usage), a
-``StreamStarted`` (a stream whose first bytes for the client exist) or an ``UpstreamFailed``
+``StreamStarted`` (a stream that reached its first token: the commit point) or an ``UpstreamFailed``
 (what went wrong, classified); a cancellation or a bug of ours propagates. Transport errors
 become ``UpstreamFailed`` here and nowhere else (``upstream_failure``, which the stream relay
 uses too).
 
-Upstreams are untrusted. Redirects are never followed (a 3xx is an invalid response: a
-provider key must not travel to another host); no cookies are kept; answers are asked for
-uncompressed, and one compressed all the same is inflated in bounded steps; bodies are read up
-to a bound and within the attempt's deadlines; a 2xx answer counts only once its dialect has
-validated it; an error body reaches the client only with every Secret value the router holds
-redacted. A stream counts as started only once its first translated bytes exist, so a stream
-that fails before that still fails over. The upstream response belongs to the exchange until it
-returns, and to the stream after a ``StreamStarted``.
+Upstreams are untrusted. Redirects are never followed (a 3xx is an invalid response: a provider key
+must not travel to another host); no cookies are kept; answers are asked for uncompressed, and one
+compressed all the same is inflated in bounded steps; bodies are read up to a bound and within the
+attempt's deadlines; a 2xx answer counts only once its dialect has validated it; an error body
+reaches the client only with every Secret value the router holds redacted. A stream counts as
+started only once its translated bytes carry a token (text, a tool call or a finish), so a stream
+that fails before that (an error event after an empty role chunk, silence until the first-token
+timeout) still fails over. The upstream response belongs to the exchange until it returns, and to
+the stream after a ``StreamStarted``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import aiohttp
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
 
 MAX_ERROR_BODY = 64 * 1024
 MAX_ANSWER = 64 * 1024 * 1024  # a complete answer (embeddings of a large batch are big)
+MAX_HELD = 64 * 1024  # a stream's bytes held before its first token (role chunks, pings)
 _FAIL_FAST = frozenset({Outcome.BAD_REQUEST, Outcome.MODEL_NOT_FOUND})
 
 
@@ -50,7 +54,8 @@ class Answered(NamedTuple):
 
 
 class StreamStarted(NamedTuple):
-    """A stream whose first bytes for the client exist; the stream now owns ``response``."""
+    """A stream at its commit point, with the bytes held until then (``first``); the stream
+    now owns ``response``."""
 
     response: aiohttp.ClientResponse
     translator: dialects.StreamTranslator
@@ -98,8 +103,9 @@ async def send(
                 resp = None  # the stream's now
                 return started
             deadline.move(attempt.due)  # the rest of an answer may take the request's time
-            raw = await read_bounded(resp, MAX_ANSWER)
-        answer = attempt.prepared.dialect.answer(attempt.job.kind, raw, attempt.cand.model)
+            with INFLATING.share() as share:  # held until the answer was read and checked
+                raw = await read_bounded(resp, MAX_ANSWER, share=share)
+                answer = attempt.prepared.dialect.answer(attempt.job.kind, raw, attempt.cand.model)
     except BaseException as exc:
         if resp is not None:
             resp.close()
@@ -108,10 +114,11 @@ async def send(
             raise  # a cancellation, or a bug of ours
         return mapped
     resp.release()
+    body = redaction.redact_answer(answer.body, attempt.state.secrets())
     if answer.usage is None:  # the upstream said nothing: the router counts (see estimates)
-        usage = estimates.answer_usage(attempt.job.body, answer.body)
-        return Answered(answer.body, usage, estimated=True)
-    return Answered(answer.body, answer.usage, estimated=False)
+        usage = estimates.answer_usage(attempt.job.body, body)
+        return Answered(body, usage, estimated=True)
+    return Answered(body, answer.usage, estimated=False)
 
 
 def upstream_failure(
@@ -130,22 +137,66 @@ def upstream_failure(
 
 
 class _TooLarge(Exception):
+    def __init__(self, limit: int, what: str = "answer") -> None:
+        super().__init__(f"{what} over {limit} bytes")
+
+
+class Inflating:
+    """The bytes of compressed answers being inflated and read at once, across every request:
+    a provider asked for ``identity`` that compresses all the same gets ``MAX_INFLATED`` an
+    answer and a share of ``limit`` for all, so concurrent compression bombs cannot add up."""
+
     def __init__(self, limit: int) -> None:
-        super().__init__(f"answer over {limit} bytes")
+        self.limit, self.used = limit, 0
+
+    @contextmanager
+    def share(self) -> Iterator[Share]:
+        share = Share(self)
+        try:
+            yield share
+        finally:
+            self.used -= share.taken
 
 
-async def read_bounded(resp: aiohttp.ClientResponse, limit: int, *, cut: bool = False) -> bytes:
+class Share:
+    """One answer's part of an ``Inflating`` budget, given back when its read is over."""
+
+    __slots__ = ("budget", "taken")
+
+    def __init__(self, budget: Inflating) -> None:
+        self.budget, self.taken = budget, 0
+
+    def take(self, n: int) -> None:
+        if self.budget.used + n > self.budget.limit:
+            raise _TooLarge(self.budget.limit, "compressed answers inflating at once are")
+        self.budget.used += n
+        self.taken += n
+
+
+MAX_INFLATED = 16 * 1024 * 1024  # one compressed answer, inflated
+INFLATING = Inflating(64 * 1024 * 1024)  # every compressed answer being read, inflated
+
+
+async def read_bounded(
+    resp: aiohttp.ClientResponse, limit: int, *, cut: bool = False, share: Share | None = None
+) -> bytes:
     """The whole body, or ``_TooLarge`` past ``limit`` bytes (with ``cut``, its first ``limit``
     bytes instead). A plain body of a declared length is read in one go; anything else
-    (chunked, or inflated from a compressed one) is counted as it arrives."""
+    (chunked, or inflated from a compressed one) is counted as it arrives, and an inflated one
+    is bounded by ``MAX_INFLATED`` and charged to ``share`` (when given) as well."""
     declared = resp.content_length
-    if declared is not None and "content-encoding" not in resp.headers:
+    compressed = "content-encoding" in resp.headers
+    if declared is not None and not compressed:
         if declared <= limit:
             return await resp.read()
         if not cut:
             raise _TooLarge(limit)
+    if compressed:
+        limit = min(limit, MAX_INFLATED)
     chunks, size = [], 0
     async for chunk in resp.content.iter_any():
+        if compressed and share is not None:
+            share.take(len(chunk))
         chunks.append(chunk)
         size += len(chunk)
         if size > limit:
@@ -186,15 +237,22 @@ def _json_or_none(raw: bytes) -> Any:
 
 
 async def _stream_start(attempt: Attempt, resp: aiohttp.ClientResponse) -> StreamStarted:
-    """Read until the first bytes for the client exist (still inside the first-token
-    deadline)."""
+    """Read and hold the client's bytes until they carry a token (the commit point), still
+    inside the first-token deadline: an error event, a malformed event, a cut or silence before
+    then is this attempt's failure, and the next candidate is tried. Held bytes are bounded; a
+    stream that passes the bound without a token is committed to as it stands."""
     translator = attempt.prepared.dialect.stream(attempt.cand.model, attempt.job.client_usage)
-    first = b""
-    while not first:
+    held: list[bytes] = []
+    size = 0
+    while not (translator.committed or translator.done) and size <= MAX_HELD:
         data = await resp.content.readany()
-        first = translator.feed(data) if data else translator.end()
-        if not data and not first:
-            raise dialects.StreamFailed("the upstream stream was empty")
+        out = translator.feed(data) if data else translator.end()
+        if out:
+            held.append(out)
+            size += len(out)
+        if not data and not translator.done:
+            raise dialects.StreamFailed("the upstream stream ended before its first token")
+    first = redaction.redact_answer(b"".join(held), attempt.state.secrets())
     return StreamStarted(resp, translator, first)
 
 

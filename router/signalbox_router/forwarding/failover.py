@@ -10,13 +10,16 @@ Read top to bottom, one attempt (``_try``) is a chain:
 4. **finish**: the attempt ends with one ``Report`` (breaker, limiter and meter read it), at once
    for an answer or a failure, through the stream's end callback for a stream;
 5. **decide**: the loop (``_failover``) moves to the next candidate when the policy's
-   ``retryOn`` allows, with back-off, up to ``maxAttempts``.
+   ``retryOn`` allows, with jittered exponential back-off, up to ``maxAttempts``; once every
+   candidate failed, those that failed transiently (a connection, a timeout, a 5xx, an invalid
+   answer) are tried again, so a policy of one provider still retries.
 
 400/404/413/422 answers go back at once; 401/403 move on and stop traffic to that provider; a
-malformed answer counts as a server error; a 429 cools the provider for its Retry-After. When
+malformed answer counts as a server error; a 429 cools the provider for its Retry-After, and an
+answer that its quota is spent (402, ``insufficient_quota``) for its ``quotaCooldown``. When
 every provider is at its rate limit the request waits in line, one line per model (bounded;
 critical before standard; sheddable is refused at once), and then gets 429 with Retry-After.
-Nothing is retried once a streamed byte reached the client. The request ends by returning a
+Nothing is retried past a stream's commit point (its first token). The request ends by returning a
 reply or raising a ``RequestError`` (``signalbox_router.failures``); the edge shapes the reply.
 """
 
@@ -24,6 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
+import random
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -54,6 +59,8 @@ from signalbox_router.routing.snapshot import ProviderEntry
 from signalbox_router.state import RouterState
 
 Answer = replies.Reply | replies.StreamReply
+log = logging.getLogger(__name__)
+_UNTRANSLATABLE = (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,15 +96,17 @@ class Forwarder:
         if job.due is not None:
             wait_until = min(wait_until, job.due)
         attempts, backed_off, last = 0, 0, None
-        failed: set[str] = set()  # a provider that failed this request is not tried again
+        failed: dict[str, Outcome] = {}  # who failed this request, and how
+        again = False  # every candidate failed: the transient failures may be tried again
         while True:
             limited: float | None = None
+            tried = attempts
             for cand in job.route.ordered:
-                if attempts >= max_attempts or cand.provider in failed:
+                if attempts >= max_attempts or not may_try(failed.get(cand.provider), again):
                     continue
                 entry = self._eligible(cand.provider)
                 if entry is not None and attempts > backed_off:  # once per failed attempt
-                    pause = backoff(failover, attempts + 1)
+                    pause = backoff(failover, attempts + 1, random.random())  # noqa: S311
                     _check_time(job, attempts, pause)
                     await asyncio.sleep(pause)
                     backed_off = attempts
@@ -108,13 +117,8 @@ class Forwarder:
                     answer = await self._try(job, ticket, entry, cand, attempts + 1)
                 except UpstreamFailed as failure:
                     attempts, last = attempts + 1, failure
-                    failed.add(cand.provider)
-                    failure.attempts = attempts
-                    self.state.meter.errors.labels(cand.provider, failure.outcome.value).inc()
-                    if not retryable(failure.outcome, failover):
-                        raise
-                    _check_time(job, attempts, 0.0)
-                    self.state.meter.failovers.labels(cand.provider, failure.outcome.value).inc()
+                    failed[cand.provider] = failure.outcome
+                    self._failed(job, cand.provider, failure, attempts)
                     continue
                 if isinstance(answer, Busy):
                     limited = answer.wait if limited is None else min(limited, answer.wait)
@@ -128,11 +132,24 @@ class Forwarder:
                         raise
                     break  # no time to wait: the failure the client gets is the last one
                 continue
+            if round_again(attempts, max_attempts, attempts > tried or not again, failed):
+                again = True  # round again, the providers that failed transiently included
+                continue
             break
         self.state.meter.attempts.observe(max(attempts, 1))
         if last is not None:
             raise last
         raise nothing_eligible(job.route)
+
+    def _failed(self, job: Job, provider: str, failure: UpstreamFailed, attempts: int) -> None:
+        """Count a failed attempt; raise it when it ends the request (not retryable, or no
+        time left)."""
+        failure.attempts = attempts
+        self.state.meter.errors.labels(provider, failure.outcome.value).inc()
+        if not retryable(failure.outcome, job.route.failover):
+            raise failure
+        _check_time(job, attempts, 0.0)
+        self.state.meter.failovers.labels(provider, failure.outcome.value).inc()
 
     async def _try(
         self, job: Job, ticket: object, entry: ProviderEntry, cand: Candidate, number: int
@@ -154,6 +171,14 @@ class Forwarder:
             )
         except dialects.TranslationError as exc:  # Unsupported, or the request is malformed
             raise BadRequest(str(exc), code="unsupported_request") from exc
+        except _UNTRANSLATABLE as exc:  # a body no translation foresaw: the client's all the same
+            # The exception's type only: its words may quote the request.
+            log.warning(
+                "a request for %s could not be translated (%s)", entry.name, type(exc).__name__
+            )
+            raise BadRequest(
+                "the request could not be translated for its provider", code="invalid_request"
+            ) from exc
         limiter = self.state.limiter(entry)  # admit
         admission = limiter.try_acquire(time.monotonic(), job.tokens_for(limiter))
         if not admission.admitted:
@@ -252,6 +277,12 @@ def _abandon(attempt: Attempt, started: exchange.StreamStarted) -> None:
 
 def nothing_eligible(route: Route) -> RequestError:
     """What a request is told when no provider of its route may take it now."""
+    if route.unmet:
+        needed = ", ".join(sorted(c.value for c in route.unmet))
+        return BadRequest(
+            f"no provider of model {route.model!r} offers what this request needs ({needed})",
+            code="unsupported_request",
+        )
     if any(e.reason == "RateLimited" for e in route.excluded):
         return RateLimited(
             "every provider for this model asked to slow down", retry_after=DEFAULT_RETRY_AFTER
@@ -259,20 +290,45 @@ def nothing_eligible(route: Route) -> RequestError:
     return NoEligibleProvider(route.model)
 
 
+# Failures worth another try at the same provider once no other is left: a moment's trouble,
+# not a verdict on the request or the account (a refused key, a spent quota, a rate limit).
+TRANSIENT = frozenset(
+    {Outcome.CONNECT_FAILURE, Outcome.TIMEOUT, Outcome.SERVER_ERROR, Outcome.INVALID_RESPONSE}
+)
+
+
+def may_try(failed: Outcome | None, again: bool) -> bool:
+    """Whether a candidate that came to ``failed`` in this request (None: not tried) may take
+    an attempt: always when untried; once every candidate failed (``again``), when its failure
+    was transient."""
+    return failed is None or (again and failed in TRANSIENT)
+
+
+def round_again(
+    attempts: int, max_attempts: int, progressed: bool, failed: dict[str, Outcome]
+) -> bool:
+    """Whether to go round the candidates once more after a pass that tried them all:
+    attempts are left, the last pass tried somebody (``progressed``), and a provider failed
+    transiently."""
+    return attempts < max_attempts and progressed and any(o in TRANSIENT for o in failed.values())
+
+
 def retryable(outcome: Outcome, failover: Failover) -> bool:
     """Whether a failure moves the request on to the next candidate."""
-    if outcome == Outcome.AUTH_FAILED:
-        return True  # this provider's key is refused; another provider's may not be
+    if outcome in (Outcome.AUTH_FAILED, Outcome.QUOTA_EXHAUSTED):
+        return True  # this provider's key or account is refused; another provider's may not be
     # A malformed answer is a server fault as far as failover is concerned.
     as_class = Outcome.SERVER_ERROR if outcome == Outcome.INVALID_RESPONSE else outcome
     return any(r.value == as_class.value for r in failover.retry_on)
 
 
-def backoff(failover: Failover, attempt: int) -> float:
-    """Seconds to wait before attempt number ``attempt`` (the second waits ``base``)."""
+def backoff(failover: Failover, attempt: int, jitter: float) -> float:
+    """Seconds to wait before attempt number ``attempt``: exponential (the second waits up to
+    ``base``), capped at ``max``, and spread by ``jitter`` (0 to 1) over its upper half, so
+    requests that failed together do not come back together."""
     b = failover.backoff
     base, top = parse_duration(b.base), parse_duration(b.max)
-    return float(min(top, base * 2 ** (attempt - 2)))
+    return float(min(top, base * 2 ** (attempt - 2))) * (0.5 + jitter / 2)
 
 
 def _check_time(job: Job, attempts: int, pause: float) -> None:

@@ -34,6 +34,7 @@ class Job:
     ingress: Callable[[dialects.Dialect], dialects.Dialect] | None = None
     # Where attempts leave what they report, to run once the answer is sent; None: at once.
     after_reply: AfterReply | None = None
+    tenant: str | None = None  # whose client key asked (``request_reading.tenant``), if any
 
     @functools.cached_property
     def estimate(self) -> int:

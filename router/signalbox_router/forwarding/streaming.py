@@ -1,8 +1,8 @@
-"""Relays one upstream stream to the client, once its first bytes exist (``exchange``).
+"""Relays one upstream stream to the client, from its commit point on (``exchange``).
 
 Each read is translated (and so validated) before any of it reaches the client. A stream cut,
 malformed or gone silent upstream ends with an OpenAI-style error event and never with
-``[DONE]``; once the first byte reached the client nothing is retried. However the stream ends,
+``[DONE]``; past the commit point (the first token) nothing is retried. However the stream ends,
 ``on_end`` hears it once, with the attempt's ``Report``: a client that goes away closes the
 upstream at once and is reported as the client's cancellation, not the provider's failure. A
 stream whose upstream sent no usage is reported with the router's own estimate (``estimates``).
@@ -32,7 +32,7 @@ _SAID = "upstream stream failed"
 
 class Watch(NamedTuple):
     """What a relay keeps to: the provider's name, its idle timeout, the attempt's deadline,
-    the request's body (for a usage estimate) and the secrets to mask in an error event."""
+    the request's body (for a usage estimate) and the secrets to mask in every event."""
 
     name: str
     idle: float
@@ -57,7 +57,7 @@ async def relay(
                 data = await resp.content.readany()
             out = translator.feed(data) if data else translator.end()
             if out:
-                yield out
+                yield redaction.redact_answer(out, watch.secrets)
             if not data:
                 break
         usage = translator.usage

@@ -1,13 +1,13 @@
 """The router's local passive breaker per provider, in milliseconds rather than seconds.
 
-It reacts to this process's own request outcomes, with the provider's ``spec.circuitBreaker``:
-after ``failureThreshold`` consecutive failures the provider is skipped for ``openDuration``
-(doubling on repeated trips, up to ``maxOpenDuration``); then up to ``halfOpenMaxRequests``
-trial requests go through at once. A successful trial closes it, a failed one opens it again.
-An answer saying the key is refused (401/403) opens it at once for ``maxOpenDuration``, or
-until the key changes or the operator reports a successful probe after the refusal. A 429
-cools the provider for its Retry-After. The operator's circuit is the slower, shared verdict;
-only the operator sends probes. Pure, with an injected clock.
+It reacts to this process's own request outcomes, with the provider's ``spec.circuitBreaker``: after
+``failureThreshold`` consecutive failures the provider is skipped for ``openDuration`` (doubling on
+repeated trips, up to ``maxOpenDuration``); then up to ``halfOpenMaxRequests`` trial requests go
+through at once. A successful trial closes it, a failed one opens it again. An answer saying the key
+is refused (401/403) opens it at once for ``maxOpenDuration``, or until the key changes or the
+operator reports a successful probe after the refusal. A 429 cools the provider for its Retry-After,
+an answer that the quota is spent for ``quotaCooldown``. The operator's circuit is the slower,
+shared verdict; only the operator sends probes. Pure, with an injected clock.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ class BreakerSettings:
     open_for: float = 2.0
     max_open_for: float = 30.0
     half_open_max: int = 1
+    quota_cooldown: float = 600.0
 
     @classmethod
     def of(cls, spec: CircuitBreaker) -> BreakerSettings:
@@ -32,6 +33,7 @@ class BreakerSettings:
             open_for=parse_duration(spec.open_duration),
             max_open_for=parse_duration(spec.max_open_duration),
             half_open_max=spec.half_open_max_requests,
+            quota_cooldown=parse_duration(spec.quota_cooldown),
         )
 
 

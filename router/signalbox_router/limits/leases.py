@@ -11,9 +11,12 @@ that, so a lease spent late lets it pass ``life`` seconds more of its rate in a 
 leases are kept short.)
 
 Without Redis (it is down or slow) the window falls back to its ``fallback``: a local window of
-this replica's share of the limit, charged first with what this replica spent in the last
-minute, so a replica that has just spent its share cannot spend it again when it falls back.
-Back in shared mode, what it spent alone is charged to Redis, so a return brings no burst.
+this replica's share of the limit, charged first with the larger of what this replica spent in
+the last minute and its share of what the whole fleet had used when Redis last said
+(``fleet_used``), so the fleet together spends no more than what was left of the limit, however
+unevenly the replicas had spent it. Back in shared mode, what it spent alone is charged to
+Redis, so a return brings no burst; when Redis lost its data (``lost``) every replica charges
+all it spent in the last minute, so the new data holds the fleet's spending again.
 
 Pure and single-threaded like :mod:`limits`: the clock is passed in; nothing here awaits.
 """
@@ -56,6 +59,7 @@ class Grant:
     stamp: str
     life: float  # seconds, from the moment the ask was sent
     retry_after: float  # when nothing was granted: seconds until Redis may have enough
+    used: float = 0.0  # what the whole fleet has used of the budget, as Redis counts it
 
 
 class LeasedWindow(Window):
@@ -77,6 +81,7 @@ class LeasedWindow(Window):
         self.returns: list[tuple[str, float]] = []  # (stamp, amount) to give back
         self.alone_spent = 0.0  # spent in fallback mode, charged on return
         self.recent = SpentLastMinute()  # spent by this replica lately, shared or alone
+        self.fleet_used = 0.0  # the fleet's use of the budget when Redis last said
         self.wake: Callable[[], None] = _nothing
 
     def _expire(self, now: float) -> None:
@@ -157,6 +162,7 @@ class LeasedWindow(Window):
     def granted(self, sent: float, ask: Ask, grant: Grant) -> None:
         """Redis answered the ask sent at ``sent`` (local clock)."""
         self.asking = False
+        self.fleet_used = grant.used
         if grant.amount > 0:
             self.leases.append(Lease(sent + grant.life, grant.stamp, grant.amount))
             self.balance += grant.amount
@@ -176,23 +182,33 @@ class LeasedWindow(Window):
         returns, self.returns = self.returns, []
         return returns
 
-    def go_alone(self, now: float) -> None:
-        """Redis is away: spend from the fallback share, less what this replica spent in the
-        last minute; the leases held are lost."""
-        self.fallback.adjust(now, self.recent.total(now))
+    def go_alone(self, now: float, replicas: int) -> None:
+        """Redis is away: spend from the fallback share (the limit / ``replicas``), less the
+        larger of what this replica spent in the last minute and its part of what the fleet
+        had used; the leases held are lost."""
+        self.fallback.adjust(now, max(self.recent.total(now), self.fleet_used / replicas))
         self.shared, self.asking = False, False
-        self.leases.clear()
-        self.balance, self.need, self.retry_at, self.returns = 0.0, 0.0, -math.inf, []
+        self._drop_leases()
         self.alone_spent = 0.0
 
-    def rejoin(self, now: float, *, forgot: bool) -> None:
-        """Redis is back: what was spent alone is charged first (up to a whole budget); all
-        this replica spent in the last minute when Redis ``forgot`` everything (a restart)."""
+    def rejoin(self) -> None:
+        """Redis is back: what was spent alone is charged first (up to a whole budget)."""
         if not self.shared:
             self.shared = True
-            spent = self.recent.total(now) if forgot else self.alone_spent
-            self.debt += min(spent, self.limit)
+            self.debt += min(self.alone_spent, self.limit)
             self.alone_spent = 0.0
+
+    def lost(self, now: float) -> None:
+        """Redis lost its data (a new generation): the leases held are of the old one, and all
+        this replica spent in the last minute is charged to the new one (up to a budget)."""
+        self._drop_leases()
+        self.debt = min(self.recent.total(now), self.limit)  # what it spent alone included
+        self.alone_spent = 0.0
+        self.fleet_used = 0.0
+
+    def _drop_leases(self) -> None:
+        self.leases.clear()
+        self.balance, self.need, self.retry_at, self.returns = 0.0, 0.0, -math.inf, []
 
 
 class SpentLastMinute:

@@ -55,12 +55,10 @@ class Histogram:
 
 
 @dataclass
-class _Row:
-    """Totals of one (model, provider) pair."""
+class _Usage:
+    """What one (model, provider) pair served: the usage summary's row (for everyone, or for
+    one client key's tenant)."""
 
-    latency: Histogram = field(default_factory=lambda: Histogram(_LATENCY))
-    ttft: Histogram = field(default_factory=lambda: Histogram(_LATENCY))
-    codes: dict[int, int] = field(default_factory=dict)
     requests: int = 0
     successes: int = 0
     tokens_in: int = 0
@@ -77,6 +75,60 @@ class _Row:
             spent = (parse_money(per_in) * prompt + parse_money(per_out) * completion) / _MILLION
             out[currency] = out.get(currency, Decimal(0)) + spent
         return out
+
+    def add(
+        self,
+        code: int,
+        seconds: float,
+        usage: tuple[int, int] | None,
+        price: Cost | None,
+        estimated: bool,
+    ) -> None:
+        self.requests += 1
+        self.seconds += seconds
+        if code < 400:
+            self.successes += 1
+        if usage is None:
+            return
+        prompt, completion = usage
+        if estimated:
+            self.estimated_in += prompt
+            self.estimated_out += completion
+        else:
+            self.tokens_in += prompt
+            self.tokens_out += completion
+        if price is not None:  # priced at scrape time, exactly
+            key = (price.input_per_m_tok, price.output_per_m_tok, price.currency)
+            totals = self.priced.get(key)
+            if totals is None:
+                totals = self.priced[key] = [0, 0]
+            totals[0] += prompt
+            totals[1] += completion
+
+    def summary(self, model: str, provider: str) -> dict[str, Any]:
+        requests = self.requests
+        return {
+            "model": model,
+            "provider": provider,
+            "request_count": requests,
+            "total_tokens": self.tokens_in
+            + self.tokens_out
+            + self.estimated_in
+            + self.estimated_out,
+            "estimated_tokens": self.estimated_in + self.estimated_out,
+            "total_cost": str(sum(self.cost().values(), Decimal(0)).normalize()),
+            "avg_response_time": round(self.seconds / requests, 4) if requests else 0,
+            "success_rate": round(self.successes / requests, 4) if requests else 0,
+        }
+
+
+@dataclass
+class _Row(_Usage):
+    """Totals of one (model, provider) pair, with what the metrics add to the summary."""
+
+    latency: Histogram = field(default_factory=lambda: Histogram(_LATENCY))
+    ttft: Histogram = field(default_factory=lambda: Histogram(_LATENCY))
+    codes: dict[int, int] = field(default_factory=dict)
 
 
 class Meter:
@@ -108,6 +160,8 @@ class Meter:
             registry=r,
         )
         self._rows: dict[tuple[str, str], _Row] = {}
+        # The same rows per tenant (a client key's digest), for a client's own /v1/usage.
+        self._tenants: dict[str, dict[tuple[str, str], _Usage]] = {}
         self._source: Callable[[], Snapshot] | None = None
         self._seen: Snapshot | None = None
         self._labels: Labels | None = None
@@ -151,31 +205,22 @@ class Meter:
         usage: tuple[int, int] | None = None,
         price: Cost | None = None,
         estimated: bool = False,
+        tenant: str | None = None,
     ) -> None:
-        """Count one answered request; ``estimated``: the router counted ``usage`` itself."""
+        """Count one answered request; ``estimated``: the router counted ``usage`` itself;
+        ``tenant``: whose client key asked, when clients authenticate."""
         row = self._row(model, provider)
         row.codes[code] = row.codes.get(code, 0) + 1
-        row.requests += 1
-        row.seconds += seconds
         if code < 400:
-            row.successes += 1
             row.latency.observe(seconds)
-        if usage is None:
-            return
-        prompt, completion = usage
-        if estimated:
-            row.estimated_in += prompt
-            row.estimated_out += completion
-        else:
-            row.tokens_in += prompt
-            row.tokens_out += completion
-        if price is not None:  # priced at scrape time, exactly
-            key = (price.input_per_m_tok, price.output_per_m_tok, price.currency)
-            totals = row.priced.get(key)
-            if totals is None:
-                totals = row.priced[key] = [0, 0]
-            totals[0] += prompt
-            totals[1] += completion
+        row.add(code, seconds, usage, price, estimated)
+        if tenant is not None:
+            rows = self._tenants.setdefault(tenant, {})
+            key = (self.label(model), provider)
+            own = rows.get(key)
+            if own is None:
+                own = rows[key] = _Usage()
+            own.add(code, seconds, usage, price, estimated)
 
     def first_token(self, model: str, provider: str, seconds: float) -> None:
         self._row(model, provider).ttft.observe(seconds)
@@ -225,25 +270,10 @@ class Meter:
                 ttft.add_metric([model, provider], row.ttft.cumulative(), row.ttft.total)
         yield from (requests, tokens, cost, latency, ttft, attempts)
 
-    def summary(self) -> dict[str, Any]:
-        """The JSON usage summary per model and provider."""
-        rows = []
-        for (model, provider), row in sorted(self._rows.items()):
-            rows.append(
-                {
-                    "model": model,
-                    "provider": provider,
-                    "request_count": row.requests,
-                    "total_tokens": row.tokens_in
-                    + row.tokens_out
-                    + row.estimated_in
-                    + row.estimated_out,
-                    "estimated_tokens": row.estimated_in + row.estimated_out,
-                    "total_cost": str(sum(row.cost().values(), Decimal(0)).normalize()),
-                    "avg_response_time": round(row.seconds / row.requests, 4)
-                    if row.requests
-                    else 0,
-                    "success_rate": round(row.successes / row.requests, 4) if row.requests else 0,
-                }
-            )
+    def summary(self, tenant: str | None = None) -> dict[str, Any]:
+        """The JSON usage summary per model and provider: everyone's, or one tenant's."""
+        table: dict[tuple[str, str], Any] = (
+            self._rows if tenant is None else self._tenants.get(tenant, {})
+        )
+        rows = [usage.summary(*names) for names, usage in sorted(table.items())]
         return {"object": "list", "data": rows}

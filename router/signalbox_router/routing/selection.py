@@ -59,6 +59,9 @@ class Route:
     ordered: tuple[Candidate, ...]
     excluded: tuple[Excluded, ...]
     failover: Failover
+    # What the request needs that no provider of its model offers, when that alone leaves
+    # nobody (its client's 400, not a 503): see ``plan``.
+    unmet: frozenset[Capability] = frozenset()
 
 
 @dataclass
@@ -108,6 +111,7 @@ class Plan:
     excluded: tuple[Excluded, ...]
     failover: Failover
     model: str = ""
+    unmet: frozenset[Capability] = frozenset()
 
     @functools.cached_property
     def groups(self) -> tuple[tuple[Candidate, ...], ...]:
@@ -120,7 +124,15 @@ class Plan:
         if any(len(group) > 1 for group in self.groups):
             return None
         ordered = tuple(c for group in self.groups for c in group)
-        return Route(self.model, self.policy, self.strategy, ordered, self.excluded, self.failover)
+        return Route(
+            self.model,
+            self.policy,
+            self.strategy,
+            ordered,
+            self.excluded,
+            self.failover,
+            self.unmet,
+        )
 
 
 def plan(model: str, needs: Needs, snap: Snapshot) -> Plan:
@@ -144,6 +156,9 @@ def plan(model: str, needs: Needs, snap: Snapshot) -> Plan:
         for entry in sorted(declaring, key=lambda e: e.name):
             _sort(_consider(entry.name, entry, model, needs), eligible, excluded)
         failover, strategy = Failover(), Strategy.PRIORITY
+    unmet: frozenset[Capability] = frozenset()
+    if not eligible and needs.capabilities and plan(model, Needs(), snap).eligible:
+        unmet = needs.capabilities  # without them the model has providers: the request is at fault
     return Plan(
         policy.name if policy else None,
         strategy,
@@ -151,6 +166,7 @@ def plan(model: str, needs: Needs, snap: Snapshot) -> Plan:
         tuple(excluded),
         failover,
         model,
+        unmet,
     )
 
 
@@ -184,6 +200,7 @@ def route(model: str, needs: Needs, snap: Snapshot, view: LocalView) -> Route:
         ordered=tuple(ordered),
         excluded=cached.excluded + tuple(dropped) if dropped else cached.excluded,
         failover=cached.failover,
+        unmet=cached.unmet,
     )
 
 

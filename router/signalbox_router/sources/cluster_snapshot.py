@@ -2,7 +2,8 @@
 
 :mod:`signalbox_router.sources.watching` keeps a :class:`Store` of raw objects up to date;
 :func:`build` turns it into the snapshot requests read. Each object is judged on its own: a
-provider the models refuse, or one whose Secret value is not base64 of UTF-8 text, keeps its
+provider the models refuse, or one whose Secret value is not base64 of UTF-8 text that can be
+sent as a header (``api_keys``), keeps its
 version from the previous snapshot (a provider with no usable key and no previous one takes no
 traffic), and the reason is returned as a problem that names the object and never holds a value."""
 
@@ -15,7 +16,7 @@ from typing import Any
 
 import pydantic
 
-from signalbox_api import discovered, eligibility, endpoints
+from signalbox_api import api_keys, discovered, eligibility, endpoints
 from signalbox_api.policy import RoutingPolicy
 from signalbox_api.provider import LLMProvider
 from signalbox_router.routing.snapshot import PolicyEntry, ProviderEntry, Snapshot
@@ -111,7 +112,13 @@ def _provider_endpoints(provider: LLMProvider, namespace: str, store: Store) -> 
 def _secret(store: Store, name: str, key: str) -> str | None:
     data = (store.objects("secrets").get(name) or {}).get("data") or {}
     value = data.get(key)
-    return secret_data.decode_one(key, value) if value else None
+    if not value:
+        return None
+    text = secret_data.decode_one(key, value)
+    why = api_keys.problem(text)
+    if why is not None:
+        raise secret_data.SecretDataError(f"data.{key}: {why}")
+    return text
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,13 @@ from typing import Any
 import pydantic
 import yaml
 
+from signalbox_api.admission import Violation
 from signalbox_api.policy import RoutingPolicy
 from signalbox_api.provider import LLMProvider
 from signalbox_router.sources import secret_data
 
 Key = tuple[str, str]  # (kind, name)
-Validate = Callable[[Mapping[str, Any]], Sequence[object]]
+Validate = Callable[[Mapping[str, Any]], Sequence[Violation]]
 _MODELS: dict[str, type[LLMProvider] | type[RoutingPolicy]] = {
     "LLMProvider": LLMProvider,
     "RoutingPolicy": RoutingPolicy,
@@ -87,7 +88,7 @@ def _judge(kind: str, doc: dict[str, Any], validate: Validate) -> tuple[Any, str
             return None, str(exc)
     violations = validate(doc)
     if violations:
-        return None, "; ".join(str(v) for v in violations[:3])
+        return None, "; ".join(v.without_value() for v in violations[:3])
     try:
         return _MODELS[kind].model_validate(doc), ""
     except pydantic.ValidationError as exc:

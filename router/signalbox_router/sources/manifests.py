@@ -2,7 +2,10 @@
 
 API keys come from Secrets in the same folder, from files laid out like a mounted Secret
 (``SECRETS_DIR/<secret name>/<key>``), or from environment variables named
-``SIGNALBOX_SECRET_<SECRET>_<KEY>`` (upper case, other characters as ``_``). In-cluster
+``SIGNALBOX_SECRET_<SECRET>_<KEY>`` (upper case, other characters as ``_``). Each is checked as
+the operator checks a Secret: a key file must be a regular file of at most 16 KiB, and a key
+must be sendable in a header; a bad one is a problem (the previous good key stays), and a
+provider with no good key takes no requests rather than requests without auth. In-cluster
 ``service`` endpoints resolve to the Service's DNS name. With no operator, the local breaker
 is the only health signal.
 
@@ -22,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from signalbox_api import admission
+from signalbox_api import admission, api_keys
 from signalbox_api.policy import RoutingPolicy
 from signalbox_api.provider import LLMProvider, LLMProviderSpec
 from signalbox_router.routing.snapshot import PolicyEntry, ProviderEntry, Snapshot
@@ -59,6 +62,10 @@ def _env_name(secret: str, key: str) -> str:
     return "SIGNALBOX_SECRET_" + re.sub(r"[^A-Z0-9]", "_", f"{secret}_{key}".upper())
 
 
+class _BadKey(Exception):
+    """A key source that cannot be used; the message names the problem, never the value."""
+
+
 @dataclass(frozen=True)
 class _Keys:
     """Where API keys are found, and the previous keys to keep when a source goes bad."""
@@ -68,23 +75,61 @@ class _Keys:
     environ: Mapping[str, str]
     previous: Snapshot
 
-    def key(self, name: str, spec: LLMProviderSpec, problems: list[Problem]) -> str | None:
+    def key(
+        self, name: str, spec: LLMProviderSpec, problems: list[Problem]
+    ) -> tuple[str | None, bool]:
+        """The provider's key, and whether the provider may take requests: from its Secret,
+        its key file or the environment, checked as the operator checks a Secret's
+        (``api_keys``). A bad one is a problem, and the previous good key stays; with none,
+        the provider takes no requests, rather than requests without auth."""
         if spec.auth is None:
-            return None
+            return None, True
         ref = spec.auth.secret_ref
-        if ref.key in self.secrets.get(ref.name, {}):
-            return self.secrets[ref.name][ref.key]
+        try:
+            value, where = self._find(ref.name, ref.key)
+            if value is None:
+                raise _BadKey(f"Secret {ref.name} key {ref.key!r}: not found")
+            why = api_keys.problem(value)
+            if why is not None:
+                raise _BadKey(f"{where}: {why}")
+            return value, True
+        except _BadKey as exc:
+            old = self.previous.providers.get(name)
+            kept = old.api_key if old is not None else None
+            problems.append(Problem(str(exc), "keeping the previous key" if kept else _NO_USE))
+            return kept, kept is not None
+
+    def _find(self, secret: str, key: str) -> tuple[str | None, str]:
+        if key in self.secrets.get(secret, {}):
+            return self.secrets[secret][key], f"Secret {secret} key {key!r}"
         if self.secrets_dir is not None:
-            path = self.secrets_dir / ref.name / ref.key
-            try:
-                if path.is_file():
-                    return path.read_bytes().decode("utf-8").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                why = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else exc.strerror
-                problems.append(Problem(str(path), f"{why}; keeping the previous key"))
-                old = self.previous.providers.get(name)
-                return old.api_key if old is not None else None
-        return self.environ.get(_env_name(ref.name, ref.key))
+            path = self.secrets_dir / secret / key
+            if os.path.lexists(path):
+                return _key_file(path), str(path)
+        env = _env_name(secret, key)
+        return self.environ.get(env), f"${env} (Secret {secret} key {key!r})"
+
+
+_NO_USE = "the provider takes no requests until it is fixed"
+
+
+def _key_file(path: Path) -> str:
+    """A key file's text: a regular file (links followed), at most ``api_keys.MAX_BYTES``,
+    UTF-8. _BadKey otherwise."""
+    try:
+        if not path.is_file():
+            what = "a dangling link" if not path.exists() else "not a regular file"
+            raise _BadKey(f"{path}: {what}")
+        with path.open("rb") as f:
+            raw = f.read(api_keys.MAX_BYTES + 1)
+    except OSError as exc:
+        raise _BadKey(f"{path}: {exc.strerror or type(exc).__name__}") from None
+    if len(raw) > api_keys.MAX_BYTES:
+        raise _BadKey(f"{path}: the key is over {api_keys.MAX_BYTES} bytes")
+    try:
+        return raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise _BadKey(f"{path}: not UTF-8 text") from None
 
 
 def _endpoints(spec: LLMProviderSpec, namespace: str) -> tuple[str, ...]:
@@ -102,15 +147,16 @@ def _build(items: Mapping[tuple[str, str], Item], keys: _Keys, problems: list[Pr
     for item in items.values():
         if isinstance(item.value, LLMProvider):
             spec = item.value.spec
-            key = keys.key(item.name, spec, problems)
-            if spec.auth is not None and key is None:
-                log.warning("%s: no API key found for LLMProvider %s", item.path, item.name)
+            key, usable = keys.key(item.name, spec, problems)
+            bad = not usable
             providers[item.name] = ProviderEntry(
                 name=item.name,
                 spec=spec,
                 api_key=key,
                 labels=item.labels or {},
                 endpoints=_endpoints(spec, item.namespace),
+                ready=False if bad else None,
+                reason="InvalidSecret" if bad else "",
             )
         elif isinstance(item.value, RoutingPolicy):
             policies.append(PolicyEntry(item.name, item.value.spec, created=item.created))

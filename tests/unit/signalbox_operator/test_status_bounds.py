@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from signalbox_api import conditions
+from signalbox_api import api_keys, conditions
 from signalbox_api.conditions import Reason
 from signalbox_api.provider import LLMProviderSpec, LLMProviderStatus
 from signalbox_operator.probing import refs
@@ -134,7 +134,7 @@ def test_operator_error_status_keeps_the_other_conditions() -> None:
     ],
 )
 def test_sendable_header_values(value: str, ok: bool) -> None:
-    assert refs.sendable(value) is ok
+    assert api_keys.sendable(value) is ok
 
 
 def test_an_unsendable_secret_is_invalid_header_without_the_value() -> None:
@@ -195,3 +195,9 @@ def test_what_people_change_is_written_at_once() -> None:
         assert worth_writing.should_write(written, wire(**change), T0, soon, 30), change
     pending = wire(circuit=Circuit())
     assert worth_writing.should_write(pending, written, T0, soon, 30), "the first verdict"
+
+
+def test_every_failure_a_probe_can_come_to_has_its_reason() -> None:
+    failures = {o for o in Outcome if o != Outcome.SUCCESS}
+    assert failures == set(provider_status.FAILURE_REASONS)
+    assert provider_status.FAILURE_REASONS[Outcome.QUOTA_EXHAUSTED] == Reason.QUOTA_EXHAUSTED

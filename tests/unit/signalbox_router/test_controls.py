@@ -53,3 +53,16 @@ def test_bad_values_name_their_header(name: bytes, value: bytes) -> None:
         controls.parse({name: value})
     assert raised.value.header == name.decode()
     assert name.decode() in str(raised.value)
+
+
+def test_a_huge_number_of_attempts_is_a_400_not_a_crash() -> None:
+    with pytest.raises(controls.InvalidControl):
+        controls.parse({controls.MAX_ATTEMPTS: b"9" * 4301})
+
+
+def test_a_control_header_given_twice_is_refused() -> None:
+    scope = {"headers": [(controls.PRIORITY, b"critical"), (controls.PRIORITY, b"sheddable")]}
+    with pytest.raises(controls.InvalidControl) as raised:
+        controls.of_request(scope)
+    assert raised.value.header == controls.PRIORITY.decode()
+    assert "at most once" in str(raised.value)

@@ -20,10 +20,12 @@ def window(limit: float = 60, cap: float = 10, share: float = 20) -> leases.Leas
     return w
 
 
-def grant(w: leases.LeasedWindow, now: float, amount: float, retry: float = 0.0) -> None:
+def grant(
+    w: leases.LeasedWindow, now: float, amount: float, retry: float = 0.0, used: float = 0.0
+) -> None:
     ask = w.ask(now)
     assert ask is not None
-    w.granted(now, ask, leases.Grant(amount, "s1", leases.LIFE, retry))
+    w.granted(now, ask, leases.Grant(amount, "s1", leases.LIFE, retry, used))
 
 
 def test_with_no_lease_a_request_waits_briefly_and_more_is_asked_for() -> None:
@@ -118,17 +120,17 @@ def test_alone_a_window_spends_its_share_counting_what_it_spent_shared() -> None
     grant(w, 0.0, 10)
     for _ in range(8):
         assert w.admit(0.1, 1) == 0.0
-    w.go_alone(0.2)
+    w.go_alone(0.2, 3)
     assert sum(w.admit(0.2, 1) == 0.0 for _ in range(30)) == 12  # 20 minus the 8 spent shared
     assert w.ask(0.3) is None  # nothing is asked of Redis while alone
 
 
 def test_back_in_shared_mode_what_was_spent_alone_is_charged() -> None:
     w = window(limit=60, share=100)
-    w.go_alone(0.2)
+    w.go_alone(0.2, 3)
     for _ in range(70):
         w.admit(0.1, 1)
-    w.rejoin(0.2, forgot=False)
+    w.rejoin()
     w.wait(0.2, 1)
     ask = w.ask(0.2)
     assert ask is not None
@@ -141,20 +143,47 @@ def test_a_cost_above_the_whole_limit_never_fits() -> None:
     assert w.ask(0.0) is None
 
 
-def test_when_redis_forgot_everything_the_last_minute_spent_here_is_charged() -> None:
+def test_when_redis_lost_its_data_the_last_minute_spent_here_is_charged() -> None:
     w = window(limit=60, share=100)
     w.wait(0.0, 1)
     grant(w, 0.0, 10)
     for _ in range(8):
         w.admit(0.1, 1)
-    w.go_alone(0.2)
+    w.go_alone(0.2, 3)
     for _ in range(3):
         w.admit(30.0, 1)
-    w.rejoin(40.0, forgot=True)
+    w.lost(40.0)  # heard while alone: what was spent alone is in the minute's spending
+    w.rejoin()
     w.wait(40.0, 1)
     ask = w.ask(40.0)
     assert ask is not None
-    assert ask.charge == 11  # 8 spent shared, 3 alone
+    assert ask.charge == 11  # 8 spent shared, 3 alone, once
+
+
+def test_leases_of_a_lost_generation_are_not_spent_or_given_back() -> None:
+    w = window(limit=60, share=100)
+    w.wait(0.0, 1)
+    grant(w, 0.0, 10)
+    w.admit(0.1, 1)
+    w.lost(0.2)
+    assert w.balance == 0.0
+    assert w.take_returns() == []
+    assert w.wait(0.2, 1) > 0  # waits for a lease of the new generation
+    ask = w.ask(0.2)
+    assert ask is not None
+    assert ask.charge == 1
+
+
+def test_alone_a_window_spends_its_part_of_what_the_whole_fleet_left() -> None:
+    """Another replica spent most of the budget: this one, which spent little, may not spend a
+    third of the whole limit when Redis goes away, only a third of what is left."""
+    w = window(limit=60, share=20)
+    w.wait(0.0, 1)
+    grant(w, 0.0, 5, used=54)  # the fleet has used 54 of 60, 5 of them here
+    for _ in range(5):
+        w.admit(0.1, 1)
+    w.go_alone(0.2, 3)
+    assert sum(w.admit(0.2, 1) == 0.0 for _ in range(30)) == 2  # (60 - 54) / 3
 
 
 def test_recent_spending_forgets_what_is_over_a_minute_old() -> None:

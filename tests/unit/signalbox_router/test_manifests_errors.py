@@ -280,3 +280,80 @@ def test_an_object_defined_twice_keeps_its_first_definition_and_names_the_repeat
     assert f"{folder / 'c.yaml'}: LLMProvider a" in said[0]
     assert f"defined again (first in {folder / 'a.yaml'})" in said[0]
     assert f"{folder / 'c.yaml'}: LLMProvider c" in said[1]
+
+
+KEY_FILE_DAMAGE = {
+    "line-break": lambda path: path.write_bytes(b"sk-key\r\nX-Evil: 1"),
+    "control-character": lambda path: path.write_bytes(b"sk-\x01key"),
+    "too-large": lambda path: path.write_bytes(b"k" * (64 * 1024 * 1024)),
+    "directory": lambda path: path.mkdir(),
+    "dangling-link": lambda path: path.symlink_to(path.parent / "nowhere"),
+    "not-utf8": lambda path: path.write_bytes(b"\xff\xfe"),
+}
+
+
+@pytest.mark.parametrize("damage", KEY_FILE_DAMAGE.values(), ids=KEY_FILE_DAMAGE.keys())
+def test_a_bad_key_file_is_a_named_problem_and_never_a_request_without_auth(
+    tmp_path: Path, damage: Any
+) -> None:
+    folder, secrets = tmp_path / "manifests", tmp_path / "secrets"
+    folder.mkdir()
+    (secrets / "creds").mkdir(parents=True)
+    write(folder, "a.yaml", provider("a"))
+    path = secrets / "creds" / "api-key"
+    damage(path)
+    loaded = manifests.read(folder, secrets)
+    entry = loaded.snapshot.providers["a"]
+    assert not entry.usable, "no requests without auth"
+    assert entry.api_key is None
+    assert str(path) in _text(loaded)
+    assert "takes no requests" in _text(loaded)
+    assert "X-Evil" not in _text(loaded)
+
+
+def test_a_bad_key_file_after_a_good_one_keeps_the_good_one(tmp_path: Path) -> None:
+    folder, secrets = tmp_path / "manifests", tmp_path / "secrets"
+    folder.mkdir()
+    (secrets / "creds").mkdir(parents=True)
+    write(folder, "a.yaml", provider("a"))
+    (secrets / "creds" / "api-key").write_text(KEY)
+    first = manifests.read(folder, secrets)
+    (secrets / "creds" / "api-key").write_bytes(b"sk-\nbroken")
+    second = manifests.read(folder, secrets, previous=first)
+    assert second.snapshot.providers["a"].api_key == KEY
+    assert second.snapshot.providers["a"].usable
+    assert "keeping the previous key" in _text(second)
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [{"SIGNALBOX_SECRET_CREDS_API_KEY": "sk-\r\nkey"}, {}],
+    ids=["unsendable", "missing"],
+)
+def test_a_key_that_cannot_be_sent_or_is_missing_takes_the_provider_out(
+    tmp_path: Path, environ: dict[str, str]
+) -> None:
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    write(folder, "a.yaml", provider("a"))
+    loaded = manifests.read(folder, None, environ)
+    assert not loaded.snapshot.providers["a"].usable
+    assert "creds" in _text(loaded)
+    assert "\r" not in _text(loaded)
+
+
+def test_a_refused_object_is_named_without_its_values(folder: Path) -> None:
+    write(
+        folder,
+        "c.yaml",
+        provider(
+            "c",
+            auth={
+                "secretRef": {"name": "creds", "key": "api-key"},
+                "header": "sk-a key with spaces",
+            },
+        ),
+    )
+    loaded = manifests.read(folder)
+    assert "spec.auth.header" in _text(loaded)
+    assert "sk-a key" not in _text(loaded)

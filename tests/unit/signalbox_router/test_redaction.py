@@ -37,3 +37,12 @@ def test_a_key_with_json_escapes_is_masked_inside_json_too() -> None:
     masked = redaction.redact(body, redaction.secret_values([key]))
     assert key not in orjson.loads(masked)["error"]["message"]
     assert "[REDACTED]" in orjson.loads(masked)["error"]["message"]
+
+
+def test_an_answer_is_masked_even_where_json_escapes_spell_the_key() -> None:
+    secrets = redaction.secret_values(["sk-live-0123456789"])
+    body = b'{"content": "the key is \\u0073k-live-0123456789 and caf\\u00e9 \\u0022x\\u0022"}'
+    masked = redaction.redact_answer(body, secrets)
+    assert b"0123456789" not in masked
+    assert b"caf\\u00e9 \\u0022x\\u0022" in masked, "escapes a JSON needs are kept"
+    assert redaction.redact_answer(b"plain", secrets) == b"plain"

@@ -22,6 +22,9 @@ from signalbox_router.limits.limiters import ProviderLimiter
             ["--redis-url", "redis://r:6379", "--redis-fallback-replicas", "two"],
             "'auto' or a whole",
         ),
+        (["--redis-url", "redis://:hunter2@redis:notaport/0"], "not a usable Redis URL"),
+        (["--redis-url", "redis://:hunter2@[::1:6379/0"], "not a usable Redis URL"),
+        (["--redis-url", "redis://user:hunter2@r:99999/0"], "not a usable Redis URL"),
     ],
 )
 def test_bad_redis_options_stop_the_router_with_one_clear_line(
@@ -54,7 +57,7 @@ def test_with_redis_limiters_spend_leased_budgets(tmp_path: Path) -> None:
     app = cli.build_app(cli.parse_args(args))
     assert app.state.reports["shared_budgets"]() == {
         "mode": "shared",
-        "replicas": 2,  # until counted
+        "replicas": 8,  # until counted: --redis-expected-replicas
         "since_seconds": pytest.approx(0, abs=1),
     }
     limiter = app.state.make_limiter("p", RateLimit.model_validate({"requestsPerMinute": 60}))

@@ -43,7 +43,7 @@ def test_alone_each_replica_spends_its_share_with_the_same_algorithm(
     (budget,) = built.budgets
     assert budget.algorithm == algorithm_code
     assert isinstance(budget.window.fallback, window)
-    budget.window.go_alone(0.0)
+    budget.window.go_alone(0.0, 3)
     admitted = sum(budget.window.admit(0.0, 1) == 0.0 for _ in range(60))
     assert admitted == (1 if algorithm == "TokenBucket" else 20)  # burst 1; 60 / 3
 
