@@ -177,6 +177,13 @@ async def test_the_heartbeat_counts_replicas_and_names_the_generation(
 ) -> None:
     for replica in ("a", "b"):
         count, generation = await client.eval(
-            budget_scripts.HEARTBEAT, 2, "replicas", "gen", replica, "10"
+            budget_scripts.HEARTBEAT, 2, "replicas", "gen", replica, "10", GEN
         )
     assert (count, generation.decode()) == (2, GEN)
+
+
+async def test_a_fleets_first_start_leases_at_once(client: redis.asyncio.Redis) -> None:
+    await client.flushall()
+    granted, *_, generation = await lease_raw(client, "sw", 60, 10, generation="")
+    assert float(granted) == 10, "nothing was spent before: nothing to settle"
+    assert (await lease(client, "sw", 60, 10, generation=generation))[0] == 10

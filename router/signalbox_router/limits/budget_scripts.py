@@ -4,13 +4,13 @@ One hash per budget (a provider's requests or tokens). ``LEASE`` takes capacity 
 replica and ``GIVE_BACK`` returns what a lease left unspent; both read ``TIME`` in Redis, so the
 replicas' clocks never matter.
 
-One more hash, the generation (``id`` and ``settle``), tells a Redis that lost its data
-(flushed, restarted empty, evicted) from one that kept it: every script reads it, and the first
-to find it missing makes a new one. A replica that sees a generation other than the one it knew
-charges what it spent in the last minute; for ``SETTLE`` seconds after a new generation nothing
-is granted, only charges are taken, so every live replica (each beats a heartbeat twice a
-second) has charged its spending before anyone leases again. Per algorithm, matching
-:mod:`limits`:
+One more hash, the generation (``id`` and ``settle``), tells a Redis that lost its data (flushed,
+restarted empty, evicted) from one that kept it: every script reads it, and the first to find it
+missing makes a new one. A replica that sees a generation other than the one it knew charges what it
+spent in the last minute; for ``SETTLE`` seconds after a new generation that replaced a known one
+(not on a fleet's first start) nothing is granted, only charges are taken, so every live replica
+(each beats a heartbeat twice a second) has charged its spending before anyone leases again. Per
+algorithm, matching :mod:`limits`:
 
 - TokenBucket: ``level`` and ``last``; refills at ``limit / 60`` per second up to ``capacity``.
 - SlidingWindow: one field per half-second slot; a lease is recorded in the slot of the moment
@@ -18,16 +18,16 @@ second) has charged its spending before anyone leases again. Per algorithm, matc
   so a batch spent late still counts a full minute from its last possible use.
 - FixedWindow: ``minute`` and ``used``; a lease ends with the minute it was taken in.
 
-KEYS of LEASE and GIVE_BACK: the budget, the generation. ARGV of LEASE: algorithm (tb, sw,
-fw), limit, capacity, want, need, life, charge, generation known. It records ``charge`` as spent
-now, then grants ``want`` or as much as is there if that is at least ``need`` (nothing while
-settling, or to a replica that has not yet heard of this generation). It answers strings (Lua
-numbers would be cut to integers): granted, stamp, life in seconds, seconds until ``need`` may
-fit when nothing was granted, what the whole fleet has used of the budget (its window's total,
-or a bucket's draw), and the generation.
-ARGV of GIVE_BACK: algorithm, limit, capacity, stamp, amount, generation; a return to another
-generation is dropped. HEARTBEAT (KEYS: the replicas, the generation; ARGV: replica id, ttl)
-counts live replicas and answers the count and the generation.
+KEYS of LEASE and GIVE_BACK: the budget, the generation. ARGV of LEASE: algorithm (tb, sw, fw),
+limit, capacity, want, need, life, charge, generation known. It records ``charge`` as spent now,
+then grants ``want`` or as much as is there if that is at least ``need`` (nothing while settling, or
+to a replica that knew another generation and has not yet charged for it). It answers strings (Lua
+numbers would be cut to integers): granted, stamp, life in seconds, seconds until ``need`` may fit
+when nothing was granted, what the whole fleet has used of the budget (its window's total, or a
+bucket's draw), and the generation. ARGV of GIVE_BACK: algorithm, limit, capacity, stamp, amount,
+generation; a return to another generation is dropped. HEARTBEAT (KEYS: the replicas, the
+generation; ARGV: replica id, ttl, generation known) counts live replicas and answers the count and
+the generation.
 """
 
 from __future__ import annotations
@@ -37,11 +37,12 @@ SETTLE = 1.5  # seconds after a new generation with no grants (three heartbeats)
 _GENERATION = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local function generation(gkey)
+local function generation(gkey, known)
   local v = redis.call('HMGET', gkey, 'id', 'settle')
   if v[1] then return v[1], tonumber(v[2]) or 0 end
   local id = string.format('%d-%06d', t[1], t[2])
-  local settle = now + SETTLE_SECONDS
+  local settle = 0  -- a fleet's first start: nothing was spent, nothing to settle
+  if known ~= '' then settle = now + SETTLE_SECONDS end
   redis.call('HSET', gkey, 'id', id, 'settle', tostring(settle))
   return id, settle
 end
@@ -94,8 +95,8 @@ LEASE = (
     + """
 local want, need, life, charge = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]),
   tonumber(ARGV[7])
-local gen, settle = generation(KEYS[2])
-local held = want > 0 and (gen ~= ARGV[8] or now < settle)
+local gen, settle = generation(KEYS[2], ARGV[8])
+local held = want > 0 and ((gen ~= ARGV[8] and ARGV[8] ~= '') or now < settle)
 if held then
   want = 0  -- a new generation: charges only, until every replica has charged its spending
 end
@@ -162,7 +163,7 @@ GIVE_BACK = (
     _COMMON
     + """
 local stamp, amount = ARGV[4], tonumber(ARGV[5])
-if generation(KEYS[2]) ~= ARGV[6] then
+if generation(KEYS[2], ARGV[6]) ~= ARGV[6] then
   return 0  -- a lease of a generation that is gone: nothing to give back to
 end
 if alg == 'tb' then
@@ -193,7 +194,7 @@ local ttl = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[1], now, ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
 redis.call('PEXPIRE', KEYS[1], math.ceil(ttl * 2000))
-local gen = generation(KEYS[2])
+local gen = generation(KEYS[2], ARGV[3])
 return {redis.call('ZCARD', KEYS[1]), gen}
 """
 )

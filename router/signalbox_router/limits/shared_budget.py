@@ -188,7 +188,7 @@ class SharedBudgets:
                     back = [*budget.args(), stamp, repr(amount), self.generation]
                     self._call(pipe, "give_back", budget.key, back)
         if heartbeat:
-            beat = [self.replica_id, repr(COUNT_TTL)]
+            beat = [self.replica_id, repr(COUNT_TTL), self.generation]
             pipe.evalsha(
                 self._sha.get("heartbeat", ""), 2, self._replicas_key, self.generation_key, *beat
             )
