@@ -349,19 +349,19 @@ def test_policy_follows_provider_health(
 def test_unknown_first_then_quiet_status_and_spec_changes_apply_at_once(
     cluster: Cluster, namespace: str, fake: FakeProvider, operator: OperatorProcess
 ) -> None:
-    # The first probe takes 8 s: the window in which Unknown must show, even on a machine busy
-    # enough to start the probe loop seconds after the apply.
-    fake.set_faults(latency=8.0)
+    # The first probe takes 12 s: the window in which Unknown must show, even on a machine busy
+    # enough to see the provider and its Secret seconds after the apply.
+    fake.set_faults(latency=12.0)
     cluster.apply(secret("sk-test"), namespace)
     slow = provider("cloud", fake.base_url)
-    slow["spec"]["healthCheck"] = {"interval": "10s", "timeout": "9s"}
+    slow["spec"]["healthCheck"] = {"interval": "15s", "timeout": "14s"}
     cluster.apply(slow, namespace)
-    obj = wait_condition(cluster, namespace, "cloud", "Ready", "Unknown", "Pending", timeout=8)
+    obj = wait_condition(cluster, namespace, "cloud", "Ready", "Unknown", "Pending", timeout=12)
     assert condition(obj, "Healthy")["status"] == "Unknown"
     row = cluster.kubectl("get", "llmp", "cloud", "-n", namespace, "--no-headers").stdout.split()
     assert row[2] == "Unknown"
     fake.clear_faults()
-    wait_condition(cluster, namespace, "cloud", "Ready", "True")
+    wait_condition(cluster, namespace, "cloud", "Ready", "True", timeout=25)
     # Steady state: probes go on, but status is not rewritten for mere health figures.
     quiet = provider("cloud", fake.base_url)
     cluster.apply(quiet, namespace)
