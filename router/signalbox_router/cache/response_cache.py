@@ -47,7 +47,7 @@ class Lookup:
     verdict: str  # "hit" (once found), "miss" or "bypass"
     store: bool
     spec: CacheSpec
-    tenant: str = ""  # whose client key asked (``request_reading.tenant``)
+    tenant: str | None = None  # whose client key asked, when clients authenticate
 
 
 @dataclass
@@ -95,7 +95,7 @@ class ResponseCache:
         self._local: dict[str, stored.Entries] = {}
         self._writes: set[asyncio.Task[None]] = set()
         self.saved = Savings()
-        self._saved_by: dict[str, Savings] = {}  # per tenant
+        self._saved_by: dict[str | None, Savings] = {}  # per tenant
         self.lookups = prom.Counter(
             "signalbox_router_cache_lookups_total",
             "Response cache lookups by policy and result (hit, miss, bypass).",
@@ -121,9 +121,15 @@ class ResponseCache:
         return bool(self._specs)
 
     def lookup(
-        self, scope: Scope, body: dict[str, Any], route: Route, snapshot: Snapshot
+        self,
+        scope: Scope,
+        body: dict[str, Any],
+        route: Route,
+        snapshot: Snapshot,
+        tenant: str | None = None,
     ) -> Lookup | None:
-        """None when the request's policy has no cache (nothing is added to its answer)."""
+        """None when the request's policy has no cache (nothing is added to its answer);
+        ``tenant``: whose client key asked (the edge's, when clients authenticate)."""
         if snapshot is not self._seen:
             self._follow(snapshot)
         spec = self._specs.get(route.policy or "") if self._specs else None
@@ -137,7 +143,6 @@ class ResponseCache:
         store = deterministic and not no_store
         # Tenants apart: the key the client authenticated with, whichever header carried it.
         key = keying.key(request_reading.client_key(scope), body) if store or verdict else ""
-        tenant = request_reading.tenant(scope)
         return Lookup(route.policy, key, verdict or "bypass", store, spec, tenant)
 
     def _follow(self, snapshot: Snapshot) -> None:

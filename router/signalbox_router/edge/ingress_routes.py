@@ -73,8 +73,7 @@ async def _forward(
 ) -> Answer:
     route = selection.route(body["model"], needs, app.state.snapshot, app.state.view())
     assert app.forwarder is not None, "the forwarder is set at startup"
-    job = job_for("chat", body, route, ctl, after_reply=request.after_reply)
-    job.tenant = request.tenant
+    job = job_for("chat", body, route, ctl, after_reply=request.after_reply, tenant=request.tenant)
     job.ingress = ingress
     return await app.forwarder.forward(job)
 

@@ -152,13 +152,14 @@ class RouterApp:
         cache, snapshot = self.cache, self.state.snapshot
         look = None
         if cache is not None and kind == "chat":
-            look = cache.lookup(request.scope, body, route, snapshot)
+            look = cache.lookup(request.scope, body, route, snapshot, request.tenant)
         if look is not None and cache is not None:
             kept = await cache.answer(look, body, route)
             if kept is not None:
                 return kept
-        job = job_for(kind, body, route, ctl, raw, after_reply=request.after_reply)
-        job.tenant = request.tenant
+        job = job_for(
+            kind, body, route, ctl, raw, after_reply=request.after_reply, tenant=request.tenant
+        )
         reply = await self.forwarder.forward(job)
         return reply if look is None or cache is None else cache.keep(look, reply)
 

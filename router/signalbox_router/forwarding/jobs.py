@@ -53,7 +53,19 @@ def job_for(
     raw: bytes | None = None,
     *,
     after_reply: AfterReply | None = None,
+    tenant: str | None = None,
 ) -> Job:
     stream = kind == "chat" and bool(body.get("stream"))
     usage = stream and bool((body.get("stream_options") or {}).get("include_usage"))
-    return Job(kind, body, route, ctl.priority, stream, usage, raw, ctl, after_reply=after_reply)
+    return Job(
+        kind,
+        body,
+        route,
+        ctl.priority,
+        stream,
+        usage,
+        raw,
+        ctl,
+        after_reply=after_reply,
+        tenant=tenant,
+    )
