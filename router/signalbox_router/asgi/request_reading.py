@@ -1,5 +1,10 @@
 """Reading a request at the edge: the body (bounded in size and depth) parsed as JSON, and the
-headers the router acts on. Anything wrong raises ``BadRequest`` or ``BodyTooLarge``."""
+headers the router acts on. Anything wrong raises ``BadRequest`` or ``BodyTooLarge``.
+
+Reading the bytes is the event loop's; parsing them is a step (:func:`parse_json`) the routes
+hand to ``off_loop.run`` together with what they do next with the parsed body, so a large body
+is worked on off the loop.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +18,8 @@ from signalbox_router.asgi.sending import Receive, Scope
 from signalbox_router.failures import BadRequest, BodyTooLarge
 
 
-async def read_json(receive: Receive, max_body: int) -> tuple[bytes, Any]:
-    """The body as sent, and parsed."""
+async def read_body(receive: Receive, max_body: int) -> bytes:
+    """The body as sent, at most ``max_body`` bytes."""
     chunks, size = [], 0
     while True:
         message = await receive()
@@ -27,7 +32,11 @@ async def read_json(receive: Receive, max_body: int) -> tuple[bytes, Any]:
         chunks.append(chunk)
         if not message.get("more_body"):
             break
-    raw = b"".join(chunks)
+    return b"".join(chunks)
+
+
+def parse_json(raw: bytes) -> Any:
+    """The body parsed; BadRequest when it is not JSON or nests too deeply."""
     try:
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -36,7 +45,7 @@ async def read_json(receive: Receive, max_body: int) -> tuple[bytes, Any]:
         ) from exc
     if nesting.too_deep(raw, parsed):
         raise BadRequest(f"The JSON body nests deeper than {nesting.MAX_DEPTH} levels.")
-    return raw, parsed
+    return parsed
 
 
 def header(scope: Scope, name: bytes) -> bytes:

@@ -21,7 +21,7 @@ from signalbox_api.provider import Capability
 from signalbox_providers import ingress
 from signalbox_providers.translate import completions_to_openai, messages_to_chat, responses_to_chat
 from signalbox_providers.translate.messages_to_chat import event, to_chat
-from signalbox_router.asgi import replies, request_reading
+from signalbox_router.asgi import off_loop, replies, request_reading
 from signalbox_router.edge import openai_request
 from signalbox_router.forwarding import controls
 from signalbox_router.forwarding.failover import Answer
@@ -38,28 +38,48 @@ async def messages_route(app: RouterApp, request: Incoming) -> Answer:
     """``POST /v1/messages``; a stream's closing error event is in Anthropic's shape too (the
     edge shapes every other error)."""
     ctl = controls.of_request(request.scope)
-    _, parsed = await request_reading.read_json(request.receive, app.settings.max_body)
-    body = to_chat(parsed)
-    needs = openai_request.needs(body, "chat")
-    job_ingress = ingress.for_messages(parsed)
-    return anthropic_shaped(await _forward(app, request, body, needs, ctl, ingress=job_ingress))
+    raw = await request_reading.read_body(request.receive, app.settings.max_body)
+    body, needs, wrap = await off_loop.run(len(raw), _read_messages, raw)
+    answer = await _forward(app, request, body, needs, ctl, wrap=wrap, size=len(raw))
+    return anthropic_shaped(answer)
 
 
 async def responses_route(app: RouterApp, request: Incoming) -> Answer:
     ctl = controls.of_request(request.scope)
-    _, parsed = await request_reading.read_json(request.receive, app.settings.max_body)
-    body = responses_to_chat.to_chat(parsed)
-    needs = openai_request.needs(body, "chat")
-    return await _forward(app, request, body, needs, ctl, ingress=ingress.for_responses(parsed))
+    raw = await request_reading.read_body(request.receive, app.settings.max_body)
+    body, needs, wrap = await off_loop.run(len(raw), _read_responses, raw)
+    return await _forward(app, request, body, needs, ctl, wrap=wrap, size=len(raw))
 
 
 async def completions_route(app: RouterApp, request: Incoming) -> Answer:
     ctl = controls.of_request(request.scope)
-    _, parsed = await request_reading.read_json(request.receive, app.settings.max_body)
-    body = completions_to_openai.validate(parsed)
+    raw = await request_reading.read_body(request.receive, app.settings.max_body)
+    body, needs = await off_loop.run(len(raw), _read_completions, raw)
+    return await _forward(
+        app, request, body, needs, ctl, wrap=ingress.for_completions, size=len(raw)
+    )
+
+
+# Reading each client API's body: pure steps, which a large body takes off the event loop.
+_Read = tuple[dict[str, Any], selection.Needs, ingress.Wrap]
+
+
+def _read_messages(raw: bytes) -> _Read:
+    parsed = request_reading.parse_json(raw)
+    body = to_chat(parsed)
+    return body, openai_request.needs(body, "chat"), ingress.for_messages(parsed)
+
+
+def _read_responses(raw: bytes) -> _Read:
+    parsed = request_reading.parse_json(raw)
+    body = responses_to_chat.to_chat(parsed)
+    return body, openai_request.needs(body, "chat"), ingress.for_responses(parsed)
+
+
+def _read_completions(raw: bytes) -> tuple[dict[str, Any], selection.Needs]:
+    body = completions_to_openai.validate(request_reading.parse_json(raw))
     caps = {Capability.COMPLETIONS} | ({Capability.STREAMING} if body.get("stream") else set())
-    needs = selection.Needs(frozenset(caps), completions_to_openai.prompt_chars(body) // 4)
-    return await _forward(app, request, body, needs, ctl, ingress=ingress.for_completions)
+    return body, selection.Needs(frozenset(caps), completions_to_openai.prompt_chars(body) // 4)
 
 
 async def _forward(
@@ -69,12 +89,15 @@ async def _forward(
     needs: selection.Needs,
     ctl: controls.Controls,
     *,
-    ingress: ingress.Wrap,
+    wrap: ingress.Wrap,
+    size: int,
 ) -> Answer:
     route = selection.route(body["model"], needs, app.state.snapshot, app.state.view())
     assert app.forwarder is not None, "the forwarder is set at startup"
-    job = job_for("chat", body, route, ctl, after_reply=request.after_reply, tenant=request.tenant)
-    job.ingress = ingress
+    job = job_for(
+        "chat", body, route, ctl, size=size, after_reply=request.after_reply, tenant=request.tenant
+    )
+    job.ingress = wrap
     return await app.forwarder.forward(job)
 
 

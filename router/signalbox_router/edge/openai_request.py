@@ -13,6 +13,7 @@ from typing import Any
 
 from signalbox_api.provider import Capability
 from signalbox_providers.dialects import Kind
+from signalbox_router.asgi import request_reading
 from signalbox_router.failures import BadRequest
 from signalbox_router.routing.selection import Needs
 
@@ -24,6 +25,13 @@ class InvalidRequest(BadRequest):
 
     def __init__(self, message: str, param: str | None = None) -> None:
         super().__init__(message, param=param)
+
+
+def read(raw: bytes, kind: Kind) -> tuple[dict[str, Any], Needs]:
+    """The body parsed and checked, and what it needs of a model: one step, which a large body
+    takes off the event loop (``off_loop``)."""
+    body = validate(request_reading.parse_json(raw), kind)
+    return body, needs(body, kind)
 
 
 def validate(body: Any, kind: Kind) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
 from signalbox_providers.dialects import Kind
-from signalbox_router.asgi import replies, request_reading, sending
+from signalbox_router.asgi import off_loop, replies, request_reading, sending
 from signalbox_router.asgi.sending import Receive, Scope, Send
 from signalbox_router.cache.response_cache import ResponseCache
 from signalbox_router.edge import (
@@ -144,9 +144,8 @@ class RouterApp:
 
     async def _model_call(self, request: Incoming, kind: Kind) -> Answer:
         ctl = controls.of_request(request.scope)
-        raw, parsed = await request_reading.read_json(request.receive, self.settings.max_body)
-        body = openai_request.validate(parsed, kind)
-        needs = openai_request.needs(body, kind)
+        raw = await request_reading.read_body(request.receive, self.settings.max_body)
+        body, needs = await off_loop.run(len(raw), openai_request.read, raw, kind)
         route = selection.route(body["model"], needs, self.state.snapshot, self.state.view())
         assert self.forwarder is not None, "the forwarder is set at startup"
         cache, snapshot = self.cache, self.state.snapshot

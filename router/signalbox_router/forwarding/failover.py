@@ -39,7 +39,7 @@ from signalbox_api.policy import Failover
 from signalbox_api.primitives import parse_duration
 from signalbox_providers import dialects
 from signalbox_providers.outcomes import Outcome
-from signalbox_router.asgi import replies
+from signalbox_router.asgi import off_loop, replies
 from signalbox_router.failures import (
     DEFAULT_RETRY_AFTER,
     BadRequest,
@@ -53,6 +53,7 @@ from signalbox_router.forwarding import exchange, streaming
 from signalbox_router.forwarding.attempts import Attempt, Prepared, Report
 from signalbox_router.forwarding.deadlines import Deadlines
 from signalbox_router.forwarding.jobs import Job
+from signalbox_router.limits.limiters import ProviderLimiter
 from signalbox_router.limits.priority import RequestPriority
 from signalbox_router.routing.selection import Candidate, Route
 from signalbox_router.routing.snapshot import ProviderEntry
@@ -157,30 +158,12 @@ class Forwarder:
         """One attempt at ``cand``: an answer, ``Busy``, or UpstreamFailed raised."""
         prepared = self._prepare(entry, job)
         endpoint = self.state.pick_endpoint(entry)
-        try:  # translate, before anything is held: what this provider cannot take is the client's
-            outbound = prepared.dialect.request(
-                dialects.RequestParts(
-                    job.kind,
-                    endpoint,
-                    job.body,
-                    cand.model,
-                    prepared.options,
-                    job.raw,
-                    prepared.max_output.get(cand.model),
-                )
-            )
-        except dialects.TranslationError as exc:  # Unsupported, or the request is malformed
-            raise BadRequest(str(exc), code="unsupported_request") from exc
-        except _UNTRANSLATABLE as exc:  # a body no translation foresaw: the client's all the same
-            # The exception's type only: its words may quote the request.
-            log.warning(
-                "a request for %s could not be translated (%s)", entry.name, type(exc).__name__
-            )
-            raise BadRequest(
-                "the request could not be translated for its provider", code="invalid_request"
-            ) from exc
-        limiter = self.state.limiter(entry)  # admit
-        admission = limiter.try_acquire(time.monotonic(), job.tokens_for(limiter))
+        limiter = self.state.limiter(entry)
+        # Translate, before anything is held: what this provider cannot take is the client's.
+        outbound, tokens = await off_loop.run(
+            job.size, _translated, job, prepared, endpoint, cand, limiter
+        )
+        admission = limiter.try_acquire(time.monotonic(), tokens)  # admit
         if not admission.admitted:
             return Busy(admission.retry_after or 0.05)
         self.state.leave_line(job.route.model, ticket)  # let the next in line have its turn
@@ -335,3 +318,33 @@ def _check_time(job: Job, attempts: int, pause: float) -> None:
     """Raise OutOfTime when the request's deadline comes before ``pause`` seconds pass."""
     if job.due is not None and time.monotonic() + pause >= job.due:
         raise OutOfTime(attempts)
+
+
+def _translated(
+    job: Job, prepared: Prepared, endpoint: str, cand: Candidate, limiter: ProviderLimiter
+) -> tuple[dialects.Outbound, int]:
+    """The request in the provider's dialect, and the tokens it takes from ``limiter``: one
+    step, which a large body takes off the event loop."""
+    try:
+        outbound = prepared.dialect.request(
+            dialects.RequestParts(
+                job.kind,
+                endpoint,
+                job.body,
+                cand.model,
+                prepared.options,
+                job.raw,
+                prepared.max_output.get(cand.model),
+            )
+        )
+    except dialects.TranslationError as exc:  # Unsupported, or the request is malformed
+        raise BadRequest(str(exc), code="unsupported_request") from exc
+    except _UNTRANSLATABLE as exc:  # a body no translation foresaw: the client's all the same
+        # The exception's type only: its words may quote the request.
+        log.warning(
+            "a request for %s could not be translated (%s)", cand.provider, type(exc).__name__
+        )
+        raise BadRequest(
+            "the request could not be translated for its provider", code="invalid_request"
+        ) from exc
+    return outbound, job.tokens_for(limiter)

@@ -28,6 +28,7 @@ class Job:
     stream: bool
     client_usage: bool
     raw: bytes | None = None  # the body as the client sent it
+    size: int = 0  # bytes the client sent: a large body is translated off the event loop
     controls: Controls = DEFAULT_CONTROLS  # the client's x-signalbox-* headers
     due: float | None = None  # monotonic time the whole request must end by, if any
     # Another client API (``signalbox_providers.ingress``): wraps each provider's dialect.
@@ -52,6 +53,7 @@ def job_for(
     ctl: Controls,
     raw: bytes | None = None,
     *,
+    size: int | None = None,
     after_reply: AfterReply | None = None,
     tenant: str | None = None,
 ) -> Job:
@@ -65,6 +67,7 @@ def job_for(
         stream,
         usage,
         raw,
+        len(raw or b"") if size is None else size,
         ctl,
         after_reply=after_reply,
         tenant=tenant,

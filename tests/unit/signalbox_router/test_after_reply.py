@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterator, MutableMapping
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +23,7 @@ from signalbox_router.forwarding.failover import Forwarder
 from signalbox_router.sources import manifests
 from signalbox_router.state import RouterState
 from tests.support.router import policy, provider
-
-MODEL = "gpt-4o-mini"
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeProvider]:
-    with FakeProvider("up", "openai", [MODEL]).running_in_thread() as running:
-        yield running
+from tests.unit.signalbox_router.conftest import MODEL
 
 
 def _app(folder: Path, fake: FakeProvider) -> RouterApp:
