@@ -19,6 +19,7 @@ import orjson
 
 from signalbox_providers.dialects.base import InvalidAnswer, StreamFailed, Usage, usage_of
 from signalbox_providers.sse import MAX_EVENT, NdjsonParser, SseParser
+from signalbox_providers.text_chunk_shape import TextChunkShape
 from signalbox_providers.tool_call_heads import ToolCallHeads
 from signalbox_providers.translate.chat_to_anthropic import AnthropicStream
 from signalbox_providers.translate.chat_to_ollama import OllamaStream
@@ -63,6 +64,7 @@ class OpenAIEvents:
         self._pending_size = 0
         self._parser: SseParser | None = None
         self._heads = ToolCallHeads()
+        self._shape: TextChunkShape | None = None  # of the last plain text chunk read in full
 
     @property
     def done(self) -> bool:
@@ -140,6 +142,15 @@ class OpenAIEvents:
         return self._payload(b"\n".join(data)) if data else b""
 
     def _payload(self, payload: bytes) -> bytes:
+        shape = self._shape
+        if shape is not None:  # most events: another piece of text (see text_chunk_shape)
+            text = shape.text(payload)
+            if text is not None:
+                if text:
+                    self.committed = True
+                    self.text_chars += len(text)
+                    self.text_chunks += 1
+                return b"data: " + payload + b"\n\n"
         if payload == b"[DONE]":
             self._done = True
             return DONE
@@ -169,6 +180,7 @@ class OpenAIEvents:
                 raise StreamFailed(str(exc)) from exc
             if not self.client_usage and not choices:
                 return b""
+        self._shape = None if self._closed else TextChunkShape.of(payload, chunk)
         return b"data: " + payload + b"\n\n"
 
     def _follow(self, choice: dict[str, Any]) -> None:
