@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -24,7 +25,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench_router import ENV, wait_http
+from bench_router import ENV, stop, wait_http
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO)]
@@ -119,6 +120,7 @@ def main() -> int:
     parser.add_argument("--baseline", type=Path, help="another checkout's root")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    os.sched_setaffinity(0, {1})  # this script's own clients stay off the router's core
     work = Path(tempfile.mkdtemp(prefix="bench-bodies-"))
     fake_port = free_port()
     fake = [sys.executable, "-m", "signalbox_fake", "--port", str(fake_port), "--model", MODEL]
@@ -157,10 +159,7 @@ def main() -> int:
             print(json.dumps({"worst_healthz_wait_router_vs_baseline": ratios}))
         return 0
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(10)
+        stop(procs)
 
 
 if __name__ == "__main__":

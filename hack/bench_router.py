@@ -364,10 +364,15 @@ def main() -> int:
             return bench_shared.run(args, work, procs)
         return run(args, work, procs)
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(10)
+        stop(procs)
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """End the processes a benchmark started."""
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.wait(10)
 
 
 def raise_fd_limit(needed: int) -> None:

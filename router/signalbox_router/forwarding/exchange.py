@@ -20,8 +20,6 @@ the stream after a ``StreamStarted``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import aiohttp
@@ -149,22 +147,25 @@ class Inflating:
     def __init__(self, limit: int) -> None:
         self.limit, self.used = limit, 0
 
-    @contextmanager
-    def share(self) -> Iterator[Share]:
-        share = Share(self)
-        try:
-            yield share
-        finally:
-            self.used -= share.taken
+    def share(self) -> Share:
+        """One answer's part, for a ``with`` block: given back when the block ends."""
+        return Share(self)
 
 
 class Share:
-    """One answer's part of an ``Inflating`` budget, given back when its read is over."""
+    """One answer's part of an ``Inflating`` budget, given back when its read is over (a plain
+    class, not a generator context manager: every answer takes one)."""
 
     __slots__ = ("budget", "taken")
 
     def __init__(self, budget: Inflating) -> None:
         self.budget, self.taken = budget, 0
+
+    def __enter__(self) -> Share:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.budget.used -= self.taken
 
     def take(self, n: int) -> None:
         if self.budget.used + n > self.budget.limit:
