@@ -9,7 +9,8 @@ selection, limits, forwarding, metering and the reply: the part of a request's c
 benchmark, it suits comparing two versions of the code; it reports the quickest of 20 batches,
 the one least disturbed by the rest of the machine. ``--profile`` adds cProfile's view.
 ``--opcodes`` counts instead the Python bytecodes each request executes, in all and per function
-(with ``sys.settrace``): slow, but the same count on any machine, however busy.
+(with ``sys.settrace``): slow, but the same count on any machine, however busy, and held to
+``OPCODE_BUDGET`` by ``tests/unit/hack/test_opcode_budget.py``.
 
 ``--cold`` times requests as a proxy meets them at a low rate: before each one, a buffer larger
 than the CPU's caches (``--cold-mb``) is written over, so the request finds its code and data
@@ -37,6 +38,9 @@ from pathlib import Path
 from typing import Any
 
 BATCHES = 20
+# Bytecodes one plain chat request may execute in the router's code (``--opcodes``); the same
+# count on any machine. A change that needs more raises it here and says why in its commit.
+OPCODE_BUDGET = 3300
 UPSTREAM = "http://127.0.0.1:9/v1"
 JSON_TYPE = (b"content-type", b"application/json")
 REPO = Path(__file__).resolve().parents[1]
@@ -120,9 +124,16 @@ class _Bytecodes:
             self.per_code[frame.f_code] += 1
         return self.opcode
 
+    def per_request(self, requests: int) -> float:
+        return sum(self.per_code.values()) / requests
+
     def report(self, requests: int) -> None:
-        total, calls = sum(self.per_code.values()) / requests, self.calls / requests
-        print(f"{total:.0f} bytecodes and {calls:.0f} Python calls per request")
+        total, calls = self.per_request(requests), self.calls / requests
+        verdict = "within" if total <= OPCODE_BUDGET else "OVER"
+        print(
+            f"{total:.0f} bytecodes and {calls:.0f} Python calls per request"
+            f" ({verdict} the budget of {OPCODE_BUDGET})"
+        )
         for code, count in self.per_code.most_common(15):
             where = code.co_filename.replace(str(REPO) + "/", "")
             print(f"{count / requests:8.1f}  {code.co_name} ({where}:{code.co_firstlineno})")
@@ -238,14 +249,16 @@ async def cold(requests: int, megabytes: int) -> dict[str, float]:
     return {key: round(statistics.median(values), 1) for key, values in times.items()}
 
 
-async def count_bytecodes(requests: int) -> None:
+async def count_bytecodes(requests: int) -> _Bytecodes:
     request, _ = await warmed_up()
     counter = _Bytecodes()
     sys.settrace(counter.call)
-    for _ in range(requests):
-        await request()
-    sys.settrace(None)
-    counter.report(requests)
+    try:
+        for _ in range(requests):
+            await request()
+    finally:
+        sys.settrace(None)
+    return counter
 
 
 def main() -> int:
@@ -259,7 +272,7 @@ def main() -> int:
     parser.add_argument("--cold-mb", type=int, default=64, help="what --cold writes over (MB)")
     args = parser.parse_args()
     if args.opcodes:
-        asyncio.run(count_bytecodes(200))
+        asyncio.run(count_bytecodes(200)).report(200)
         return 0
     if args.cold:
         medians = asyncio.run(cold(min(args.requests, 3000), args.cold_mb))
