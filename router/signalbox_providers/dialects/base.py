@@ -24,7 +24,11 @@ from urllib.parse import quote, urlsplit
 
 import orjson
 
-from signalbox_providers.translate.openai_format import TranslationError, token_count
+from signalbox_providers.translate.openai_format import (
+    MAX_TOKENS,
+    TranslationError,
+    token_count,
+)
 
 Kind = Literal["chat", "embeddings"]
 PROBE_PROMPT = "ping"
@@ -170,8 +174,16 @@ def usage_of(body: Mapping[str, Any], prompt: str, completion: str) -> Usage | N
         return None
     if type(usage) is not dict:
         raise InvalidAnswer("usage is not an object")
+    given, taken = usage.get(prompt), usage.get(completion)
+    if (
+        type(given) is int
+        and type(taken) is int
+        and 0 <= given <= MAX_TOKENS
+        and 0 <= taken <= MAX_TOKENS
+    ):
+        return given, taken  # the usual answer, checked without a call
     try:
-        return token_count(usage.get(prompt)), token_count(usage.get(completion))
+        return token_count(given), token_count(taken)
     except ValueError as exc:
         raise InvalidAnswer(str(exc)) from exc
 

@@ -195,15 +195,19 @@ def checked_answer(raw: bytes, key: str, holds: str | None = None) -> Answer:
 def _typed_choice(choice: dict[str, Any], holds: str | None) -> bool:
     """Whether the fields a client reads of one choice have their types: text or null (a
     message's content may also be a list of parts)."""
-    texts = [choice.get("finish_reason")]
-    if holds is not None:
-        message = choice[holds]
-        if type(message.get("content")) not in (str, list, type(None)):
-            return False
-        texts.append(message.get("refusal"))
-    else:
-        texts.append(choice.get("text"))
-    return all(t is None or type(t) is str for t in texts)
+    if type(choice.get("finish_reason")) not in _TEXT_OR_NULL:
+        return False
+    if holds is None:
+        return type(choice.get("text")) in _TEXT_OR_NULL
+    message = choice[holds]
+    return (
+        type(message.get("content")) in _CONTENT_TYPES
+        and type(message.get("refusal")) in _TEXT_OR_NULL
+    )
+
+
+_TEXT_OR_NULL = frozenset({str, type(None)})
+_CONTENT_TYPES = frozenset({str, list, type(None)})
 
 
 def _with_model(body: Mapping[str, Any], model: str) -> Mapping[str, Any]:
