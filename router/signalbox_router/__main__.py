@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
-from signalbox_router import supervision
+from signalbox_router import logs, supervision
 from signalbox_router.cache.response_cache import ResponseCache
 from signalbox_router.edge import bounding, serving
 from signalbox_router.edge.router_app import RouterApp, RouterSettings
@@ -126,6 +126,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "(default: 8)",
     )
     p.add_argument("--log-level", default="info")
+    p.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        default="text",
+        help="text, or one JSON object a line (uvicorn's lines too); every line names its "
+        "request's id (default: text)",
+    )
     return p.parse_args(argv)
 
 
@@ -295,9 +302,7 @@ def _tune_gc() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(args.log_level, args.log_format)
     try:
         app = build_app(args)
     except (StartupError, manifests.ManifestError) as exc:

@@ -63,15 +63,20 @@ def test_lint(helm: Path) -> None:
     run_helm(helm, None, "lint", "--strict", *KUBE, str(CHART), "-f", str(FULL))
 
 
-def test_values_schema_rejects_bad_values(helm: Path) -> None:
+def _refused(helm: Path, value: str) -> str:
+    """What helm says when the chart's schema refuses ``--set value``."""
     proc = subprocess.run(
-        [str(helm), "template", "x", str(CHART), *KUBE, "--set", "operator.replicas=9"],
+        [str(helm), "template", "x", str(CHART), *KUBE, "--set", value],
         capture_output=True,
         text=True,
         check=False,
     )
     assert proc.returncode != 0
-    assert "replicas" in proc.stderr
+    return proc.stderr
+
+
+def test_values_schema_rejects_bad_values(helm: Path) -> None:
+    assert "replicas" in _refused(helm, "operator.replicas=9")
 
 
 def _docs(rendered: str) -> list[dict[str, object]]:
@@ -194,6 +199,22 @@ def test_an_open_metrics_port_is_asked_for_in_so_many_words(
     assert all(d["metadata"]["name"] != "sb-signalbox-router-metrics-token" for d in docs)
     monitor = next(d for d in docs if d["kind"] == "ServiceMonitor")
     assert all("authorization" not in e for e in monitor["spec"]["endpoints"])
+
+
+def test_the_routers_log_level_and_format_are_values(helm: Path) -> None:
+    def args(*sets: str) -> list[str]:
+        rendered = run_helm(helm, None, "template", "sb", str(CHART), *KUBE, *sets)
+        router = next(
+            d
+            for d in _docs(rendered)
+            if d["kind"] == "Deployment" and "router" in d["metadata"]["name"]
+        )
+        return list(router["spec"]["template"]["spec"]["containers"][0]["args"])
+
+    assert {"--log-level=info", "--log-format=text"} <= set(args())
+    chosen = args("--set", "router.logLevel=warning", "--set", "router.logFormat=json")
+    assert {"--log-level=warning", "--log-format=json"} <= set(chosen)
+    assert "logFormat" in _refused(helm, "router.logFormat=xml")
 
 
 @pytest.fixture

@@ -92,10 +92,21 @@ async def _forward(
     wrap: ingress.Wrap,
     size: int,
 ) -> Answer:
+    if request.access is not None:
+        request.access.model = body["model"]
     route = selection.route(body["model"], needs, app.state.snapshot, app.state.view())
+    if request.access is not None:
+        request.access.policy = route.policy or ""
     assert app.forwarder is not None, "the forwarder is set at startup"
     job = job_for(
-        "chat", body, route, ctl, size=size, after_reply=request.after_reply, tenant=request.tenant
+        "chat",
+        body,
+        route,
+        ctl,
+        size=size,
+        after_reply=request.after_reply,
+        tenant=request.tenant,
+        access=request.access,
     )
     job.ingress = wrap
     return await app.forwarder.forward(job)

@@ -17,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
 from signalbox_providers.dialects import Kind
+from signalbox_router import access_log, logs
 from signalbox_router.asgi import off_loop, replies, request_reading, sending
 from signalbox_router.asgi.sending import Receive, Scope, Send
 from signalbox_router.cache.response_cache import ResponseCache
@@ -60,7 +62,9 @@ class Incoming:
     scope: Scope
     receive: Receive
     after_reply: sending.AfterReply
+    request_id: str = "-"  # ``access_log.request_id``: sent back in ``x-request-id``
     tenant: str | None = None  # whose client key it carries, when clients authenticate
+    access: access_log.Access | None = None  # a model route's: what its access line says
 
 
 @dataclass
@@ -82,11 +86,19 @@ class RouterApp:
             return
         if scope["type"] != "http":
             return
-        request = Incoming(scope, receive, sending.AfterReply())
+        rid = access_log.request_id(request_reading.header(scope, b"x-request-id"))
+        named = logs.REQUEST_ID.set(rid)
+        request = Incoming(scope, receive, sending.AfterReply(), rid)
+        path = scope["path"]
+        if path in _MODEL_ROUTES:
+            request.access = access_log.Access(rid, scope["method"], path, time.monotonic())
         try:
             await self._answer(request, send)
         finally:
             request.after_reply.run()
+            if request.access is not None:
+                access_log.write(request.access, time.monotonic())
+            logs.REQUEST_ID.reset(named)
 
     async def _answer(self, request: Incoming, send: Send) -> None:
         path = request.scope["path"]
@@ -100,6 +112,9 @@ class RouterApp:
             reply = error_replies.reply_for(exc, path, self.state.secrets())
             if path in _MODEL_ROUTES:
                 reply = _stamped(reply)
+        reply.headers.append((b"x-request-id", request.request_id.encode()))
+        if request.access is not None:
+            request.access.status = reply.status
         if isinstance(reply, replies.StreamReply):
             await sending.send_stream(send, request.receive, reply)
         else:
@@ -146,7 +161,11 @@ class RouterApp:
         ctl = controls.of_request(request.scope)
         raw = await request_reading.read_body(request.receive, self.settings.max_body)
         body, needs = await off_loop.run(len(raw), openai_request.read, raw, kind)
+        if request.access is not None:
+            request.access.model = body["model"]
         route = selection.route(body["model"], needs, self.state.snapshot, self.state.view())
+        if request.access is not None:
+            request.access.policy = route.policy or ""
         assert self.forwarder is not None, "the forwarder is set at startup"
         cache, snapshot = self.cache, self.state.snapshot
         look = None
@@ -154,10 +173,19 @@ class RouterApp:
             look = cache.lookup(request.scope, body, route, snapshot, request.tenant)
         if look is not None and cache is not None:
             kept = await cache.answer(look, body, route)
+            if request.access is not None:
+                request.access.cache = look.verdict if kept is None else "hit"
             if kept is not None:
                 return kept
         job = job_for(
-            kind, body, route, ctl, raw, after_reply=request.after_reply, tenant=request.tenant
+            kind,
+            body,
+            route,
+            ctl,
+            raw,
+            after_reply=request.after_reply,
+            tenant=request.tenant,
+            access=request.access,
         )
         reply = await self.forwarder.forward(job)
         return reply if look is None or cache is None else cache.keep(look, reply)

@@ -41,7 +41,8 @@ def run(
         proxy_headers=False,
         server_header=False,
         log_level=log_level,
-        access_log=False,
+        log_config=None,  # its lines go to the router's own handler (``logs``)
+        access_log=False,  # the router writes its own (``access_log``)
         lifespan="on",
     )
 

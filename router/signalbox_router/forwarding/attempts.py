@@ -222,6 +222,8 @@ class Attempt:
             estimated=report.estimated,
             tenant=self.job.tenant,
         )
+        if self.job.access is not None:
+            self.job.access.attempted(self.entry.name, self.number, report.usage, report.estimated)
 
     def __repr__(self) -> str:
         return f"Attempt({self.entry.name}#{self.number}, finished={self.finished})"

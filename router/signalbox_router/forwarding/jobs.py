@@ -10,6 +10,7 @@ from typing import Any
 
 from signalbox_providers import dialects
 from signalbox_providers.dialects import Kind
+from signalbox_router.access_log import Access
 from signalbox_router.asgi.sending import AfterReply
 from signalbox_router.forwarding.controls import DEFAULT as DEFAULT_CONTROLS
 from signalbox_router.forwarding.controls import Controls
@@ -36,6 +37,7 @@ class Job:
     # Where attempts leave what they report, to run once the answer is sent; None: at once.
     after_reply: AfterReply | None = None
     tenant: str | None = None  # whose client key asked (``request_reading.tenant``), if any
+    access: Access | None = None  # the request's access-log line, which its attempts fill in
 
     @functools.cached_property
     def estimate(self) -> int:
@@ -56,6 +58,7 @@ def job_for(
     size: int | None = None,
     after_reply: AfterReply | None = None,
     tenant: str | None = None,
+    access: Access | None = None,
 ) -> Job:
     stream = kind == "chat" and bool(body.get("stream"))
     usage = stream and bool((body.get("stream_options") or {}).get("include_usage"))
@@ -71,4 +74,5 @@ def job_for(
         ctl,
         after_reply=after_reply,
         tenant=tenant,
+        access=access,
     )
