@@ -203,7 +203,9 @@ class Kube:
 
     async def event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
         """Post a core/v1 Event about one of our objects, or bump the count of the same one
-        posted before; failures are logged, not raised, and nothing is sent without the lease."""
+        posted before; failures are logged, not raised, and nothing is sent without the lease.
+        Each one posted is a log line too (a warning for a Warning), so circuit changes and
+        Ready transitions are in the operator's log as well as in ``kubectl get events``."""
         message = message[:1024]
         key = (ref.namespace, ref.name, ref.uid or "", type_, reason, message)
         now = datetime.now(UTC).isoformat()
@@ -216,6 +218,14 @@ class Kube:
                 self._events[key] = (name, 1, now)
             while len(self._events) > EVENT_MEMORY:
                 self._events.popitem(last=False)
+            log.log(
+                logging.WARNING if type_ == "Warning" else logging.INFO,
+                "%s %s/%s: %s",
+                reason,
+                ref.namespace,
+                ref.name,
+                message,
+            )
         except NotLeading:
             return
         except kubernetes.client.ApiException as exc:

@@ -44,7 +44,7 @@ class Access:
     policy: str = ""
     provider: str = ""  # the last one tried
     attempts: int = 0
-    status: int = 0  # as the client received it; 0: the client left before an answer
+    status: int = 0  # as the client received it (499 when it left before an answer)
     usage: tuple[int, int] | None = None
     estimated: bool = False  # the router counted the tokens itself
     cache: str = ""  # "hit", "miss" or "bypass" where the policy caches

@@ -42,6 +42,7 @@ TARGET_LABELS = {"namespace", "pod", "service", "job", "instance", "container", 
 class Scrapes:
     operator: str
     router: str
+    answered: dict[str, int]  # status -> how many answers the clients received with it
 
 
 def _provider(name: str, url: str, **spec: Any) -> dict[str, Any]:
@@ -65,19 +66,32 @@ def _ready(cluster: Cluster, namespace: str, kind: str, name: str) -> bool:
     return c is not None and c["status"] == "True"
 
 
-def _send_traffic(router: KubeRouter, primary: FakeProvider) -> None:
+def _send_traffic(router: KubeRouter, primary: FakeProvider) -> dict[str, int]:
+    """Plain, streamed, failed-over, rate-limited, cached, refused and malformed requests;
+    the status of every answer, as the clients counted them."""
+    answered: dict[str, int] = {}
+
+    def got(status: int) -> None:
+        answered[str(status)] = answered.get(str(status), 0) + 1
+
     client = openai.OpenAI(base_url=router.url + "/v1", api_key="x", max_retries=0)
     for _ in range(3):
-        client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hi"}])
+        got(
+            client.chat.completions.with_raw_response.create(
+                model="chat", messages=[{"role": "user", "content": "hi"}]
+            ).status_code
+        )
     stream = client.chat.completions.create(
         model="chat", messages=[{"role": "user", "content": "hi"}], stream=True
     )
     assert [chunk for chunk in stream]
+    got(200)
     primary.set_faults(status=500, times=2)  # the next call fails over to the backup
     raw = client.chat.completions.with_raw_response.create(
         model="chat", messages=[{"role": "user", "content": "hi"}]
     )
     assert raw.headers["x-signalbox-provider"] == "backup"
+    got(raw.status_code)
     primary.clear_faults()
     codes = set()
     for _ in range(3):  # one request a minute allowed: the rest are refused with a 429
@@ -87,12 +101,28 @@ def _send_traffic(router: KubeRouter, primary: FakeProvider) -> None:
             timeout=10,
         )
         codes.add(resp.status_code)
+        got(resp.status_code)
     assert codes == {200, 429}
     for expected in ("miss", "hit"):  # a deterministic request, asked twice
         raw = client.chat.completions.with_raw_response.create(
             model="chat", messages=[{"role": "user", "content": "cache me"}], temperature=0
         )
         assert raw.headers["x-signalbox-cache"] == expected
+        got(raw.status_code)
+    for body in (b"{not json", b'{"model": "nobody-serves-this", "messages": []}'):
+        got(httpx.post(router.url + "/v1/chat/completions", content=body, timeout=10).status_code)
+    got(
+        httpx.post(
+            router.url + "/v1/messages",
+            json={
+                "model": "nobody",
+                "max_tokens": 5,
+                "messages": [{"role": "user", "content": "x"}],
+            },
+            timeout=10,
+        ).status_code
+    )
+    return answered
 
 
 @pytest.fixture(scope="module")
@@ -157,15 +187,27 @@ def _scraped(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Scrap
             )
             router.start()
             wait_for(lambda: _routable(router), 15, "the router to know the policy")
-            _send_traffic(router, primary)
+            answered = _send_traffic(router, primary)
             yield Scrapes(
                 operator=op.metrics(),
                 router=httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text,
+                answered=answered,
             )
         finally:
             router.stop()
             op.stop()
             redis.stop()
+
+
+def test_the_router_counts_every_answer_as_its_client_received_it(scrapes: Scrapes) -> None:
+    counted: dict[str, int] = {}
+    for family in text_string_to_metric_families(scrapes.router):
+        for sample in family.samples:
+            if sample.name == "signalbox_router_responses_total":
+                code = sample.labels["code"]
+                counted[code] = counted.get(code, 0) + int(sample.value)
+    assert counted == scrapes.answered
+    assert {"200", "400", "429"} <= set(counted), "refusals and malformed requests counted too"
 
 
 def _routable(router: KubeRouter) -> bool:

@@ -154,6 +154,12 @@ def test_failures_open_the_circuit_and_recovery_closes_it(
     wait_condition(cluster, namespace, "cloud", "Ready", "True", timeout=20)
     assert get(cluster, namespace, "cloud")["status"]["circuit"]["state"] == "Closed"
     assert {"CircuitHalfOpen", "CircuitClosed", "Ready"} <= reasons()
+    said = operator.log().splitlines()  # every change is a log line too, a failure's a warning
+    for reason, level in (("CircuitOpen", "WARNING"), ("NotReady", "WARNING"), ("Ready", "INFO")):
+        lines = [line for line in said if f" {reason} {namespace}/cloud: " in line]
+        assert lines, reason
+        assert all(level in line for line in lines), lines
+    assert any(f" CircuitClosed {namespace}/cloud: " in line for line in said)
 
 
 def test_wrong_key_is_auth_failed_and_never_leaks(

@@ -203,3 +203,11 @@ def test_no_prompt_or_key_reaches_a_log_line(world: World) -> None:
         log = router.log()
         assert PROMPT not in log
         assert CLIENT_KEY not in log
+
+
+def test_every_answer_is_counted_under_the_status_the_client_got(world: World) -> None:
+    labels = {"route": "/v1/chat/completions", "code": "404"}
+    before = world.text.metric("signalbox_router_responses_total", **labels)
+    for _ in range(3):  # no provider, no attempt: only the client's answer counts them
+        assert _chat(world.text, model="no-such-model").status_code == 404
+    assert world.text.metric("signalbox_router_responses_total", **labels) == before + 3

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from signalbox_fake import FakeProvider, Flavor
+from signalbox_router.limits.leases import LIFE
 from tests.support.redis_server import RedisServer
 from tests.support.round_robin import hammer
 from tests.support.router import (
@@ -108,10 +109,16 @@ async def test_three_routers_share_a_token_budget(world: World) -> None:
 async def test_at_steady_load_few_requests_touch_redis(world: World) -> None:
     await hammer(world.routers, "steady", seconds=2, parallel=6)  # batches grow to the demand
     before = sum(_lease_trips(r) for r in world.routers)
+    started = time.monotonic()
     answers = await hammer(world.routers, "steady", seconds=20, parallel=6, until=300)
+    elapsed = time.monotonic() - started
     trips = sum(_lease_trips(r) for r in world.routers) - before
     assert len(answers) >= 100  # however busy this machine is
-    assert trips / len(answers) <= 0.05, f"{trips} round trips for {len(answers)} requests"
+    # A lease lives LIFE seconds, so a busy replica renews about that often whatever its load:
+    # on a slow machine those renewals, not the requests, set the count.
+    renewals = len(world.routers) * (elapsed / LIFE + 1)
+    allowed = 0.05 * len(answers) + renewals
+    assert trips <= allowed, f"{trips} round trips for {len(answers)} requests in {elapsed:.1f}s"
 
 
 def test_readyz_names_the_shared_mode_and_the_live_replicas(world: World) -> None:

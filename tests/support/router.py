@@ -90,6 +90,17 @@ def openai_error(resp: httpx.Response, status: int | None = None) -> dict[str, A
     return error
 
 
+def answers_as_router(url: str) -> bool:
+    """Whether a router answers ``/healthz`` at ``url``: a 200 with the ``x-request-id`` only a
+    router sends, so another test's process that took the port first (an operator's health
+    endpoint, say) is not taken for it."""
+    try:
+        resp = httpx.get(url + "/healthz", timeout=1, trust_env=False)
+    except httpx.HTTPError:
+        return False
+    return resp.status_code == 200 and "x-request-id" in resp.headers
+
+
 def closed_port_url() -> str:
     """A loopback URL where nothing listens (a port just freed by the OS)."""
     return f"http://127.0.0.1:{free_port()}/v1"
@@ -163,10 +174,7 @@ class RouterProcess:
             raise AssertionError(
                 f"the router exited with {self.proc.returncode}:\n{self.log()[-3000:]}"
             )
-        try:
-            return httpx.get(self.url + "/healthz", timeout=1, trust_env=False).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return answers_as_router(self.url)
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -7,10 +7,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
 from tests.support.cluster import REPO, Cluster
 from tests.support.operator import free_port, wait_for
+from tests.support.router import answers_as_router
 
 
 @dataclass
@@ -28,33 +27,44 @@ class KubeRouter:
 
     def start(self) -> KubeRouter:
         env = {**self.cluster.env, "PYTHONPATH": f"{REPO / 'router'}:{REPO / 'operator'}"}
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "signalbox_router",
-                    "-n",
-                    self.namespace,
-                    "--port",
-                    str(self.port),
-                    "--resync",
-                    "30",
-                    *self.extra,
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=REPO,
-            )
-        wait_for(self._healthy, 20, "the router's /healthz")
-        return self
+        for _ in range(3):  # a port taken between the pick and the bind: pick another
+            said_before = self._said()
+            with self.log_path.open("ab") as log:
+                self.proc = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "signalbox_router",
+                        "-n",
+                        self.namespace,
+                        "--port",
+                        str(self.port),
+                        "--resync",
+                        "30",
+                        *self.extra,
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=REPO,
+                )
+            try:
+                wait_for(self._healthy, 20, "the router's /healthz")
+            except AssertionError:
+                if "address already in use" not in self._said()[said_before:]:
+                    raise
+                self.port = free_port()
+                continue
+            return self
+        raise AssertionError(f"the router found no free port (log: {self.log_path})")
+
+    def _said(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def _healthy(self) -> bool:
-        try:
-            return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"the router exited with {self.proc.returncode}")
+        return answers_as_router(self.url)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -37,6 +37,7 @@ from signalbox_router.edge import (
 )
 from signalbox_router.failures import MethodNotAllowed, NotFound, Unauthorized
 from signalbox_router.forwarding import controls
+from signalbox_router.forwarding.attempts import CLIENT_CLOSED
 from signalbox_router.forwarding.failover import Answer, Forwarder
 from signalbox_router.forwarding.jobs import job_for
 from signalbox_router.routing import selection
@@ -96,8 +97,11 @@ class RouterApp:
             await self._answer(request, send)
         finally:
             request.after_reply.run()
-            if request.access is not None:
-                access_log.write(request.access, time.monotonic())
+            access = request.access
+            if access is not None:
+                access.status = access.status or CLIENT_CLOSED  # no answer: the client left
+                self.state.meter.answered(path, access.model, access.status)
+                access_log.write(access, time.monotonic())
             logs.REQUEST_ID.reset(named)
 
     async def _answer(self, request: Incoming, send: Send) -> None:

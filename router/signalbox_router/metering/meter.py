@@ -160,6 +160,8 @@ class Meter:
             registry=r,
         )
         self._rows: dict[tuple[str, str], _Row] = {}
+        # Answers as the clients received them: (route, model, status) -> count.
+        self._answers: dict[tuple[str, str, int], int] = {}
         # The same rows per tenant (a client key's digest), for a client's own /v1/usage.
         self._tenants: dict[str, dict[tuple[str, str], _Usage]] = {}
         self._source: Callable[[], Snapshot] | None = None
@@ -222,6 +224,12 @@ class Meter:
                 own = rows[key] = _Usage()
             own.add(code, seconds, usage, price, estimated)
 
+    def answered(self, route: str, model: str, status: int) -> None:
+        """Count one answer to a model route under the status its client received (499: the
+        client left before it): failed-over attempts, refusals and 503s alike, once each."""
+        key = (route, self.label(model) if model else "", status)
+        self._answers[key] = self._answers.get(key, 0) + 1
+
     def first_token(self, model: str, provider: str, seconds: float) -> None:
         self._row(model, provider).ttft.observe(seconds)
 
@@ -229,7 +237,8 @@ class Meter:
         """The per-request metrics, built from the totals at scrape time."""
         requests = CounterMetricFamily(
             "signalbox_router_requests",
-            "Requests answered, by model, provider and status code.",
+            "Attempts answered, by model, provider and the status code of the attempt (a"
+            " request that failed over counts at each provider it tried).",
             labels=["model", "provider", "code"],
         )
         tokens = CounterMetricFamily(
@@ -254,6 +263,14 @@ class Meter:
             labels=["model", "provider"],
         )
         attempts = HistogramMetricFamily("signalbox_router_attempts", "Attempts per request.")
+        responses = CounterMetricFamily(
+            "signalbox_router_responses",
+            "Answers to model routes as their clients received them, by route, model and status"
+            " code (499: the client left first); one per request, whatever its attempts.",
+            labels=["route", "model", "code"],
+        )
+        for (route, model, status), count in list(self._answers.items()):
+            responses.add_metric([route, model, str(status)], count)
         attempts.add_metric([], self.attempts.cumulative(), self.attempts.total)
         for (model, provider), row in list(self._rows.items()):
             for code, count in list(row.codes.items()):
@@ -268,7 +285,7 @@ class Meter:
             latency.add_metric([model, provider], row.latency.cumulative(), row.latency.total)
             if any(row.ttft.counts):
                 ttft.add_metric([model, provider], row.ttft.cumulative(), row.ttft.total)
-        yield from (requests, tokens, cost, latency, ttft, attempts)
+        yield from (requests, tokens, cost, latency, ttft, attempts, responses)
 
     def summary(self, tenant: str | None = None) -> dict[str, Any]:
         """The JSON usage summary per model and provider: everyone's, or one tenant's."""

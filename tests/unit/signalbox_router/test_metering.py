@@ -83,3 +83,21 @@ def test_a_scrape_shows_requests_tokens_cost_latency_ttft_and_attempts() -> None
     assert sample(text, "signalbox_router_attempts_bucket", le="1.0") == 0
     assert sample(text, "signalbox_router_attempts_bucket", le="2.0") == 1
     assert sample(text, "signalbox_router_attempts_sum") == 2
+
+
+def test_answers_count_once_per_request_under_the_status_the_client_got() -> None:
+    meter = Meter()
+    meter.record("m", "p", code=500, seconds=0.1)  # an attempt that failed over ...
+    meter.record("m", "q", code=200, seconds=0.1)  # ... and the one that answered
+    meter.answered("/v1/chat/completions", "m", 200)
+    meter.answered("/v1/chat/completions", "m", 503)  # no eligible provider: no attempt
+    meter.answered("/v1/messages", "", 400)  # a body without a model
+    text = prom.generate_latest(meter.registry).decode()
+    chat = {"route": "/v1/chat/completions", "model": "m"}
+    assert sample(text, "signalbox_router_responses_total", **chat, code="200") == 1
+    assert sample(text, "signalbox_router_responses_total", **chat, code="503") == 1
+    assert (
+        sample(text, "signalbox_router_responses_total", route="/v1/messages", model="", code="400")
+        == 1
+    )
+    assert sample(text, "signalbox_router_requests_total", model="m", provider="p", code="500") == 1
