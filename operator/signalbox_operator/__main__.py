@@ -21,6 +21,7 @@ import kopf
 import kubernetes
 import prometheus_client as prom
 
+from signalbox_api import log_format
 from signalbox_operator import health, terms
 from signalbox_operator.leadership.fencing import Fence, always_open
 from signalbox_operator.leadership.leader import Elector, Timing
@@ -67,7 +68,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=http_probe.MAX_BODY,
         help=f"largest probe response body in bytes (default {http_probe.MAX_BODY})",
     )
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug lines, kopf's too")
+    p.add_argument("--log-level", choices=log_format.LEVELS, default="info")
+    p.add_argument(
+        "--log-format",
+        choices=log_format.FORMATS,
+        default="text",
+        help="text, or one JSON object a line, kopf's lines too (default: text)",
+    )
     args = p.parse_args(argv)
     try:
         args.timing = Timing(args.lease_duration, args.renew_deadline, args.retry_period)
@@ -137,8 +145,8 @@ def _health_limits(args: argparse.Namespace) -> health.HealthLimits:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    kopf.configure(verbose=args.verbose)
-    logging.getLogger("signalbox_operator").setLevel(logging.INFO)
+    kopf.configure(verbose=args.verbose)  # kopf's own loggers; their lines take ours
+    log_format.install("debug" if args.verbose else args.log_level, args.log_format)
     for name in HEADER_LOGGERS:  # never at DEBUG: their debug lines carry request headers
         logging.getLogger(name).setLevel(logging.WARNING)
     if not args.verbose:  # one line per watch event is noise at any scale

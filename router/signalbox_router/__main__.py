@@ -125,7 +125,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "replicas (one that starts while Redis is away); the chart passes its replica count "
         "(default: 8)",
     )
-    p.add_argument("--log-level", default="info")
+    p.add_argument("--log-level", choices=logs.LEVELS, default="info")
     p.add_argument(
         "--log-format",
         choices=logs.FORMATS,

@@ -1,22 +1,19 @@
-"""The router's one log format, for its own lines and uvicorn's: text, or JSON with
-``--log-format json``. Every line carries the id of the request it was written for
-(``request_id``; ``-`` for lines about no request), which the edge sets for the request's task
-(``access_log``) and asyncio copies into the tasks that task starts.
+"""The router's log lines, in the project's one format (``signalbox_api.log_format``), its own
+and uvicorn's alike, each naming the id of the request it was written for (``request_id``; ``-``
+for lines about no request). The edge sets the id for the request's task (``access_log``) and
+asyncio copies it into the tasks that task starts.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 from contextvars import ContextVar
 
-from pythonjsonlogger.json import JsonFormatter
+from signalbox_api import log_format
 
 REQUEST_ID: ContextVar[str] = ContextVar("signalbox_request_id", default="-")
 
-FORMATS = ("text", "json")
-_TEXT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
-_JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(request_id)s %(message)s"
+FORMATS, LEVELS = log_format.FORMATS, log_format.LEVELS
 
 
 class _WithRequestId(logging.Filter):
@@ -28,23 +25,4 @@ class _WithRequestId(logging.Filter):
 def configure(level: str, fmt: str = "text") -> None:
     """Send every logger's lines (uvicorn's included: it is started without a logging config
     of its own) to stderr in ``fmt``, from ``level`` up."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(_WithRequestId())
-    if fmt == "json":
-        handler.setFormatter(
-            JsonFormatter(
-                _JSON_FIELDS,
-                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-            )
-        )
-    else:
-        handler.setFormatter(logging.Formatter(_TEXT))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    # What no line here shows, not gathered for every record (the logging HOWTO's
-    # "Optimization"): the caller's file and line, thread and process.
-    logging._srcfile = None
-    logging.logThreads = False
-    logging.logProcesses = False
-    logging.logMultiprocessing = False
+    log_format.install(level, fmt, field="request_id", adds=_WithRequestId())

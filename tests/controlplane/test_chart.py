@@ -201,20 +201,21 @@ def test_an_open_metrics_port_is_asked_for_in_so_many_words(
     assert all("authorization" not in e for e in monitor["spec"]["endpoints"])
 
 
-def test_the_routers_log_level_and_format_are_values(helm: Path) -> None:
+@pytest.mark.parametrize("component", ["router", "operator"])
+def test_log_level_and_format_are_values(helm: Path, component: str) -> None:
     def args(*sets: str) -> list[str]:
         rendered = run_helm(helm, None, "template", "sb", str(CHART), *KUBE, *sets)
-        router = next(
+        deployment = next(
             d
             for d in _docs(rendered)
-            if d["kind"] == "Deployment" and "router" in d["metadata"]["name"]
+            if d["kind"] == "Deployment" and component in d["metadata"]["name"]
         )
-        return list(router["spec"]["template"]["spec"]["containers"][0]["args"])
+        return list(deployment["spec"]["template"]["spec"]["containers"][0]["args"])
 
     assert {"--log-level=info", "--log-format=text"} <= set(args())
-    chosen = args("--set", "router.logLevel=warning", "--set", "router.logFormat=json")
+    chosen = args("--set", f"{component}.logLevel=warning", "--set", f"{component}.logFormat=json")
     assert {"--log-level=warning", "--log-format=json"} <= set(chosen)
-    assert "logFormat" in _refused(helm, "router.logFormat=xml")
+    assert "logFormat" in _refused(helm, f"{component}.logFormat=xml")
 
 
 @pytest.fixture

@@ -479,3 +479,18 @@ def test_git_owned_fields_never_drift(
     policy = get(cluster, namespace, "chat", "llmrp")
     assert policy["metadata"]["generation"] == 1
     assert policy["metadata"]["labels"] == {"team": "search"}
+
+
+def test_json_logs_are_one_object_a_line_kopfs_too(
+    cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    op = OperatorProcess(cluster, namespace, tmp_path / "json.log", extra=["--log-format", "json"])
+    op.start()
+    try:
+        wait_for(lambda: "leading" in op.log() or "lease" in op.log(), 30, "a line about the lease")
+    finally:
+        op.stop()
+    records = [json.loads(line) for line in op.log().splitlines() if line.strip()]
+    assert records
+    assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
+    assert any(r["logger"].startswith("signalbox_operator") for r in records)
