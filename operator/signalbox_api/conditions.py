@@ -60,6 +60,7 @@ class Reason(enum.StrEnum):
     INVALID_HEADER = "InvalidHeader"  # a Secret value that cannot be sent as an HTTP header
     REDIRECTED = "Redirected"  # the provider answered a probe with a 3xx
     TLS_ERROR = "TLSError"
+    NAME_NOT_RESOLVED = "NameNotResolved"  # the endpoint's host name did not resolve (DNS)
     PROTOCOL_ERROR = "ProtocolError"  # the provider's answer is not valid HTTP
     RESPONSE_TOO_LARGE = "ResponseTooLarge"
     OPERATOR_ERROR = "OperatorError"  # the operator itself failed on this object

@@ -24,7 +24,7 @@ from signalbox_api import discovered, eligibility
 from signalbox_api.conditions import Condition
 from signalbox_api.policy import RoutingPolicySpec, RoutingPolicyStatus
 from signalbox_api.provider import LLMProviderSpec, LLMProviderStatus
-from signalbox_operator.kube import Current, Kube, Written
+from signalbox_operator.kube import Current, Kube, ObjectRef, Written
 from signalbox_operator.leadership.fencing import NotLeading
 from signalbox_operator.metrics import Metrics
 from signalbox_operator.status import policy_status
@@ -207,3 +207,19 @@ class Policies:
             return
         if written == Written.WRITTEN:
             self.written[key] = wire
+            after = RoutingPolicyStatus.model_validate(wire).conditions
+            await self._tell(key, body, policy_status.changes(previous.conditions, after))
+
+    async def _tell(
+        self, key: Key, body: Mapping[str, Any], changes: Sequence[policy_status.Change]
+    ) -> None:
+        """An Event (and a log line) for each condition that moved."""
+        uid = body["metadata"].get("uid")
+        ref = ObjectRef("RoutingPolicy", "routingpolicies", key[0], key[1], uid)
+        for change in changes:
+            said = f"{change.type} is {change.status}" + (
+                f": {change.message}" if change.message else ""
+            )
+            await self.kube.event(
+                ref, "Warning" if change.warning else "Normal", change.reason, said
+            )

@@ -351,6 +351,13 @@ def test_policy_follows_provider_health(
         ).stdout.split()
         assert row[1:5] == ["Priority", "backup", "1/2", "True"]
 
+        def told() -> list[tuple[str, str]]:
+            return [(e["type"], e["reason"]) for e in events(cluster, namespace, "chat")]
+
+        # The move is an Event on the policy (and a warning in the operator's log).
+        wait_for(lambda: ("Warning", "FailingOver") in told(), 10, "a FailingOver event")
+        assert f" FailingOver {namespace}/chat: " in operator.log()
+
 
 def test_unknown_first_then_quiet_status_and_spec_changes_apply_at_once(
     cluster: Cluster, namespace: str, fake: FakeProvider, operator: OperatorProcess

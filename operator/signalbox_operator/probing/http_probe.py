@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import socket
 import ssl
 import time
 import zlib
@@ -90,6 +91,12 @@ def _transport_failure(exc: httpx.HTTPError, where: str) -> _Failed:
         if isinstance(cause, ssl.SSLError):
             return _Failed(
                 Outcome.CONNECT_FAILURE, f"{where}: TLS handshake failed", reason=Reason.TLS_ERROR
+            )
+        if isinstance(cause, socket.gaierror):
+            return _Failed(
+                Outcome.CONNECT_FAILURE,
+                f"{where}: the host name did not resolve",
+                reason=Reason.NAME_NOT_RESOLVED,
             )
         cause = cause.__cause__ or cause.__context__
     if isinstance(exc, httpx.LocalProtocolError):  # our side: a header h11 will not send

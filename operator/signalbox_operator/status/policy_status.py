@@ -193,3 +193,33 @@ def _verdicts(
     else:
         out[ConditionType.DEGRADED] = ("False", Reason.NO_ELIGIBLE_PROVIDERS, "")
     return out
+
+
+@dataclass(frozen=True)
+class Change:
+    """A condition that moved, as the Event that tells of it: a Warning when it moved to a bad
+    state (Degraded=True, any other condition False)."""
+
+    type: str
+    status: str
+    reason: str
+    message: str
+    warning: bool
+
+
+def changes(before: Sequence[Condition], after: Sequence[Condition]) -> list[Change]:
+    """The conditions of ``after`` whose status or reason differs from ``before``'s. A
+    condition that appears in a good state (a new policy's first status) is no news; one
+    that appears in a bad state is."""
+    out = []
+    for now in after:
+        if now.status == "Unknown":
+            continue
+        bad = (now.status == "True") == (now.type == ConditionType.DEGRADED)
+        was = conditions.find(before, now.type)
+        if (was is None and not bad) or (
+            was is not None and (was.status, was.reason) == (now.status, now.reason)
+        ):
+            continue
+        out.append(Change(now.type, now.status, now.reason, now.message, bad))
+    return out

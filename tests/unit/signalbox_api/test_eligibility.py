@@ -26,7 +26,7 @@ from signalbox_api.provider import (
     LLMProviderStatus,
 )
 from signalbox_operator import policies
-from signalbox_operator.kube import Render, Written
+from signalbox_operator.kube import ObjectRef, Render, Written
 from signalbox_operator.status import policy_status
 from signalbox_operator.status.policy_status import ProviderView
 from signalbox_router.routing import selection
@@ -425,15 +425,19 @@ def test_no_conflict_is_plainly_accepted() -> None:
 
 
 class _Kube:
-    """Records status patches instead of sending them."""
+    """Records status patches and Events instead of sending them."""
 
     def __init__(self) -> None:
         self.patches: dict[tuple[str, str], dict[str, Any]] = {}
+        self.events: list[tuple[str, str, str]] = []  # (object name, type, reason)
 
     async def write_status(self, kind: str, ns: str, name: str, render: Render) -> Written:
         assert kind == "routingpolicies"
         self.patches[ns, name] = render(None)
         return Written.WRITTEN
+
+    async def event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
+        self.events.append((ref.name, type_, reason))
 
 
 def test_the_operator_loop_compares_policies_of_one_namespace() -> None:
@@ -470,3 +474,11 @@ def test_the_operator_loop_compares_policies_of_one_namespace() -> None:
     )
     assert accepted_of("team-a", "old")[:2] == ("True", "Valid")
     assert accepted_of("team-b", "other")[:2] == ("True", "Valid")  # another namespace
+    # No provider is eligible yet (nothing probed "p"): each policy starts with a Warning Event;
+    # team-b's also names its missing provider.
+    assert sorted(kube.events) == [
+        ("new", "Warning", "NoEligibleProviders"),
+        ("old", "Warning", "NoEligibleProviders"),
+        ("other", "Warning", "NoEligibleProviders"),
+        ("other", "Warning", "NotFound"),
+    ]

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from signalbox_api.conditions import Reason
 from signalbox_api.provider import Capability, LLMProviderSpec
 from signalbox_fake import FakeProvider, Flavor
 from signalbox_operator.probing import http_probe
@@ -169,6 +170,14 @@ async def test_connection_refused_and_query_strings_are_not_echoed(
     assert report.outcome == Outcome.CONNECT_FAILURE
     assert "secret-in-url" not in report.message
     assert "connection failed" in report.message
+
+
+async def test_a_host_name_that_does_not_resolve_says_so(http: httpx.AsyncClient) -> None:
+    url = "http://no-such-provider.invalid/v1"  # .invalid never resolves (RFC 6761)
+    report = await http_probe.probe(http, spec("OpenAICompatible", url), Refs(base_url=url))
+    assert report.outcome == Outcome.CONNECT_FAILURE
+    assert report.reason == Reason.NAME_NOT_RESOLVED
+    assert "did not resolve" in report.message
 
 
 async def test_probe_respects_its_timeout(http: httpx.AsyncClient) -> None:

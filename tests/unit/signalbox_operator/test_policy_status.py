@@ -593,3 +593,35 @@ def expr(op: str, values: list[str] | None = None) -> LabelSelector:
 )
 def test_selector_matches(selector: LabelSelector, labels: dict[str, str], expected: bool) -> None:
     assert selectors.matches(selector, labels) is expected
+
+
+def _c(type_: str, status: str, reason: str, message: str = "") -> Condition:
+    return Condition(
+        type=type_,
+        status=status,
+        reason=reason,
+        message=message,
+        last_transition_time=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+
+
+def test_each_condition_that_moves_is_one_event_a_warning_when_it_went_bad() -> None:
+    ready = _c("Ready", "True", "Ready", "2 eligible provider(s)")
+    calm = _c("Degraded", "False", "AllProvidersEligible")
+    assert policy_status.changes([], [ready, calm]) == []  # a new policy, well: no news
+    first_bad = policy_status.changes([], [_c("Ready", "False", "NoEligibleProviders")])
+    assert [(c.reason, c.warning) for c in first_bad] == [("NoEligibleProviders", True)]
+    failing = _c("Degraded", "True", "FailingOver", "out: primary")
+    assert policy_status.changes([ready, calm], [ready, failing]) == [
+        policy_status.Change("Degraded", "True", "FailingOver", "out: primary", warning=True)
+    ]
+    back = policy_status.changes([ready, failing], [ready, calm])
+    assert [(c.type, c.warning) for c in back] == [("Degraded", False)]
+    down = _c("Ready", "False", "NoEligibleProviders", "0 eligible")
+    assert [(c.reason, c.warning) for c in policy_status.changes([ready], [down])] == [
+        ("NoEligibleProviders", True)
+    ]
+    assert [(c.reason, c.warning) for c in policy_status.changes([down], [ready])] == [
+        ("Ready", False)
+    ]
+    assert policy_status.changes([ready], [_c("Ready", "Unknown", "Pending")]) == []
