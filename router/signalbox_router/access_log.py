@@ -20,6 +20,7 @@ from typing import Any
 
 log = logging.getLogger("signalbox_router.access")
 
+_LONGEST = 128
 _TOKEN = re.compile(r"[A-Za-z0-9._:+=/-]{1,128}")
 
 
@@ -61,7 +62,7 @@ class Access:
         return {
             "method": self.method,
             "path": self.path,
-            "model": self.model or None,
+            "model": _one_word(self.model) or None,
             "policy": self.policy or None,
             "provider": self.provider or None,
             "attempts": self.attempts,
@@ -72,6 +73,16 @@ class Access:
             "tokens_estimated": self.estimated if self.usage is not None else None,
             "cache": self.cache or None,
         }
+
+
+def _one_word(text: str) -> str:
+    """A client's name for something, as one word of at most ``_LONGEST`` characters: line
+    breaks, spaces and anything not printable ASCII escaped, so no client can add a line or a
+    field of its own to the log."""
+    if _TOKEN.fullmatch(text):
+        return text
+    escaped = text.encode("unicode_escape").decode("ascii").replace(" ", "\\x20")
+    return escaped if len(escaped) <= _LONGEST else escaped[: _LONGEST - 3] + "..."
 
 
 def write(access: Access, now: float) -> None:

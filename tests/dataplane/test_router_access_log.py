@@ -125,6 +125,18 @@ def test_a_missing_or_unfit_id_is_replaced_by_a_new_one(world: World, given: str
     assert any("signalbox_router.access" in line for line in _lines(world.text, rid))
 
 
+def test_a_client_cannot_add_a_line_or_a_field_of_its_own(world: World) -> None:
+    forged = "m x=1\n2026-01-01 00:00:00,000 WARNING signalbox_router.access [forged] status=200"
+    resp = _chat(world.text, model=forged, **{"x-request-id": "forge-1"})
+    assert resp.status_code == 404
+    (line,) = [x for x in _lines(world.text, "forge-1") if "signalbox_router.access" in x]
+    fields = _access(line)
+    assert fields["model"].startswith("m\\x20x=1\\n2026-01-01")
+    assert "x" not in fields
+    others = [x for x in world.text.log().splitlines() if "forge-1" not in x]
+    assert not any("[forged]" in x for x in others)
+
+
 def test_a_failover_is_a_warning_that_names_both_tries(world: World) -> None:
     world.primary.set_faults(status=500, times=1)
     try:
