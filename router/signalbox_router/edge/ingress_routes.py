@@ -92,11 +92,7 @@ async def _forward(
     wrap: ingress.Wrap,
     size: int,
 ) -> Answer:
-    if request.access is not None:
-        request.access.model = body["model"]
-    route = selection.route(body["model"], needs, app.state.snapshot, app.state.view())
-    if request.access is not None:
-        request.access.policy = route.policy or ""
+    route = request.route(app.state, body["model"], needs)
     assert app.forwarder is not None, "the forwarder is set at startup"
     job = job_for(
         "chat",

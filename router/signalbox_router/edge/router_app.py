@@ -67,6 +67,17 @@ class Incoming:
     tenant: str | None = None  # whose client key it carries, when clients authenticate
     access: access_log.Access | None = None  # a model route's: what its access line says
 
+    def route(self, state: RouterState, model: str, needs: selection.Needs) -> selection.Route:
+        """The providers for ``model``, noted on the access line (the model even when nothing
+        serves it, and the policy that does)."""
+        access = self.access
+        if access is not None:
+            access.model = model
+        route = selection.route(model, needs, state.snapshot, state.view())
+        if access is not None:
+            access.policy = route.policy or ""
+        return route
+
 
 @dataclass
 class RouterApp:
@@ -165,11 +176,7 @@ class RouterApp:
         ctl = controls.of_request(request.scope)
         raw = await request_reading.read_body(request.receive, self.settings.max_body)
         body, needs = await off_loop.run(len(raw), openai_request.read, raw, kind)
-        if request.access is not None:
-            request.access.model = body["model"]
-        route = selection.route(body["model"], needs, self.state.snapshot, self.state.view())
-        if request.access is not None:
-            request.access.policy = route.policy or ""
+        route = request.route(self.state, body["model"], needs)
         assert self.forwarder is not None, "the forwarder is set at startup"
         cache, snapshot = self.cache, self.state.snapshot
         look = None
