@@ -56,7 +56,6 @@ class OpenAIEvents:
         self.text_chars = self.text_chunks = 0
         self._max = max_event
         self._done = False
-        self._finished = False  # a choice carried its finish_reason
         self._closed: set[int] = set()  # the indexes of the choices that finished
         self._next_index = 0  # choice indexes come in order: a new one is the next
         self.committed = False
@@ -105,7 +104,7 @@ class OpenAIEvents:
         out = self.feed(rest + b"\n\n") if rest and self._parser is None else b""
         if self._done:
             return out
-        if self._finished and (self.usage is not None or not self.usage_required):
+        if self._closed and (self.usage is not None or not self.usage_required):
             self._done = True
             return out + DONE
         raise StreamFailed("the upstream stream ended before it finished")
@@ -196,7 +195,6 @@ class OpenAIEvents:
         if index == self._next_index:
             self._next_index += 1
         if choice.get("finish_reason") is not None:
-            self._finished = True
             self._closed.add(index)
             self.committed = True
         elif not self.committed and carries_token(choice):

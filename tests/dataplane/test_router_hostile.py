@@ -175,9 +175,21 @@ def rss_kib(pid: int, field: str = "VmRSS") -> int:
     raise AssertionError(f"no {field} for {pid}")
 
 
-def open_sockets(pid: int) -> int:
-    fds = Path(f"/proc/{pid}/fd")
-    return sum(1 for fd in fds.iterdir() if os.readlink(fd).startswith("socket:"))
+def held_connections(pid: int, client_ports: set[int]) -> int:
+    """How many of the connections from ``client_ports`` process ``pid`` holds a socket of
+    (its other sockets, which come and go with other traffic, not counted)."""
+    inodes = {
+        link[len("socket:[") : -1]
+        for link in (os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir())
+        if link.startswith("socket:[")
+    }
+    held = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            fields = row.split()
+            if fields[9] in inodes and int(fields[2].rsplit(":", 1)[1], 16) in client_ports:
+                held += 1
+    return held
 
 
 # Heads.
@@ -288,19 +300,19 @@ def test_a_trickled_body_is_408_and_closed(impatient: World) -> None:
 
 def test_slow_clients_give_their_connections_back(impatient: World) -> None:
     pid = impatient.pid
-    baseline = open_sockets(pid)
     socks = [socket.create_connection(("127.0.0.1", impatient.router.port)) for _ in range(30)]
+    ports = {sock.getsockname()[1] for sock in socks}
     try:
         for i, sock in enumerate(socks):
             sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\n" if i % 2 else b"")
         accepted = time.monotonic() + HEAD_TIMEOUT / 2  # well before any is timed out
-        while open_sockets(pid) < baseline + 30 and time.monotonic() < accepted:
+        while held_connections(pid, ports) < 30 and time.monotonic() < accepted:
             time.sleep(0.05)  # a busy machine: the router takes them in as it gets to them
-        assert open_sockets(pid) >= baseline + 30
+        assert held_connections(pid, ports) == 30
         deadline = time.monotonic() + HEAD_TIMEOUT + 10
-        while open_sockets(pid) > baseline and time.monotonic() < deadline:
+        while held_connections(pid, ports) > 0 and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert open_sockets(pid) <= baseline
+        assert held_connections(pid, ports) == 0
     finally:
         for sock in socks:
             sock.close()
