@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
-# Builds the pinned kube-apiserver and etcd (and, on request, helm, kubeconform, promtool, the
-# node's kubelet, kube-controller-manager, kube-scheduler, kube-proxy and a CoreDNS with the plugins
+# Builds the pinned kube-apiserver and etcd (and, on request, kubectl, helm, kubeconform, promtool,
+# the node's kubelet, kube-controller-manager, kube-scheduler, kube-proxy and a CoreDNS with the plugins
 # a cluster DNS needs) from the Go module proxy into $SIGNALBOX_CACHE/bin/<tool>-<version>/, and
 # the test harnesses in hack/tools/<name>/ into $SIGNALBOX_CACHE/bin/<name>-<hash of their sources>/.
 # A binary that is already there is reused; a new pin (or a changed harness) builds a new one.
-# The one-shot checkers (helm, kubeconform, promtool, the harnesses) and the node's CoreDNS are
+# The one-shot tools (kubectl, helm, kubeconform, promtool, the harnesses) and the node's CoreDNS are
 # built without optimisation (-gcflags=all=-N -l, a "-O0" folder suffix): that compiles them about
 # a quarter faster, and they only ever run briefly or idle. The long-running control plane
 # (kube-apiserver, etcd, the kubelet and controllers) is optimised as usual.
 # monitoring-crds is no binary: it copies prometheus-operator's ServiceMonitor and PrometheusRule
 # CRDs out of its Go module into $SIGNALBOX_CACHE/crds/prometheus-operator-<version>/.
 #
-# usage: hack/build-binaries.sh [kube-apiserver] [etcd] [helm] [kubeconform] [promtool]
+# usage: hack/build-binaries.sh [kube-apiserver] [etcd] [kubectl] [helm] [kubeconform] [promtool]
 #          [argocd-health] [dashboard-check] [monitoring-crds] [kubelet]
 #          [kube-controller-manager] [kube-scheduler] [kube-proxy] [coredns]
 #        (no arguments: kube-apiserver and etcd), prints one "name path" line per tool.
@@ -19,7 +19,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 # unoptimised NAME: whether NAME is built without optimisation (see above).
 unoptimised() {
-  case "$1" in helm | kubeconform | promtool | argocd-health | dashboard-check | coredns) return 0 ;; esac
+  case "$1" in kubectl | helm | kubeconform | promtool | argocd-health | dashboard-check | coredns) return 0 ;; esac
   return 1
 }
 
@@ -42,12 +42,13 @@ wait_building() {
   wait "$pid"
 }
 
-# go_build NAME VERSION MODULE PACKAGE [GO.MOD EXTRA LINES] [LDFLAGS] [MAIN.GO SOURCE]
-# With MAIN.GO SOURCE, PACKAGE is "." and the build's own main.go is that source.
+# go_build NAME VERSION MODULE PACKAGE [GO.MOD EXTRA LINES] [LDFLAGS] [MAIN.GO SOURCE] [KEY]
+# With MAIN.GO SOURCE, PACKAGE is "." and the build's own main.go is that source. KEY, when
+# given, joins VERSION in the cache folder's name: a build whose flags changed is a new binary.
 go_build() {
   local name="$1" version="$2" module="$3" pkg="$4" extra="${5:-}" ldflags="${6:-}" main_src="${7:-}"
-  local dir out work tmp
-  dir="$(bin_dir "$name" "$version")"
+  local key="${8:-}" dir out work tmp
+  dir="$(bin_dir "$name" "$version${key:+-$key}")"
   out="$dir/$name"
   tmp="$out.tmp.$$"  # two builds at once each write their own file; the last move wins
   if [[ -x "$out" ]]; then echo "$name $out"; return; fi
@@ -169,15 +170,27 @@ build_coredns() {
   go_build coredns "$COREDNS_VERSION" github.com/coredns/coredns . "" "" "$COREDNS_MAIN"
 }
 
+# helm, told the Kubernetes version the project runs (KUBE_VERSION): without a cluster,
+# `helm template` and `helm lint` check the chart's kubeVersion against it, not helm's own
+# default (1.20), so they work without --kube-version.
+build_helm() {
+  local minor="${KUBE_VERSION#v1.}" flags="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  minor="${minor%%.*}"
+  for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    flags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$minor"
+  done
+  go_build helm "$HELM_VERSION" helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm "" "$flags" "" "k1.$minor"
+}
+
 main() {
   local tools=("$@")
   [[ ${#tools[@]} -gt 0 ]] || tools=(kube-apiserver etcd)
   for tool in "${tools[@]}"; do
     case "$tool" in
-      kube-apiserver | kubelet | kube-controller-manager | kube-scheduler | kube-proxy) build_kube "$tool" ;;
+      kube-apiserver | kubelet | kube-controller-manager | kube-scheduler | kube-proxy | kubectl) build_kube "$tool" ;;
       coredns) build_coredns ;;
       etcd) go_build etcd "$ETCD_VERSION" go.etcd.io/etcd/server/v3 go.etcd.io/etcd/server/v3 ;;
-      helm) go_build helm "$HELM_VERSION" helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm ;;
+      helm) build_helm ;;
       kubeconform) go_build kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform github.com/yannh/kubeconform/cmd/kubeconform ;;
       argocd-health | dashboard-check) harness_build "$tool" ;;
       monitoring-crds) monitoring_crds ;;

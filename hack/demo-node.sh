@@ -33,6 +33,7 @@ trap 'exit 130' INT TERM
 
 step "Python environment"
 ensure_venv
+use_kubectl  # kubectl of the API server's own version (built once)
 step "one node: containerd, kubelet, kube-proxy, CoreDNS (the first run builds them: about 25 minutes on two cores)"
 t=$SECONDS
 KUBECONFIG="$("$HACK_DIR/node.sh" up | tail -1)"

@@ -47,6 +47,7 @@ background() {  # background NAME CMD...
 
 step "Python environment"
 ensure_venv
+use_kubectl  # kubectl of the API server's own version (built once)
 step "local control plane (the first run builds kube-apiserver and etcd from the Go module proxy: about 8 minutes on 2 cores)"
 KUBECONFIG="$("$HACK_DIR/cluster.sh" up | tail -1)"
 export KUBECONFIG

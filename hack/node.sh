@@ -7,6 +7,9 @@
 #                               the admin kubeconfig (as hack/cluster.sh up prints)
 #   hack/node.sh down [NAME]    remove every process, mount, interface, iptables rule and
 #                               network namespace that `up` made, then the control plane
+#                               (its image store, $SIGNALBOX_CACHE/containerd/NAME, about 800 MB
+#                               with the project's images, is kept for the next `up`)
+#   hack/node.sh purge [NAME]   `down`, and remove the image store too
 #   hack/node.sh status [NAME]  say whether it runs; print the kubeconfig path if it does
 #   hack/node.sh import [NAME] TAR...   import image archives into the node's containerd
 #
@@ -367,7 +370,15 @@ down() {
   done
   rm -rf "$NODE"
   bash "$HACK_DIR/cluster.sh" down "$CLUSTER" >/dev/null 2>&1 || true
-  log "node '$CLUSTER' stopped"
+  local kept=""
+  [[ ! -d "$CONTAINERD_ROOT" ]] || kept="$(du -sh "$CONTAINERD_ROOT" 2>/dev/null | cut -f1)"
+  log "node '$CLUSTER' stopped${kept:+; its image store ($kept, $CONTAINERD_ROOT) is kept for the next up: hack/node.sh purge $CLUSTER removes it}"
+}
+
+purge() {
+  down
+  rm -rf "$CONTAINERD_ROOT"
+  log "node '$CLUSTER': image store removed"
 }
 
 status() {
@@ -383,7 +394,8 @@ status() {
 case "${1:-}" in
   up) up ;;
   down) down ;;
+  purge) purge ;;
   status) status ;;
   import) shift 2; import_images "$@" ;;
-  *) echo "usage: $0 up|down|status [NAME] | import NAME TAR..." >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|purge|status [NAME] | import NAME TAR..." >&2; exit 2 ;;
 esac

@@ -117,7 +117,7 @@ fi
 log "first builds (from the Go module proxy, PyPI and Debian; once, then cached in $SIGNALBOX_CACHE)"
 kube=() tools=()
 [[ "$what" == dataplane || "$what" == lint ]] ||
-  kube=(kube-apiserver) tools=(etcd helm promtool argocd-health dashboard-check monitoring-crds)
+  kube=(kube-apiserver kubectl) tools=(etcd helm promtool argocd-health dashboard-check monitoring-crds)
 if [[ -n "$node" ]]; then
   kube+=(kubelet kube-controller-manager kube-scheduler kube-proxy) tools+=(coredns)
   in_background images nice -n 10 ionice -c 2 -n 7 "$HACK_DIR/node-images.sh"
@@ -146,6 +146,7 @@ for name in kube tools inference; do
   [[ -z "${build_pids[$name]:-}" ]] || finished "$name"
 done
 log "binaries and inference servers ready after $((SECONDS - start))s"
+[[ -z "${build_pids[kube]:-}" ]] || use_kubectl  # the tests' kubectl: the API server's version
 if [[ "$what" == all || "$what" == dataplane ]]; then
   suite dataplane "${DATAPLANE_WORKERS:-4}" || rc=1
 fi

@@ -14,6 +14,16 @@ need_go() {
   command -v go >/dev/null 2>&1 || die "Go is not installed (needed to build the control plane from the Go module proxy); install Go >= 1.26 and retry"
 }
 
+# use_kubectl: puts the kubectl built for the pinned Kubernetes version (hack/build-binaries.sh;
+# built once, then cached) first on PATH, so that client and API server are the same version
+# whatever kubectl the machine has, or none.
+use_kubectl() {
+  local built
+  built="$("$HACK_DIR/build-binaries.sh" kubectl | awk '{print $2}')" || die "could not build kubectl"
+  PATH="$(dirname "$built"):$PATH"
+  export PATH
+}
+
 # policies_caught_up PYTHON [KUBECTL-ARGS...]: waits (up to 30 s) until every RoutingPolicy's
 # status agrees with its providers' (hack/policy_caught_up.py), so that what a demo prints next
 # is the operator's settled view, not the moment between two status writes.

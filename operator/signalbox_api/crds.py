@@ -44,6 +44,13 @@ PROVIDER_COLUMNS = [
     _column("Circuit", ".status.circuit.state"),
     _column("Priority", ".spec.priority", "integer"),
     _column("Reason", _condition("Ready", "reason")),
+    _column(
+        "Probed",
+        ".status.health.lastProbeTime",
+        "date",
+        description="Time since the operator last recorded a probe: normally under a minute "
+        "plus the interval; more means no operator is watching this provider.",
+    ),
     _AGE,
     _column("Endpoint", ".status.endpoint", priority=1),
     _column(

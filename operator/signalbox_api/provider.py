@@ -308,7 +308,9 @@ class HealthCheck(ApiModel):
     )
     interval: Duration = Field(
         default="30s",
-        description="Time between probes, 1s to 1h.",
+        description="Time between probes, 1s to 1h. A first failure, a half-open circuit "
+        "and a recovery are confirmed by probes a second apart; a change to the provider's "
+        "Secret, Service or endpoints is probed at once.",
         json_schema_extra=duration_between("1s", "1h", "spec.healthCheck.interval"),
     )
     timeout: Duration = Field(
@@ -346,7 +348,8 @@ class CircuitBreaker(ApiModel):
     open_duration: Duration = Field(
         default="30s",
         description="How long the circuit stays open after the first trip; doubles on each "
-        "further trip.",
+        "further trip. The operator goes on probing meanwhile: the first probe that succeeds "
+        "half-opens the circuit before its time is up.",
         json_schema_extra=duration_between("1s", "24h", "spec.circuitBreaker.openDuration"),
     )
     max_open_duration: Duration = Field(

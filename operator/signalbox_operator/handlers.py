@@ -40,6 +40,12 @@ class OperatorState:
         task = asyncio.create_task(prober.run(), name=f"probe {key[0]}/{key[1]}")
         self.probers[key] = (prober, task)
 
+    def poke(self, reference: refs.Reference) -> None:
+        """A Secret, Service or EndpointSlice changed: the providers that refer to it probe."""
+        for prober, task in self.probers.values():
+            if reference in prober.depends_on and not task.done():
+                prober.poke()
+
     def stop_prober(self, key: Key) -> None:
         running = self.probers.pop(key, None)
         if running is not None:
@@ -113,6 +119,25 @@ def slice_index(
     if not service:
         return None
     return {(namespace or "", service): refs.parse_slice(body)}
+
+
+@kopf.on.event("v1", "secrets")
+async def secret_event(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+    state_of(memo).poke(("secrets", namespace or "", name))
+
+
+@kopf.on.event("v1", "services")
+async def service_event(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+    state_of(memo).poke(("services", namespace or "", name))
+
+
+@kopf.on.event("discovery.k8s.io", "v1", "endpointslices")
+async def slice_event(
+    namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any
+) -> None:
+    service = labels.get("kubernetes.io/service-name")
+    if service:
+        state_of(memo).poke(("endpointslices", namespace or "", service))
 
 
 def _key(obj: Mapping[str, Any]) -> Key:

@@ -230,6 +230,7 @@ async def _record(state: FakeState, request: web.Request, authorized: bool | Non
             header_names=tuple(sorted(h.lower() for h in request.headers)),
             body=body,
             at=time.time(),
+            request_id=request.headers.get("X-Request-Id"),
         )
     )
 

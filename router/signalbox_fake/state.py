@@ -78,6 +78,7 @@ class SeenRequest:
     header_names: tuple[str, ...]
     body: dict[str, Any] | None
     at: float
+    request_id: str | None = None  # the X-Request-Id header, which the router passes on
 
 
 @dataclass

@@ -11,7 +11,8 @@ from contextvars import ContextVar
 
 from signalbox_api import log_format
 
-REQUEST_ID: ContextVar[str] = ContextVar("signalbox_request_id", default="-")
+NO_REQUEST = "-"
+REQUEST_ID: ContextVar[str] = ContextVar("signalbox_request_id", default=NO_REQUEST)
 
 FORMATS, LEVELS = log_format.FORMATS, log_format.LEVELS
 

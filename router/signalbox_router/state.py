@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from signalbox_api.provider import RateLimit
@@ -124,12 +124,15 @@ class RouterState:
             self._limiters[entry.name] = current
         return current[1]
 
-    def pick_endpoint(self, entry: ProviderEntry) -> str:
+    def pick_endpoint(self, entry: ProviderEntry, tried: Sequence[str] = ()) -> str:
         """Least outstanding requests (for vLLM, plus the fresh queue length); endpoints that
-        tie take turns, so one request at a time still spreads over every pod."""
+        tie take turns, so one request at a time still spreads over every pod. Endpoints this
+        request ``tried`` already come last."""
         endpoints = entry.endpoints
         if len(endpoints) == 1:
             return endpoints[0]
+        if tried:
+            endpoints = tuple(e for e in endpoints if e not in tried) or endpoints
         self.endpoint_turn += 1
         turn, count = self.endpoint_turn, len(endpoints)
         best = min(

@@ -62,12 +62,25 @@ def test_samples_apply_cleanly_and_show_columns(cluster: Cluster, namespace: str
     ):
         assert name in llm
     providers = cluster.kubectl("get", "llmp", "-n", namespace).stdout.splitlines()
-    assert providers[0].split() == ["NAME", "TYPE", "READY", "CIRCUIT", "PRIORITY", "REASON", "AGE"]
+    assert providers[0].split() == [
+        "NAME", "TYPE", "READY", "CIRCUIT", "PRIORITY", "REASON", "PROBED", "AGE",
+    ]  # fmt: skip
     assert len(providers) == 6
     wide = cluster.kubectl("get", "llmp", "-n", namespace, "-o", "wide").stdout.splitlines()[0]
     assert wide.split()[-5:] == ["ENDPOINT", "LATENCY", "UPTIME-1H", "MODELS", "DISCOVERED"]
     policies = cluster.kubectl("get", "llmrp", "-n", namespace).stdout.splitlines()
     assert policies[0].split() == ["NAME", "STRATEGY", "ACTIVE", "ELIGIBLE", "READY", "AGE"]
+
+
+def test_the_in_cluster_example_is_valid_as_is(cluster: Cluster, namespace: str) -> None:
+    """Every object of crds/samples/in-cluster/ passes the API server's validation (the
+    end-to-end quick start runs it on a node)."""
+    out = cluster.kubectl(
+        "apply", "--dry-run=server", "-n", namespace, "-f", str(REPO / "crds/samples/in-cluster")
+    ).stdout
+    for kind, name in (("deployment.apps", "vllm"), ("llmprovider.signalbox.dev", "cloud")):
+        assert f"{kind}/{name} created (server dry run)" in out, out
+    assert "routingpolicy.signalbox.dev/chat-default created (server dry run)" in out
 
 
 def test_printer_columns_read_conditions_by_type(cluster: Cluster, namespace: str) -> None:

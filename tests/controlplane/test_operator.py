@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from signalbox_fake import FakeProvider, Flavor
+from tests.support import services
 from tests.support.cluster import Cluster
 from tests.support.operator import OperatorProcess, condition, events, free_port, wait_for
 
@@ -218,27 +220,8 @@ def test_in_cluster_service_counts_ready_endpoints(
     a = FakeProvider("pod-a", Flavor.VLLM, ["llama"], host="127.0.0.3", port=port)
     b = FakeProvider("pod-b", Flavor.VLLM, ["llama"], host="127.0.0.4", port=port)
     with a.running_in_thread(), b.running_in_thread():
-        cluster.apply(
-            {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": {"name": "vllm"},
-                "spec": {"ports": [{"name": "http", "port": 80, "targetPort": port}]},
-            },
-            namespace,
-        )
-        slice_ = {
-            "apiVersion": "discovery.k8s.io/v1",
-            "kind": "EndpointSlice",
-            "metadata": {"name": "vllm-1", "labels": {"kubernetes.io/service-name": "vllm"}},
-            # The API server refuses loopback IPs in IPv4 slices; an FQDN slice may name them.
-            "addressType": "FQDN",
-            "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
-            "endpoints": [
-                {"addresses": ["127.0.0.3"], "conditions": {"ready": True}},
-                {"addresses": ["127.0.0.4"], "conditions": {"ready": True}},
-            ],
-        }
+        cluster.apply(services.service("vllm", port), namespace)
+        slice_ = services.endpoint_slice("vllm", port, {"127.0.0.3": True, "127.0.0.4": True})
         cluster.apply(slice_, namespace)
         spec = provider(
             "vllm",
@@ -267,6 +250,48 @@ def test_in_cluster_service_counts_ready_endpoints(
         slice_["endpoints"][1]["conditions"]["ready"] = False
         cluster.apply(slice_, namespace)
         wait_condition(cluster, namespace, "vllm", "ResolvedRefs", "False", "NoReadyEndpoints")
+
+
+def test_status_follows_pods_and_secrets_in_seconds_not_intervals(
+    cluster: Cluster, namespace: str, fake: FakeProvider, operator: OperatorProcess
+) -> None:
+    """With a 30 s interval: a pool scaled up from zero, and a fixed key, show in seconds."""
+    slow = {"interval": "30s", "timeout": "2s", "healthyThreshold": 2}
+    port = free_port("127.0.0.5")
+    with FakeProvider(
+        "pod", Flavor.VLLM, ["llama"], host="127.0.0.5", port=port
+    ).running_in_thread():
+        cluster.apply(services.service("pool", port), namespace)
+        cluster.apply(services.endpoint_slice("pool", port, {"127.0.0.5": False}), namespace)
+        pool = provider(
+            "pool",
+            "unused",
+            type="VLLM",
+            endpoint={"service": {"name": "pool", "port": 80, "path": "/v1"}},
+            models=[{"name": "llama"}],
+            healthCheck=slow,
+        )
+        del pool["spec"]["auth"]
+        cluster.apply(pool, namespace)
+        wait_condition(cluster, namespace, "pool", "ResolvedRefs", "False", "NoReadyEndpoints")
+        cluster.apply(services.endpoint_slice("pool", port, {"127.0.0.5": True}), namespace)
+        scaled = time.monotonic()
+        wait_condition(cluster, namespace, "pool", "Ready", "True", timeout=10)
+        assert time.monotonic() - scaled < 5, "a ready pod is probed at once"
+
+    fake.set_faults(api_key="sk-right")
+    cluster.apply(secret("sk-wrong"), namespace)
+    cluster.apply(provider("cloud", fake.base_url, healthCheck=slow), namespace)
+    obj = wait_condition(cluster, namespace, "cloud", "Healthy", "False", "AuthFailed")
+    assert obj["status"]["circuit"]["state"] == "Open"
+    cluster.apply(secret("sk-right"), namespace)
+    fixed = time.monotonic()
+    obj = wait_condition(cluster, namespace, "cloud", "Ready", "True", timeout=10)
+    assert time.monotonic() - fixed < 5, "a changed Secret is probed at once; the circuit closes"
+    assert obj["status"]["circuit"]["state"] == "Closed"
+    reasons = [e["reason"] for e in events(cluster, namespace, "cloud")]
+    assert "CircuitHalfOpen" in reasons
+    assert "CircuitClosed" in reasons
 
 
 def test_invalid_spec_is_not_probed(

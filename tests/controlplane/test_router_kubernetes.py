@@ -16,6 +16,7 @@ import pytest
 from signalbox_fake import FakeProvider, Flavor
 from tests.support import cluster as clusters
 from tests.support import router as router_support
+from tests.support import services
 from tests.support.cluster import Cluster
 from tests.support.operator import OperatorProcess, condition, free_port, wait_for
 from tests.support.router_process import KubeRouter
@@ -134,6 +135,65 @@ def test_traffic_continues_when_the_api_server_stops(
         clusters.stop(name)
 
 
+def _pods(cluster: Cluster, namespace: str, port: int, *hosts: str) -> None:
+    """Service ``vllm`` with one ready endpoint per host, all on ``port``."""
+    cluster.apply(services.service("vllm", port), namespace)
+    cluster.apply(services.endpoint_slice("vllm", port, dict.fromkeys(hosts, True)), namespace)
+
+
+def _in_cluster(priority: int) -> dict[str, Any]:
+    spec = provider("vllm", "unused", priority)
+    spec["spec"]["type"] = "VLLM"
+    spec["spec"]["endpoint"] = {"service": {"name": "vllm", "port": 80, "path": "/v1"}}
+    # The router's passive breaker is per provider: one pod's failure followed by another pod's
+    # answer must not trip it.
+    spec["spec"]["circuitBreaker"]["failureThreshold"] = 3
+    return spec
+
+
+def _chats(fake: FakeProvider) -> int:
+    return len([s for s in fake.seen if s.path.endswith("/completions")])
+
+
+def test_a_pod_that_fails_is_retried_on_another_pod_before_the_cloud(
+    cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    """One of two ready pods refuses connections (terminating): its requests go to the other
+    pod of the same provider, none to the paid cloud provider behind it."""
+    port = free_port("127.0.0.23")
+    live = FakeProvider("live", Flavor.VLLM, [MODEL], host="127.0.0.23", port=port)
+    cloud = FakeProvider("cloud", Flavor.OPENAI, [MODEL], host="127.0.0.25")
+    with live.running_in_thread(), cloud.running_in_thread():
+        _pods(cluster, namespace, port, "127.0.0.23", "127.0.0.24")  # nothing on .24
+        cluster.apply(_in_cluster(10), namespace)
+        cluster.apply(provider("cloud", cloud.base_url, 20), namespace)
+        policy = {
+            **POLICY,
+            "spec": {
+                "models": ["chat-default"],
+                "providers": [{"name": "vllm"}, {"name": "cloud"}],
+            },
+        }
+        cluster.apply(policy, namespace)
+        op = OperatorProcess(cluster, namespace, tmp_path / "operator.log").start()
+        router = KubeRouter(cluster, namespace, tmp_path / "router.log").start()
+        try:
+            wait_for(
+                lambda: _ready(cluster, namespace, "vllm") and _ready(cluster, namespace, "cloud"),
+                15,
+                "both Ready",
+            )
+            client = openai.OpenAI(base_url=router.url + "/v1", api_key="x", max_retries=0)
+            wait_for(lambda: _ask(client) == "vllm", 10, "traffic on the pool")
+            before = _chats(live)
+            assert [_ask(client) for _ in range(10)] == ["vllm"] * 10
+            assert _chats(live) - before == 10, "every request answered by the live pod"
+            assert _chats(cloud) == 0, "none went to the cloud provider"
+        finally:
+            router.stop()
+            op.stop()
+
+
 def test_vllm_pods_with_the_shortest_queue_get_the_traffic(
     cluster: Cluster, namespace: str, tmp_path: Path
 ) -> None:
@@ -142,47 +202,21 @@ def test_vllm_pods_with_the_shortest_queue_get_the_traffic(
     idle = FakeProvider("idle", Flavor.VLLM, [MODEL], host="127.0.0.22", port=port)
     with busy.running_in_thread(), idle.running_in_thread():
         busy.state.vllm.waiting = 25.0
-        cluster.apply(
-            {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": {"name": "vllm"},
-                "spec": {"ports": [{"name": "http", "port": 80, "targetPort": port}]},
-            },
-            namespace,
-        )
-        cluster.apply(
-            {
-                "apiVersion": "discovery.k8s.io/v1",
-                "kind": "EndpointSlice",
-                "metadata": {"name": "vllm-1", "labels": {"kubernetes.io/service-name": "vllm"}},
-                # The API server refuses loopback IPs in IPv4 slices; an FQDN slice may name them.
-                "addressType": "FQDN",
-                "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
-                "endpoints": [
-                    {"addresses": ["127.0.0.21"], "conditions": {"ready": True}},
-                    {"addresses": ["127.0.0.22"], "conditions": {"ready": True}},
-                ],
-            },
-            namespace,
-        )
-        spec = provider("vllm", "unused", 10)
-        spec["spec"]["type"] = "VLLM"
-        spec["spec"]["endpoint"] = {"service": {"name": "vllm", "port": 80, "path": "/v1"}}
-        cluster.apply(spec, namespace)
+        _pods(cluster, namespace, port, "127.0.0.21", "127.0.0.22")
+        cluster.apply(_in_cluster(10), namespace)
         op = OperatorProcess(cluster, namespace, tmp_path / "operator.log").start()
         router = KubeRouter(cluster, namespace, tmp_path / "router.log").start()
         try:
             wait_for(lambda: _ready(cluster, namespace, "vllm"), 15, "vllm Ready")
             client = openai.OpenAI(base_url=router.url + "/v1", api_key="x", max_retries=0)
             time.sleep(4)  # two scrapes of both pods' /metrics
-            before = len([s for s in busy.seen if s.path.endswith("/completions")])
+            before = _chats(busy)
             for _ in range(10):
                 client.chat.completions.create(
                     model=MODEL, messages=[{"role": "user", "content": "hi"}]
                 )
-            served_busy = len([s for s in busy.seen if s.path.endswith("/completions")])
-            served_idle = len([s for s in idle.seen if s.path.endswith("/completions")])
+            served_busy = _chats(busy)
+            served_idle = _chats(idle)
             assert served_busy == before, "the pod with the long queue got no new request"
             assert served_idle == 10
         finally:

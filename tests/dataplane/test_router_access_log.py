@@ -95,6 +95,8 @@ def test_a_request_keeps_its_id_and_gets_one_info_line(world: World) -> None:
     resp = _chat(world.text, **{"x-request-id": "order-42.a:b"})
     assert resp.status_code == 200
     assert resp.headers["x-request-id"] == "order-42.a:b"
+    asked = [s for s in world.primary.seen if s.path.endswith("/chat/completions")]
+    assert asked[-1].request_id == "order-42.a:b", "the upstream is told the id too"
     lines = _lines(world.text, "order-42.a:b")
     access = [line for line in lines if "signalbox_router.access" in line]
     assert len(access) == 1, lines
@@ -123,6 +125,8 @@ def test_a_missing_or_unfit_id_is_replaced_by_a_new_one(world: World, given: str
     rid = resp.headers["x-request-id"]
     assert re.fullmatch(r"[0-9a-f]{32}", rid), rid
     assert any("signalbox_router.access" in line for line in _lines(world.text, rid))
+    asked = [s for s in world.primary.seen if s.path.endswith("/chat/completions")]
+    assert asked[-1].request_id == rid, "the upstream gets the new id, never the unfit one"
 
 
 def test_a_client_cannot_add_a_line_or_a_field_of_its_own(world: World) -> None:

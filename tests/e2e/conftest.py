@@ -44,8 +44,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "e2e: needs a real node (hack/node.sh): root, containerd")
 
 
+# Modules that run after every other, in this order: the release is uninstalled, then the
+# quick start installs the chart as on a fresh cluster.
+LAST = ("test_uninstall.py", "test_quick_start.py")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
+    items.sort(key=lambda i: LAST.index(i.path.name) if i.path.name in LAST else -1)
     skip = pytest.mark.skip(reason="end-to-end tests on a real node run with SIGNALBOX_E2E=1")
     for item in items:
         if here in Path(item.fspath).parents:
@@ -110,11 +116,12 @@ def release(node: Cluster) -> Release:
     rel.kubectl(
         "create", "secret", "generic", "e2e-client-keys", f"--from-literal=api-keys={rel.api_key}"
     )
-    # No --wait: a router is Ready only once it has an eligible provider, and the CRDs that
-    # providers need come with the chart.
+    # --wait on a fresh install: routers are Ready before any provider is (the CRDs that the
+    # providers need come with the chart).
     node_support.helm(
-        node, "upgrade", "--install", RELEASE, str(CHART), "-n", NAMESPACE, *rel.values()
-    )
+        node, "upgrade", "--install", RELEASE, str(CHART), "-n", NAMESPACE, "--wait",
+        "--timeout=5m", *rel.values(), timeout=400,
+    )  # fmt: skip
     for doc in workloads.backends(f"sk-cloud-{secrets.token_hex(12)}"):
         node.apply(doc, NAMESPACE)
     for doc in workloads.providers(NAMESPACE):

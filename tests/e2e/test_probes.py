@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from tests.e2e.conftest import Release
+from tests.e2e.workloads import CHAT
 from tests.support.node import container_pid, port_forward
 from tests.support.operator import lease_holder, wait_for
 
@@ -73,23 +74,37 @@ def _suspend(release: Release, suspended: bool) -> None:
         release.kubectl("patch", "llmp", name, "--type=merge", "-p", patch)
 
 
-def test_router_readiness_follows_its_eligible_providers(release: Release) -> None:
+def test_a_router_with_no_eligible_provider_stays_ready_and_says_so(release: Release) -> None:
+    """Every provider suspended: the routers stay in their Service and answer a model request
+    with an OpenAI-shaped 503 that names the model, and /readyz says why (a fresh install,
+    before any provider is Ready, is the same case: `helm install --wait` does not hang)."""
     routers = [p["metadata"]["name"] for p in chart_pods(release, "router")]
     before = {n: container(pod(release, n))["restartCount"] for n in routers}
     try:
         _suspend(release, True)
-        wait_for(
-            lambda: not any(is_ready(pod(release, n)) for n in routers), 60, "routers not Ready"
-        )
         with port_forward(release.cluster, release.namespace, f"pod/{routers[0]}", 8080) as port:
-            resp = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
-        assert resp.status_code == 503
-        assert "no eligible provider" in resp.json()["reason"]
+            url = f"http://127.0.0.1:{port}"
+            wait_for(
+                lambda: httpx.get(url + "/readyz", timeout=10).json()["eligible_providers"] == 0,
+                60,
+                "no eligible provider",
+            )
+            resp = httpx.get(url + "/readyz", timeout=10)
+            assert resp.status_code == 200
+            assert "no eligible provider" in resp.json()["note"]
+            answer = httpx.post(
+                url + "/v1/chat/completions",
+                json={"model": CHAT, "messages": [{"role": "user", "content": "hi"}]},
+                headers={"Authorization": f"Bearer {release.api_key}"},
+                timeout=30,
+            )
+        assert answer.status_code == 503
+        assert CHAT in answer.json()["error"]["message"]
+        assert all(is_ready(pod(release, n)) for n in routers), "the routers stayed Ready"
     finally:
         _suspend(release, False)
-    wait_for(lambda: all(is_ready(pod(release, n)) for n in routers), 60, "routers Ready again")
     after = {n: container(pod(release, n))["restartCount"] for n in routers}
-    assert after == before, "readiness never restarts a container"
+    assert after == before, "nothing restarted"
 
 
 def _liveness_restarts(release: Release, name: str) -> None:

@@ -84,6 +84,12 @@ def helm_binary() -> Path:
     return Path(out.split()[1])
 
 
+def kubectl_binary() -> Path:
+    """The kubectl built for the node's Kubernetes version (hack/build-binaries.sh)."""
+    out = _script(str(REPO / "hack" / "build-binaries.sh"), "kubectl")
+    return Path(out.split()[1])
+
+
 def helm(cluster: Cluster, *args: str, timeout: float = 300) -> str:
     proc = subprocess.run(
         [str(helm_binary()), *args],

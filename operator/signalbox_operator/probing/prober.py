@@ -1,8 +1,10 @@
 """One probe loop per LLMProvider: resolve references, probe, step the circuit, write status.
 
-The loop reads the latest object the watch delivered (``update``), so a changed spec, Secret,
-Service or EndpointSlice takes effect by the next tick; a spec or annotation change wakes it
-at once. Cancelling the task (object deleted) stops it.
+The loop reads the latest object the watch delivered (``update``); a spec or annotation change
+wakes it at once, and so does a change to the Secret, Service or EndpointSlices it refers to
+(``poke``): pods that became ready, or went away, are probed at once, not at the next interval.
+While a verdict is in doubt (a first failure, a half-open circuit, a provider coming back) it
+probes every second until the thresholds decide. Cancelling the task (object deleted) stops it.
 
 Each loop has at most one probe in flight, bounded by the provider's own timeout (never longer
 than its interval), so probe concurrency grows with the number of providers and hanging
@@ -60,6 +62,7 @@ PENDING_AFTER = 1.0  # a new provider shows Unknown conditions if its first prob
 # broken.
 REFS_GRACE = timedelta(seconds=5)
 REFS_RETRY = 0.5
+POKE_GAP = 1.0  # a probe that a referenced object's change asks for waits this long after the last
 SPREAD_PER_PROBER = 0.005  # first probes of many providers are spread, 5 ms apart on average
 ERROR_RETRY_SECONDS = 5.0
 NOT_LEADING_SECONDS = 1.0
@@ -102,6 +105,8 @@ class Prober:
         self.wake = asyncio.Event()
         self.changed = True  # spec or annotation changed: probe at once
         self.circuit = spec_reading.restore(body.get("status"))
+        self.depends_on = refs.references(body.get("spec"), self.ref.namespace)
+        self.probed_at: datetime | None = None
         self.written: dict[str, Any] | None = None
         self.written_at: datetime | None = None
         # The status last written, parsed: the next round's transition times and Events start
@@ -122,7 +127,18 @@ class Prober:
         new = body["metadata"]
         self.body = body
         if old.get("generation") != new.get("generation") or _annotation(old) != _annotation(new):
+            self.depends_on = refs.references(body.get("spec"), self.ref.namespace)
             self.changed = True
+            self.wake.set()
+
+    def poke(self) -> None:
+        """Something the provider refers to changed: probe now, or ``POKE_GAP`` after the last
+        probe, whichever is later (a Deployment rolling its pods changes its slices often)."""
+        soon = self.rt.clock()
+        if self.probed_at is not None:
+            soon = max(soon, self.probed_at + timedelta(seconds=POKE_GAP))
+        if self.next_probe is None or soon < self.next_probe:
+            self.next_probe = soon
             self.wake.set()
 
     async def run(self) -> None:
@@ -189,7 +205,10 @@ class Prober:
         if self.changed or self.next_probe is None or now >= self.next_probe:
             self.changed = False
             await self._maybe_probe(r, now)
-            self.next_probe = self.rt.clock() + timedelta(seconds=self._interval(spec))
+            self.probed_at = self.rt.clock()
+            self.next_probe = self.probed_at + timedelta(seconds=self._interval(spec))
+            if self.circuit.open_until is not None:  # the open period's end is a probe too
+                self.next_probe = min(self.next_probe, self.circuit.open_until)
         await self._self_test(r, annotations)
         now = self.rt.clock()
         await self._publish(self._facts(r, now), interval)
@@ -224,8 +243,6 @@ class Prober:
         if spec.suspend or not resolved.ok:
             return
         self.circuit = circuits.advance(self.circuit, now)
-        if self.circuit.state == CircuitState.OPEN:
-            return
         if self.written is not None or self.body.get("status"):
             await self._probe(spec, resolved)
             return
@@ -284,10 +301,10 @@ class Prober:
         if self.written is None and wire == self.body.get("status"):
             self.written, self.written_at, self.status = wire, facts.now, status
         if not worth_writing.should_write(self.written, wire, self.written_at, facts.now, min_gap):
-            held = self.written is not None and wire != self.written
-            self.write_after = (
-                self.written_at + timedelta(seconds=min_gap) if held and self.written_at else None
-            )
+            self.write_after = None
+            if self.written is not None and self.written_at is not None and wire != self.written:
+                wait = worth_writing.gap(self.written, wire, min_gap)
+                self.write_after = self.written_at + timedelta(seconds=wait)
             return
 
         def render(current: Current | None) -> dict[str, Any]:
@@ -384,16 +401,16 @@ class Prober:
         )
 
     def _interval(self, spec: LLMProviderSpec) -> float:
+        """Seconds to the next probe: the interval, or ``CONFIRM_SECONDS`` while in doubt."""
         interval = parse_duration(spec.health_check.interval)
+        if circuits.in_doubt(self.circuit, circuits.CircuitSettings.from_spec(spec)):
+            interval = min(interval, circuits.CONFIRM_SECONDS)
         return interval * random.uniform(0.9, 1.1)  # noqa: S311 (jitter, not crypto)
 
     def _delay(self, now: datetime) -> float:
         wake_at = [self.next_probe] if self.next_probe else []
         if self.write_after is not None:
             wake_at.append(self.write_after)
-        c = self.circuit
-        if c.state == CircuitState.OPEN and c.open_until is not None:
-            wake_at.append(c.open_until)
         if not wake_at:
             return IDLE_SECONDS
         return max(0.05, (min(wake_at) - now).total_seconds())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from signalbox_api.api_keys import sendable
 from signalbox_api.conditions import Reason
@@ -24,6 +25,7 @@ from signalbox_api.provider import EndpointCounts, LLMProviderSpec, ServiceRef
 from signalbox_operator.status.provider_status import Refs
 
 Key = tuple[str, str]
+Reference = tuple[str, str, str]  # plural, namespace, name
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,26 @@ class Lookups:
     secret: Callable[[Key], Mapping[str, str] | None]
     service: Callable[[Key], Sequence[ServicePort] | None]
     endpoints: Callable[[Key], Sequence[SliceEndpoint]]
+
+
+def references(spec: Any, namespace: str) -> frozenset[Reference]:
+    """The objects a provider's raw ``spec`` refers to, as (plural, namespace, name): its
+    Secret, and for an in-cluster endpoint its Service and that Service's EndpointSlices (which
+    the index keys by Service name). A change to any of them is worth a probe."""
+    spec = spec if isinstance(spec, Mapping) else {}
+    out: set[Reference] = set()
+    auth = spec.get("auth")
+    secret = auth.get("secretRef") if isinstance(auth, Mapping) else None
+    if isinstance(secret, Mapping) and isinstance(secret.get("name"), str):
+        out.add(("secrets", namespace, str(secret["name"])))
+    endpoint = spec.get("endpoint")
+    service = endpoint.get("service") if isinstance(endpoint, Mapping) else None
+    if isinstance(service, Mapping) and isinstance(service.get("name"), str):
+        name, ns = str(service["name"]), service.get("namespace")
+        ns = ns if isinstance(ns, str) else namespace
+        out.add(("services", ns, name))
+        out.add(("endpointslices", ns, name))
+    return frozenset(out)
 
 
 def resolve(spec: LLMProviderSpec, namespace: str, lookups: Lookups) -> Refs:
@@ -94,5 +116,6 @@ __all__ = [
     "endpoint_url",
     "parse_service",
     "parse_slice",
+    "references",
     "resolve",
 ]

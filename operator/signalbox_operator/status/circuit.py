@@ -5,7 +5,9 @@ half-open once its time is up. The clock is always passed in, so the whole machi
 as tables.
 
 - Closed → Open after ``failureThreshold`` consecutive failures.
-- Open → HalfOpen after the open duration, which doubles with each trip up to the maximum.
+- Open → HalfOpen after the open duration, which doubles with each trip up to the maximum, or
+  at the first probe that succeeds meanwhile: probes go on while the circuit is open, so a
+  provider that healed is not kept out for the rest of a long open period.
 - HalfOpen → Closed after ``healthyThreshold`` successes; any failure re-opens it.
 - AuthFailed opens at once with the longest open duration.
 - RateLimited is no failure: the provider is unavailable until Retry-After (or a default).
@@ -22,6 +24,7 @@ from signalbox_api.provider import CircuitOverride, CircuitState, LLMProviderSpe
 from signalbox_providers.outcomes import Outcome
 
 DEFAULT_RATE_LIMIT_COOLDOWN = 30.0
+CONFIRM_SECONDS = 1.0  # the probe cadence while a verdict is in doubt (see ``in_doubt``)
 MAX_RATE_LIMIT_WAIT = 86_400.0  # a Retry-After beyond a day is taken as a day
 
 
@@ -71,10 +74,26 @@ def open_duration(trips: int, settings: CircuitSettings) -> float:
 def advance(c: Circuit, now: datetime) -> Circuit:
     """Open → HalfOpen once the open duration has passed; otherwise unchanged."""
     if c.state == CircuitState.OPEN and c.open_until is not None and now >= c.open_until:
-        return dataclasses.replace(
-            c, state=CircuitState.HALF_OPEN, since=now, open_until=None, consecutive_successes=0
-        )
+        return _half_open(c, now)
     return c
+
+
+def _half_open(c: Circuit, now: datetime) -> Circuit:
+    return dataclasses.replace(
+        c, state=CircuitState.HALF_OPEN, since=now, open_until=None, consecutive_successes=0
+    )
+
+
+def in_doubt(c: Circuit, settings: CircuitSettings) -> bool:
+    """Whether the next probes decide a verdict: a first failure not yet confirmed, a half-open
+    circuit, or a provider coming back. These are probed every ``CONFIRM_SECONDS`` rather than
+    at the interval, so status follows a fault or a recovery in seconds; the burst is bounded by
+    the thresholds."""
+    if c.state == CircuitState.HALF_OPEN:
+        return True
+    if c.state == CircuitState.CLOSED and 0 < c.consecutive_failures < settings.failure_threshold:
+        return True
+    return c.healthy is False and c.consecutive_successes > 0
 
 
 def observe(
@@ -89,6 +108,8 @@ def observe(
     if c.since is None:
         c = dataclasses.replace(c, since=now)
     if outcome == Outcome.SUCCESS:
+        if c.state == CircuitState.OPEN:
+            c = _half_open(c, now)
         return _success(c, now, settings)
     if outcome == Outcome.RATE_LIMITED:
         wait = settings.rate_limit_cooldown if retry_after is None else retry_after

@@ -1,6 +1,7 @@
 """When an LLMProvider's computed status is worth a write to the API server.
 
-What people change (spec, references, the circuit annotation) is written at once; what probes
+What people change (spec, references, the circuit annotation) is written at once; a verdict
+that routing obeys (Ready, the circuit's state) within ``VERDICT_GAP``; the rest of what probes
 find at most once per the provider's interval, whatever the failure pattern; the figures that
 change on every probe (latency, times, success rate, the failure count) at most once every
 ``REFRESH_SECONDS``. Pure.
@@ -14,6 +15,7 @@ from typing import Any
 from signalbox_api.conditions import ConditionType, Reason
 
 REFRESH_SECONDS = 60.0
+VERDICT_GAP = 1.0  # a provider whose verdict flips on every probe is written once a second
 
 _VOLATILE_HEALTH = (
     "lastProbeTime",
@@ -67,6 +69,27 @@ def urgent(written: dict[str, Any], new: dict[str, Any]) -> bool:
     return before != after or written.get("endpoint") != new.get("endpoint")
 
 
+def verdict_changed(written: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether what routing obeys changed: the Ready condition or the circuit's state."""
+    ready = ConditionType.READY
+    if _conds(written).get(ready, (None,))[0] != _conds(new).get(ready, (None,))[0]:
+        return True
+    return (written.get("circuit") or {}).get("state") != (new.get("circuit") or {}).get("state")
+
+
+def gap(written: dict[str, Any], new: dict[str, Any], min_gap: float) -> float:
+    """Seconds that must pass since the last write before ``new`` replaces ``written``: none for
+    what people changed, ``VERDICT_GAP`` (or less) for a verdict, ``min_gap`` (the provider's
+    interval) for other findings, ``REFRESH_SECONDS`` for mere figures."""
+    if urgent(written, new):
+        return 0.0
+    if verdict_changed(written, new):
+        return min(min_gap, VERDICT_GAP)
+    if comparable(written) != comparable(new):
+        return min_gap
+    return REFRESH_SECONDS
+
+
 def should_write(
     written: dict[str, Any] | None,
     new: dict[str, Any],
@@ -74,15 +97,9 @@ def should_write(
     now: datetime,
     min_gap: float = 0.0,
 ) -> bool:
-    """Write what people changed at once; what probes found at most once per ``min_gap`` (the
-    provider's interval); mere figures at most every REFRESH_SECONDS."""
+    """Whether ``new`` is worth a write now (see ``gap``)."""
     if written is None or written_at is None:
         return True
     if new == written:
         return False
-    since = (now - written_at).total_seconds()
-    if urgent(written, new):
-        return True
-    if comparable(written) != comparable(new):
-        return since >= min_gap
-    return since >= REFRESH_SECONDS
+    return (now - written_at).total_seconds() >= gap(written, new, min_gap)

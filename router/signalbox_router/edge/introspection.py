@@ -45,7 +45,11 @@ def explain(state: RouterState, query_string: bytes) -> replies.Reply:
 
 
 def readiness(state: RouterState, max_age: float) -> replies.Reply:
-    """200 when the snapshot is fresh, a provider is eligible and no watcher is failing."""
+    """200 when this replica can route what it was told: its snapshot is fresh and no watcher
+    is failing. A replica with no eligible provider is still Ready: every replica would say the
+    same, and a client is better served by an OpenAI-shaped 503 naming the model than by a
+    Service with no endpoints (and ``helm install --wait`` does not wait on providers). The
+    body counts the eligible providers and says when there is none."""
     snap = state.snapshot
     age = time.monotonic() - state.synced_at
     now = time.monotonic()
@@ -54,17 +58,18 @@ def readiness(state: RouterState, max_age: float) -> replies.Reply:
     ]
     fresh = age <= max_age
     failing = dict(state.failing)
-    ready = fresh and bool(eligible) and not failing
+    ready = fresh and not failing
     body: dict[str, object] = {
         "ready": ready,
         "snapshot_age_seconds": round(age, 1),
         "eligible_providers": len(eligible),
     }
     if not ready:
-        why = [*failing.values()]
-        why += [] if fresh else ["the snapshot is stale"]
-        why += [] if eligible else ["no eligible provider"]
-        body["reason"] = "; ".join(why)
+        body["reason"] = "; ".join(
+            [*failing.values(), *([] if fresh else ["the snapshot is stale"])]
+        )
+    if not eligible:
+        body["note"] = "no eligible provider: model requests are answered 503 until one is"
     if failing:
         body["failing"] = failing
     if state.problems:

@@ -30,6 +30,7 @@ from signalbox_providers.outcomes import Outcome, retry_after_seconds
 from signalbox_router import redaction
 from signalbox_router.asgi import replies
 from signalbox_router.failures import UpstreamFailed
+from signalbox_router.logs import NO_REQUEST, REQUEST_ID
 from signalbox_router.metering import estimates
 
 if TYPE_CHECKING:
@@ -79,19 +80,26 @@ async def send(
 ) -> Exchanged:
     """What ``outbound`` came to at ``attempt``'s provider (read, never finished, here)."""
     resp: aiohttp.ClientResponse | None = None
+    headers = attempt.prepared.headers
+    request_id = REQUEST_ID.get()
+    if request_id != NO_REQUEST:  # the upstream's logs (vLLM's, another gateway's) name it too
+        headers = headers.copy()
+        headers["X-Request-Id"] = request_id
     try:
         with deadlines.at(attempt.first_byte_due) as deadline:
             resp = await client.post(
                 outbound.url,
                 data=outbound.data,
-                headers=attempt.prepared.headers,
+                headers=headers,
                 timeout=attempt.prepared.connect,
                 allow_redirects=False,
             )
-            if 300 <= resp.status < 400:
-                resp.close()
-                return UpstreamFailed(Outcome.INVALID_RESPONSE, f"{attempt.name}: redirect refused")
-            if resp.status >= 400 or resp.status < 200:
+            if not 200 <= resp.status < 300:
+                if 300 <= resp.status < 400:
+                    resp.close()
+                    return UpstreamFailed(
+                        Outcome.INVALID_RESPONSE, f"{attempt.name}: redirect refused"
+                    )
                 deadline.move(attempt.due)
                 failure = await _failure(attempt, resp)
                 resp.close()  # nothing more is read: the connection goes too

@@ -12,7 +12,9 @@ Read top to bottom, one attempt (``_try``) is a chain:
 5. **decide**: the loop (``_failover``) moves to the next candidate when the policy's
    ``retryOn`` allows, with jittered exponential back-off, up to ``maxAttempts``; once every
    candidate failed, those that failed transiently (a connection, a timeout, a 5xx, an invalid
-   answer) are tried again, so a policy of one provider still retries.
+   answer) are tried again, so a policy of one provider still retries. A failure of one pod of an
+   in-cluster provider (a refused connection, a timeout, a 5xx) tries another of its ready pods
+   before the next provider (``another_pod``).
 
 400/404/413/422 answers go back at once; 401/403 move on and stop traffic to that provider; a
 malformed answer counts as a server error; a 429 cools the provider for its Retry-After, and an
@@ -107,19 +109,21 @@ class Forwarder:
                     continue
                 entry = self._eligible(cand.provider)
                 if entry is not None and attempts > backed_off:  # once per failed attempt
-                    pause = backoff(failover, attempts + 1, random.random())  # noqa: S311
-                    _check_time(job, attempts, pause)
-                    await asyncio.sleep(pause)
+                    entry = await self._back_off(job, cand.provider, attempts)
                     backed_off = attempts
-                    entry = self._eligible(cand.provider)  # again: the pause let things change
-                if entry is None:
-                    continue
-                try:
-                    answer = await self._try(job, ticket, entry, cand, attempts + 1)
-                except UpstreamFailed as failure:
-                    attempts, last = attempts + 1, failure
-                    failed[cand.provider] = failure.outcome
-                    self._failed(job, cand.provider, failure, attempts)
+                pods: list[str] = []  # the provider's endpoints this request tried
+                answer: Answer | Busy | None = None
+                while entry is not None:  # another ready pod first, then the next provider
+                    try:
+                        answer = await self._try(job, ticket, entry, cand, attempts + 1, pods=pods)
+                        break
+                    except UpstreamFailed as failure:
+                        attempts, last = attempts + 1, failure
+                        failed[cand.provider] = failure.outcome
+                        self._failed(job, cand.provider, failure, attempts)
+                        pod = attempts < max_attempts and another_pod(entry, pods, failure.outcome)
+                        entry = self._eligible(cand.provider) if pod else None
+                if answer is None:
                     continue
                 if isinstance(answer, Busy):
                     limited = answer.wait if limited is None else min(limited, answer.wait)
@@ -142,6 +146,14 @@ class Forwarder:
             raise last
         raise nothing_eligible(job.route)
 
+    async def _back_off(self, job: Job, provider: str, attempts: int) -> ProviderEntry | None:
+        """Wait before the next attempt; then ``provider``'s entry if it is still eligible (the
+        pause let things change)."""
+        pause = backoff(job.route.failover, attempts + 1, random.random())  # noqa: S311
+        _check_time(job, attempts, pause)
+        await asyncio.sleep(pause)
+        return self._eligible(provider)
+
     def _failed(self, job: Job, provider: str, failure: UpstreamFailed, attempts: int) -> None:
         """Count a failed attempt; raise it when it ends the request (not retryable, or no
         time left)."""
@@ -153,11 +165,19 @@ class Forwarder:
         self.state.meter.failovers.labels(provider, failure.outcome.value).inc()
 
     async def _try(
-        self, job: Job, ticket: object, entry: ProviderEntry, cand: Candidate, number: int
+        self,
+        job: Job,
+        ticket: object,
+        entry: ProviderEntry,
+        cand: Candidate,
+        number: int,
+        *,
+        pods: list[str],
     ) -> Answer | Busy:
-        """One attempt at ``cand``: an answer, ``Busy``, or UpstreamFailed raised."""
+        """One attempt at ``cand``, on one of its endpoints not in ``pods`` (which it joins):
+        an answer, ``Busy``, or UpstreamFailed raised."""
         prepared = self._prepare(entry, job)
-        endpoint = self.state.pick_endpoint(entry)
+        endpoint = self.state.pick_endpoint(entry, pods)
         limiter = self.state.limiter(entry)
         # Translate, before anything is held: what this provider cannot take is the client's.
         outbound, tokens = await off_loop.run(
@@ -166,6 +186,7 @@ class Forwarder:
         admission = limiter.try_acquire(time.monotonic(), tokens)  # admit
         if not admission.admitted:
             return Busy(admission.retry_after or 0.05)
+        pods.append(endpoint)
         self.state.leave_line(job.route.model, ticket)  # let the next in line have its turn
         attempt = Attempt(
             self.state,
@@ -294,6 +315,17 @@ def round_again(
     attempts are left, the last pass tried somebody (``progressed``), and a provider failed
     transiently."""
     return attempts < max_attempts and progressed and any(o in TRANSIENT for o in failed.values())
+
+
+# Failures of one pod, not of the model or the account: another ready pod of the same
+# in-cluster provider may well answer (a pod terminating, restarting or overloaded).
+POD_FAILURES = frozenset({Outcome.CONNECT_FAILURE, Outcome.TIMEOUT, Outcome.SERVER_ERROR})
+
+
+def another_pod(entry: ProviderEntry, tried: list[str], outcome: Outcome) -> bool:
+    """Whether a failed attempt tries another endpoint of the same provider before the next
+    provider: the failure was the pod's, and a ready endpoint is left untried."""
+    return outcome in POD_FAILURES and any(e not in tried for e in entry.endpoints)
 
 
 def retryable(outcome: Outcome, failover: Failover) -> bool:

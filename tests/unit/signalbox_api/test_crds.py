@@ -74,7 +74,7 @@ def test_description_is_required() -> None:
 
 def _sample_docs() -> list[tuple[str, dict[str, object]]]:
     docs = []
-    for path in sorted((CRD_DIR / "samples").glob("*.yaml")):
+    for path in sorted((CRD_DIR / "samples").glob("**/*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
             if doc and doc["apiVersion"].startswith("signalbox.dev/"):
                 docs.append((f"{Path(path).name}:{doc['metadata']['name']}", doc))

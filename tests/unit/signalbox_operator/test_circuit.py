@@ -380,3 +380,43 @@ def test_settings_from_default_spec_match_the_defaults() -> None:
     )
     assert CircuitSettings.from_spec(spec) == CircuitSettings()
     assert CircuitSettings().max_open_duration == 600.0
+
+
+def test_a_success_while_open_half_opens_at_once() -> None:
+    """Probes go on while the circuit is open: one that succeeds ends the open period early,
+    and the healthy threshold still decides when traffic returns."""
+    c = run([*trip_three(), (S, 5)])
+    assert c.state == CircuitState.HALF_OPEN
+    assert c.since == at(5)
+    assert c.consecutive_successes == 1
+    assert c.healthy is False
+    c = circuit.observe(c, S, at(6), CircuitSettings())
+    assert (c.state, c.healthy, c.trips) == (CircuitState.CLOSED, True, 0)
+    assert run([*trip_three(), (F, 5)]).state == CircuitState.OPEN, "a failure keeps it open"
+
+
+@pytest.mark.parametrize(
+    ("steps", "doubt"),
+    [
+        ([], False),
+        ([(S, 0)], False),
+        ([(S, 0), (F, 1)], True),  # a first failure, not yet confirmed
+        ([(S, 0), (F, 1), (F, 2)], True),
+        (trip_three(), False),  # open: the interval, and the open period's end
+        ([*trip_three(), (S, 5)], True),  # half-open
+        ([*trip_three(), (S, 5), (S, 6)], False),  # closed and healthy
+        ([*trip_three(), (ADVANCE, 33)], True),  # half-open at the open period's end
+    ],
+)
+def test_in_doubt(steps: list[Step], doubt: bool) -> None:
+    assert circuit.in_doubt(run(steps), CircuitSettings()) is doubt
+
+
+def test_a_provider_coming_back_with_its_circuit_closed_is_in_doubt() -> None:
+    """Unhealthy before the circuit trips: its first success starts a recovery to confirm."""
+    settings = CircuitSettings(failure_threshold=5, unhealthy_threshold=2)
+    c = run([(F, 0), (F, 1), (F, 2), (F, 3), (F, 4)], settings)
+    assert c.state == CircuitState.OPEN
+    c = run([(F, 0), (F, 1), (S, 2)], settings)
+    assert (c.state, c.healthy) == (CircuitState.CLOSED, False)
+    assert circuit.in_doubt(c, settings)

@@ -4,7 +4,7 @@ operator's own shown as status, conflicts answered by reading what is there now.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import httpx
@@ -12,18 +12,21 @@ import kubernetes
 import pytest
 import urllib3
 
+from signalbox_api.provider import CircuitState
 from signalbox_operator.kube import Current, Kube, ObjectRef, Render, Written
 from signalbox_operator.metrics import Metrics
 from signalbox_operator.probing import refs
 from signalbox_operator.probing.prober import (
     ERROR_RETRY_SECONDS,
     NOT_LEADING_SECONDS,
+    POKE_GAP,
     REFS_GRACE,
     REFS_RETRY,
     Prober,
     Runtime,
 )
 from tests.support.misbehaving import Misbehaving
+from tests.support.operator import free_port
 
 
 class FakeKube:
@@ -203,3 +206,90 @@ async def test_a_provider_created_moments_ago_waits_for_its_secret(server: Misbe
         }
         await late.round()
         assert ready(kube.writes[-1]) == ("False", "SecretNotFound")
+
+
+def _state(p: Prober) -> CircuitState:
+    return p.circuit.state
+
+
+def _point_at(p: Prober, url: str) -> None:
+    p.body = {**p.body, "spec": {**p.body["spec"], "endpoint": {"url": url}}}
+
+
+async def test_a_verdict_in_doubt_is_probed_every_second_and_written_at_once(
+    server: Misbehaving,
+) -> None:
+    """A first failure, a half-open circuit and a recovery are probed every second, not at the
+    30 s interval; an opened or closed circuit is written within a second."""
+    kube = FakeKube()
+    shift = [0.0]
+    async with httpx.AsyncClient() as http:
+        p = prober(kube, f"http://127.0.0.1:{free_port()}/v1", http)
+        p.body["spec"]["healthCheck"]["interval"] = "30s"
+        p.rt.clock = lambda: datetime.now(UTC) + timedelta(seconds=shift[0])
+
+        async def probe_again() -> float:
+            shift[0] += 1.5  # past the second that separates verdict writes
+            p.next_probe = p.rt.clock()
+            return await p.round()
+
+        assert await p.round() <= 1.2, "a first failure is confirmed within a second"
+        assert await probe_again() <= 1.2
+        assert await probe_again() > 20, "open: probed at the interval again"
+        assert _state(p) == CircuitState.OPEN
+        assert kube.writes[-1]["circuit"]["state"] == "Open"
+        assert ready(kube.writes[-1])[0] == "False"
+        _point_at(p, server.url("ok", "a"))  # the provider heals while the circuit is open
+        assert await probe_again() <= 1.2, "a probe that succeeds half-opens the circuit at once"
+        assert _state(p) == CircuitState.HALF_OPEN
+        assert await probe_again() > 20, "closed again: back to the interval"
+        assert _state(p) == CircuitState.CLOSED
+        assert kube.writes[-1]["circuit"]["state"] == "Closed"
+        assert ready(kube.writes[-1]) == ("True", "Ready")
+
+
+async def test_the_end_of_an_open_period_is_a_probe(server: Misbehaving) -> None:
+    kube = FakeKube()
+    async with httpx.AsyncClient() as http:
+        p = prober(kube, f"http://127.0.0.1:{free_port()}/v1", http)
+        p.body["spec"]["healthCheck"]["interval"] = "1h"
+        p.body["spec"]["circuitBreaker"] = {"failureThreshold": 1, "openDuration": "5s"}
+        await p.round()
+        assert _state(p) == CircuitState.OPEN
+        assert p.next_probe is not None
+        assert p.circuit.open_until is not None
+        assert p.next_probe <= p.circuit.open_until
+
+
+async def test_a_changed_reference_is_probed_at_once_but_not_twice_a_second(
+    server: Misbehaving,
+) -> None:
+    kube = FakeKube()
+    async with httpx.AsyncClient() as http:
+        p = prober(kube, server.url("ok", "a"), http)
+        p.body["spec"]["healthCheck"]["interval"] = "1h"
+        await p.round()
+        assert p.probed_at is not None
+        assert p.next_probe is not None
+        assert (p.next_probe - p.probed_at).total_seconds() > 3000
+        p.poke()
+        assert p.wake.is_set()
+        assert (p.next_probe - p.probed_at).total_seconds() == pytest.approx(POKE_GAP)
+        p.probed_at -= timedelta(seconds=5)  # a while ago: now
+        p.poke()
+        assert abs((p.next_probe - p.rt.clock()).total_seconds()) < 0.5
+
+
+def test_references_name_the_secret_the_service_and_its_slices() -> None:
+    spec = {
+        "auth": {"secretRef": {"name": "creds", "key": "k"}},
+        "endpoint": {"service": {"name": "vllm", "namespace": "gpu", "port": 80}},
+    }
+    assert refs.references(spec, "ns") == {
+        ("secrets", "ns", "creds"),
+        ("services", "gpu", "vllm"),
+        ("endpointslices", "gpu", "vllm"),
+    }
+    assert refs.references({"endpoint": {"url": "http://x"}}, "ns") == frozenset()
+    assert refs.references(None, "ns") == frozenset()
+    assert refs.references({"auth": "junk", "endpoint": {"service": {"name": 3}}}, "ns") == set()

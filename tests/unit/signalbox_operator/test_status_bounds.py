@@ -3,6 +3,7 @@ are checked, cut or dropped, and what was left out is said; writes are rationed.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 
 from signalbox_api import api_keys, conditions
 from signalbox_api.conditions import Reason
-from signalbox_api.provider import LLMProviderSpec, LLMProviderStatus
+from signalbox_api.provider import CircuitState, LLMProviderSpec, LLMProviderStatus
 from signalbox_operator.probing import refs
 from signalbox_operator.status import circuit, discovery, provider_status, worth_writing
 from signalbox_operator.status.circuit import Circuit
@@ -182,6 +183,24 @@ def test_what_probes_find_is_written_at_most_once_per_interval() -> None:
     found = wire(last_probe=probe)
     assert not worth_writing.should_write(written, found, T0, T0 + timedelta(seconds=4), 5)
     assert worth_writing.should_write(written, found, T0, T0 + timedelta(seconds=5), 5)
+
+
+def test_a_verdict_routing_obeys_is_written_within_a_second() -> None:
+    """Ready or the circuit's state flipping is not held for the interval (30 s here)."""
+    written = wire()
+    tripped = dataclasses.replace(HEALTHY, healthy=False, last_failure=Outcome.SERVER_ERROR)
+    opened = dataclasses.replace(
+        tripped, state=CircuitState.OPEN, open_until=T0 + timedelta(seconds=30)
+    )
+    for change in (wire(circuit=tripped), wire(circuit=opened)):
+        assert worth_writing.verdict_changed(written, change)
+        assert worth_writing.gap(written, change, 30) == worth_writing.VERDICT_GAP
+        assert not worth_writing.should_write(written, change, T0, T0 + timedelta(seconds=0.5), 30)
+        assert worth_writing.should_write(written, change, T0, T0 + timedelta(seconds=1), 30)
+    probe = ProbeReport(outcome=Outcome.SERVER_ERROR, at=T0, latency_ms=3, code=500, message="m")
+    found = wire(last_probe=probe)
+    assert not worth_writing.verdict_changed(written, found)
+    assert worth_writing.gap(written, found, 30) == 30
 
 
 def test_what_people_change_is_written_at_once() -> None:

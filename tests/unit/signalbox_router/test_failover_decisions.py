@@ -6,11 +6,13 @@ from __future__ import annotations
 import pytest
 
 from signalbox_api.policy import Failover, Strategy
-from signalbox_api.provider import Capability
+from signalbox_api.provider import Capability, LLMProviderSpec
 from signalbox_providers.outcomes import Outcome
 from signalbox_router.failures import BadRequest, NoEligibleProvider
 from signalbox_router.forwarding import failover
 from signalbox_router.routing.selection import Route
+from signalbox_router.routing.snapshot import ProviderEntry
+from signalbox_router.state import RouterState
 
 TRANSIENT = sorted(failover.TRANSIENT)
 FINAL = [Outcome.AUTH_FAILED, Outcome.QUOTA_EXHAUSTED, Outcome.RATE_LIMITED, Outcome.BAD_REQUEST]
@@ -72,3 +74,37 @@ def test_a_request_needing_what_no_provider_offers_is_the_clients_400() -> None:
     assert told.status == 400
     assert "completions" in str(told)
     assert isinstance(failover.nothing_eligible(_route()), NoEligibleProvider)
+
+
+def _pods(*endpoints: str) -> ProviderEntry:
+    spec = LLMProviderSpec.model_validate(
+        {"type": "VLLM", "endpoint": {"service": {"name": "vllm", "port": 80}}}
+    )
+    return ProviderEntry(name="vllm", spec=spec, endpoints=endpoints)
+
+
+@pytest.mark.parametrize(
+    "outcome", [Outcome.CONNECT_FAILURE, Outcome.TIMEOUT, Outcome.SERVER_ERROR]
+)
+def test_a_pods_failure_tries_another_ready_pod_first(outcome: Outcome) -> None:
+    entry = _pods("http://a/v1", "http://b/v1")
+    assert failover.another_pod(entry, ["http://a/v1"], outcome)
+    assert not failover.another_pod(entry, ["http://a/v1", "http://b/v1"], outcome)
+    assert not failover.another_pod(_pods("http://a/v1"), ["http://a/v1"], outcome)
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [Outcome.AUTH_FAILED, Outcome.RATE_LIMITED, Outcome.MODEL_NOT_FOUND, Outcome.INVALID_RESPONSE],
+)
+def test_a_failure_that_is_not_the_pods_moves_on(outcome: Outcome) -> None:
+    assert not failover.another_pod(_pods("http://a/v1", "http://b/v1"), ["http://a/v1"], outcome)
+
+
+def test_an_endpoint_this_request_tried_is_picked_last() -> None:
+    state = RouterState()
+    entry = _pods("http://a/v1", "http://b/v1", "http://c/v1")
+    for _ in range(6):
+        assert state.pick_endpoint(entry, ["http://a/v1", "http://c/v1"]) == "http://b/v1"
+    tried = ["http://a/v1", "http://b/v1", "http://c/v1"]
+    assert state.pick_endpoint(entry, tried) in tried, "all tried: any of them"
