@@ -367,6 +367,13 @@ class CircuitBreaker(ApiModel):
         "Anthropic's billing_error); its requests fail over meanwhile.",
         json_schema_extra=duration_between("1s", "24h", "spec.circuitBreaker.quotaCooldown"),
     )
+    max_retry_after: Duration = Field(
+        default="10m",
+        description="The longest a provider's Retry-After keeps it out of traffic; a longer "
+        "one is cut to this, and the next successful probe (or the force-closed annotation) "
+        "lifts it sooner.",
+        json_schema_extra=duration_between("1s", "24h", "spec.circuitBreaker.maxRetryAfter"),
+    )
 
 
 class Timeouts(ApiModel):
@@ -514,6 +521,11 @@ class CircuitStatus(ApiModel):
     override: CircuitOverride | None = Field(
         default=None,
         description="Set when the signalbox.dev/circuit annotation forces the state.",
+    )
+    rate_limited_until: datetime | None = Field(
+        default=None,
+        description="Until when the provider asked to be left alone (its Retry-After, cut to "
+        "spec.circuitBreaker.maxRetryAfter); kept across operator restarts.",
     )
 
 

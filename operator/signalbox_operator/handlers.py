@@ -34,8 +34,10 @@ class OperatorState:
     def ensure_prober(self, key: Key, body: Mapping[str, Any]) -> None:
         running = self.probers.get(key)
         if running is not None and not running[1].done():
-            running[0].update(body)
-            return
+            if running[0].ref.uid == body["metadata"].get("uid"):
+                running[0].update(body)
+                return
+            self.stop_prober(key)  # another object of that name: its loop is not this one's
         prober = Prober(self.runtime, body)
         task = asyncio.create_task(prober.run(), name=f"probe {key[0]}/{key[1]}")
         self.probers[key] = (prober, task)

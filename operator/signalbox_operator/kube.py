@@ -6,7 +6,10 @@ passed on, and nothing sent outlives the lease. Status is written one way, ``wri
 patches carry the object's ``resourceVersion`` as a precondition, so a writer that did not see
 the latest status (a paused former leader, or this one after someone else wrote) gets a
 conflict instead of overwriting, and the writer itself reads the object again and has the
-status made anew from what it read.
+status made anew from what it read. Given the object's UID, a patch also tests it: nothing
+written for a deleted object lands on a new one of the same name (the new one is ``GONE`` to
+the old writer). Deadlines are ``asyncio.timeout``, never ``asyncio.wait_for``, which in
+Python 3.11 can swallow a cancellation that arrives as the work finishes.
 Events with the same reason and message are aggregated by bumping ``count``. Every write is
 counted in metrics. Messages are built by the caller and never carry secrets.
 """
@@ -100,7 +103,8 @@ class Kube:
         """Run one API write in a thread, bounded by the fence's deadline."""
         timeout = self._deadline()
         call = functools.partial(func, *args, _request_timeout=timeout, **kwargs)
-        return await asyncio.wait_for(asyncio.to_thread(call), timeout + 0.5)
+        async with asyncio.timeout(timeout + 0.5):
+            return await asyncio.to_thread(call)
 
     # -- status -----------------------------------------------------------------------------
 
@@ -120,8 +124,11 @@ class Kube:
     def forget(self, plural: str, namespace: str, name: str) -> None:
         self._versions.pop((plural, namespace, name), None)
 
-    async def read_status(self, plural: str, namespace: str, name: str) -> Current | None:
-        """The object's status and version as they are now; None when the object is gone."""
+    async def read_status(
+        self, plural: str, namespace: str, name: str, uid: str | None = None
+    ) -> Current | None:
+        """The object's status and version as they are now; None when the object is gone (or,
+        given ``uid``, replaced by another of the same name)."""
         timeout = self._deadline()
         call = functools.partial(
             self._custom.get_namespaced_custom_object_status,
@@ -133,47 +140,55 @@ class Kube:
             _request_timeout=timeout,
         )
         try:
-            obj: Any = await asyncio.wait_for(asyncio.to_thread(call), timeout + 0.5)
+            async with asyncio.timeout(timeout + 0.5):
+                obj: Any = await asyncio.to_thread(call)
         except kubernetes.client.ApiException as exc:
             if exc.status == 404:
                 self.forget(plural, namespace, name)
                 return None
             raise
+        if uid is not None and obj.get("metadata", {}).get("uid") != uid:
+            return None
         version = obj.get("metadata", {}).get("resourceVersion")
         if version:
             self._versions[(plural, namespace, name)] = version
         return Current(status=dict(obj.get("status") or {}), version=version)
 
-    async def write_status(self, plural: str, namespace: str, name: str, render: Render) -> Written:
+    async def write_status(
+        self, plural: str, namespace: str, name: str, render: Render, uid: str | None = None
+    ) -> Written:
         """The one way the operator writes status. ``render(None)`` makes the status from the
-        caller's own view, and it is written if the object is still at the version last seen.
-        On a conflict (someone wrote since), the object is read again and ``render(current)``
-        makes the status anew from what the API server holds now, for one more write; a second
-        conflict is the caller's next pass to retry.
+        caller's own view, and it is written if the object is still at the version last seen
+        (and, given ``uid``, still the same object). On a conflict (someone wrote since), the
+        object is read again and ``render(current)`` makes the status anew from what the API
+        server holds now, for one more write; a second conflict is the caller's next pass to
+        retry.
 
         Raises NotLeading when this process may not write, and the client's errors otherwise.
         """
-        result = await self._write_once(plural, namespace, name, render(None))
+        result = await self._write_once(plural, namespace, name, render(None), uid)
         if result != Written.CONFLICT:
             return result
-        current = await self.read_status(plural, namespace, name)
+        current = await self.read_status(plural, namespace, name, uid)
         if current is None:
             return Written.GONE
-        return await self._write_once(plural, namespace, name, render(current))
+        return await self._write_once(plural, namespace, name, render(current), uid)
 
     async def _write_once(
-        self, plural: str, namespace: str, name: str, status: dict[str, Any]
+        self, plural: str, namespace: str, name: str, status: dict[str, Any], uid: str | None
     ) -> Written:
         key = (plural, namespace, name)
         version = self._versions.get(key)
         if version is None:
-            current = await self.read_status(plural, namespace, name)
+            current = await self.read_status(plural, namespace, name, uid)
             if current is None:
                 return Written.GONE
             version = current.version
         body: list[dict[str, Any]] = [{"op": "add", "path": "/status", "value": status}]
         if version:
             body.insert(0, {"op": "replace", "path": "/metadata/resourceVersion", "value": version})
+        if uid:
+            body.insert(0, {"op": "test", "path": "/metadata/uid", "value": uid})
         try:
             obj: Any = await self._call(
                 self._custom.patch_namespaced_custom_object_status,
@@ -187,6 +202,10 @@ class Kube:
             )
         except kubernetes.client.ApiException as exc:
             if exc.status == 404:
+                self.forget(plural, namespace, name)
+                return Written.GONE
+            # A failed UID test is a bare 422 ("Invalid"): which it was, the object tells.
+            if exc.status == 422 and uid and await self.read_status(*key, uid) is None:
                 self.forget(plural, namespace, name)
                 return Written.GONE
             if exc.status == 409:

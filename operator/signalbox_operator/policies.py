@@ -87,7 +87,8 @@ class Policies:
     async def run(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), RESYNC_SECONDS)
+                async with asyncio.timeout(RESYNC_SECONDS):
+                    await self.wake.wait()
             self.wake.clear()
             await asyncio.sleep(0.2)  # gather a burst of events into one pass
             namespaces, self.dirty = self.dirty, set()
@@ -198,7 +199,8 @@ class Policies:
             return wire
 
         try:
-            written = await self.kube.write_status("routingpolicies", *key, render)
+            uid = body["metadata"].get("uid")
+            written = await self.kube.write_status("routingpolicies", *key, render, uid)
         except NotLeading:
             return
         except Exception as exc:  # an outage: one line, and the next pass retries

@@ -8,7 +8,10 @@ deadline is shorter than the duration, so the old leader has stopped writing (it
 closed) before any standby may take over, whatever the clocks of the two machines say.
 
 Every failure of a call (API errors, refused connections, urllib3's MaxRetryError, timeouts)
-counts as a failed attempt, never as success.
+counts as a failed attempt, never as success. A leader that reads its Lease held by another,
+or gone, stops at once (it does not wait out its renew deadline); and nobody creates a Lease
+that vanished until it has gone unrenewed for the lease duration, so a deleted Lease never
+makes a second writer while the first may still write.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,11 +68,15 @@ class LeaseView:
         return (self.holder, self.renewed)
 
 
-def decide(lease: LeaseView | None, me: str, unchanged_for: float) -> Action:
+def decide(
+    lease: LeaseView | None, me: str, unchanged_for: float, duration: float = 15.0
+) -> Action:
     """What to do with the lease as read, given how long (on this process's own clock) its
-    record has been seen unchanged."""
+    record has been seen unchanged (for a lease that is gone: since it was last seen renewed;
+    infinite when none was ever seen). A vanished lease is created again only after
+    ``duration``, the time its last holder may still write."""
     if lease is None:
-        return Action.CREATE
+        return Action.CREATE if unchanged_for >= duration else Action.WAIT
     if lease.holder == me:
         return Action.RENEW
     if not lease.holder:
@@ -146,9 +154,8 @@ class Elector:
         }
 
     def _unchanged_for(self, lease: LeaseView | None, now: float) -> float:
-        if lease is None:
-            self._seen = None
-            return 0.0
+        if lease is None:  # gone: the time since it was last seen renewed, if ever
+            return math.inf if self._seen is None else now - self._seen[1]
         if self._seen is None or self._seen[0] != lease.record:
             self._seen = (lease.record, now)
         return now - self._seen[1]
@@ -160,7 +167,8 @@ class Elector:
         """
         lease = self._read()
         self.last_read = self._clock()
-        action = decide(lease, self.identity, self._unchanged_for(lease, self._clock()))
+        unchanged_for = self._unchanged_for(lease, self._clock())
+        action = decide(lease, self.identity, unchanged_for, self.timing.duration)
         timeout = self.timing.retry_period
         try:
             if action == Action.CREATE:
@@ -181,19 +189,19 @@ class Elector:
             raise
         return True
 
-    async def _attempt(self) -> bool:
-        """One attempt, off the event loop, bounded in time; any failure is a False."""
+    async def _attempt(self) -> bool | None:
+        """One attempt, off the event loop, bounded in time: True when this process holds the
+        lease, False when the lease is another's (or gone), None when the attempt failed."""
         try:
-            return await asyncio.wait_for(
-                asyncio.to_thread(self.try_once), self.timing.retry_period * 1.5
-            )
+            async with asyncio.timeout(self.timing.retry_period * 1.5):
+                return await asyncio.to_thread(self.try_once)
         except kubernetes.client.ApiException as exc:
             log.warning("lease %s: HTTP %s", self.where, exc.status)
         except Exception as exc:  # urllib3, ssl, timeouts: all a failed attempt
             log.warning("lease %s: %s", self.where, type(exc).__name__)
         finally:
             self.last_attempt = self._clock()
-        return False
+        return None
 
     async def acquire(self) -> None:
         """Wait until this process is the leader; then open the fence."""
@@ -207,20 +215,23 @@ class Elector:
 
     async def hold(self) -> None:
         """Renew every retry period; close the fence and raise once the renew deadline of the
-        last successful renewal has passed."""
+        last successful renewal has passed, or at once when the lease is another's or gone."""
+        why = f"could not renew lease {self.where} within {self.timing.renew_deadline:g}s"
         while True:
             await asyncio.sleep(self.timing.retry_period)
             if self.fence.remaining() <= 0:
                 break
             started = self._clock()
-            if await self._attempt():
+            held = await self._attempt()
+            if held:
                 self.fence.extend(started + self.timing.renew_deadline)
+            elif held is False:
+                why = f"lease {self.where} is held by another replica, or was deleted"
+                break
             elif self.fence.remaining() <= 0:
                 break
         self.fence.close()
-        raise LostLeadership(
-            f"could not renew lease {self.where} within {self.timing.renew_deadline:g}s"
-        )
+        raise LostLeadership(why)
 
     async def release(self) -> None:
         """Stop writing, then give the lease up so a standby takes over at once. Never raises."""
@@ -236,7 +247,8 @@ class Elector:
             )
 
         try:
-            await asyncio.wait_for(asyncio.to_thread(clear), self.timing.retry_period * 2)
+            async with asyncio.timeout(self.timing.retry_period * 2):
+                await asyncio.to_thread(clear)
         except kubernetes.client.ApiException as exc:
             log.warning("could not release the lease %s: HTTP %s", self.where, exc.status)
         except Exception as exc:  # shutting down: say what happened, go on

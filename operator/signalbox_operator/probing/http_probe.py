@@ -9,12 +9,16 @@ connection, the headers and the whole body; bodies are read as a stream and give
 ``ProbeLimits.max_body``; only a few probes at once may hold more than ``ProbeLimits.small_body``
 (the rest wait their turn within their own deadline), so a crowd of providers sending endless or
 huge bodies cannot take the operator past its memory limit. Compressed bodies are inflated within
-the same bound.
+the same bound. An answer that cannot be read (not JSON, nested past the parser's depth, of the
+wrong shape) is the provider's ``InvalidResponse``, never an error of the operator's. Describing
+models (Ollama's ``/api/show``) is discovery, not health: it has its own deadline after the
+probe's, and a model the provider cannot describe in time is left undescribed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import socket
@@ -35,11 +39,15 @@ from signalbox_api.provider import HealthCheckMode, LLMProviderSpec
 from signalbox_operator.status import discovery
 from signalbox_operator.status.provider_status import ProbeReport, Refs
 from signalbox_providers import dialects
+from signalbox_providers.model_facts import ModelFacts
 from signalbox_providers.outcomes import Outcome, classify_status, retry_after_seconds
 
 MAX_BODY = 4 * 1024 * 1024
 SMALL_BODY = 64 * 1024
 MAX_SHOWN = 4  # models described per probe (Ollama's /api/show), each once
+DESCRIBE_SECONDS = 10.0  # for describing them, after the probe's own deadline
+# What reading a provider's answer may raise, however it is malformed.
+_UNREADABLE = (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError)
 LARGE_BODIES = 8  # probes that may hold more than SMALL_BODY at once
 
 
@@ -201,7 +209,7 @@ async def _send(
     if raw:
         try:
             body = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past the parser's depth
             body = None
     del raw
     outcome = classify_status(code, body)
@@ -212,13 +220,23 @@ async def _send(
     return body
 
 
+@dataclass(frozen=True)
+class _Listed:
+    """What a listing probe found: the models, their listed facts, and those to describe."""
+
+    found: discovery.Discovered
+    facts: dict[str, ModelFacts]
+    to_describe: list[str]
+
+
 async def _run(
     client: httpx.AsyncClient,
     spec: LLMProviderSpec,
     refs: Refs,
     limits: ProbeLimits,
     known: Collection[str] = (),
-) -> discovery.Discovered | None:
+) -> _Listed | None:
+    """The health probe itself: what the listing found, or None for the other modes."""
     base = refs.base_url or ""
     dialect = dialects.dialect(spec.type)
     header = spec.auth.header if spec.auth else None
@@ -240,22 +258,40 @@ async def _run(
     try:
         found = discovery.bound(dialect.parse_models(body), declared)
         listed = dialect.listed_facts(body)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except _UNREADABLE as exc:
         raise _Failed(
             Outcome.INVALID_RESPONSE, f"GET {_safe_url(listing.url)}: not a model list"
         ) from exc
     del body
     facts = {n: f for n, f in listed.items() if found.has(n)}
     wanted = [n for n in [*sorted(declared), *found.names] if found.has(n) and n not in known]
-    for name in list(dict.fromkeys(wanted))[:MAX_SHOWN]:
-        show = dialect.show_model(base, name, refs.api_key, header)
-        if show is None:
-            break
-        try:
-            facts[name] = dialect.parse_shown(await _send(client, show, limits))
-        except _Failed:
-            continue  # a model the provider will not describe is no fault of its health
-    return dataclasses.replace(found, facts=facts)
+    return _Listed(found, facts, list(dict.fromkeys(wanted))[:MAX_SHOWN])
+
+
+async def _describe(
+    client: httpx.AsyncClient,
+    spec: LLMProviderSpec,
+    refs: Refs,
+    limits: ProbeLimits,
+    listed: _Listed,
+) -> discovery.Discovered:
+    """``listed`` with the facts the provider gives of each model to describe, as far as
+    ``DESCRIBE_SECONDS`` allow: a model the provider will not or cannot describe is no fault
+    of its health."""
+    dialect = dialects.dialect(spec.type)
+    header = spec.auth.header if spec.auth else None
+    facts = dict(listed.facts)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(DESCRIBE_SECONDS):
+            for name in listed.to_describe:
+                show = dialect.show_model(refs.base_url or "", name, refs.api_key, header)
+                if show is None:
+                    break
+                try:
+                    facts[name] = dialect.parse_shown(await _send(client, show, limits))
+                except (_Failed, *_UNREADABLE):
+                    continue
+    return dataclasses.replace(listed.found, facts=facts)
 
 
 async def probe(
@@ -270,9 +306,10 @@ async def probe(
     timeout = parse_duration(spec.health_check.timeout)
     started = time.perf_counter()
     at = datetime.now(UTC)
+    limits = limits or ProbeLimits()
     try:
         async with asyncio.timeout(timeout):
-            models = await _run(client, spec, refs, limits or ProbeLimits(), known)
+            listed = await _run(client, spec, refs, limits, known)
     except _Failed as failed:
         return ProbeReport(
             outcome=failed.outcome,
@@ -290,9 +327,9 @@ async def probe(
             latency_ms=_ms(started),
             message=f"probe timed out after {spec.health_check.timeout}",
         )
-    return ProbeReport(
-        outcome=Outcome.SUCCESS, at=at, latency_ms=_ms(started), code=200, models=models
-    )
+    latency = _ms(started)
+    models = None if listed is None else await _describe(client, spec, refs, limits, listed)
+    return ProbeReport(outcome=Outcome.SUCCESS, at=at, latency_ms=latency, code=200, models=models)
 
 
 def _ms(started: float) -> int:

@@ -150,7 +150,8 @@ class Prober:
             while True:
                 delay = await self.round()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await self.wake.wait()
                 self.wake.clear()
         finally:
             self.rt.running -= 1
@@ -319,7 +320,7 @@ class Prober:
             wire = status.to_wire()
             return wire
 
-        if await self.rt.kube.write_status(*self._key(), render) != Written.WRITTEN:
+        if await self.rt.kube.write_status(*self._key(), render, self.ref.uid) != Written.WRITTEN:
             return
         self.write_after = None
         self.written, self.written_at, self.status = wire, facts.now, status
@@ -347,16 +348,19 @@ class Prober:
             previous = self._previous()
             status = provider_status.failed(facts, previous.conditions, error)
             wire = status.to_wire()
-            written = await self.rt.kube.write_status(*self._key(), lambda _: wire)
-            if written == Written.WRITTEN:
-                self.written, self.written_at, self.status = wire, now, status
-                self.rt.provider_changed(self.ref.namespace)
-            await self.rt.kube.event(
-                self.ref,
-                "Warning",
-                "OperatorError",
-                f"the operator failed on this provider: {error}",
-            )
+            if wire != self.written:  # the same failure again is written and told once
+                written = await self.rt.kube.write_status(
+                    *self._key(), lambda _: wire, self.ref.uid
+                )
+                if written == Written.WRITTEN:
+                    self.written, self.written_at, self.status = wire, now, status
+                    self.rt.provider_changed(self.ref.namespace)
+                await self.rt.kube.event(
+                    self.ref,
+                    "Warning",
+                    "OperatorError",
+                    f"the operator failed on this provider: {error}",
+                )
         except NotLeading:
             return
         except Exception as exc:  # the API server may be what failed

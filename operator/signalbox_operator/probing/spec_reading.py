@@ -59,10 +59,15 @@ def restore(status: Mapping[str, Any] | None) -> circuits.Circuit:
         healthy = healthy_cond.status == "True" or healthy_cond.reason == Reason.MODEL_NOT_FOUND
         last_failure = provider_status.OUTCOME_OF_REASON.get(healthy_cond.reason)
     c = parsed.circuit
-    if c is None or c.override is not None:
+    if c is None:
         return circuits.Circuit(healthy=healthy, last_failure=last_failure)
+    if c.override is not None:
+        return circuits.Circuit(
+            healthy=healthy, last_failure=last_failure, rate_limited_until=c.rate_limited_until
+        )
     return circuits.Circuit(
         last_failure=last_failure,
+        rate_limited_until=c.rate_limited_until,
         state=c.state,
         since=c.since,
         open_until=c.open_until,

@@ -10,7 +10,8 @@ as tables.
   provider that healed is not kept out for the rest of a long open period.
 - HalfOpen → Closed after ``healthyThreshold`` successes; any failure re-opens it.
 - AuthFailed opens at once with the longest open duration.
-- RateLimited is no failure: the provider is unavailable until Retry-After (or a default).
+- RateLimited is no failure: the provider is unavailable until Retry-After (or a default), cut
+  to ``maxRetryAfter``; the next success lifts it.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from signalbox_api.provider import CircuitOverride, CircuitState, LLMProviderSpe
 from signalbox_providers.outcomes import Outcome
 
 DEFAULT_RATE_LIMIT_COOLDOWN = 30.0
+DEFAULT_MAX_RETRY_AFTER = 600.0
 CONFIRM_SECONDS = 1.0  # the probe cadence while a verdict is in doubt (see ``in_doubt``)
-MAX_RATE_LIMIT_WAIT = 86_400.0  # a Retry-After beyond a day is taken as a day
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class CircuitSettings:
     healthy_threshold: int = 2
     unhealthy_threshold: int = 3
     rate_limit_cooldown: float = DEFAULT_RATE_LIMIT_COOLDOWN
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
 
     @classmethod
     def from_spec(cls, spec: LLMProviderSpec) -> CircuitSettings:
@@ -46,6 +48,7 @@ class CircuitSettings:
             max_open_duration=parse_duration(cb.max_open_duration),
             healthy_threshold=hc.healthy_threshold,
             unhealthy_threshold=hc.unhealthy_threshold,
+            max_retry_after=parse_duration(cb.max_retry_after),
         )
 
 
@@ -113,7 +116,7 @@ def observe(
         return _success(c, now, settings)
     if outcome == Outcome.RATE_LIMITED:
         wait = settings.rate_limit_cooldown if retry_after is None else retry_after
-        wait = min(wait, MAX_RATE_LIMIT_WAIT)
+        wait = min(wait, settings.max_retry_after)
         return dataclasses.replace(c, rate_limited_until=now + timedelta(seconds=wait))
     return _failure(c, outcome, now, settings)
 
@@ -128,7 +131,7 @@ def _success(c: Circuit, now: datetime, settings: CircuitSettings) -> Circuit:
         consecutive_successes=successes,
         consecutive_failures=0,
         healthy=healthy,
-        rate_limited_until=None if not c.rate_limited(now) else c.rate_limited_until,
+        rate_limited_until=None,  # it answers: whatever it asked before is over
     )
     if c.state == CircuitState.HALF_OPEN and successes >= settings.healthy_threshold:
         return dataclasses.replace(c, state=CircuitState.CLOSED, since=now, trips=0)

@@ -30,6 +30,9 @@ from signalbox_api.policy import (
 from signalbox_api.primitives import parse_money
 from signalbox_api.provider import LLMProviderSpec, LLMProviderStatus, ModelSpec
 
+MAX_ROWS = 256  # status.providers holds this many rows (the CRD's limit)
+NAMED = 10  # providers a condition message names; the rest are counted
+
 
 @dataclass(frozen=True)
 class ProviderView:
@@ -116,10 +119,29 @@ def compute(
     return RoutingPolicyStatus(
         observed_generation=generation,
         conditions=conds,
-        providers=rows,
+        providers=shown_rows(rows, ranked),
         active_provider=ranked[0].provider if ranked else None,
         eligible=f"{len(ranked)}/{len(rows)}",
     )
+
+
+def shown_rows(
+    rows: Sequence[PolicyProviderStatus], ranked: Sequence[_Choice]
+) -> list[PolicyProviderStatus]:
+    """The rows ``status.providers`` can hold (``MAX_ROWS``): all of them, or the eligible
+    ones in the strategy's order and then the rest; the counts and conditions cover all."""
+    if len(rows) <= MAX_ROWS:
+        return list(rows)
+    by_name = {r.name: r for r in rows}
+    first = [by_name[c.provider] for c in ranked]
+    rest = [r for r in rows if not r.eligible]
+    return (first + rest)[:MAX_ROWS]
+
+
+def _names(names: Sequence[str]) -> str:
+    """Up to ``NAMED`` names, and how many more."""
+    shown = ", ".join(names[:NAMED])
+    return shown if len(names) <= NAMED else f"{shown} and {len(names) - NAMED} more"
 
 
 def _verdict(
@@ -168,13 +190,18 @@ def _verdicts(
         out[ConditionType.RESOLVED_REFS] = (
             "False",
             Reason.NOT_FOUND,
-            "not found: " + ", ".join(missing),
+            "not found: " + _names(missing),
         )
     elif not rows:
         what = "the selector matches no LLMProvider" if spec.provider_selector else "no providers"
         out[ConditionType.RESOLVED_REFS] = ("False", Reason.NOT_FOUND, what)
     else:
-        out[ConditionType.RESOLVED_REFS] = ("True", Reason.RESOLVED, f"{len(rows)} provider(s)")
+        cut = f"; status.providers shows {MAX_ROWS}" if len(rows) > MAX_ROWS else ""
+        out[ConditionType.RESOLVED_REFS] = (
+            "True",
+            Reason.RESOLVED,
+            f"{len(rows)} provider(s){cut}",
+        )
     if shadowed is not None:
         out[ConditionType.READY] = shadowed
     elif eligible:
@@ -187,7 +214,7 @@ def _verdicts(
         )
     out_rows = [f"{r.name} ({r.reason})" for r in rows if not r.eligible]
     if eligible and out_rows:
-        out[ConditionType.DEGRADED] = ("True", Reason.FAILING_OVER, "out: " + ", ".join(out_rows))
+        out[ConditionType.DEGRADED] = ("True", Reason.FAILING_OVER, "out: " + _names(out_rows))
     elif eligible:
         out[ConditionType.DEGRADED] = ("False", Reason.ALL_PROVIDERS_ELIGIBLE, "")
     else:

@@ -236,7 +236,7 @@ def _available(f: Facts) -> Verdict:
     if state == CircuitState.OPEN:
         forced = " (forced by annotation)" if f.override else ""
         return ("False", Reason.CIRCUIT_OPEN, f"the circuit is open{forced}")
-    if f.circuit.rate_limited(f.now):
+    if f.circuit.rate_limited(f.now) and f.override != CircuitOverride.FORCE_CLOSED:
         until = f.circuit.rate_limited_until
         return (
             "False",
@@ -279,6 +279,7 @@ def _circuit_status(f: Facts) -> CircuitStatus:
         consecutive_failures=c.consecutive_failures,
         trips=c.trips,
         override=f.override,
+        rate_limited_until=c.rate_limited_until if c.rate_limited(f.now) else None,
     )
 
 

@@ -431,7 +431,9 @@ class _Kube:
         self.patches: dict[tuple[str, str], dict[str, Any]] = {}
         self.events: list[tuple[str, str, str]] = []  # (object name, type, reason)
 
-    async def write_status(self, kind: str, ns: str, name: str, render: Render) -> Written:
+    async def write_status(
+        self, kind: str, ns: str, name: str, render: Render, uid: str | None = None
+    ) -> Written:
         assert kind == "routingpolicies"
         self.patches[ns, name] = render(None)
         return Written.WRITTEN

@@ -4,6 +4,7 @@ whose calls fail in the ways a real client fails."""
 from __future__ import annotations
 
 import asyncio
+import math
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -34,7 +35,9 @@ def lease(holder: str | None, duration: float = 15.0) -> LeaseView:
 @pytest.mark.parametrize(
     ("view", "unchanged_for", "action"),
     [
-        pytest.param(None, 0, Action.CREATE, id="no lease"),
+        pytest.param(None, math.inf, Action.CREATE, id="no lease ever seen"),
+        pytest.param(None, 14.9, Action.WAIT, id="a lease renewed moments ago vanished"),
+        pytest.param(None, 15, Action.CREATE, id="a vanished lease, unrenewed for its duration"),
         pytest.param(lease(ME), 0, Action.RENEW, id="held by me"),
         pytest.param(lease(ME), 3600, Action.RENEW, id="held by me, unchanged for long"),
         pytest.param(lease("other"), 0, Action.WAIT, id="other, just seen"),
@@ -205,6 +208,41 @@ async def test_leader_rides_out_short_failures_and_stops_at_the_renew_deadline(
     clock.now += 2.5  # past the deadline of the last successful renewal
     with pytest.raises(LostLeadership):
         await asyncio.wait_for(holding, 2)
+    assert not leader.fence.valid()
+
+
+async def test_a_deleted_lease_stops_the_leader_at_once_and_no_standby_creates_it_early() -> None:
+    leases, clock = FakeLeases(), Clock()
+    leader, standby = elector(leases, "a", clock), elector(leases, "b", clock)
+    await leader.acquire()
+    assert not standby.try_once()  # the standby has seen the lease renewed
+    holding = asyncio.create_task(leader.hold())
+    await asyncio.sleep(0.1)
+    leases.lease = None  # kubectl delete lease
+    with pytest.raises(LostLeadership, match="held by another replica, or was deleted"):
+        await asyncio.wait_for(holding, 1)
+    assert not leader.fence.valid(), "stopped before its renew deadline"
+    clock.now += 2.9  # less than the lease duration since the standby last saw it renewed
+    assert not standby.try_once()
+    assert _holder(leases) is None, "not re-created while the old holder might still write"
+    clock.now += 0.2
+    assert standby.try_once()
+    assert _holder(leases) == "b"
+
+
+def _holder(leases: FakeLeases) -> str | None:
+    return None if leases.lease is None else str(leases.lease.spec.holder_identity)
+
+
+async def test_a_leader_that_reads_another_holder_stops_at_once() -> None:
+    leases, clock = FakeLeases(), Clock()
+    leader = elector(leases, "a", clock)
+    await leader.acquire()
+    holding = asyncio.create_task(leader.hold())
+    await asyncio.sleep(0.1)
+    leases._store(leader._body(str(leases.version), True, "intruder"))
+    with pytest.raises(LostLeadership):
+        await asyncio.wait_for(holding, 1)
     assert not leader.fence.valid()
 
 

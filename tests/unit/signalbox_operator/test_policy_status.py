@@ -469,6 +469,29 @@ def test_missing_refs_are_unresolved() -> None:
     assert status.eligible == "1/3"
 
 
+def test_a_policy_selecting_thousands_gets_a_bounded_correct_status() -> None:
+    """1,000 providers by selector (the CRD holds 256 rows): counts cover all, the rows hold the
+    eligible ones first, conditions name ten and count the rest, and the API's model of the
+    status (its limits) accepts it."""
+    views = index(
+        *(
+            provider(f"p{i:04}", labels={"team": "ml"}, ready="True" if i % 4 == 0 else "False")
+            for i in range(1000)
+        )
+    )
+    spec = policy(providerSelector={"matchLabels": {"team": "ml"}})
+    status = policy_status.compute(spec, 1, views, [], T0)
+    RoutingPolicyStatus.model_validate(status.to_wire())
+    assert status.eligible == "250/1000"
+    assert len(status.providers) == policy_status.MAX_ROWS
+    assert all(r.eligible for r in status.providers[:250])
+    assert not any(r.eligible for r in status.providers[250:])
+    assert cond(status, "ResolvedRefs")[2] == "1000 provider(s); status.providers shows 256"
+    degraded = cond(status, "Degraded")[2]
+    assert degraded.startswith("out: p0001 (Unhealthy), p0002 (Unhealthy)")
+    assert degraded.endswith("and 740 more")
+
+
 def test_selector_matching_nothing() -> None:
     spec = policy(providerSelector={"matchLabels": {"team": "nobody"}})
     views = index(provider("a", labels={"team": "ml"}))

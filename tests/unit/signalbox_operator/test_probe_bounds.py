@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
 
 from signalbox_api.provider import LLMProviderSpec
 from signalbox_operator.probing import http_probe
@@ -141,3 +142,86 @@ async def test_cut_off_bodies_are_freed_without_waiting_for_the_cycle_collector(
         tracemalloc.stop()
         gc.enable()
     assert held < 4 * 1024 * 1024, f"{held} bytes still held after 10 probes of a 1 MiB cap"
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000  # past the JSON parser's recursion depth
+
+
+@pytest.fixture
+async def ollama() -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """A hand-made Ollama whose /api/tags and /api/show answer as ``answers`` says: "deep"
+    (nested past the parser's depth), "slow" (after 3 s), "odd" (JSON of the wrong shape)."""
+    answers: dict[str, Any] = {"tags": "ok", "show": "ok"}
+
+    async def tags(_request: web.Request) -> web.StreamResponse:
+        if answers["tags"] == "deep":
+            return web.Response(body=DEEP, content_type="application/json")
+        models = [{"name": "fast"}, {"name": "slow"}]
+        return web.json_response({"models": models})
+
+    async def show(request: web.Request) -> web.StreamResponse:
+        name = (await request.json()).get("model")
+        if answers["show"] == "deep":
+            return web.Response(body=DEEP, content_type="application/json")
+        if answers["show"] == "odd":
+            return web.json_response({"model_info": [1, 2], "capabilities": 7})
+        if name == "slow":
+            await asyncio.sleep(3)
+        return web.json_response({"model_info": {"llama.context_length": 8192}})
+
+    app = web.Application()
+    app.router.add_get("/api/tags", tags)
+    app.router.add_post("/api/show", show)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}", answers
+    await runner.cleanup()
+
+
+def _ollama(url: str) -> LLMProviderSpec:
+    raw = {"type": "Ollama", "endpoint": {"url": url}, "healthCheck": {"timeout": "1s"}}
+    return LLMProviderSpec.model_validate(raw)
+
+
+async def test_an_answer_nested_past_the_parsers_depth_is_an_invalid_response(
+    http: httpx.AsyncClient, ollama: tuple[str, dict[str, Any]]
+) -> None:
+    url, answers = ollama
+    answers["tags"] = "deep"
+    report = await http_probe.probe(http, _ollama(url), Refs(base_url=url))
+    assert report.outcome == Outcome.INVALID_RESPONSE
+    assert "not a model list" in report.message
+
+
+@pytest.mark.parametrize("show", ["deep", "odd"])
+async def test_a_model_the_provider_describes_badly_is_no_fault_of_its_health(
+    http: httpx.AsyncClient, ollama: tuple[str, dict[str, Any]], show: str
+) -> None:
+    url, answers = ollama
+    answers["show"] = show
+    report = await http_probe.probe(http, _ollama(url), Refs(base_url=url))
+    assert report.outcome == Outcome.SUCCESS, report.message
+    assert report.models is not None
+    assert report.models.names == ("fast", "slow")
+    described = report.models.facts.values()
+    assert all(f.context_window is None and not f.capabilities for f in described)
+
+
+async def test_describing_models_has_its_own_deadline_after_the_probes(
+    http: httpx.AsyncClient, ollama: tuple[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/api/show of one model takes 3 s, past the probe's 1 s timeout: the probe succeeds,
+    its latency is the listing's, and the slow model is left undescribed."""
+    monkeypatch.setattr(http_probe, "DESCRIBE_SECONDS", 1.5)
+    url, _ = ollama
+    started = asyncio.get_running_loop().time()
+    report = await http_probe.probe(http, _ollama(url), Refs(base_url=url))
+    assert report.outcome == Outcome.SUCCESS, report.message
+    assert report.latency_ms < 1000
+    assert report.models is not None
+    assert report.models.facts["fast"].context_window == 8192
+    assert "slow" not in report.models.facts
+    assert asyncio.get_running_loop().time() - started < 2.5

@@ -40,7 +40,9 @@ class FakeKube:
     def may_write(self) -> bool:
         return self.leading
 
-    async def write_status(self, plural: str, namespace: str, name: str, render: Render) -> Written:
+    async def write_status(
+        self, plural: str, namespace: str, name: str, render: Render, uid: str | None = None
+    ) -> Written:
         """As Kube's: a conflict reads the object again and renders once more."""
         answer = self._answer(render(None))
         if answer != Written.CONFLICT:
@@ -53,7 +55,9 @@ class FakeKube:
             self.writes.append(status)
         return answer
 
-    async def read_status(self, plural: str, namespace: str, name: str) -> Current | None:
+    async def read_status(
+        self, plural: str, namespace: str, name: str, uid: str | None = None
+    ) -> Current | None:
         return Current(status=self.current, version="9")
 
     async def event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
@@ -150,11 +154,13 @@ class RefusingKube(FakeKube):
         super().__init__()
         self.error: BaseException | None = error
 
-    async def write_status(self, plural: str, namespace: str, name: str, render: Render) -> Written:
+    async def write_status(
+        self, plural: str, namespace: str, name: str, render: Render, uid: str | None = None
+    ) -> Written:
         if self.error is not None:
             error, self.error = self.error, None
             raise error
-        return await super().write_status(plural, namespace, name, render)
+        return await super().write_status(plural, namespace, name, render, uid)
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from signalbox_api.provider import (
     LLMProviderStatus,
     ProbeError,
 )
+from signalbox_operator.probing import spec_reading
 from signalbox_operator.status import discovery, provider_status, worth_writing
 from signalbox_operator.status.circuit import Circuit
 from signalbox_operator.status.provider_status import Facts, ProbeReport, Refs
@@ -218,6 +219,23 @@ def test_rate_limited_is_unavailable_until_the_deadline() -> None:
     later = provider_status.compute(facts(circuit=c, now=at(30)), limited.conditions)
     assert cond(later, "Available")[:2] == ("True", "Ready")
     assert cond(later, "Ready")[:2] == ("True", "Ready")
+
+
+def test_a_rate_limit_is_recorded_restored_and_lifted_by_force_closed() -> None:
+    c = Circuit(since=T0, healthy=True, rate_limited_until=at(30))
+    limited = provider_status.compute(facts(circuit=c, now=at(10)), [])
+    assert limited.circuit is not None
+    assert limited.circuit.rate_limited_until == at(30)
+    restored = spec_reading.restore(limited.to_wire())  # a restart, or a new leader
+    assert restored.rate_limited_until == at(30)
+    forced = provider_status.compute(
+        facts(circuit=c, now=at(10), override=CircuitOverride.FORCE_CLOSED), []
+    )
+    assert cond(forced, "Available")[:2] == ("True", "Ready")
+    assert cond(forced, "Ready")[:2] == ("True", "Ready")
+    done = provider_status.compute(facts(circuit=c, now=at(31)), [])
+    assert done.circuit is not None
+    assert done.circuit.rate_limited_until is None
 
 
 def test_suspended() -> None:
