@@ -559,8 +559,10 @@ class SelfTestCheck(ApiModel):
 class SelfTestStatus(ApiModel):
     """The last run of the provider test suite (annotation signalbox.dev/self-test=run)."""
 
-    time: datetime = Field(description="When the suite ran.")
-    passed: bool = Field(description="Whether no check failed.")
+    time: datetime = Field(description="When the suite ran, or started to.")
+    passed: bool | None = Field(
+        default=None, description="Whether no check failed; absent while the suite runs."
+    )
     trigger: Annotated[str, StringConstraints(max_length=64)] | None = Field(
         default=None,
         description="The annotation value this run answered; cleared when the annotation goes, "

@@ -144,7 +144,7 @@ def test_self_test_annotation_runs_the_suite_once(
         def ran() -> dict[str, Any] | None:
             status = cluster.get("llmp", "h", namespace).get("status", {})
             result: dict[str, Any] | None = status.get("selfTest")
-            return result
+            return result if result is not None and "passed" in result else None
 
         result = wait_for(ran, 60, "status.selfTest")
         checks = {c["name"]: c for c in result["checks"]}

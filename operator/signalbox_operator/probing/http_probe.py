@@ -60,7 +60,9 @@ class ProbeLimits:
     large: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(LARGE_BODIES))
 
 
-class _Failed(Exception):
+class ProbeFailed(Exception):
+    """What went wrong with a call to the provider, as the probe reports it (message safe)."""
+
     def __init__(
         self,
         outcome: Outcome,
@@ -84,44 +86,44 @@ def _safe_url(url: str) -> str:
     return discovery.clip(urlunsplit((parts.scheme, netloc, parts.path, "", "")), 512)
 
 
-def _transport_failure(exc: httpx.HTTPError, where: str) -> _Failed:
+def _transport_failure(exc: httpx.HTTPError, where: str) -> ProbeFailed:
     """Name what went wrong on the way, from the exception's type (never its text)."""
     if isinstance(exc, httpx.TimeoutException):
-        return _Failed(Outcome.TIMEOUT, f"{where}: timed out")
+        return ProbeFailed(Outcome.TIMEOUT, f"{where}: timed out")
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, ssl.SSLCertVerificationError):
-            return _Failed(
+            return ProbeFailed(
                 Outcome.CONNECT_FAILURE,
                 f"{where}: TLS certificate verification failed",
                 reason=Reason.TLS_ERROR,
             )
         if isinstance(cause, ssl.SSLError):
-            return _Failed(
+            return ProbeFailed(
                 Outcome.CONNECT_FAILURE, f"{where}: TLS handshake failed", reason=Reason.TLS_ERROR
             )
         if isinstance(cause, socket.gaierror):
-            return _Failed(
+            return ProbeFailed(
                 Outcome.CONNECT_FAILURE,
                 f"{where}: the host name did not resolve",
                 reason=Reason.NAME_NOT_RESOLVED,
             )
         cause = cause.__cause__ or cause.__context__
     if isinstance(exc, httpx.LocalProtocolError):  # our side: a header h11 will not send
-        return _Failed(
+        return ProbeFailed(
             Outcome.BAD_REQUEST,
             f"{where}: the request could not be sent (invalid header value)",
             reason=Reason.INVALID_HEADER,
         )
     if isinstance(exc, httpx.ConnectError):
-        return _Failed(Outcome.CONNECT_FAILURE, f"{where}: connection failed")
+        return ProbeFailed(Outcome.CONNECT_FAILURE, f"{where}: connection failed")
     if isinstance(exc, httpx.ProtocolError):
-        return _Failed(
+        return ProbeFailed(
             Outcome.INVALID_RESPONSE,
             f"{where}: not a valid HTTP response ({type(exc).__name__})",
             reason=Reason.PROTOCOL_ERROR,
         )
-    return _Failed(Outcome.CONNECT_FAILURE, f"{where}: {type(exc).__name__}")
+    return ProbeFailed(Outcome.CONNECT_FAILURE, f"{where}: {type(exc).__name__}")
 
 
 def _inflater(encoding: str, where: str) -> Any:
@@ -132,14 +134,14 @@ def _inflater(encoding: str, where: str) -> Any:
         return zlib.decompressobj(16 + zlib.MAX_WBITS)
     if encoding == "deflate":
         return zlib.decompressobj()
-    raise _Failed(
+    raise ProbeFailed(
         Outcome.INVALID_RESPONSE,
         f"{where}: unsupported content-encoding",
         reason=Reason.PROTOCOL_ERROR,
     )
 
 
-async def _read(resp: httpx.Response, limits: ProbeLimits, where: str) -> bytearray:
+async def read_body(resp: httpx.Response, limits: ProbeLimits, where: str) -> bytearray:
     """The body, decoded, at most ``limits.max_body`` bytes; a larger one is a failure."""
     inflate = _inflater(resp.headers.get("content-encoding", ""), where)
     body = bytearray()
@@ -150,13 +152,13 @@ async def _read(resp: httpx.Response, limits: ProbeLimits, where: str) -> bytear
             try:
                 chunk = inflate.decompress(raw, room + 1) if inflate is not None else raw
             except zlib.error as exc:
-                raise _Failed(
+                raise ProbeFailed(
                     Outcome.INVALID_RESPONSE,
                     f"{where}: corrupt compressed body",
                     reason=Reason.PROTOCOL_ERROR,
                 ) from exc
             if len(chunk) > room or (inflate is not None and inflate.unconsumed_tail):
-                raise _Failed(
+                raise ProbeFailed(
                     Outcome.INVALID_RESPONSE,
                     f"{where}: response body over {limits.max_body} bytes",
                     resp.status_code,
@@ -180,27 +182,27 @@ async def _read(resp: httpx.Response, limits: ProbeLimits, where: str) -> bytear
 async def _send(
     client: httpx.AsyncClient, call: dialects.HttpCall, limits: ProbeLimits, *, lists: bool = False
 ) -> Any:
-    """Send one call; return its JSON body (or None) on 2xx, raise _Failed otherwise."""
+    """Send one call; return its JSON body (or None) on 2xx, raise ProbeFailed otherwise."""
     where = f"{call.method} {_safe_url(call.url)}"
     headers = {**call.headers, "accept-encoding": "identity"}
     try:
         async with client.stream(call.method, call.url, headers=headers, json=call.json) as resp:
             code = resp.status_code
             if 300 <= code < 400:
-                raise _Failed(
+                raise ProbeFailed(
                     Outcome.INVALID_RESPONSE,
                     f"{where}: HTTP {code} redirect (probes follow no redirects)",
                     code,
                     reason=Reason.REDIRECTED,
                 )
-            raw = await _read(resp, limits, where)
+            raw = await read_body(resp, limits, where)
             retry_after = retry_after_seconds(resp.headers.get("retry-after"))
     except httpx.HTTPError as exc:
         raise _transport_failure(exc, where) from None
     except httpx.InvalidURL:
-        raise _Failed(Outcome.BAD_REQUEST, f"{where}: invalid URL") from None
+        raise ProbeFailed(Outcome.BAD_REQUEST, f"{where}: invalid URL") from None
     except UnicodeError:  # a header value httpx cannot encode
-        raise _Failed(
+        raise ProbeFailed(
             Outcome.BAD_REQUEST,
             f"{where}: the request could not be sent (invalid header value)",
             reason=Reason.INVALID_HEADER,
@@ -216,7 +218,7 @@ async def _send(
     if lists and outcome == Outcome.MODEL_NOT_FOUND:
         outcome = Outcome.INVALID_RESPONSE  # a 404 on a listing means a wrong path, not a model
     if outcome != Outcome.SUCCESS:
-        raise _Failed(outcome, f"{where}: HTTP {code}", code, retry_after)
+        raise ProbeFailed(outcome, f"{where}: HTTP {code}", code, retry_after)
     return body
 
 
@@ -259,7 +261,7 @@ async def _run(
         found = discovery.bound(dialect.parse_models(body), declared)
         listed = dialect.listed_facts(body)
     except _UNREADABLE as exc:
-        raise _Failed(
+        raise ProbeFailed(
             Outcome.INVALID_RESPONSE, f"GET {_safe_url(listing.url)}: not a model list"
         ) from exc
     del body
@@ -289,7 +291,7 @@ async def _describe(
                     break
                 try:
                     facts[name] = dialect.parse_shown(await _send(client, show, limits))
-                except (_Failed, *_UNREADABLE):
+                except (ProbeFailed, *_UNREADABLE):
                     continue
     return dataclasses.replace(listed.found, facts=facts)
 
@@ -310,7 +312,7 @@ async def probe(
     try:
         async with asyncio.timeout(timeout):
             listed = await _run(client, spec, refs, limits, known)
-    except _Failed as failed:
+    except ProbeFailed as failed:
         return ProbeReport(
             outcome=failed.outcome,
             at=at,

@@ -81,6 +81,7 @@ class Runtime:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     limits: http_probe.ProbeLimits = field(default_factory=http_probe.ProbeLimits)
     running: int = 0  # probe loops alive, to spread their first probes
+    suites: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(trigger.MAX_SUITES))
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,10 @@ class Prober:
         self.window: collections.deque[bool] = collections.deque(maxlen=WINDOW)
         self.history = uptime.History()
         self.self_test: SelfTestStatus | None = None
+        # A self-test runs beside the probes, in its own task, once its start is written.
+        self.suite: asyncio.Task[SelfTestStatus] | None = None
+        self.suite_to_start: tuple[LLMProviderSpec, provider_status.Refs] | None = None
+        self.suite_allowed_at: datetime | None = None  # the cooldown after the last run
         self.discovered: Discovered | None = None
         self.next_probe: datetime | None = None
         self.write_after: datetime | None = None  # a write held back until its slot
@@ -154,6 +159,8 @@ class Prober:
                         await self.wake.wait()
                 self.wake.clear()
         finally:
+            if self.suite is not None:
+                self.suite.cancel()
             self.rt.running -= 1
             self.rt.metrics.probers.dec()
             spec_type = str(self.body.get("spec", {}).get("type", ""))
@@ -213,6 +220,7 @@ class Prober:
         await self._self_test(r, annotations)
         now = self.rt.clock()
         await self._publish(self._facts(r, now), interval)
+        self._start_suite()
         return self._delay(now)
 
     def _just_created(self, meta: Mapping[str, Any], now: datetime) -> bool:
@@ -226,18 +234,64 @@ class Prober:
         return timedelta(0) <= now - created < REFS_GRACE
 
     async def _self_test(self, r: _Round, annotations: Mapping[str, str] | None) -> None:
-        """Run the provider test suite once when the annotation asks (``self_testing``)."""
+        """The self-test's record for this round: a finished run's result, a run to start
+        (recorded now, started once written: ``_start_suite``), or a run some operator before
+        this one never finished (``interrupted``)."""
+        now = self.rt.clock()
         last = self.self_test if self.self_test is not None else self._previous().self_test
-        last = trigger.settled(annotations, last)
-        if trigger.wanted(annotations, last) and r.resolved.ok and not r.spec.suspend:
-            last = await trigger.run(
-                self.rt.http, r.spec, r.resolved, self._previous(), self.rt.clock()
-            )
-            if not last.passed:
+        if self.suite is not None and self.suite.done():
+            last = self._suite_result(self.suite, last)
+            self.suite, self.suite_allowed_at = None, trigger.next_allowed(now)
+            if last.passed is False:
                 await self.rt.kube.event(
                     self.ref, "Warning", "SelfTestFailed", trigger.summary(last)
                 )
+        last = trigger.settled(annotations, last)
+        mine = self.suite is not None or self.suite_to_start is not None
+        if last is not None and trigger.running(last) and not mine:
+            last = trigger.interrupted(last)
+        if (
+            trigger.wanted(annotations, last)
+            and r.resolved.ok
+            and not r.spec.suspend
+            and not mine
+            and (self.suite_allowed_at is None or now >= self.suite_allowed_at)
+        ):
+            last = trigger.started(now)
+            self.suite_to_start = (r.spec, r.resolved)
         self.self_test = last
+
+    def _start_suite(self) -> None:
+        """Start the run recorded in the status just written; never before it is written."""
+        recorded = (self.written or {}).get("selfTest") or {}
+        if self.suite_to_start is None or not trigger.running(
+            SelfTestStatus.model_validate(recorded) if recorded else None
+        ):
+            return
+        spec, resolved = self.suite_to_start
+        self.suite_to_start = None
+        self.suite = asyncio.create_task(
+            self._run_suite(spec, resolved), name=f"self-test {self.ref.name}"
+        )
+        self.suite.add_done_callback(lambda _: self.wake.set())
+
+    async def _run_suite(
+        self, spec: LLMProviderSpec, resolved: provider_status.Refs
+    ) -> SelfTestStatus:
+        async with self.rt.suites:  # at most MAX_SUITES at once in the operator
+            return await trigger.run(
+                self.rt.http, spec, resolved, self._previous(), self.rt.clock()
+            )
+
+    def _suite_result(
+        self, task: asyncio.Task[SelfTestStatus], last: SelfTestStatus | None
+    ) -> SelfTestStatus:
+        if not task.cancelled() and task.exception() is None:
+            return task.result()
+        error = "cancelled" if task.cancelled() else type(task.exception()).__name__
+        log.error("self-test of %s/%s failed: %s", self.ref.namespace, self.ref.name, error)
+        base = last or trigger.started(self.rt.clock())
+        return trigger.interrupted(base, f"the suite failed ({error})")
 
     async def _maybe_probe(self, r: _Round, now: datetime) -> None:
         spec, resolved = r.spec, r.resolved
@@ -415,6 +469,8 @@ class Prober:
         wake_at = [self.next_probe] if self.next_probe else []
         if self.write_after is not None:
             wake_at.append(self.write_after)
+        if self.suite_allowed_at is not None and now < self.suite_allowed_at:
+            wake_at.append(self.suite_allowed_at)  # a run the cooldown held back
         if not wake_at:
             return IDLE_SECONDS
         return max(0.05, (min(wake_at) - now).total_seconds())

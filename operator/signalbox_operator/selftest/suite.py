@@ -8,10 +8,16 @@ time to first token), tools, JSON mode, vision, embeddings, and the context wind
 provider reports against what the spec declares). A check a provider declares no model for is
 skipped, not failed. Checks cost tokens, so nothing runs them on a schedule. Messages never
 hold keys or response bodies.
+
+The suite is bounded as probes are, whatever the provider does: every answer is read through
+the probes' bounded reader (``MAX_ANSWER`` bytes, inflation included; a stream is never
+inflated), each check has one deadline for all of it (``timeout``), and the whole suite has
+``SUITE_SECONDS``; a check it does not reach in time fails as such.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -36,6 +42,8 @@ from signalbox_providers.dialects import Dialect, Kind, RequestParts
 from signalbox_providers.model_facts import ModelFacts
 from signalbox_providers.outcomes import Outcome
 
+MAX_ANSWER = 1024 * 1024  # a check's answer (a few tokens) is far smaller
+SUITE_SECONDS = 120.0
 ORDER = ("listModels", "chat", "streaming", "tools", "jsonMode", "vision", "embeddings")
 NEEDS = {
     "chat": Capability.CHAT,
@@ -78,6 +86,9 @@ class Suite:
     timeout: float = 60.0
     results: list[Result] = field(default_factory=list)
     reported: Mapping[str, ModelFacts] = field(default_factory=dict)  # what the listing said
+    limits: http_probe.ProbeLimits = field(
+        default_factory=lambda: http_probe.ProbeLimits(max_body=MAX_ANSWER)
+    )
 
     @property
     def dialect(self) -> Dialect:
@@ -88,13 +99,23 @@ class Suite:
         return next((m for m in spec.models if capability in m.capabilities), None)
 
     async def run(self) -> list[Result]:
-        self.results = [await self._list_models()]
+        ends = time.monotonic() + SUITE_SECONDS
+        try:
+            async with asyncio.timeout(min(self.timeout, SUITE_SECONDS)):
+                listed = await self._list_models()
+        except TimeoutError:
+            listed = Result("listModels", False, f"no answer within {self.timeout:g}s")
+        self.results = [listed]
         for check in ORDER[1:]:
             model = self.model_for(NEEDS[check])
             if model is None:
                 self.results.append(Result(check, None, "no model declares it"))
                 continue
-            self.results.append(await self._timed(check, model.name, checks.CHECKS[check]))
+            left = min(self.timeout, ends - time.monotonic())
+            if left <= 0:
+                self.results.append(Result(check, False, "the suite's time ran out", model.name))
+                continue
+            self.results.append(await self._timed(check, model.name, checks.CHECKS[check], left))
         self.results.append(self._context_window())
         return self.results
 
@@ -103,12 +124,18 @@ class Suite:
         check: str,
         model: str,
         body: Callable[[checks.Caller, str], Awaitable[int | None]],
+        seconds: float,
     ) -> Result:
         started = time.perf_counter()
         try:
-            ttft = await body(self, model)
+            async with asyncio.timeout(seconds):
+                ttft = await body(self, model)
         except (checks.Failed, dialects.InvalidAnswer, dialects.StreamFailed) as exc:
             return Result(check, False, str(exc)[:300], model, _ms(started))
+        except http_probe.ProbeFailed as exc:
+            return Result(check, False, exc.message[:300], model, _ms(started))
+        except TimeoutError:
+            return Result(check, False, f"no answer within {seconds:.3g}s", model, _ms(started))
         except httpx.HTTPError as exc:
             return Result(check, False, f"{type(exc).__name__}", model, _ms(started))
         return Result(check, True, "", model, _ms(started), ttft)
@@ -145,11 +172,14 @@ class Suite:
         return Result("contextWindow", True, f"{len(pairs)} model(s) fit", pairs[0][0])
 
     async def call(self, kind: Kind, model: str, body: dict[str, Any]) -> dict[str, Any]:
-        out = self._outbound(kind, model, body)
-        resp = await self.client.post(out[0], content=out[1], headers=out[2], timeout=self.timeout)
-        if resp.status_code // 100 != 2:
-            raise checks.Failed(f"HTTP {resp.status_code}")
-        answer = self.dialect.answer(kind, resp.content, model)
+        url, data, headers = self._outbound(kind, model, body)
+        async with self.client.stream(
+            "POST", url, content=data, headers=headers, timeout=self.timeout
+        ) as resp:
+            if resp.status_code // 100 != 2:
+                raise checks.Failed(f"HTTP {resp.status_code}")
+            raw = await http_probe.read_body(resp, self.limits, f"POST {kind}")
+        answer = self.dialect.answer(kind, bytes(raw), model)
         parsed: dict[str, Any] = json.loads(answer.body)
         return parsed
 
@@ -160,7 +190,11 @@ class Suite:
         base = self.refs.base_url or ""
         sent = d.request(RequestParts(kind, base, {"model": model, **body}, model, d.options(spec)))
         header = spec.auth.header if spec.auth else None
-        headers = {**d.headers(self.refs.api_key, header), "content-type": "application/json"}
+        headers = {
+            **d.headers(self.refs.api_key, header),
+            "content-type": "application/json",
+            "accept-encoding": "identity",
+        }
         return sent.url, sent.data, headers
 
     async def stream(self, model: str) -> int | None:
@@ -177,7 +211,13 @@ class Suite:
         ) as resp:
             if resp.status_code // 100 != 2:
                 raise checks.Failed(f"HTTP {resp.status_code}")
-            async for chunk in resp.aiter_bytes():
+            if resp.headers.get("content-encoding", "identity").strip().lower() != "identity":
+                raise checks.Failed("the stream came compressed, though asked for identity")
+            read = 0
+            async for chunk in resp.aiter_raw():
+                read += len(chunk)
+                if read > MAX_ANSWER:
+                    raise checks.Failed(f"the stream went past {MAX_ANSWER} bytes")
                 out = translator.feed(chunk)
                 if out and ttft is None and b'"content"' in out:
                     ttft = _ms(started)

@@ -21,14 +21,6 @@ from tests.support.misbehaving import MANY_IDS, Misbehaving
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[Misbehaving]:
-    s = Misbehaving()
-    await s.start()
-    yield s
-    await s.stop()
-
-
-@pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=httpx.Timeout(None)) as client:
         yield client

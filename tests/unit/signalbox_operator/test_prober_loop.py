@@ -3,7 +3,8 @@ operator's own shown as status, conflicts answered by reading what is there now.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import asyncio
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -12,7 +13,7 @@ import kubernetes
 import pytest
 import urllib3
 
-from signalbox_api.provider import CircuitState
+from signalbox_api.provider import SELF_TEST_ANNOTATION, CircuitState, SelfTestStatus
 from signalbox_operator.kube import Current, Kube, ObjectRef, Render, Written
 from signalbox_operator.metrics import Metrics
 from signalbox_operator.probing import refs
@@ -25,6 +26,7 @@ from signalbox_operator.probing.prober import (
     Prober,
     Runtime,
 )
+from signalbox_operator.selftest import trigger
 from tests.support.misbehaving import Misbehaving
 from tests.support.operator import free_port
 
@@ -62,14 +64,6 @@ class FakeKube:
 
     async def event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
         self.events.append((type_, reason, message))
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[Misbehaving]:
-    s = Misbehaving()
-    await s.start()
-    yield s
-    await s.stop()
 
 
 def body(url: str) -> Mapping[str, Any]:
@@ -299,3 +293,57 @@ def test_references_name_the_secret_the_service_and_its_slices() -> None:
     assert refs.references({"endpoint": {"url": "http://x"}}, "ns") == frozenset()
     assert refs.references(None, "ns") == frozenset()
     assert refs.references({"auth": "junk", "endpoint": {"service": {"name": 3}}}, "ns") == set()
+
+
+async def test_a_self_test_is_recorded_first_runs_beside_the_probes_and_once(
+    server: Misbehaving, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kube = FakeKube()
+    ran: list[dict[str, Any]] = []  # what status said when each run began
+    release = asyncio.Event()
+
+    async def suite(*_args: Any) -> SelfTestStatus:
+        ran.append(dict(kube.writes[-1].get("selfTest") or {}))
+        await release.wait()
+        return SelfTestStatus(time=datetime.now(UTC), passed=True, trigger=trigger.RUN)
+
+    monkeypatch.setattr(trigger, "run", suite)
+    shift = [0.0]
+    async with httpx.AsyncClient() as http:
+        p = prober(kube, server.url("ok", "a"), http)
+        p.rt.clock = lambda: datetime.now(UTC) + timedelta(seconds=shift[0])
+        p.body["metadata"]["annotations"] = {SELF_TEST_ANNOTATION: trigger.RUN}
+        await p.round()
+        await asyncio.sleep(0.01)
+        assert len(ran) == 1
+        assert ran[0]["trigger"] == "run", "the run was recorded before it began"
+        assert "passed" not in ran[0]
+        probes = len(server.seen["ok/a"])
+        p.next_probe = None
+        await p.round()  # the suite still runs: the probes go on
+        assert len(server.seen["ok/a"]) > probes
+
+        # A new leader finds the record of a run no one finishes: closed, never run again.
+        other = prober(kube, server.url("ok", "a"), http)
+        other.body = {**p.body, "status": kube.writes[-1]}
+        await other.round()
+        closed = kube.writes[-1]["selfTest"]
+        assert closed["passed"] is False
+        assert "interrupted" in closed["checks"][0]["message"]
+        assert len(ran) == 1
+
+        release.set()
+        await asyncio.sleep(0.01)
+        await p.round()
+        assert kube.writes[-1]["selfTest"]["passed"] is True
+        # Toggled off and on again at once: held back by the cooldown, then run once.
+        p.body["metadata"]["annotations"] = {}
+        await p.round()
+        p.body["metadata"]["annotations"] = {SELF_TEST_ANNOTATION: trigger.RUN}
+        await p.round()
+        await asyncio.sleep(0.01)
+        assert len(ran) == 1, "not within the cooldown"
+        shift[0] += trigger.COOLDOWN_SECONDS + 1
+        await p.round()
+        await asyncio.sleep(0.01)
+        assert len(ran) == 2
