@@ -7,7 +7,6 @@ handler adds finalizers, so deleting an object never waits for the operator.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -66,7 +65,7 @@ def _first(index: kopf.Index[Key, Any], key: Key) -> Any:
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
-    secret_index: kopf.Index[Key, Mapping[str, str]] = kwargs["secret_index"]
+    secret_index: kopf.Index[Key, Mapping[str, str | int]] = kwargs["secret_index"]
     service_index: kopf.Index[Key, Sequence[refs.ServicePort]] = kwargs["service_index"]
     slice_index: kopf.Index[Key, Sequence[refs.SliceEndpoint]] = kwargs["slice_index"]
     prefix = f"kopf.{GROUP}"
@@ -102,10 +101,8 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 @kopf.index("v1", "secrets")
 def secret_index(
     namespace: str | None, name: str, body: kopf.Body, **_: Any
-) -> dict[Key, dict[str, str]]:
-    data = body.get("data") or {}
-    decoded = {k: base64.b64decode(v).decode("utf-8", "replace").strip() for k, v in data.items()}
-    return {(namespace or "", name): decoded}
+) -> dict[Key, dict[str, str | int]]:
+    return {(namespace or "", name): refs.secret_values(body.get("data") or {})}
 
 
 @kopf.index("v1", "services")

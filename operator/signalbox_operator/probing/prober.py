@@ -66,7 +66,7 @@ POKE_GAP = 1.0  # a probe that a referenced object's change asks for waits this 
 SPREAD_PER_PROBER = 0.005  # first probes of many providers are spread, 5 ms apart on average
 ERROR_RETRY_SECONDS = 5.0
 NOT_LEADING_SECONDS = 1.0
-_REFUSED = (400, 403, 422)  # the write itself is wrong: retrying it unchanged cannot help
+_REFUSED = (400, 403, 413, 422)  # the write itself is wrong: retrying it unchanged cannot help
 
 
 @dataclass

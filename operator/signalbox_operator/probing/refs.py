@@ -1,13 +1,15 @@
 """Resolves an LLMProvider's references (its Secret, its Service and EndpointSlices) from the
 operator's in-memory indexes. Pure: the indexes are handed in as look-up functions.
 
-- secret: (namespace, name) → {key: decoded value}, or None
+- secret: (namespace, name) → {key: decoded value, or its size in bytes when it is too large to
+  be an API key and so is not held}, or None
 - service: (namespace, name) → [ServicePort], or None
 - endpoints: (namespace, service name) → [SliceEndpoint], one per endpoint of every slice
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,9 +30,25 @@ Key = tuple[str, str]
 Reference = tuple[str, str, str]  # plural, namespace, name
 
 
+MAX_KEY_BYTES = 8192  # larger than any API key: not held, and refused as one
+
+
+def secret_values(data: Mapping[str, str]) -> dict[str, str | int]:
+    """A Secret's base64 ``data`` as the index holds it: each value decoded, or, past
+    ``MAX_KEY_BYTES``, only its size (a certificate bundle or a 1 MB blob is never held)."""
+    out: dict[str, str | int] = {}
+    for key, encoded in data.items():
+        size = len(encoded) * 3 // 4 - encoded.count("=")
+        if size > MAX_KEY_BYTES:
+            out[key] = size
+        else:
+            out[key] = base64.b64decode(encoded).decode("utf-8", "replace").strip()
+    return out
+
+
 @dataclass(frozen=True)
 class Lookups:
-    secret: Callable[[Key], Mapping[str, str] | None]
+    secret: Callable[[Key], Mapping[str, str | int] | None]
     service: Callable[[Key], Sequence[ServicePort] | None]
     endpoints: Callable[[Key], Sequence[SliceEndpoint]]
 
@@ -67,7 +85,15 @@ def resolve(spec: LLMProviderSpec, namespace: str, lookups: Lookups) -> Refs:
             return Refs(
                 Reason.SECRET_NOT_FOUND, f"Secret {namespace}/{ref.name} has no key {ref.key!r}"
             )
-        api_key = data[ref.key]
+        value = data[ref.key]
+        if isinstance(value, int) or len(value.encode()) > MAX_KEY_BYTES:
+            size = value if isinstance(value, int) else len(value.encode())
+            return Refs(
+                Reason.INVALID_HEADER,
+                f"Secret {namespace}/{ref.name} key {ref.key!r} holds {size} bytes: more than "
+                f"an API key (at most {MAX_KEY_BYTES})",
+            )
+        api_key = value
         if not sendable(api_key):
             return Refs(
                 Reason.INVALID_HEADER,

@@ -1,14 +1,16 @@
 """Bounds what a provider's model list may put into status, and says what was left out.
 
 A provider controls its model ids: they may be empty, huge, not text, or millions. Status has
-limits (253 characters a name, 1,024 names), and a status the API server refuses is a status
-never written. So ids are checked here, the rest dropped, and the count of what was dropped or
-cut is kept for a condition message. Pure.
+limits (253 characters a name, 1,024 names, and a size in bytes that names of emoji reach long
+before), and a status the API server refuses is a status never written. So ids are checked
+here, the rest dropped, and the count of what was dropped or cut is kept for a condition
+message. Pure.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -16,6 +18,10 @@ from signalbox_providers.model_facts import ModelFacts
 
 MAX_NAME = 253  # signalbox_api.primitives.ModelName
 MAX_MODELS = 1024  # LLMProviderStatus.models
+# status.models in bytes as the API server receives them (JSON, non-ASCII escaped: an emoji
+# is 12 bytes), well within its request and object limits whatever the names are made of.
+MODELS_BYTES = 256 * 1024
+ROW_BYTES = 160  # a row's fields besides its name, at most
 
 
 @dataclass(frozen=True)
@@ -75,7 +81,7 @@ def merge(
     a reader of status.models should know (ids dropped, or the list cut short), or ''."""
     discovered = found.names if found else ()
     everything = list(dict.fromkeys([*declared, *discovered]))
-    shown = everything[:limit]
+    shown = within_bytes(everything[:limit], MODELS_BYTES)
     if found is None:
         return shown, ""
     parts = []
@@ -84,11 +90,22 @@ def merge(
             f"{found.dropped} of {found.listed} listed model ids were dropped "
             f"(empty, repeated, not text, or longer than {MAX_NAME} characters)"
         )
-    if len(everything) > limit or found.listed - found.dropped > len(found.names):
+    if len(everything) > len(shown) or found.listed - found.dropped > len(found.names):
         parts.append(
             f"the provider lists more models than status holds; status.models shows {len(shown)}"
         )
     return shown, "; ".join(parts)
+
+
+def within_bytes(names: Sequence[str], budget: int) -> list[str]:
+    """The first ``names`` whose rows fit ``budget`` bytes of JSON as it is sent."""
+    used, out = 0, []
+    for name in names:
+        used += len(json.dumps(name)) + ROW_BYTES
+        if used > budget:
+            break
+        out.append(name)
+    return out
 
 
 def clip(text: str, limit: int) -> str:

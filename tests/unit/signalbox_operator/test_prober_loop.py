@@ -161,10 +161,11 @@ class RefusingKube(FakeKube):
     ("error", "reported"),
     [
         (kubernetes.client.ApiException(status=422), True),
+        (kubernetes.client.ApiException(status=413), True),
         (kubernetes.client.ApiException(status=503), False),
         (urllib3.exceptions.MaxRetryError(None, "/"), False),
     ],
-    ids=["refused", "busy", "away"],
+    ids=["refused", "too-large", "busy", "away"],
 )
 async def test_a_refused_status_is_an_operator_error_an_outage_is_not(
     server: Misbehaving, error: BaseException, reported: bool
@@ -175,7 +176,7 @@ async def test_a_refused_status_is_an_operator_error_an_outage_is_not(
         assert await p.round() == ERROR_RETRY_SECONDS
     if reported:
         assert ready(kube.writes[-1]) == ("False", "OperatorError")
-        assert "HTTP 422" in str(kube.writes[-1])
+        assert f"HTTP {getattr(error, 'status', '')}" in str(kube.writes[-1])
     else:
         assert kube.writes == []
         assert kube.events == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,7 +22,7 @@ SLICE_PORTS = {"http": 8000}
 
 
 def lookups(
-    secrets: Mapping[Key, Mapping[str, str]] | None = None,
+    secrets: Mapping[Key, Mapping[str, str | int]] | None = None,
     services: Mapping[Key, Sequence[ServicePort]] | None = None,
     slices: Mapping[Key, Sequence[SliceEndpoint]] | None = None,
 ) -> Lookups:
@@ -86,6 +87,25 @@ def test_secret_problems(secrets: dict[Key, dict[str, str]], message: str) -> No
     assert got.base_url is None
     assert got.api_key is None
     assert API_KEY not in got.message
+
+
+def test_a_value_too_large_for_an_api_key_is_not_held_and_named() -> None:
+    """A Secret's values past MAX_KEY_BYTES are held as their size only, and a provider that
+    refers to one is told why it cannot be used."""
+    big = base64.b64encode(b"k" * 1_000_000).decode()
+    small = base64.b64encode(b"  sk-1 \n").decode()
+    held = refs.secret_values({"apiKey": big, "other": small})
+    assert held == {"apiKey": 1_000_000, "other": "sk-1"}
+    got = refs.resolve(url_spec(), NS, lookups({(NS, "openai"): held}))
+    assert got.reason == Reason.INVALID_HEADER
+    assert got.message == (
+        f"Secret {NS}/openai key 'apiKey' holds 1000000 bytes: more than an API key "
+        f"(at most {refs.MAX_KEY_BYTES})"
+    )
+    long_text = {"apiKey": "x" * (refs.MAX_KEY_BYTES + 1)}  # as signalbox-check reads files
+    assert refs.resolve(url_spec(), NS, lookups({(NS, "openai"): long_text})).reason == (
+        Reason.INVALID_HEADER
+    )
 
 
 def test_empty_secret_value_is_still_resolved() -> None:

@@ -4,6 +4,7 @@ are checked, cut or dropped, and what was left out is said; writes are rationed.
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -220,3 +221,15 @@ def test_every_failure_a_probe_can_come_to_has_its_reason() -> None:
     failures = {o for o in Outcome if o != Outcome.SUCCESS}
     assert failures == set(provider_status.FAILURE_REASONS)
     assert provider_status.FAILURE_REASONS[Outcome.QUOTA_EXHAUSTED] == Reason.QUOTA_EXHAUSTED
+
+
+def test_model_names_of_emoji_keep_the_status_within_its_bytes() -> None:
+    """1,100 names of 253 emoji each (12 bytes apiece once JSON escapes them): the rows that
+    fit the byte budget are shown, the message says so, and the status stays small."""
+    names = ["a", *(f"{i:04}" + "\U0001f600" * 249 for i in range(1100))]
+    status = compute(discovered=discovery.bound(names, {"a"}))
+    sent = json.dumps(status.to_wire())  # as the client sends it: non-ASCII escaped
+    assert len(sent) < 2 * discovery.MODELS_BYTES
+    assert 0 < len(status.models) < 1100
+    assert f"status.models shows {len(status.models)}" in healthy(status).message
+    LLMProviderStatus.model_validate(status.to_wire())
