@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import bisect
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -192,3 +193,81 @@ def test_one_writer_through_a_pause_and_an_api_outage(audited: Cluster, tmp_path
         and 200 <= e.get("responseStatus", {}).get("code", 0) < 300
     }
     assert writers == {a.identity, b.identity}, "the audit saw both leaders write"
+
+
+def _writers_in_order(events: list[dict[str, Any]], namespace: str) -> list[tuple[datetime, str]]:
+    """Successful status writes in ``namespace``: when each landed, and by which replica."""
+    return sorted(
+        (_time(e["stageTimestamp"]), e.get("userAgent", "").removeprefix(AGENT))
+        for e in events
+        if e.get("objectRef", {}).get("namespace") == namespace
+        and e["objectRef"].get("subresource") == "status"
+        and 200 <= e.get("responseStatus", {}).get("code", 0) < 300
+    )
+
+
+def test_deleting_the_lease_under_write_load_never_makes_two_writers(
+    audited: Cluster, tmp_path: Path
+) -> None:
+    """Status changes several times a second (the circuit annotation flips); `kubectl delete
+    lease` meanwhile.
+    The audit log shows the old leader's writes all before the next leader's, and nobody
+    re-creating the Lease before it went unrenewed for its duration."""
+    cluster = audited
+    namespace = cluster.create_namespace("lease-gone")
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "creds"},
+            "stringData": {"api-key": "sk-test"},
+        },
+        namespace,
+    )
+    with FakeProvider(
+        "cloud", Flavor.OPENAI, [MODEL], host="127.0.0.2"
+    ).running_in_thread() as fake:
+        cluster.apply(provider(fake.base_url), namespace)
+        a = OperatorProcess(cluster, namespace, tmp_path / "a.log", extra=LEASE).start()
+        b = OperatorProcess(cluster, namespace, tmp_path / "b.log", extra=LEASE)
+        flapping = threading.Event()
+
+        def flap() -> None:  # each change of the annotation is a status write at once
+            while not flapping.is_set():
+                for value in ("signalbox.dev/circuit=force-open", "signalbox.dev/circuit-"):
+                    cluster.kubectl("annotate", "llmp", "cloud", "-n", namespace, value)
+
+        flapper = threading.Thread(target=flap, daemon=True)
+        try:
+            wait_for(lambda: state(cluster, namespace)[0] == "True", 30, "Ready")
+            b.start()
+            wait_for(b.metrics, 15, "the standby's metrics")
+            assert lease_holder(cluster, namespace) == a.identity
+            flapper.start()
+            time.sleep(4)
+            cluster.kubectl("delete", "lease", "signalbox-operator", "-n", namespace)
+            deleted = datetime.now(UTC)
+            wait_for(lambda: lease_holder(cluster, namespace) is not None, 30, "a new lease")
+            time.sleep(4)
+        finally:
+            flapping.set()
+            for op in (a, b):
+                op.stop()
+    events = audit_log(cluster)
+    writes = _writers_in_order(events, namespace)
+    after = [w for t, w in writes if t >= deleted]
+    turns = [w for i, w in enumerate(after) if i == 0 or after[i - 1] != w]
+    assert len(turns) <= 2, f"the writers interleaved: {turns}"
+    assert len([t for t, _ in writes if t >= deleted - timedelta(seconds=4)]) > 4, "no load"
+    created = [
+        _time(e["stageTimestamp"])
+        for e in events
+        if e.get("objectRef", {}).get("namespace") == namespace
+        and e["objectRef"].get("resource") == "leases"
+        and e.get("verb") == "create"
+        and 200 <= e.get("responseStatus", {}).get("code", 0) < 300
+    ]
+    again = [t for t in created if t > deleted]
+    assert again, "the Lease was re-created"
+    # The standby last saw it renewed at most a retry period (1 s) before the delete.
+    assert (again[0] - deleted).total_seconds() >= 6 - 1 - 0.5
