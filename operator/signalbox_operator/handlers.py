@@ -34,7 +34,10 @@ class OperatorState:
         running = self.probers.get(key)
         if running is not None and not running[1].done():
             if running[0].ref.uid == body["metadata"].get("uid"):
+                before = running[0].depends_on
                 running[0].update(body)
+                if running[0].depends_on != before:
+                    self.forget_secrets()
                 return
             self.stop_prober(key)  # another object of that name: its loop is not this one's
         prober = Prober(self.runtime, body)
@@ -51,6 +54,17 @@ class OperatorState:
         running = self.probers.pop(key, None)
         if running is not None:
             running[1].cancel()
+        self.forget_secrets()
+
+    def forget_secrets(self) -> None:
+        """Let go of the Secret values no provider refers to now."""
+        referenced = {
+            (ns, name)
+            for prober, _ in self.probers.values()
+            for plural, ns, name in prober.depends_on
+            if plural == "secrets"
+        }
+        self.runtime.secrets.keep_only(referenced)
 
 
 def state_of(memo: Any) -> OperatorState:
@@ -65,7 +79,7 @@ def _first(index: kopf.Index[Key, Any], key: Key) -> Any:
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
-    secret_index: kopf.Index[Key, Mapping[str, str | int]] = kwargs["secret_index"]
+    secret_index: kopf.Index[Key, refs.SecretShape] = kwargs["secret_index"]
     service_index: kopf.Index[Key, Sequence[refs.ServicePort]] = kwargs["service_index"]
     slice_index: kopf.Index[Key, Sequence[refs.SliceEndpoint]] = kwargs["slice_index"]
     prefix = f"kopf.{GROUP}"
@@ -79,8 +93,18 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
         return [e for value in slice_index.get(key) or () for e in value]
 
     state = state_of(memo)
+
+    def shape(key: Key) -> refs.SecretShape | None:
+        found: refs.SecretShape | None = _first(secret_index, key)
+        return found
+
+    def secret(key: Key) -> Mapping[str, str | int] | None:
+        found = shape(key)
+        return None if found is None else state.runtime.secrets.view(key, found)
+
     state.runtime.lookups = refs.Lookups(
-        secret=lambda key: _first(secret_index, key),
+        secret=secret,
+        shape=shape,
         service=lambda key: _first(service_index, key),
         endpoints=endpoints,
     )
@@ -101,8 +125,10 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 @kopf.index("v1", "secrets")
 def secret_index(
     namespace: str | None, name: str, body: kopf.Body, **_: Any
-) -> dict[Key, dict[str, str | int]]:
-    return {(namespace or "", name): refs.secret_values(body.get("data") or {})}
+) -> dict[Key, refs.SecretShape]:
+    """Each Secret's version and key sizes, never a value (``probing.secret_values``)."""
+    version = body.get("metadata", {}).get("resourceVersion")
+    return {(namespace or "", name): refs.secret_shape(version, body.get("data") or {})}
 
 
 @kopf.index("v1", "services")

@@ -218,6 +218,22 @@ class Kube:
         self._metrics.status_writes.labels(kind=plural).inc()
         return Written.WRITTEN
 
+    # -- secrets ----------------------------------------------------------------------------
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A Secret's base64 ``data``; None when there is no such Secret. A read, not fenced."""
+        call = functools.partial(
+            self._core.read_namespaced_secret, name, namespace, _request_timeout=WRITE_SECONDS
+        )
+        try:
+            async with asyncio.timeout(WRITE_SECONDS + 0.5):
+                secret: Any = await asyncio.to_thread(call)
+        except kubernetes.client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(secret.data or {})
+
     # -- events -----------------------------------------------------------------------------
 
     async def event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:

@@ -31,6 +31,7 @@ from signalbox_operator.policies import Policies
 from signalbox_operator.probing import http_probe
 from signalbox_operator.probing.prober import Runtime
 from signalbox_operator.probing.refs import Lookups
+from signalbox_operator.probing.secret_values import SecretValues
 
 log = logging.getLogger("signalbox_operator")
 STOP_SECONDS = 10.0  # how long kopf may take to stop before it is cancelled
@@ -116,6 +117,7 @@ async def lead(
         provider_changed=policies.touch,
         clock=clock,
         limits=http_probe.ProbeLimits(max_body=args.probe_max_body),
+        secrets=SecretValues(kube.read_secret),
     )
     memo = kopf.Memo()
     memo[handlers.STATE_KEY] = handlers.OperatorState(runtime=runtime, policies=policies)

@@ -46,6 +46,7 @@ from signalbox_operator.kube import Current, Kube, ObjectRef, Written
 from signalbox_operator.leadership.fencing import NotLeading
 from signalbox_operator.metrics import Metrics
 from signalbox_operator.probing import http_probe, refs, spec_reading
+from signalbox_operator.probing.secret_values import SecretValues
 from signalbox_operator.selftest import trigger
 from signalbox_operator.status import circuit as circuits
 from signalbox_operator.status import discovery, provider_status, uptime, worth_writing
@@ -82,6 +83,7 @@ class Runtime:
     limits: http_probe.ProbeLimits = field(default_factory=http_probe.ProbeLimits)
     running: int = 0  # probe loops alive, to spread their first probes
     suites: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(trigger.MAX_SUITES))
+    secrets: SecretValues = field(default_factory=SecretValues)
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,11 @@ class Prober:
             await self._publish(facts, 0.0)
             return IDLE_SECONDS
         interval = parse_duration(spec.health_check.interval)
+        if spec.auth is not None:  # its key, read from the API server when its Secret changed
+            secret = (self.ref.namespace, spec.auth.secret_ref.name)
+            shape = self.rt.lookups.shape(secret)
+            if shape is not None:
+                await self.rt.secrets.ensure(secret, spec.auth.secret_ref.key, shape)
         resolved = refs.resolve(spec, self.ref.namespace, self.rt.lookups)
         if not resolved.ok and self._just_created(meta, now):
             return REFS_RETRY

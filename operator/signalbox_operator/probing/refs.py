@@ -1,15 +1,14 @@
 """Resolves an LLMProvider's references (its Secret, its Service and EndpointSlices) from the
 operator's in-memory indexes. Pure: the indexes are handed in as look-up functions.
 
-- secret: (namespace, name) → {key: decoded value, or its size in bytes when it is too large to
-  be an API key and so is not held}, or None
+- secret: (namespace, name) → {key: decoded value, or its size in bytes where the value is not
+  held (too large to be an API key, or not referred to)}, or None
 - service: (namespace, name) → [ServicePort], or None
 - endpoints: (namespace, service name) → [SliceEndpoint], one per endpoint of every slice
 """
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,20 +29,23 @@ Key = tuple[str, str]
 Reference = tuple[str, str, str]  # plural, namespace, name
 
 
-MAX_KEY_BYTES = 8192  # larger than any API key: not held, and refused as one
+MAX_KEY_BYTES = 8192  # larger than any API key: never read, and refused as one
 
 
-def secret_values(data: Mapping[str, str]) -> dict[str, str | int]:
-    """A Secret's base64 ``data`` as the index holds it: each value decoded, or, past
-    ``MAX_KEY_BYTES``, only its size (a certificate bundle or a 1 MB blob is never held)."""
-    out: dict[str, str | int] = {}
-    for key, encoded in data.items():
-        size = len(encoded) * 3 // 4 - encoded.count("=")
-        if size > MAX_KEY_BYTES:
-            out[key] = size
-        else:
-            out[key] = base64.b64decode(encoded).decode("utf-8", "replace").strip()
-    return out
+@dataclass(frozen=True)
+class SecretShape:
+    """What the operator's index holds of a Secret: its version and the size of each key's
+    value in bytes; never a value (``secret_values`` reads the ones providers refer to)."""
+
+    version: str
+    sizes: Mapping[str, int]
+
+
+def secret_shape(version: str | None, data: Mapping[str, str]) -> SecretShape:
+    """The shape of a Secret whose base64 ``data`` is at ``version``."""
+    return SecretShape(
+        str(version or ""), {k: len(v) * 3 // 4 - v.count("=") for k, v in data.items()}
+    )
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class Lookups:
     secret: Callable[[Key], Mapping[str, str | int] | None]
     service: Callable[[Key], Sequence[ServicePort] | None]
     endpoints: Callable[[Key], Sequence[SliceEndpoint]]
+    # The shape of a Secret, where values are read on demand (the operator); else None.
+    shape: Callable[[Key], SecretShape | None] = lambda _key: None
 
 
 def references(spec: Any, namespace: str) -> frozenset[Reference]:
@@ -86,6 +90,11 @@ def resolve(spec: LLMProviderSpec, namespace: str, lookups: Lookups) -> Refs:
                 Reason.SECRET_NOT_FOUND, f"Secret {namespace}/{ref.name} has no key {ref.key!r}"
             )
         value = data[ref.key]
+        if isinstance(value, int) and value <= MAX_KEY_BYTES:  # read when probed, not yet
+            return Refs(
+                Reason.SECRET_NOT_FOUND,
+                f"Secret {namespace}/{ref.name} key {ref.key!r} could not be read yet",
+            )
         if isinstance(value, int) or len(value.encode()) > MAX_KEY_BYTES:
             size = value if isinstance(value, int) else len(value.encode())
             return Refs(
@@ -144,4 +153,5 @@ __all__ = [
     "parse_slice",
     "references",
     "resolve",
+    "secret_shape",
 ]

@@ -12,6 +12,7 @@ from signalbox_api.conditions import Reason
 from signalbox_api.provider import EndpointCounts, LLMProviderSpec
 from signalbox_operator.probing import refs
 from signalbox_operator.probing.refs import Key, Lookups, ServicePort, SliceEndpoint
+from signalbox_operator.probing.secret_values import SecretValues
 from signalbox_operator.status.provider_status import Refs
 
 NS = "llm"
@@ -89,13 +90,10 @@ def test_secret_problems(secrets: dict[Key, dict[str, str]], message: str) -> No
     assert API_KEY not in got.message
 
 
-def test_a_value_too_large_for_an_api_key_is_not_held_and_named() -> None:
-    """A Secret's values past MAX_KEY_BYTES are held as their size only, and a provider that
-    refers to one is told why it cannot be used."""
-    big = base64.b64encode(b"k" * 1_000_000).decode()
-    small = base64.b64encode(b"  sk-1 \n").decode()
-    held = refs.secret_values({"apiKey": big, "other": small})
-    assert held == {"apiKey": 1_000_000, "other": "sk-1"}
+def test_a_value_too_large_for_an_api_key_is_named() -> None:
+    """A key past MAX_KEY_BYTES is never read (the operator knows only its size); a provider
+    that refers to one is told why it cannot be used."""
+    held: dict[str, str | int] = {"apiKey": 1_000_000, "other": "sk-1"}
     got = refs.resolve(url_spec(), NS, lookups({(NS, "openai"): held}))
     assert got.reason == Reason.INVALID_HEADER
     assert got.message == (
@@ -106,6 +104,42 @@ def test_a_value_too_large_for_an_api_key_is_not_held_and_named() -> None:
     assert refs.resolve(url_spec(), NS, lookups({(NS, "openai"): long_text})).reason == (
         Reason.INVALID_HEADER
     )
+
+
+async def test_only_the_keys_providers_refer_to_are_read_and_held() -> None:
+    data = {
+        "apiKey": base64.b64encode(b" sk-1\n").decode(),
+        "tls.crt": base64.b64encode(b"c" * 4000).decode(),
+        "blob": base64.b64encode(b"b" * 1_000_000).decode(),
+    }
+    reads: list[tuple[str, str]] = []
+
+    async def read(namespace: str, name: str) -> dict[str, str] | None:
+        reads.append((namespace, name))
+        return data
+
+    values = SecretValues(read)
+    shape = refs.secret_shape("7", data)
+    assert shape.sizes == {"apiKey": 6, "tls.crt": 4000, "blob": 1_000_000}
+    secret = (NS, "openai")
+    assert values.view(secret, shape)["apiKey"] == 6, "nothing read, nothing held"
+    await values.ensure(secret, "apiKey", shape)
+    await values.ensure(secret, "apiKey", shape)
+    assert reads == [secret], "read once per version of the Secret"
+    assert values.held() == {secret: ("apiKey",)}
+    assert refs.resolve(url_spec(), NS, lookups({secret: values.view(secret, shape)})).ok
+    await values.ensure(secret, "blob", shape)
+    assert reads == [secret], "a value too large for a key is never read"
+    await values.ensure(secret, "apiKey", refs.secret_shape("8", data))
+    assert reads == [secret, secret], "a new version is read again"
+    values.keep_only(set())
+    assert values.held() == {}
+
+
+def test_a_referred_key_not_read_yet_says_so() -> None:
+    got = refs.resolve(url_spec(), NS, lookups({(NS, "openai"): {"apiKey": 12}}))
+    assert got.reason == Reason.SECRET_NOT_FOUND
+    assert "could not be read yet" in got.message
 
 
 def test_empty_secret_value_is_still_resolved() -> None:
@@ -337,3 +371,14 @@ def test_repr_never_shows_the_api_key() -> None:
         assert API_KEY not in repr(r)
         assert API_KEY not in str(r)
         assert "https://api.openai.com/v1" in repr(r)
+
+
+def test_the_operators_index_of_secrets_holds_no_value() -> None:
+    from signalbox_operator import handlers
+
+    data = {"apiKey": base64.b64encode(b"sk-1").decode(), "blob": "QUJD" * 250_000}
+    body = {"metadata": {"resourceVersion": "9"}, "data": data}
+    index: Any = handlers.secret_index  # kopf types it as its own callback protocol
+    held = index(namespace=NS, name="s", body=body)
+    assert held == {(NS, "s"): refs.SecretShape("9", {"apiKey": 4, "blob": 750_000})}
+    assert "sk-1" not in repr(held)

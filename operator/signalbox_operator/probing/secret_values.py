@@ -1,0 +1,64 @@
+"""The values of the Secret keys that providers refer to, and nothing else.
+
+The operator's index of Secrets holds each one's version and the size of each key, never a
+value (``refs.SecretShape``): a namespace's certificates, tokens and unrelated blobs cost it a
+few bytes each. When a probe round needs a provider's key, ``ensure`` reads that Secret from
+the API server, once per version of it, and keeps that one key; ``view`` gives ``refs.resolve``
+what it reads; ``keep_only`` lets go of what no provider refers to any more.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Awaitable, Callable, Collection, Mapping
+
+from signalbox_operator.probing.refs import MAX_KEY_BYTES, Key, SecretShape
+
+# Reads a Secret's base64 ``data`` from the API server; None when there is no such Secret.
+Reader = Callable[[str, str], Awaitable[Mapping[str, str] | None]]
+
+
+async def _nothing(_namespace: str, _name: str) -> Mapping[str, str] | None:
+    return None
+
+
+class SecretValues:
+    def __init__(self, read: Reader = _nothing) -> None:
+        self._read = read
+        self._held: dict[Key, tuple[str, dict[str, str]]] = {}
+
+    async def ensure(self, secret: Key, key: str, shape: SecretShape) -> None:
+        """Hold ``key`` of ``secret`` at the version ``shape`` says, reading it if need be."""
+        size = shape.sizes.get(key)
+        if size is None or size > MAX_KEY_BYTES:
+            return
+        held = self._held.get(secret)
+        if held is not None and held[0] == shape.version and key in held[1]:
+            return
+        data = await self._read(*secret)
+        if data is None or key not in data:
+            self._held.pop(secret, None)
+            return
+        values = dict(held[1]) if held is not None and held[0] == shape.version else {}
+        try:
+            values[key] = base64.b64decode(data[key]).decode("utf-8", "replace").strip()
+        except (binascii.Error, ValueError):
+            values.pop(key, None)
+        self._held[secret] = (shape.version, values)
+
+    def view(self, secret: Key, shape: SecretShape) -> dict[str, str | int]:
+        """The Secret as ``refs.resolve`` reads it: each held value, and for every other key
+        its size (a key too large to be an API key is never read)."""
+        held = self._held.get(secret)
+        values = held[1] if held is not None and held[0] == shape.version else {}
+        return {k: values.get(k, size) for k, size in shape.sizes.items()}
+
+    def keep_only(self, referenced: Collection[Key]) -> None:
+        """Let go of every Secret no provider refers to now."""
+        for secret in [s for s in self._held if s not in referenced]:
+            del self._held[secret]
+
+    def held(self) -> dict[Key, tuple[str, ...]]:
+        """Which keys of which Secrets are held (names only), for tests and debugging."""
+        return {s: tuple(sorted(v[1])) for s, v in self._held.items()}
