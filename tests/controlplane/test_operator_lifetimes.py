@@ -19,7 +19,7 @@ from signalbox_operator.metrics import Metrics
 from tests.support.cluster import Cluster
 from tests.support.operator import OperatorProcess, condition, free_port, wait_for
 
-COUNT = 120
+COUNT = 200
 
 
 def provider(name: str, url: str, interval: str = "1s") -> dict[str, Any]:
