@@ -124,7 +124,7 @@ async def lead(
     term_stop = asyncio.Event()
     # The lease task must exist before kopf starts: kopf cancels, when it stops, every task
     # created while it ran.
-    holding = asyncio.create_task(elector.hold()) if elector else None
+    holding = asyncio.create_task(elector.hold_apart()) if elector else None
     stopping = asyncio.create_task(stop.wait())
     operator = asyncio.create_task(
         kopf.operator(

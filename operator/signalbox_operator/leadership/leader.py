@@ -7,11 +7,17 @@ lease record has not changed, on the standby's own clock, for the lease's durati
 deadline is shorter than the duration, so the old leader has stopped writing (its fence is
 closed) before any standby may take over, whatever the clocks of the two machines say.
 
-Every failure of a call (API errors, refused connections, urllib3's MaxRetryError, timeouts)
-counts as a failed attempt, never as success. A leader that reads its Lease held by another,
-or gone, stops at once (it does not wait out its renew deadline); and nobody creates a Lease
-that vanished until it has gone unrenewed for the lease duration, so a deleted Lease never
-makes a second writer while the first may still write.
+The leader renews on a thread and an event loop of its own (``hold_apart``), so a busy
+operator loop cannot starve its lease. Every failure of a call (API errors, refused
+connections, urllib3's MaxRetryError, timeouts) counts as a failed attempt, never as success.
+
+A leader that reads its Lease held by another, or gone (or whose renewal meets a conflict:
+someone else changed it), stops at once, without waiting out its renew deadline; and no
+replica that has seen the Lease re-creates it before it has gone unrenewed for the lease
+duration, so a deleted Lease makes no second writer while the first may still write. A replica
+that never saw one (a fresh install, or a process started just after the delete) creates it
+at once: waiting a duration on every fresh install would cost more than the narrow case it
+covers, where the old leader stops at its next renewal.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import asyncio
 import enum
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -213,12 +220,15 @@ class Elector:
                 return
             await asyncio.sleep(self.timing.retry_period)
 
-    async def hold(self) -> None:
+    async def hold(self, stop: threading.Event | None = None) -> None:
         """Renew every retry period; close the fence and raise once the renew deadline of the
-        last successful renewal has passed, or at once when the lease is another's or gone."""
+        last successful renewal has passed, or at once when the lease is another's or gone.
+        Returns, renewing no more, once ``stop`` is set."""
         why = f"could not renew lease {self.where} within {self.timing.renew_deadline:g}s"
         while True:
             await asyncio.sleep(self.timing.retry_period)
+            if stop is not None and stop.is_set():
+                return
             if self.fence.remaining() <= 0:
                 break
             started = self._clock()
@@ -232,6 +242,17 @@ class Elector:
                 break
         self.fence.close()
         raise LostLeadership(why)
+
+    async def hold_apart(self) -> None:
+        """``hold`` on a thread and an event loop of its own, so that however busy the
+        operator's loop is (thousands of probe loops, status writes), renewals keep their
+        pace: Python hands that thread the interpreter every few milliseconds. Raises
+        LostLeadership as ``hold`` does; cancelling this stops the thread at its next renewal."""
+        stop = threading.Event()
+        try:
+            await asyncio.to_thread(asyncio.run, self.hold(stop))
+        finally:
+            stop.set()
 
     async def release(self) -> None:
         """Stop writing, then give the lease up so a standby takes over at once. Never raises."""

@@ -7,8 +7,9 @@ While a verdict is in doubt (a first failure, a half-open circuit, a provider co
 probes every second until the thresholds decide. Cancelling the task (object deleted) stops it.
 
 Each loop has at most one probe in flight, bounded by the provider's own timeout (never longer
-than its interval), so probe concurrency grows with the number of providers and hanging
-providers hold up nobody but themselves. Nothing is probed or written without the lease. What
+than its interval; describing new models adds at most ``http_probe.DESCRIBE_SECONDS``), so probe
+concurrency grows with the number of providers and hanging providers hold up nobody but
+themselves. Nothing is probed or written without the lease. What
 probes find is written at most once per interval; what people change, at once. An unexpected
 error in a round is shown as Ready=False with reason OperatorError and an Event, never a
 silent retry that leaves the last verdict standing.
@@ -64,6 +65,7 @@ PENDING_AFTER = 1.0  # a new provider shows Unknown conditions if its first prob
 REFS_GRACE = timedelta(seconds=5)
 REFS_RETRY = 0.5
 POKE_GAP = 1.0  # a probe that a referenced object's change asks for waits this long after the last
+POKE_GAP_DELTA = timedelta(seconds=POKE_GAP)
 SPREAD_PER_PROBER = 0.005  # first probes of many providers are spread, 5 ms apart on average
 ERROR_RETRY_SECONDS = 5.0
 NOT_LEADING_SECONDS = 1.0
@@ -110,6 +112,7 @@ class Prober:
         self.circuit = spec_reading.restore(body.get("status"))
         self.depends_on = refs.references(body.get("spec"), self.ref.namespace)
         self.probed_at: datetime | None = None
+        self.poked = False
         self.written: dict[str, Any] | None = None
         self.written_at: datetime | None = None
         # The status last written, parsed: the next round's transition times and Events start
@@ -141,9 +144,10 @@ class Prober:
     def poke(self) -> None:
         """Something the provider refers to changed: probe now, or ``POKE_GAP`` after the last
         probe, whichever is later (a Deployment rolling its pods changes its slices often)."""
+        self.poked = True  # seen after a probe in flight now, which resolved the old references
         soon = self.rt.clock()
         if self.probed_at is not None:
-            soon = max(soon, self.probed_at + timedelta(seconds=POKE_GAP))
+            soon = max(soon, self.probed_at + POKE_GAP_DELTA)
         if self.next_probe is None or soon < self.next_probe:
             self.next_probe = soon
             self.wake.set()
@@ -212,18 +216,24 @@ class Prober:
             secret = (self.ref.namespace, spec.auth.secret_ref.name)
             shape = self.rt.lookups.shape(secret)
             if shape is not None:
-                await self.rt.secrets.ensure(secret, spec.auth.secret_ref.key, shape)
+                try:
+                    await self.rt.secrets.ensure(secret, spec.auth.secret_ref.key, shape)
+                except kubernetes.client.ApiException as exc:  # say so; resolve says "not read"
+                    log.warning("Secret %s/%s not read: HTTP %s", *secret, exc.status)
         resolved = refs.resolve(spec, self.ref.namespace, self.rt.lookups)
         if not resolved.ok and self._just_created(meta, now):
             return REFS_RETRY
         r = _Round(spec, generation, resolved, override, problem)
         if self.changed or self.next_probe is None or now >= self.next_probe:
-            self.changed = False
+            self.changed = self.poked = False
             await self._maybe_probe(r, now)
             self.probed_at = self.rt.clock()
             self.next_probe = self.probed_at + timedelta(seconds=self._interval(spec))
-            if self.circuit.open_until is not None:  # the open period's end is a probe too
-                self.next_probe = min(self.next_probe, self.circuit.open_until)
+            end = self.circuit.open_until
+            if end is not None and end > self.probed_at:  # the open period's end is a probe too
+                self.next_probe = min(self.next_probe, end)
+            if self.poked:  # a reference changed while the probe was out: probe it soon
+                self.next_probe = min(self.next_probe, self.probed_at + POKE_GAP_DELTA)
         await self._self_test(r, annotations)
         now = self.rt.clock()
         await self._publish(self._facts(r, now), interval)
@@ -254,6 +264,8 @@ class Prober:
                     self.ref, "Warning", "SelfTestFailed", trigger.summary(last)
                 )
         last = trigger.settled(annotations, last)
+        if self.suite_to_start is not None and not trigger.running(last):
+            self.suite_to_start = None  # its start was never written, and is no longer asked
         mine = self.suite is not None or self.suite_to_start is not None
         if last is not None and trigger.running(last) and not mine:
             last = trigger.interrupted(last)
@@ -310,10 +322,13 @@ class Prober:
             return
         # A new provider shows Unknown conditions, unless its first verdict comes quickly.
         probing_ = asyncio.ensure_future(self._probe(spec, resolved))
-        done, _ = await asyncio.wait({probing_}, timeout=PENDING_AFTER)
-        if not done:
-            await self._publish(self._facts(r, now), 0.0)
-        await probing_
+        try:
+            done, _ = await asyncio.wait({probing_}, timeout=PENDING_AFTER)
+            if not done:
+                await self._publish(self._facts(r, now), 0.0)
+            await probing_
+        finally:
+            probing_.cancel()  # the loop was cancelled: its probe goes with it
 
     async def _probe(self, spec: LLMProviderSpec, resolved: provider_status.Refs) -> None:
         known = self.discovered.facts if self.discovered is not None else {}
@@ -468,7 +483,9 @@ class Prober:
     def _interval(self, spec: LLMProviderSpec) -> float:
         """Seconds to the next probe: the interval, or ``CONFIRM_SECONDS`` while in doubt."""
         interval = parse_duration(spec.health_check.interval)
-        if circuits.in_doubt(self.circuit, circuits.CircuitSettings.from_spec(spec)):
+        c = self.circuit
+        asked_to_wait = c.rate_limited(self.rt.clock())  # a 429 is heeded, not confirmed
+        if circuits.in_doubt(c, circuits.CircuitSettings.from_spec(spec)) and not asked_to_wait:
             interval = min(interval, circuits.CONFIRM_SECONDS)
         return interval * random.uniform(0.9, 1.1)  # noqa: S311 (jitter, not crypto)
 

@@ -93,7 +93,8 @@ def resolve(spec: LLMProviderSpec, namespace: str, lookups: Lookups) -> Refs:
         if isinstance(value, int) and value <= MAX_KEY_BYTES:  # read when probed, not yet
             return Refs(
                 Reason.SECRET_NOT_FOUND,
-                f"Secret {namespace}/{ref.name} key {ref.key!r} could not be read yet",
+                f"Secret {namespace}/{ref.name} key {ref.key!r} could not be read yet (the "
+                "operator's log says why)",
             )
         if isinstance(value, int) or len(value.encode()) > MAX_KEY_BYTES:
             size = value if isinstance(value, int) else len(value.encode())

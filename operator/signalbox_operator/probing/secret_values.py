@@ -9,6 +9,7 @@ what it reads; ``keep_only`` lets go of what no provider refers to any more.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 from collections.abc import Awaitable, Callable, Collection, Mapping
@@ -27,19 +28,29 @@ class SecretValues:
     def __init__(self, read: Reader = _nothing) -> None:
         self._read = read
         self._held: dict[Key, tuple[str, dict[str, str]]] = {}
+        self._reading: dict[Key, asyncio.Lock] = {}
+
+    def _has(self, secret: Key, key: str, version: str) -> bool:
+        held = self._held.get(secret)
+        return held is not None and held[0] == version and key in held[1]
 
     async def ensure(self, secret: Key, key: str, shape: SecretShape) -> None:
-        """Hold ``key`` of ``secret`` at the version ``shape`` says, reading it if need be."""
+        """Hold ``key`` of ``secret`` at the version ``shape`` says, reading it if need be: one
+        read at a time per Secret, so the providers that share one (all woken by its change)
+        cause one read, not one each."""
         size = shape.sizes.get(key)
-        if size is None or size > MAX_KEY_BYTES:
+        if size is None or size > MAX_KEY_BYTES or self._has(secret, key, shape.version):
             return
-        held = self._held.get(secret)
-        if held is not None and held[0] == shape.version and key in held[1]:
-            return
+        async with self._reading.setdefault(secret, asyncio.Lock()):
+            if not self._has(secret, key, shape.version):  # nobody read it meanwhile
+                await self._read_key(secret, key, shape)
+
+    async def _read_key(self, secret: Key, key: str, shape: SecretShape) -> None:
         data = await self._read(*secret)
         if data is None or key not in data:
             self._held.pop(secret, None)
             return
+        held = self._held.get(secret)  # as it is now, after the read
         values = dict(held[1]) if held is not None and held[0] == shape.version else {}
         try:
             values[key] = base64.b64decode(data[key]).decode("utf-8", "replace").strip()
@@ -58,6 +69,8 @@ class SecretValues:
         """Let go of every Secret no provider refers to now."""
         for secret in [s for s in self._held if s not in referenced]:
             del self._held[secret]
+        for secret in [s for s in self._reading if s not in referenced]:
+            del self._reading[secret]
 
     def held(self) -> dict[Key, tuple[str, ...]]:
         """Which keys of which Secrets are held (names only), for tests and debugging."""

@@ -14,7 +14,8 @@ Read top to bottom, one attempt (``_try``) is a chain:
    candidate failed, those that failed transiently (a connection, a timeout, a 5xx, an invalid
    answer) are tried again, so a policy of one provider still retries. A failure of one pod of an
    in-cluster provider (a refused connection, a timeout, a 5xx) tries another of its ready pods
-   before the next provider (``another_pod``).
+   before the next provider (``another_pod``), as far as ``maxAttempts`` leaves one attempt for
+   each provider after it.
 
 400/404/413/422 answers go back at once; 401/403 move on and stop traffic to that provider; a
 malformed answer counts as a server error; a 429 cools the provider for its Retry-After, and an
@@ -121,7 +122,9 @@ class Forwarder:
                         attempts, last = attempts + 1, failure
                         failed[cand.provider] = failure.outcome
                         self._failed(job, cand.provider, failure, attempts)
-                        pod = attempts < max_attempts and another_pod(entry, pods, failure.outcome)
+                        pod = another_pod(entry, pods, failure.outcome) and (
+                            attempts + later_candidates(job.route, cand) < max_attempts
+                        )
                         entry = self._eligible(cand.provider) if pod else None
                 if answer is None:
                     continue
@@ -326,6 +329,13 @@ def another_pod(entry: ProviderEntry, tried: list[str], outcome: Outcome) -> boo
     """Whether a failed attempt tries another endpoint of the same provider before the next
     provider: the failure was the pod's, and a ready endpoint is left untried."""
     return outcome in POD_FAILURES and any(e not in tried for e in entry.endpoints)
+
+
+def later_candidates(route: Route, cand: Candidate) -> int:
+    """How many candidates come after ``cand`` in ``route``: attempts another pod of ``cand``
+    must leave for them (a pool whose every pod fails still fails over)."""
+    ordered = route.ordered
+    return len(ordered) - 1 - ordered.index(cand)
 
 
 def retryable(outcome: Outcome, failover: Failover) -> bool:

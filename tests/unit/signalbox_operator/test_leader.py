@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -257,3 +258,32 @@ async def test_release_never_raises_and_closes_the_fence_first() -> None:
     leader.fence.open(clock.now + 2)
     await leader.release()
     assert leases.lease.spec.holder_identity is None
+
+
+async def test_renewals_go_on_while_the_operators_loop_is_busy() -> None:
+    """The operator's event loop is blocked for longer than the renew deadline (thousands of
+    probe loops would do that): the lease, held apart on its own thread, is renewed all along
+    and the fence never closes."""
+    leases = FakeLeases()
+    leader = Elector(
+        kubernetes.client.ApiClient(),
+        namespace="ns",
+        name="lease",
+        identity="a",
+        timing=Timing(duration=3, renew_deadline=1.5, retry_period=0.1),
+    )
+    leader.api = leases  # type: ignore[assignment]
+    await leader.acquire()
+    holding = asyncio.create_task(leader.hold_apart())
+    await asyncio.sleep(0.2)
+    before = leases.version
+    time.sleep(2.5)  # noqa: ASYNC251 (the loop is busy for 2.5 s: past the renew deadline)
+    assert leases.version > before + 10, "renewed while the loop was busy"
+    assert leader.fence.valid()
+    assert not holding.done()
+    holding.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await holding
+    renewed = leases.version
+    await asyncio.sleep(0.5)
+    assert leases.version <= renewed + 1, "the thread stops renewing once cancelled"

@@ -13,7 +13,12 @@ import kubernetes
 import pytest
 import urllib3
 
-from signalbox_api.provider import SELF_TEST_ANNOTATION, CircuitState, SelfTestStatus
+from signalbox_api.provider import (
+    SELF_TEST_ANNOTATION,
+    CircuitState,
+    LLMProviderSpec,
+    SelfTestStatus,
+)
 from signalbox_operator.kube import Current, Kube, ObjectRef, Render, Written
 from signalbox_operator.metrics import Metrics
 from signalbox_operator.probing import refs
@@ -27,6 +32,7 @@ from signalbox_operator.probing.prober import (
     Runtime,
 )
 from signalbox_operator.selftest import trigger
+from signalbox_operator.status.circuit import Circuit
 from tests.support.misbehaving import Misbehaving
 from tests.support.operator import free_port
 
@@ -348,3 +354,63 @@ async def test_a_self_test_is_recorded_first_runs_beside_the_probes_and_once(
         await p.round()
         await asyncio.sleep(0.01)
         assert len(ran) == 2
+
+
+async def test_an_open_circuit_of_a_suspended_provider_does_not_spin(server: Misbehaving) -> None:
+    kube = FakeKube()
+    async with httpx.AsyncClient() as http:
+        p = prober(kube, server.url("ok", "a"), http)
+        p.body["spec"]["suspend"] = True
+        past = datetime.now(UTC) - timedelta(seconds=60)
+        p.circuit = Circuit(state=CircuitState.OPEN, since=past, open_until=past, trips=1)
+        assert await p.round() > 1, "the past end of an open period is no reason to wake"
+        assert await p.round() > 1
+
+
+async def test_a_rate_limit_is_heeded_not_confirmed_every_second(server: Misbehaving) -> None:
+    kube = FakeKube()
+    async with httpx.AsyncClient() as http:
+        p = prober(kube, server.url("ok", "a"), http)
+        spec = LLMProviderSpec.model_validate(p.body["spec"])
+        soon = datetime.now(UTC) + timedelta(seconds=300)
+        p.circuit = Circuit(consecutive_failures=1, healthy=True, rate_limited_until=soon)
+        assert p._interval(spec) > 4, "5 s interval: no confirming burst while asked to wait"
+        p.circuit = Circuit(consecutive_failures=1, healthy=True)
+        assert p._interval(spec) < 1.2
+
+
+async def test_a_reference_changed_while_a_probe_is_out_is_probed_soon_after(
+    server: Misbehaving, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kube = FakeKube()
+    async with httpx.AsyncClient() as http:
+        p = prober(kube, server.url("ok", "a"), http)
+        p.body["spec"]["healthCheck"]["interval"] = "1h"
+        probe = p._probe
+
+        async def probe_and_meanwhile_a_pod_turns_ready(*args: Any) -> None:
+            await probe(*args)
+            p.poke()  # the EndpointSlice changed while the probe was out
+
+        monkeypatch.setattr(p, "_probe", probe_and_meanwhile_a_pod_turns_ready)
+        await p.round()
+        assert p.probed_at is not None
+        assert p.next_probe is not None
+        assert (p.next_probe - p.probed_at).total_seconds() <= POKE_GAP
+
+
+async def test_a_self_test_whose_start_was_never_written_is_dropped_when_unasked(
+    server: Misbehaving,
+) -> None:
+    kube = FakeKube()
+    kube.leading = True
+    async with httpx.AsyncClient() as http:
+        p = prober(kube, server.url("ok", "a"), http)
+        p.body["metadata"]["annotations"] = {SELF_TEST_ANNOTATION: trigger.RUN}
+        p.rt.kube = cast(Kube, RefusingKube(kubernetes.client.ApiException(status=503)))
+        await p.round()  # the start is recorded in memory; its write fails
+        assert p.suite_to_start is not None
+        assert p.suite is None
+        p.body["metadata"]["annotations"] = {}
+        await p.round()
+        assert p.suite_to_start is None, "no longer asked: nothing left waiting to start"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -382,3 +383,21 @@ def test_the_operators_index_of_secrets_holds_no_value() -> None:
     held = index(namespace=NS, name="s", body=body)
     assert held == {(NS, "s"): refs.SecretShape("9", {"apiKey": 4, "blob": 750_000})}
     assert "sk-1" not in repr(held)
+
+
+async def test_providers_sharing_a_secret_cause_one_read_of_it() -> None:
+    data = {"a": base64.b64encode(b"sk-a").decode(), "b": base64.b64encode(b"sk-b").decode()}
+    reads = 0
+
+    async def read(namespace: str, name: str) -> dict[str, str] | None:
+        nonlocal reads
+        reads += 1
+        await asyncio.sleep(0.05)  # the API server takes its time
+        return data
+
+    values = SecretValues(read)
+    shape, secret = refs.secret_shape("3", data), (NS, "shared")
+    await asyncio.gather(*(values.ensure(secret, "a", shape) for _ in range(50)))
+    assert reads == 1
+    await asyncio.gather(values.ensure(secret, "a", shape), values.ensure(secret, "b", shape))
+    assert values.held() == {secret: ("a", "b")}, "two keys read together both stay"

@@ -10,7 +10,7 @@ from signalbox_api.provider import Capability, LLMProviderSpec
 from signalbox_providers.outcomes import Outcome
 from signalbox_router.failures import BadRequest, NoEligibleProvider
 from signalbox_router.forwarding import failover
-from signalbox_router.routing.selection import Route
+from signalbox_router.routing.selection import Candidate, Route
 from signalbox_router.routing.snapshot import ProviderEntry
 from signalbox_router.state import RouterState
 
@@ -107,4 +107,13 @@ def test_an_endpoint_this_request_tried_is_picked_last() -> None:
     for _ in range(6):
         assert state.pick_endpoint(entry, ["http://a/v1", "http://c/v1"]) == "http://b/v1"
     tried = ["http://a/v1", "http://b/v1", "http://c/v1"]
-    assert state.pick_endpoint(entry, tried) in tried, "all tried: any of them"
+    picks = {state.pick_endpoint(entry, tried) for _ in range(6)}
+    assert picks == set(tried), "all tried: they take turns again"
+
+
+def test_pods_leave_an_attempt_for_each_provider_after_theirs() -> None:
+    pool, cloud, other = (Candidate(n, "m", 10, 1) for n in ("pool", "cloud", "other"))
+    route = _route(ordered=(pool, cloud, other))
+    assert failover.later_candidates(route, pool) == 2
+    assert failover.later_candidates(route, cloud) == 1
+    assert failover.later_candidates(route, other) == 0
