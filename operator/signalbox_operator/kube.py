@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import enum
 import functools
 import logging
@@ -37,6 +38,9 @@ COMPONENT = "signalbox-operator"
 WRITE_SECONDS = 5.0  # the longest a single write may take, when the lease lasts that long
 EVENT_MEMORY = 4096  # distinct Events remembered for aggregation
 T = TypeVar("T")
+
+
+API_THREADS = 16  # API calls the operator has out at once; the rest wait their turn
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,12 @@ class Kube:
         self._fence = fence or always_open()
         self._term = self._fence.term
         self._versions: dict[Key, str] = {}
+        # The threads its API calls run on (not asyncio's default pool, which kopf and DNS
+        # lookups share), and a turn per thread.
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            API_THREADS, thread_name_prefix="kube-api"
+        )
+        self._turns = asyncio.Semaphore(API_THREADS)
         self._events: collections.OrderedDict[tuple[str, ...], tuple[str, int, str]] = (
             collections.OrderedDict()
         )
@@ -100,11 +110,23 @@ class Kube:
         return self._fence.deadline(WRITE_SECONDS)
 
     async def _call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run one API write in a thread, bounded by the fence's deadline."""
-        timeout = self._deadline()
-        call = functools.partial(func, *args, _request_timeout=timeout, **kwargs)
-        async with asyncio.timeout(timeout + 0.5):
-            return await asyncio.to_thread(call)
+        """Run one API write, bounded by the fence's deadline (see ``_run``)."""
+        return await self._run(True, func, *args, **kwargs)
+
+    async def _run(self, fenced: bool, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run one API call on a thread of the operator's own pool, once one of its
+        ``API_THREADS`` turns is free; its deadline (the fence's, for a write) starts with the
+        call, not while it waits its turn. Thousands of probe loops writing at once so queue
+        up instead of timing out in the queue, retrying and queueing again."""
+        async with self._turns:
+            timeout = self._deadline() if fenced else WRITE_SECONDS
+            call = functools.partial(func, *args, _request_timeout=timeout, **kwargs)
+            async with asyncio.timeout(timeout + 0.5):
+                return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+
+    def close(self) -> None:
+        """Let its threads go once their calls end (the term is over)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     # -- status -----------------------------------------------------------------------------
 
@@ -129,19 +151,16 @@ class Kube:
     ) -> Current | None:
         """The object's status and version as they are now; None when the object is gone (or,
         given ``uid``, replaced by another of the same name)."""
-        timeout = self._deadline()
-        call = functools.partial(
-            self._custom.get_namespaced_custom_object_status,
-            GROUP,
-            VERSION,
-            namespace,
-            plural,
-            name,
-            _request_timeout=timeout,
-        )
         try:
-            async with asyncio.timeout(timeout + 0.5):
-                obj: Any = await asyncio.to_thread(call)
+            obj: Any = await self._run(
+                True,
+                self._custom.get_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                name,
+            )
         except kubernetes.client.ApiException as exc:
             if exc.status == 404:
                 self.forget(plural, namespace, name)
@@ -222,12 +241,8 @@ class Kube:
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
         """A Secret's base64 ``data``; None when there is no such Secret. A read, not fenced."""
-        call = functools.partial(
-            self._core.read_namespaced_secret, name, namespace, _request_timeout=WRITE_SECONDS
-        )
         try:
-            async with asyncio.timeout(WRITE_SECONDS + 0.5):
-                secret: Any = await asyncio.to_thread(call)
+            secret: Any = await self._run(False, self._core.read_namespaced_secret, name, namespace)
         except kubernetes.client.ApiException as exc:
             if exc.status == 404:
                 return None

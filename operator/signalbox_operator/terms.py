@@ -162,6 +162,7 @@ async def lead(
                 await task
     with contextlib.suppress(Exception):
         await http.aclose()
+    kube.close()
     return again and not stop.is_set()
 
 
