@@ -26,7 +26,7 @@ from tests.support.operator import wait_for
 README = REPO / "charts" / "signalbox" / "README.md"
 NS = "team-a"
 MARK = "<!-- quick-start -->"
-TARGET = 10.0  # seconds: the bound for status and traffic to follow reality
+TARGET = 10.0  # seconds: the most status and traffic may lag a change
 
 
 def quick_start() -> str:
