@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,42 +29,52 @@ class OperatorState:
     policies: Policies
     probers: dict[Key, tuple[Prober, asyncio.Task[None]]] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # Which providers refer to each Secret, Service and EndpointSlice: a change is told to
+    # those alone, and a Secret no provider refers to any more is let go.
+    users: dict[refs.Reference, set[Key]] = field(default_factory=dict)
 
     def ensure_prober(self, key: Key, body: Mapping[str, Any]) -> None:
         running = self.probers.get(key)
-        if running is not None and not running[1].done():
-            if running[0].ref.uid == body["metadata"].get("uid"):
-                before = running[0].depends_on
-                running[0].update(body)
-                if running[0].depends_on != before:
-                    self.forget_secrets()
+        if running is not None:
+            prober, task = running
+            if not task.done() and prober.ref.uid == body["metadata"].get("uid"):
+                before = prober.depends_on
+                prober.update(body)
+                self._refer(key, prober.depends_on - before)
+                self._unrefer(key, before - prober.depends_on)
                 return
-            self.stop_prober(key)  # another object of that name: its loop is not this one's
+            self.stop_prober(key)  # ended, or another object of that name: a new loop
         prober = Prober(self.runtime, body)
         task = asyncio.create_task(prober.run(), name=f"probe {key[0]}/{key[1]}")
         self.probers[key] = (prober, task)
+        self._refer(key, prober.depends_on)
 
     def poke(self, reference: refs.Reference) -> None:
         """A Secret, Service or EndpointSlice changed: the providers that refer to it probe."""
-        for prober, task in self.probers.values():
-            if reference in prober.depends_on and not task.done():
+        for key in self.users.get(reference, ()):
+            prober, task = self.probers[key]
+            if not task.done():
                 prober.poke()
 
     def stop_prober(self, key: Key) -> None:
         running = self.probers.pop(key, None)
         if running is not None:
             running[1].cancel()
-        self.forget_secrets()
+            self._unrefer(key, running[0].depends_on)
 
-    def forget_secrets(self) -> None:
-        """Let go of the Secret values no provider refers to now."""
-        referenced = {
-            (ns, name)
-            for prober, _ in self.probers.values()
-            for plural, ns, name in prober.depends_on
-            if plural == "secrets"
-        }
-        self.runtime.secrets.keep_only(referenced)
+    def _refer(self, key: Key, references: Iterable[refs.Reference]) -> None:
+        for reference in references:
+            self.users.setdefault(reference, set()).add(key)
+
+    def _unrefer(self, key: Key, references: Iterable[refs.Reference]) -> None:
+        for reference in references:
+            keys = self.users.get(reference, set())
+            keys.discard(key)
+            if keys:
+                continue
+            self.users.pop(reference, None)
+            if reference[0] == "secrets":
+                self.runtime.secrets.forget(reference[1:])
 
 
 def state_of(memo: Any) -> OperatorState:

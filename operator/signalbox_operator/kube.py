@@ -109,15 +109,13 @@ class Kube:
             raise NotLeading("the lease was lost since this work began")
         return self._fence.deadline(WRITE_SECONDS)
 
-    async def _call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run one API write, bounded by the fence's deadline (see ``_run``)."""
-        return await self._run(True, func, *args, **kwargs)
-
-    async def _run(self, fenced: bool, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def _call(
+        self, func: Callable[..., T], *args: Any, fenced: bool = True, **kwargs: Any
+    ) -> T:
         """Run one API call on a thread of the operator's own pool, once one of its
-        ``API_THREADS`` turns is free; its deadline (the fence's, for a write) starts with the
-        call, not while it waits its turn. Thousands of probe loops writing at once so queue
-        up instead of timing out in the queue, retrying and queueing again."""
+        ``API_THREADS`` turns is free; its deadline (the fence's, unless ``fenced`` is False)
+        starts with the call, not while it waits its turn. Thousands of probe loops writing at
+        once so queue up instead of timing out in the queue, retrying and queueing again."""
         async with self._turns:
             timeout = self._deadline() if fenced else WRITE_SECONDS
             call = functools.partial(func, *args, _request_timeout=timeout, **kwargs)
@@ -152,8 +150,7 @@ class Kube:
         """The object's status and version as they are now; None when the object is gone (or,
         given ``uid``, replaced by another of the same name)."""
         try:
-            obj: Any = await self._run(
-                True,
+            obj: Any = await self._call(
                 self._custom.get_namespaced_custom_object_status,
                 GROUP,
                 VERSION,
@@ -242,7 +239,9 @@ class Kube:
     async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
         """A Secret's base64 ``data``; None when there is no such Secret. A read, not fenced."""
         try:
-            secret: Any = await self._run(False, self._core.read_namespaced_secret, name, namespace)
+            secret: Any = await self._call(
+                self._core.read_namespaced_secret, name, namespace, fenced=False
+            )
         except kubernetes.client.ApiException as exc:
             if exc.status == 404:
                 return None

@@ -16,6 +16,7 @@ import pytest
 from signalbox_fake import FakeProvider, Flavor
 from signalbox_operator.kube import Kube, Written
 from signalbox_operator.metrics import Metrics
+from tests.support import router as router_support
 from tests.support.cluster import Cluster
 from tests.support.operator import OperatorProcess, condition, free_port, wait_for
 
@@ -23,17 +24,13 @@ COUNT = 200
 
 
 def provider(name: str, url: str, interval: str = "1s") -> dict[str, Any]:
-    return {
-        "apiVersion": "signalbox.dev/v1alpha1",
-        "kind": "LLMProvider",
-        "metadata": {"name": name},
-        "spec": {
-            "type": "OpenAICompatible",
-            "endpoint": {"url": url},
-            "models": [{"name": "m"}],
-            "healthCheck": {"interval": interval, "timeout": "800ms"},
-        },
-    }
+    return router_support.provider(
+        name,
+        "OpenAICompatible",
+        url,
+        models=["m"],
+        healthCheck={"interval": interval, "timeout": "800ms"},
+    )
 
 
 def _objects(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -64,6 +65,18 @@ def _ready(cluster: Cluster, namespace: str, name: str) -> bool:
     return c is not None and c["status"] == "True"
 
 
+@contextlib.contextmanager
+def operator_and_router(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[KubeRouter]:
+    """The operator and a router in Kubernetes mode on ``namespace``, stopped at the end."""
+    op = OperatorProcess(cluster, namespace, tmp_path / "operator.log").start()
+    router = KubeRouter(cluster, namespace, tmp_path / "router.log").start()
+    try:
+        yield router
+    finally:
+        router.stop()
+        op.stop()
+
+
 def test_not_ready_provider_gets_no_traffic_within_two_seconds(
     cluster: Cluster, namespace: str, fakes: tuple[FakeProvider, FakeProvider], tmp_path: Path
 ) -> None:
@@ -71,9 +84,7 @@ def test_not_ready_provider_gets_no_traffic_within_two_seconds(
     cluster.apply(provider("primary", primary.base_url, 10), namespace)
     cluster.apply(provider("backup", backup.base_url, 20), namespace)
     cluster.apply(POLICY, namespace)
-    op = OperatorProcess(cluster, namespace, tmp_path / "operator.log").start()
-    router = KubeRouter(cluster, namespace, tmp_path / "router.log").start()
-    try:
+    with operator_and_router(cluster, namespace, tmp_path) as router:
         wait_for(
             lambda: _ready(cluster, namespace, "primary") and _ready(cluster, namespace, "backup"),
             15,
@@ -96,9 +107,6 @@ def test_not_ready_provider_gets_no_traffic_within_two_seconds(
         assert len([s for s in primary.seen if s.path.endswith("/completions")]) == (
             served_by_primary
         )
-    finally:
-        router.stop()
-        op.stop()
 
 
 def test_traffic_continues_when_the_api_server_stops(
@@ -175,9 +183,7 @@ def test_a_pod_that_fails_is_retried_on_another_pod_before_the_cloud(
             },
         }
         cluster.apply(policy, namespace)
-        op = OperatorProcess(cluster, namespace, tmp_path / "operator.log").start()
-        router = KubeRouter(cluster, namespace, tmp_path / "router.log").start()
-        try:
+        with operator_and_router(cluster, namespace, tmp_path) as router:
             wait_for(
                 lambda: _ready(cluster, namespace, "vllm") and _ready(cluster, namespace, "cloud"),
                 15,
@@ -189,9 +195,6 @@ def test_a_pod_that_fails_is_retried_on_another_pod_before_the_cloud(
             assert [_ask(client) for _ in range(10)] == ["vllm"] * 10
             assert _chats(live) - before == 10, "every request answered by the live pod"
             assert _chats(cloud) == 0, "none went to the cloud provider"
-        finally:
-            router.stop()
-            op.stop()
 
 
 def test_vllm_pods_with_the_shortest_queue_get_the_traffic(
@@ -204,9 +207,7 @@ def test_vllm_pods_with_the_shortest_queue_get_the_traffic(
         busy.state.vllm.waiting = 25.0
         _pods(cluster, namespace, port, "127.0.0.21", "127.0.0.22")
         cluster.apply(_in_cluster(10), namespace)
-        op = OperatorProcess(cluster, namespace, tmp_path / "operator.log").start()
-        router = KubeRouter(cluster, namespace, tmp_path / "router.log").start()
-        try:
+        with operator_and_router(cluster, namespace, tmp_path) as router:
             wait_for(lambda: _ready(cluster, namespace, "vllm"), 15, "vllm Ready")
             client = openai.OpenAI(base_url=router.url + "/v1", api_key="x", max_retries=0)
             time.sleep(4)  # two scrapes of both pods' /metrics
@@ -219,6 +220,3 @@ def test_vllm_pods_with_the_shortest_queue_get_the_traffic(
             served_idle = _chats(idle)
             assert served_busy == before, "the pod with the long queue got no new request"
             assert served_idle == 10
-        finally:
-            router.stop()
-            op.stop()

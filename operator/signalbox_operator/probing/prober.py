@@ -64,8 +64,8 @@ PENDING_AFTER = 1.0  # a new provider shows Unknown conditions if its first prob
 # broken.
 REFS_GRACE = timedelta(seconds=5)
 REFS_RETRY = 0.5
-POKE_GAP = 1.0  # a probe that a referenced object's change asks for waits this long after the last
-POKE_GAP_DELTA = timedelta(seconds=POKE_GAP)
+# A probe that a referenced object's change asks for waits this long after the last one.
+POKE_GAP = timedelta(seconds=1)
 SPREAD_PER_PROBER = 0.005  # first probes of many providers are spread, 5 ms apart on average
 ERROR_RETRY_SECONDS = 5.0
 NOT_LEADING_SECONDS = 1.0
@@ -147,7 +147,7 @@ class Prober:
         self.poked = True  # seen after a probe in flight now, which resolved the old references
         soon = self.rt.clock()
         if self.probed_at is not None:
-            soon = max(soon, self.probed_at + POKE_GAP_DELTA)
+            soon = max(soon, self.probed_at + POKE_GAP)
         if self.next_probe is None or soon < self.next_probe:
             self.next_probe = soon
             self.wake.set()
@@ -233,7 +233,7 @@ class Prober:
             if end is not None and end > self.probed_at:  # the open period's end is a probe too
                 self.next_probe = min(self.next_probe, end)
             if self.poked:  # a reference changed while the probe was out: probe it soon
-                self.next_probe = min(self.next_probe, self.probed_at + POKE_GAP_DELTA)
+                self.next_probe = min(self.next_probe, self.probed_at + POKE_GAP)
         await self._self_test(r, annotations)
         now = self.rt.clock()
         await self._publish(self._facts(r, now), interval)
@@ -282,10 +282,8 @@ class Prober:
 
     def _start_suite(self) -> None:
         """Start the run recorded in the status just written; never before it is written."""
-        recorded = (self.written or {}).get("selfTest") or {}
-        if self.suite_to_start is None or not trigger.running(
-            SelfTestStatus.model_validate(recorded) if recorded else None
-        ):
+        written = self.status.self_test if self.status is not None else None
+        if self.suite_to_start is None or not trigger.running(written):
             return
         spec, resolved = self.suite_to_start
         self.suite_to_start = None

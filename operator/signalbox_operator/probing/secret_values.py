@@ -4,7 +4,7 @@ The operator's index of Secrets holds each one's version and the size of each ke
 value (``refs.SecretShape``): a namespace's certificates, tokens and unrelated blobs cost it a
 few bytes each. When a probe round needs a provider's key, ``ensure`` reads that Secret from
 the API server, once per version of it, and keeps that one key; ``view`` gives ``refs.resolve``
-what it reads; ``keep_only`` lets go of what no provider refers to any more.
+what it reads; ``forget`` lets go of a Secret no provider refers to any more.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from signalbox_operator.probing.refs import MAX_KEY_BYTES, Key, SecretShape
 
@@ -65,12 +65,10 @@ class SecretValues:
         values = held[1] if held is not None and held[0] == shape.version else {}
         return {k: values.get(k, size) for k, size in shape.sizes.items()}
 
-    def keep_only(self, referenced: Collection[Key]) -> None:
-        """Let go of every Secret no provider refers to now."""
-        for secret in [s for s in self._held if s not in referenced]:
-            del self._held[secret]
-        for secret in [s for s in self._reading if s not in referenced]:
-            del self._reading[secret]
+    def forget(self, secret: Key) -> None:
+        """Let go of ``secret``: no provider refers to it any more."""
+        self._held.pop(secret, None)
+        self._reading.pop(secret, None)
 
     def held(self) -> dict[Key, tuple[str, ...]]:
         """Which keys of which Secrets are held (names only), for tests and debugging."""

@@ -18,6 +18,7 @@ from signalbox_operator.probing import http_probe
 from signalbox_operator.status.provider_status import Refs
 from signalbox_providers.outcomes import Outcome
 from tests.support.misbehaving import MANY_IDS, Misbehaving
+from tests.support.serving import serving
 
 
 @pytest.fixture
@@ -164,13 +165,8 @@ async def ollama() -> AsyncIterator[tuple[str, dict[str, Any]]]:
     app = web.Application()
     app.router.add_get("/api/tags", tags)
     app.router.add_post("/api/show", show)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}", answers
-    await runner.cleanup()
+    async with serving(app) as url:
+        yield url, answers
 
 
 def _ollama(url: str) -> LLMProviderSpec:

@@ -133,7 +133,7 @@ async def test_only_the_keys_providers_refer_to_are_read_and_held() -> None:
     assert reads == [secret], "a value too large for a key is never read"
     await values.ensure(secret, "apiKey", refs.secret_shape("8", data))
     assert reads == [secret, secret], "a new version is read again"
-    values.keep_only(set())
+    values.forget(secret)
     assert values.held() == {}
 
 

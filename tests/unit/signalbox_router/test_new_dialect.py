@@ -28,6 +28,7 @@ from signalbox_router.forwarding.failover import Forwarder
 from signalbox_router.sources import manifests
 from signalbox_router.state import RouterState
 from tests.support.router import policy, provider, secret
+from tests.support.serving import serving
 
 MODEL = "shouty-1"
 
@@ -79,13 +80,8 @@ async def upstream() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
 
     app = web.Application()
     app.router.add_post("/shout", shout)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}/v1", seen
-    await runner.cleanup()
+    async with serving(app) as url:
+        yield f"{url}/v1", seen
 
 
 @pytest.fixture
