@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # Builds the pinned kube-apiserver and etcd (and, on request, kubectl, helm, kubeconform, promtool,
-# the node's kubelet, kube-controller-manager, kube-scheduler, kube-proxy and a CoreDNS with the plugins
-# a cluster DNS needs) from the Go module proxy into $SIGNALBOX_CACHE/bin/<tool>-<version>/, and
+# the node's kubelet, kube-controller-manager, kube-scheduler, kube-proxy, a CoreDNS with the plugins
+# a cluster DNS needs, and Jaeger's all-in-one) from the Go module proxy into $SIGNALBOX_CACHE/bin/<tool>-<version>/, and
 # the test harnesses in hack/tools/<name>/ into $SIGNALBOX_CACHE/bin/<name>-<hash of their sources>/.
 # A binary that is already there is reused; a new pin (or a changed harness) builds a new one.
-# The one-shot tools (kubectl, helm, kubeconform, promtool, the harnesses) and the node's CoreDNS are
+# The one-shot tools (kubectl, helm, kubeconform, promtool, jaeger, the harnesses) and the node's CoreDNS are
 # built without optimisation (-gcflags=all=-N -l, a "-O0" folder suffix): that compiles them about
 # a quarter faster, and they only ever run briefly or idle. The long-running control plane
 # (kube-apiserver, etcd, the kubelet and controllers) is optimised as usual.
 # monitoring-crds is no binary: it copies prometheus-operator's ServiceMonitor and PrometheusRule
 # CRDs out of its Go module into $SIGNALBOX_CACHE/crds/prometheus-operator-<version>/.
 #
-# usage: hack/build-binaries.sh [kube-apiserver] [etcd] [kubectl] [helm] [kubeconform] [promtool]
+# usage: hack/build-binaries.sh [kube-apiserver] [etcd] [kubectl] [helm] [kubeconform] [promtool] [jaeger]
 #          [argocd-health] [dashboard-check] [monitoring-crds] [kubelet]
 #          [kube-controller-manager] [kube-scheduler] [kube-proxy] [coredns]
 #        (no arguments: kube-apiserver and etcd), prints one "name path" line per tool.
@@ -19,7 +19,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 # unoptimised NAME: whether NAME is built without optimisation (see above).
 unoptimised() {
-  case "$1" in kubectl | helm | kubeconform | promtool | argocd-health | dashboard-check | coredns) return 0 ;; esac
+  case "$1" in kubectl | helm | kubeconform | promtool | argocd-health | dashboard-check | coredns | jaeger) return 0 ;; esac
   return 1
 }
 
@@ -194,6 +194,7 @@ main() {
       kubeconform) go_build kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform github.com/yannh/kubeconform/cmd/kubeconform ;;
       argocd-health | dashboard-check) harness_build "$tool" ;;
       monitoring-crds) monitoring_crds ;;
+      jaeger) go_build jaeger "$JAEGER_VERSION" github.com/jaegertracing/jaeger github.com/jaegertracing/jaeger/cmd/jaeger ;;
       promtool) go_build promtool "$PROMETHEUS_VERSION" github.com/prometheus/prometheus github.com/prometheus/prometheus/cmd/promtool ;;
       *) die "unknown tool: $tool" ;;
     esac

@@ -11,6 +11,7 @@ PROMETHEUS_VERSION="v0.316.0"   # promtool: checks and unit-tests the chart's al
 # pkg/apis/monitoring submodule has newer tags, but holds no CRDs).
 PROMETHEUS_OPERATOR_VERSION="v0.85.0"
 COREDNS_VERSION="v1.14.7"
+JAEGER_VERSION="v1.75.0"      # all-in-one: the integration tests read the router's and operator's traces back from it
 
 # Where built binaries live: outside the repository, shared by every checkout.
 SIGNALBOX_CACHE="${SIGNALBOX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/signalbox}"

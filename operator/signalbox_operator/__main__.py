@@ -21,7 +21,7 @@ import kopf
 import kubernetes
 import prometheus_client as prom
 
-from signalbox_api import log_format
+from signalbox_api import log_format, tracing
 from signalbox_operator import health, terms
 from signalbox_operator.leadership.fencing import Fence, always_open
 from signalbox_operator.leadership.leader import Elector, Timing
@@ -146,12 +146,22 @@ def _health_limits(args: argparse.Namespace) -> health.HealthLimits:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     kopf.configure(verbose=args.verbose)  # kopf's own loggers; their lines take ours
-    log_format.install("debug" if args.verbose else args.log_level, args.log_format)
+    level = "debug" if args.verbose else args.log_level
+    log_format.install(level, args.log_format, traced=tracing.enabled())
     for name in HEADER_LOGGERS:  # never at DEBUG: their debug lines carry request headers
         logging.getLogger(name).setLevel(logging.WARNING)
     if not args.verbose:  # one line per watch event is noise at any scale
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    return asyncio.run(run(args))
+    try:
+        traced = tracing.install("signalbox-operator")
+    except tracing.TracingConfigError as exc:
+        print(f"signalbox-operator: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(run(args))
+    finally:
+        if traced is not None:
+            traced.shutdown()  # the last spans out
 
 
 if __name__ == "__main__":

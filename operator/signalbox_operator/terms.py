@@ -22,6 +22,7 @@ import httpx
 import kopf
 import kubernetes
 
+from signalbox_api import tracing
 from signalbox_operator import handlers, health
 from signalbox_operator.kube import Kube
 from signalbox_operator.leadership.fencing import Fence
@@ -118,6 +119,7 @@ async def lead(
         clock=clock,
         limits=http_probe.ProbeLimits(max_body=args.probe_max_body),
         secrets=SecretValues(kube.read_secret),
+        tracer=tracing.installed_tracer("signalbox_operator"),
     )
     memo = kopf.Memo()
     memo[handlers.STATE_KEY] = handlers.OperatorState(runtime=runtime, policies=policies)

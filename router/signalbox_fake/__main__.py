@@ -8,6 +8,7 @@ import contextlib
 import signal
 import sys
 
+from signalbox_api import tracing
 from signalbox_fake.server import FakeProvider
 from signalbox_fake.state import Faults, Flavor
 
@@ -40,6 +41,7 @@ async def serve(args: argparse.Namespace) -> None:
 
     flavor = Flavor(args.flavor)
     faults = Faults(api_key=os.environ[args.api_key_env]) if args.api_key_env else None
+    traced = tracing.provider("signalbox-fake-provider")  # off unless OTEL_* asks
     fake = FakeProvider(
         args.name,
         flavor,
@@ -47,6 +49,7 @@ async def serve(args: argparse.Namespace) -> None:
         host=args.host,
         port=args.port,
         faults=faults,
+        tracer=None if traced is None else traced.get_tracer("signalbox_fake"),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -56,6 +59,8 @@ async def serve(args: argparse.Namespace) -> None:
     async with fake:
         print(f"fake {flavor.value} provider '{args.name}' listening on {fake.url}", flush=True)
         await stop.wait()
+    if traced is not None:
+        traced.shutdown()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,7 @@ from typing import Any
 
 import pydantic
 from aiohttp import web
+from opentelemetry import propagate, trace
 
 from signalbox_fake import (
     anthropic_api,
@@ -53,8 +54,11 @@ class FakeProvider:
         host: str = "127.0.0.1",
         port: int = 0,
         faults: Faults | None = None,
+        tracer: trace.Tracer | None = None,
     ) -> None:
-        self.state = FakeState(name=name, flavor=Flavor(flavor), models=list(models))
+        self.state = FakeState(
+            name=name, flavor=Flavor(flavor), models=list(models), tracer=tracer
+        )
         if faults is not None:
             self.state.faults = faults
         self.host = host
@@ -243,6 +247,22 @@ async def _faults_middleware(request: web.Request, handler: Handler) -> web.Stre
     state = request.app[wire.STATE]
     if request.path.startswith(ADMIN_PREFIX):
         return await handler(request)
+    if state.tracer is None:
+        return await _play(state, request, handler)
+    # A provider that traces: its span continues the caller's trace (``traceparent``).
+    with state.tracer.start_as_current_span(
+        f"{request.method} {request.path}",
+        context=propagate.extract(request.headers),
+        kind=trace.SpanKind.SERVER,
+        attributes={"http.request.method": request.method, "url.path": request.path},
+    ) as span:
+        response = await _play(state, request, handler)
+        span.set_attribute("http.response.status_code", response.status)
+        return response
+
+
+async def _play(state: FakeState, request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The provider's answer to ``request``, with the faults set and the request recorded."""
     authorized = _authorized(state, request)
     await _record(state, request, authorized)
     faults = state.faults

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pydantic
+from opentelemetry import trace
 
 
 class Flavor(enum.StrEnum):
@@ -103,6 +104,7 @@ class FakeState:
     served: int = 0
     unhang: asyncio.Event | None = None
     created: int = field(default_factory=lambda: int(time.time()))
+    tracer: trace.Tracer | None = None  # continue each caller's trace with a span of its own
 
     def take_status_fault(self) -> int | None:
         """The error status to inject for this request, consuming one of ``times``."""

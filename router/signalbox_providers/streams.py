@@ -28,6 +28,7 @@ from signalbox_providers.translate.openai_format import (
     carries_token,
     chunk_text_chars,
     delta_text_chars,
+    note_finishes,
 )
 
 DONE = b"data: [DONE]\n\n"
@@ -57,6 +58,7 @@ class OpenAIEvents:
         self._max = max_event
         self._done = False
         self._closed: set[int] = set()  # the indexes of the choices that finished
+        self.finish_reasons: list[str] = []
         self._next_index = 0  # choice indexes come in order: a new one is the next
         self.committed = False
         self._pending: list[bytes] = []  # an event not yet complete, in pieces
@@ -196,6 +198,7 @@ class OpenAIEvents:
             self._next_index += 1
         if choice.get("finish_reason") is not None:
             self._closed.add(index)
+            self.finish_reasons.append(choice["finish_reason"])
             self.committed = True
         elif not self.committed and carries_token(choice):
             self.committed = True
@@ -264,6 +267,7 @@ class TranslatedEvents:
         self._sent_done = False
         self.text_chars = self.text_chunks = 0
         self.committed = False
+        self.finish_reasons: list[str] = []
 
     @property
     def usage(self) -> Usage | None:
@@ -306,6 +310,7 @@ class TranslatedEvents:
             self.text_chunks += 1
         if not self.committed:
             self.committed = any(carries_token(c) for c in chunk.get("choices") or ())
+        note_finishes(chunk, self.finish_reasons)
 
 
 def anthropic_events(model: str, client_usage: bool) -> TranslatedEvents:

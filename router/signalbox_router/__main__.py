@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
+from signalbox_api import tracing
 from signalbox_router import logs, supervision
 from signalbox_router.cache.response_cache import ResponseCache
 from signalbox_router.edge import bounding, serving
 from signalbox_router.edge.router_app import RouterApp, RouterSettings
 from signalbox_router.forwarding import exchange
 from signalbox_router.forwarding.failover import Forwarder
+from signalbox_router.request_trace import Tracing
 from signalbox_router.sources import folder_watch, manifests, vllm_queues
 from signalbox_router.state import RouterState
 
@@ -289,6 +291,10 @@ def build_app(args: argparse.Namespace) -> RouterApp:
 
     app.on_startup.append(startup)
     app.on_shutdown.append(shutdown)
+    traced = tracing.install("signalbox-router")
+    if traced is not None:
+        app.tracing = Tracing.of(traced, state.secrets)
+        app.on_shutdown.append(lambda: asyncio.to_thread(traced.shutdown))  # the last spans out
     return app
 
 
@@ -302,10 +308,10 @@ def _tune_gc() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    logs.configure(args.log_level, args.log_format)
+    logs.configure(args.log_level, args.log_format, traced=tracing.enabled())
     try:
         app = build_app(args)
-    except (StartupError, manifests.ManifestError) as exc:
+    except (StartupError, manifests.ManifestError, tracing.TracingConfigError) as exc:
         print(f"signalbox-router: {exc}", file=sys.stderr)
         return 2
     limits = bounding.ConnectionLimits(

@@ -23,7 +23,8 @@ class _WithRequestId(logging.Filter):
         return True
 
 
-def configure(level: str, fmt: str = "text") -> None:
+def configure(level: str, fmt: str = "text", *, traced: bool = False) -> None:
     """Send every logger's lines (uvicorn's included: it is started without a logging config
-    of its own) to stderr in ``fmt``, from ``level`` up."""
-    log_format.install(level, fmt, field="request_id", adds=_WithRequestId())
+    of its own) to stderr in ``fmt``, from ``level`` up; ``traced``: naming the trace and span
+    of each line too."""
+    log_format.install(level, fmt, field="request_id", adds=_WithRequestId(), traced=traced)

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from tests.support.cluster import REPO
-from tests.support.operator import environ_without_proxy, free_port, wait_for
+from tests.support.operator import environ_without_proxy, free_port, stop_process, wait_for
 
 SKIP_ENV = "SIGNALBOX_SKIP_INFERENCE"
 CHAT_MODEL = "tiny-chat"  # llama.cpp's aliases of the two files
@@ -103,16 +103,6 @@ class Server:
         return self.url + "/v1"
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 def _started(proc: subprocess.Popen[bytes], url: str, log: Path, what: str) -> None:
     def up() -> bool:
         if proc.poll() is not None:
@@ -163,7 +153,7 @@ def llama_cpp_server(folder: Path) -> Iterator[Server]:
         _started(proc, url + "/v1/models", log, "llama.cpp's server")
         yield Server("llama.cpp", url, CHAT_MODEL, EMBED_MODEL, log, TOOLS_MODEL)
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 @contextmanager
@@ -203,4 +193,4 @@ def ollama_server(folder: Path) -> Iterator[Server]:
             assert created.returncode == 0, created.stdout + created.stderr
         yield Server("ollama", url, OLLAMA_CHAT, OLLAMA_EMBED, log)
     finally:
-        _stop(proc)
+        stop_process(proc)

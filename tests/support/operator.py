@@ -60,6 +60,24 @@ def _any_port(host: str) -> int:
         return port
 
 
+def stop_process(
+    proc: subprocess.Popen[bytes] | None, *, kill: bool = False, grace: float = 10
+) -> None:
+    """End a test's child process, if it runs: SIGTERM (SIGKILL with ``kill``), then SIGKILL
+    should it outlive ``grace`` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    if kill:
+        proc.kill()
+    else:
+        proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 def wait_for(check: Callable[[], T | None], timeout: float, what: str, every: float = 0.2) -> T:
     """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -80,6 +98,7 @@ class OperatorProcess:
     identity: str = field(default_factory=lambda: f"op-{uuid.uuid4().hex[:6]}")
     metrics_port: int = field(default_factory=free_port)
     extra: list[str] = field(default_factory=list)  # more command-line arguments
+    env: dict[str, str] = field(default_factory=dict)  # more environment variables
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> OperatorProcess:
@@ -97,7 +116,11 @@ class OperatorProcess:
             self.identity,
             *self.extra,
         ]
-        env = {**self.cluster.env, "PYTHONPATH": f"{REPO / 'operator'}:{REPO / 'router'}"}
+        env = {
+            **self.cluster.env,
+            "PYTHONPATH": f"{REPO / 'operator'}:{REPO / 'router'}",
+            **self.env,
+        }
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO
@@ -105,17 +128,7 @@ class OperatorProcess:
         return self
 
     def stop(self, kill: bool = False) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        if kill:
-            self.proc.kill()
-        else:
-            self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_process(self.proc, kill=kill, grace=15)
 
     def pause(self) -> None:
         """SIGSTOP: the process is frozen, as by a long GC pause or a stalled VM."""

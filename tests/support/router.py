@@ -22,7 +22,7 @@ import yaml
 
 from signalbox_fake import FakeProvider
 from tests.support.cluster import REPO
-from tests.support.operator import environ_without_proxy, free_port, wait_for
+from tests.support.operator import environ_without_proxy, free_port, stop_process, wait_for
 
 API_VERSION = "signalbox.dev/v1alpha1"
 RELOADED = "reloaded manifests"
@@ -116,6 +116,7 @@ class RouterProcess:
     host: str = "127.0.0.1"
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    env: Mapping[str, str] = field(default_factory=dict)  # added to ``router_env()``
 
     @property
     def url(self) -> str:
@@ -157,7 +158,11 @@ class RouterProcess:
             said_before = len(self.log())
             with self.log_path.open("ab") as log:
                 self.proc = subprocess.Popen(
-                    self.command(), stdout=log, stderr=subprocess.STDOUT, env=router_env(), cwd=REPO
+                    self.command(),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env={**router_env(), **self.env},
+                    cwd=REPO,
                 )
             try:
                 wait_for(self._healthy, timeout, f"the router's /healthz (log: {self.log_path})")
@@ -177,14 +182,7 @@ class RouterProcess:
         return answers_as_router(self.url)
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_process(self.proc)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -239,10 +237,17 @@ class RouterProcess:
 
 @contextmanager
 def running_router(
-    folder: Path, docs: Sequence[Doc], *args: str, log_path: Path | None = None
+    folder: Path,
+    docs: Sequence[Doc],
+    *args: str,
+    log_path: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[RouterProcess]:
-    """A router serving ``docs`` (written to ``folder``) until the block ends."""
-    router = RouterProcess(folder, log_path or folder.parent / f"{folder.name}.log", args)
+    """A router serving ``docs`` (written to ``folder``) until the block ends; ``env``: added
+    to its environment."""
+    router = RouterProcess(
+        folder, log_path or folder.parent / f"{folder.name}.log", args, env=env or {}
+    )
     router.write(docs)
     try:
         yield router.start()

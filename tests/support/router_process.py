@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.cluster import REPO, Cluster
-from tests.support.operator import free_port, wait_for
+from tests.support.operator import free_port, stop_process, wait_for
 from tests.support.router import answers_as_router
 
 
@@ -67,9 +67,4 @@ class KubeRouter:
         return answers_as_router(self.url)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc)

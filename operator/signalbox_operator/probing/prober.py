@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import kubernetes
 import urllib3
+from opentelemetry import trace
 
 from signalbox_api import conditions
 from signalbox_api.conditions import ConditionType
@@ -47,6 +48,7 @@ from signalbox_operator.kube import Current, Kube, ObjectRef, Written
 from signalbox_operator.leadership.fencing import NotLeading
 from signalbox_operator.metrics import Metrics
 from signalbox_operator.probing import http_probe, refs, spec_reading
+from signalbox_operator.probing.probe_trace import ProbeTrace
 from signalbox_operator.probing.secret_values import SecretValues
 from signalbox_operator.selftest import trigger
 from signalbox_operator.status import circuit as circuits
@@ -86,6 +88,7 @@ class Runtime:
     running: int = 0  # probe loops alive, to spread their first probes
     suites: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(trigger.MAX_SUITES))
     secrets: SecretValues = field(default_factory=SecretValues)
+    tracer: trace.Tracer | None = None  # a span per probe and per status write, when tracing
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,9 @@ class Prober:
         self.next_probe: datetime | None = None
         self.write_after: datetime | None = None  # a write held back until its slot
         self.warned = ""
+        kind = str((body.get("spec") or {}).get("type", ""))
+        tracer = runtime.tracer
+        self.trace = None if tracer is None else ProbeTrace(tracer, self.ref, kind)
 
     def update(self, body: Mapping[str, Any]) -> None:
         old = self.body["metadata"]
@@ -330,11 +336,14 @@ class Prober:
 
     async def _probe(self, spec: LLMProviderSpec, resolved: provider_status.Refs) -> None:
         known = self.discovered.facts if self.discovered is not None else {}
-        report = await http_probe.probe(self.rt.http, spec, resolved, self.rt.limits, known)
-        settings = circuits.CircuitSettings.from_spec(spec)
-        self.circuit = circuits.observe(
-            self.circuit, report.outcome, report.at, settings, report.retry_after
-        )
+        with contextlib.nullcontext() if self.trace is None else self.trace.probe() as span:
+            report = await http_probe.probe(self.rt.http, spec, resolved, self.rt.limits, known)
+            settings = circuits.CircuitSettings.from_spec(spec)
+            self.circuit = circuits.observe(
+                self.circuit, report.outcome, report.at, settings, report.retry_after
+            )
+            if span is not None:
+                ProbeTrace.probed(span, report, self.circuit.state)
         self.last_probe = report
         ok = report.outcome == Outcome.SUCCESS
         self.window.append(ok)
@@ -394,18 +403,24 @@ class Prober:
             wire = status.to_wire()
             return wire
 
-        if await self.rt.kube.write_status(*self._key(), render, self.ref.uid) != Written.WRITTEN:
+        before = _circuit_state(previous)
+        with contextlib.nullcontext() if self.trace is None else self.trace.write(before) as span:
+            written = await self.rt.kube.write_status(*self._key(), render, self.ref.uid)
+            ready = conditions.find(status.conditions, ConditionType.READY)
+            is_ready = ready is not None and ready.status == "True"
+            state = _circuit_state(status)
+            if span is not None:
+                ProbeTrace.written(span, written, is_ready, state)
+        if written != Written.WRITTEN:
             return
         self.write_after = None
         self.written, self.written_at, self.status = wire, facts.now, status
         await self._announce(previous, status)
-        ready = conditions.find(status.conditions, ConditionType.READY)
-        state = status.circuit.state if status.circuit else CircuitState.CLOSED
         self.rt.metrics.set_provider(
             self.ref.namespace,
             self.ref.name,
             str(self.body["spec"].get("type", "")),
-            ready is not None and ready.status == "True",
+            is_ready,
             state,
         )
         self.rt.provider_changed(self.ref.namespace)
@@ -496,6 +511,10 @@ class Prober:
         if not wake_at:
             return IDLE_SECONDS
         return max(0.05, (min(wake_at) - now).total_seconds())
+
+
+def _circuit_state(status: LLMProviderStatus) -> CircuitState:
+    return status.circuit.state if status.circuit else CircuitState.CLOSED
 
 
 def _annotation(meta: Mapping[str, Any]) -> tuple[str | None, ...]:

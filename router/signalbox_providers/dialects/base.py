@@ -123,6 +123,10 @@ class StreamTranslator(Protocol):
         """Whether the stream is complete (the client got ``[DONE]``)."""
 
     @property
+    def finish_reasons(self) -> list[str]:
+        """Why each choice ended, as the stream said (empty until it did): for traces."""
+
+    @property
     def committed(self) -> bool:
         """Whether the client's bytes so far carry a token: text, a tool call or a finish.
         Until then a failed stream is an ordinary failed attempt (the commit point)."""

@@ -27,6 +27,7 @@ from signalbox_providers.translate.openai_format import (
     UpstreamStreamError,
     carries_token,
     chunk_text_chars,
+    note_finishes,
 )
 
 _DELTA_TEXT = {
@@ -103,6 +104,7 @@ class NativeEvents:
         self._reader = AnthropicStream(model, True)
         self.text_chars = self.text_chunks = 0
         self.committed = False
+        self.finish_reasons: list[str] = []
 
     @property
     def usage(self) -> Usage | None:
@@ -128,6 +130,7 @@ class NativeEvents:
                         self.text_chunks += 1
                     if not self.committed:
                         self.committed = any(map(carries_token, chunk["choices"]))
+                    note_finishes(chunk, self.finish_reasons)
                 name = e.event or "message"
                 line = e.data.replace("\n", " ")  # parsed: newlines lie between JSON tokens
                 out.append(b"event: " + name.encode() + b"\ndata: " + line.encode() + b"\n\n")

@@ -260,3 +260,11 @@ class InvalidRequest(ValueError):
     def __init__(self, message: str, param: str | None = None) -> None:
         super().__init__(message)
         self.param = param
+
+
+def note_finishes(chunk: Mapping[str, Any], reasons: list[str]) -> None:
+    """Add the finish reasons of a translated chat chunk's choices to ``reasons``."""
+    for choice in chunk.get("choices") or ():
+        reason = choice.get("finish_reason")
+        if type(reason) is str:
+            reasons.append(reason)

@@ -40,6 +40,10 @@ class OverChat:
     def committed(self) -> bool:
         return self._inner.committed
 
+    @property
+    def finish_reasons(self) -> list[str]:
+        return self._inner.finish_reasons
+
     def feed(self, data: bytes) -> bytes:
         return self._translate(self._inner.feed(data))
 

@@ -91,6 +91,7 @@ class NativeResponseEvents:
         self.text_chars = self.text_chunks = 0
         self._done = False
         self.committed = False
+        self.finish_reasons: list[str] = []
 
     @property
     def done(self) -> bool:
@@ -127,6 +128,9 @@ class NativeResponseEvents:
                 self._done = True
                 self.committed = True
                 self.usage = _usage(payload.get("response"))
+                status = (payload.get("response") or {}).get("status")
+                if type(status) is str:
+                    self.finish_reasons.append(status)
             name = e.event or kind
             line = e.data.replace("\n", " ")  # parsed: newlines lie between JSON tokens
             out.append(b"event: " + name.encode() + b"\ndata: " + line.encode() + b"\n\n")

@@ -92,7 +92,7 @@ async def _forward(
     wrap: ingress.Wrap,
     size: int,
 ) -> Answer:
-    route = request.route(app.state, body["model"], needs)
+    route = request.route(app.state, body, needs)
     assert app.forwarder is not None, "the forwarder is set at startup"
     job = job_for(
         "chat",
@@ -103,6 +103,7 @@ async def _forward(
         after_reply=request.after_reply,
         tenant=request.tenant,
         access=request.access,
+        trace=request.trace,
     )
     job.ingress = wrap
     return await app.forwarder.forward(job)

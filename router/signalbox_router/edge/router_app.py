@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qs
 
 from signalbox_providers.dialects import Kind
@@ -40,6 +41,7 @@ from signalbox_router.forwarding import controls
 from signalbox_router.forwarding.attempts import CLIENT_CLOSED
 from signalbox_router.forwarding.failover import Answer, Forwarder
 from signalbox_router.forwarding.jobs import job_for
+from signalbox_router.request_trace import RequestTrace, Tracing
 from signalbox_router.routing import selection
 from signalbox_router.state import RouterState
 
@@ -66,10 +68,16 @@ class Incoming:
     request_id: str = "-"  # ``access_log.request_id``: sent back in ``x-request-id``
     tenant: str | None = None  # whose client key it carries, when clients authenticate
     access: access_log.Access | None = None  # a model route's: what its access line says
+    trace: RequestTrace | None = None  # a model route's span, when tracing is on
 
-    def route(self, state: RouterState, model: str, needs: selection.Needs) -> selection.Route:
-        """The providers for ``model``, noted on the access line (the model even when nothing
-        serves it, and the policy that does)."""
+    def route(
+        self, state: RouterState, body: dict[str, Any], needs: selection.Needs
+    ) -> selection.Route:
+        """The providers for the model ``body`` names, noted on the access line (the model
+        even when nothing serves it, and the policy that does) and on the request's span."""
+        model = body["model"]
+        if self.trace is not None:
+            self.trace.asked(body)
         access = self.access
         if access is not None:
             access.model = model
@@ -85,6 +93,7 @@ class RouterApp:
     settings: RouterSettings = field(default_factory=RouterSettings)
     forwarder: Forwarder | None = None
     cache: ResponseCache | None = None
+    tracing: Tracing | None = None  # None: tracing is off
     on_startup: list[Hook] = field(default_factory=list)
     on_shutdown: list[Hook] = field(default_factory=list)
 
@@ -104,6 +113,8 @@ class RouterApp:
         path = scope["path"]
         if path in _MODEL_ROUTES:
             request.access = access_log.Access(rid, scope["method"], path, time.monotonic())
+            if self.tracing is not None:
+                request.trace = self.tracing.request(scope["headers"], scope["method"], path)
         try:
             await self._answer(request, send)
         finally:
@@ -113,6 +124,8 @@ class RouterApp:
                 access.status = access.status or CLIENT_CLOSED  # no answer: the client left
                 self.state.meter.answered(path, access.model, access.status)
                 access_log.write(access, time.monotonic())
+                if request.trace is not None:
+                    request.trace.end(access)
             logs.REQUEST_ID.reset(named)
 
     async def _answer(self, request: Incoming, send: Send) -> None:
@@ -176,7 +189,7 @@ class RouterApp:
         ctl = controls.of_request(request.scope)
         raw = await request_reading.read_body(request.receive, self.settings.max_body)
         body, needs = await off_loop.run(len(raw), openai_request.read, raw, kind)
-        route = request.route(self.state, body["model"], needs)
+        route = request.route(self.state, body, needs)
         assert self.forwarder is not None, "the forwarder is set at startup"
         cache, snapshot = self.cache, self.state.snapshot
         look = None
@@ -197,6 +210,7 @@ class RouterApp:
             after_reply=request.after_reply,
             tenant=request.tenant,
             access=request.access,
+            trace=request.trace,
         )
         reply = await self.forwarder.forward(job)
         return reply if look is None or cache is None else cache.keep(look, reply)

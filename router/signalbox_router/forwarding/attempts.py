@@ -134,6 +134,7 @@ class Attempt:
         "prepared",
         "started",
         "state",
+        "trace",
         "trial",
     )
 
@@ -162,6 +163,12 @@ class Attempt:
         if job.due is not None and job.due < self.due:  # the request's total timeout
             self.due, self.capped = job.due, True
             self.first_byte_due = min(self.first_byte_due, job.due)
+        trace = job.trace
+        self.trace = (
+            None
+            if trace is None
+            else trace.attempt(self.entry.name, self.entry.spec.type, cand.model, endpoint, number)
+        )
 
     @property
     def name(self) -> str:
@@ -185,6 +192,14 @@ class Attempt:
         finally:  # the in-flight count goes back even should the limiter's books fail
             self.state.finished(self.entry.name, self.endpoint)
         seconds = now - self.started
+        if self.trace is not None:
+            failure = report.failure
+            self.trace.end(
+                report.code,
+                None if failure is None else failure.outcome.value,
+                usage,
+                report.estimated,
+            )
         if job.after_reply is None:
             self._report(report, seconds)
         else:

@@ -85,6 +85,9 @@ async def send(
     if request_id != NO_REQUEST:  # the upstream's logs (vLLM's, another gateway's) name it too
         headers = headers.copy()
         headers["X-Request-Id"] = request_id
+    if attempt.trace is not None:  # an upstream that traces joins the trace
+        headers = headers.copy()
+        attempt.trace.inject(headers)
     try:
         with deadlines.at(attempt.first_byte_due) as deadline:
             resp = await client.post(

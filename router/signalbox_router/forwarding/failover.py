@@ -211,11 +211,14 @@ class Forwarder:
         self.state.meter.attempts.observe(number)
         names = exchange.names(attempt)
         if isinstance(result, exchange.Answered):
+            if attempt.trace is not None:
+                attempt.trace.answered(result.body)
             attempt.finish(Report(200, None, result.usage, result.estimated))
             return replies.Reply(200, result.body, [replies.JSON_TYPE, *names])
-        self.state.meter.first_token(
-            job.route.model, entry.name, time.monotonic() - attempt.started
-        )
+        first_token = time.monotonic() - attempt.started
+        self.state.meter.first_token(job.route.model, entry.name, first_token)
+        if attempt.trace is not None:
+            attempt.trace.committed(first_token, result.translator)
         watch = streaming.Watch(
             entry.name, prepared.stream_idle, attempt.due, job.body, self.state.secrets()
         )
@@ -252,6 +255,14 @@ class Forwarder:
         served; sheddable requests do not wait. Raises RateLimited when the request must not."""
         if job.priority == RequestPriority.SHEDDABLE or time.monotonic() + wait > wait_until:
             raise self._refused(job, wait)
+        began = time.monotonic()
+        try:
+            await self._wait_in_line(job, ticket, wait, wait_until)
+        finally:
+            if job.trace is not None:
+                job.trace.waited += time.monotonic() - began
+
+    async def _wait_in_line(self, job: Job, ticket: object, wait: float, wait_until: float) -> None:
         line = self.state.line(job.route.model)
         if line.enqueued_at(ticket) is None:
             line.enqueue(ticket, job.priority, time.monotonic())

@@ -17,6 +17,7 @@ from signalbox_router.forwarding.controls import Controls
 from signalbox_router.limits.limiters import ProviderLimiter
 from signalbox_router.limits.priority import RequestPriority
 from signalbox_router.metering.estimates import estimate_tokens
+from signalbox_router.request_trace import RequestTrace
 from signalbox_router.routing.selection import Route
 
 
@@ -38,6 +39,7 @@ class Job:
     after_reply: AfterReply | None = None
     tenant: str | None = None  # whose client key asked (``request_reading.tenant``), if any
     access: Access | None = None  # the request's access-log line, which its attempts fill in
+    trace: RequestTrace | None = None  # the request's span, when tracing is on
 
     @functools.cached_property
     def estimate(self) -> int:
@@ -59,6 +61,7 @@ def job_for(
     after_reply: AfterReply | None = None,
     tenant: str | None = None,
     access: Access | None = None,
+    trace: RequestTrace | None = None,
 ) -> Job:
     stream = kind == "chat" and bool(body.get("stream"))
     usage = stream and bool((body.get("stream_options") or {}).get("include_usage"))
@@ -75,4 +78,5 @@ def job_for(
         after_reply=after_reply,
         tenant=tenant,
         access=access,
+        trace=trace,
     )

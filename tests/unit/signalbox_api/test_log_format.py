@@ -8,6 +8,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 
 from signalbox_api import log_format
 
@@ -49,3 +50,22 @@ def test_json_lines_are_objects_with_their_fields(capsys: pytest.CaptureFixture[
         "status": 503,
     }
     assert record["time"]
+
+
+def test_traced_lines_name_their_trace_and_span(capsys: pytest.CaptureFixture[str]) -> None:
+    tracer = TracerProvider().get_tracer("t")
+    for fmt in ("text", "json"):
+        log_format.install("info", fmt, field="tag", adds=_Tag(), traced=True)
+        logging.getLogger("x").info("outside")
+        with tracer.start_as_current_span("s") as span:
+            logging.getLogger("x").info("inside")
+            ids = span.get_span_context()
+        trace_id, span_id = format(ids.trace_id, "032x"), format(ids.span_id, "016x")
+        outside, inside = capsys.readouterr().err.splitlines()
+        if fmt == "text":
+            assert outside.endswith(" INFO x [t-1 -/-] outside"), outside
+            assert inside.endswith(f" INFO x [t-1 {trace_id}/{span_id}] inside"), inside
+        else:
+            assert (json.loads(outside)["trace_id"], json.loads(outside)["span_id"]) == ("-", "-")
+            assert json.loads(inside)["trace_id"] == trace_id
+            assert json.loads(inside)["span_id"] == span_id

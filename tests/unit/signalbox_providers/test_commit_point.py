@@ -182,3 +182,56 @@ def test_a_spent_quota_is_its_own_outcome(status: int, body: Any) -> None:
 def test_an_ordinary_429_is_still_a_rate_limit() -> None:
     body = {"error": {"type": "rate_limit_error", "code": "rate_limit_exceeded"}}
     assert classify_status(429, body) == Outcome.RATE_LIMITED
+
+
+STOP_BLOCK = _anthropic({"type": "content_block_stop", "index": 0})
+MESSAGE_DELTA = _anthropic(
+    {"type": "message_delta", "delta": {"stop_reason": "max_tokens"}, "usage": {"output_tokens": 1}}
+)
+MESSAGE_STOP = _anthropic({"type": "message_stop"})
+WHOLE_STREAMS: dict[str, tuple[Any, bytes, list[str]]] = {
+    "openai": (_openai, ROLE + TEXT + FINISH + b"data: [DONE]\n\n", ["stop"]),
+    "messages-over-chat": (CHAT_TRANSLATORS["messages-over-chat"], ROLE + TEXT + FINISH, ["stop"]),
+    "responses-over-chat": (
+        CHAT_TRANSLATORS["responses-over-chat"],
+        ROLE + TEXT + FINISH,
+        ["stop"],
+    ),
+    "anthropic-to-chat": (
+        lambda: streams.anthropic_events("m", False),
+        START + BLOCK + DELTA + STOP_BLOCK + MESSAGE_DELTA + MESSAGE_STOP,
+        ["length"],
+    ),
+    "anthropic-native": (
+        lambda: NativeEvents("m"),
+        START + BLOCK + DELTA + STOP_BLOCK + MESSAGE_DELTA + MESSAGE_STOP,
+        ["length"],
+    ),
+    "ollama": (
+        lambda: streams.ollama_lines("m", False),
+        b'{"model": "m", "message": {"role": "assistant", "content": "Hi"}}\n'
+        b'{"model": "m", "message": {"role": "assistant", "content": ""}, "done": true,'
+        b' "done_reason": "stop", "prompt_eval_count": 1, "eval_count": 1}\n',
+        ["stop"],
+    ),
+}
+
+
+@pytest.mark.parametrize(("make", "data", "reasons"), WHOLE_STREAMS.values(), ids=WHOLE_STREAMS)
+def test_every_translator_says_why_its_stream_finished(
+    make: Any, data: bytes, reasons: list[str]
+) -> None:
+    translator = make()
+    assert translator.finish_reasons == []
+    _whole(translator, data)
+    assert translator.finish_reasons == reasons
+
+
+def test_a_responses_stream_finishes_with_its_status() -> None:
+    translator = NativeResponseEvents()
+    events = [
+        {"type": "response.created", "response": {"id": "r1"}},
+        {"type": "response.completed", "response": {"id": "r1", "status": "completed"}},
+    ]
+    translator.feed(b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events))
+    assert translator.finish_reasons == ["completed"]
