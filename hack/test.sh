@@ -116,8 +116,9 @@ fi
 # mostly wait on the disk, build at low priority beside everything else, the tests included).
 log "first builds (from the Go module proxy, PyPI and Debian; once, then cached in $SIGNALBOX_CACHE)"
 kube=() tools=()
+[[ "$what" == lint ]] || tools=(jaeger) # where the tracing tests send spans and read them back
 [[ "$what" == dataplane || "$what" == lint ]] ||
-  kube=(kube-apiserver kubectl) tools=(etcd helm promtool argocd-health dashboard-check monitoring-crds)
+  kube=(kube-apiserver kubectl) tools+=(etcd helm promtool argocd-health dashboard-check monitoring-crds)
 if [[ -n "$node" ]]; then
   kube+=(kubelet kube-controller-manager kube-scheduler kube-proxy) tools+=(coredns)
   in_background images nice -n 10 ionice -c 2 -n 7 "$HACK_DIR/node-images.sh"

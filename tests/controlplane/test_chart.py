@@ -218,6 +218,62 @@ def test_log_level_and_format_are_values(helm: Path, component: str) -> None:
     assert "logFormat" in _refused(helm, f"{component}.logFormat=xml")
 
 
+def _env(rendered: str, component: str) -> dict[str, str]:
+    deployment = next(
+        d
+        for d in _docs(rendered)
+        if d["kind"] == "Deployment" and str(d["metadata"]["name"]).endswith(component)
+    )
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value", "") for e in container.get("env") or ()}
+
+
+@pytest.mark.parametrize("component", ["router", "operator"])
+def test_tracing_is_off_by_default_and_values_set_the_standard_variables(
+    helm: Path, component: str
+) -> None:
+    plain = run_helm(helm, None, "template", "sb", str(CHART), *KUBE)
+    assert not [k for k in _env(plain, component) if k.startswith("OTEL_")]
+    traced = run_helm(
+        helm,
+        None,
+        "template",
+        "sb",
+        str(CHART),
+        *KUBE,
+        "-n",
+        "llm",
+        "--set",
+        "tracing.enabled=true",
+        "--set",
+        "tracing.endpoint=http://jaeger.tracing:4317",
+        "--set",
+        "tracing.protocol=grpc",
+        "--set",
+        "tracing.samplerRatio=0.01",
+    )
+    env = _env(traced, component)
+    assert {k: v for k, v in env.items() if k.startswith("OTEL_")} == {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger.tracing:4317",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+        "OTEL_SERVICE_NAME": f"signalbox-{component}",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.01",
+        "OTEL_RESOURCE_ATTRIBUTES": "k8s.namespace.name=llm",
+    }
+    full = _env(
+        run_helm(helm, None, "template", "sb", str(CHART), *KUBE, "-f", str(FULL)), "router"
+    )
+    assert full["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] == "true"
+    assert "SIGNALBOX_REDIS_URL" in full  # beside the shared budgets' Redis
+
+
+def test_tracing_values_are_checked(helm: Path) -> None:
+    assert "/tracing/endpoint" in _refused(helm, "tracing.enabled=true")
+    assert "/tracing/protocol" in _refused(helm, "tracing.protocol=http/json")
+    assert "/tracing/samplerRatio" in _refused(helm, "tracing.samplerRatio=2")
+
+
 @pytest.fixture
 def installed(helm: Path, cluster: Cluster, namespace: str) -> Iterator[str]:
     # The session already installed the CRDs with kubectl, as a platform team might.

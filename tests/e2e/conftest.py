@@ -18,6 +18,7 @@ import pytest
 from tests.e2e import workloads
 from tests.support import node as node_support
 from tests.support.cluster import REPO, Cluster
+from tests.support.jaeger import Jaeger, running_jaeger
 from tests.support.operator import wait_for
 
 CLUSTER_NAME = os.environ.get("SIGNALBOX_E2E_CLUSTER", "e2e")
@@ -72,12 +73,23 @@ def node() -> Iterator[Cluster]:
         node_support.stop(CLUSTER_NAME)
 
 
+@pytest.fixture(scope="session")
+def jaeger(node: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jaeger]:
+    """A Jaeger on the node's address, where its pods send spans (the chart's tracing values)."""
+    folder = tmp_path_factory.mktemp("jaeger")
+    with running_jaeger(
+        folder, host=node_support.NODE_IP, netns=node_support.netns(CLUSTER_NAME)
+    ) as j:
+        yield j
+
+
 @dataclass(frozen=True)
 class Release:
     cluster: Cluster
     namespace: str
     name: str
     api_key: str
+    jaeger: Jaeger
 
     def values(self, *extra: str) -> list[str]:
         sets = [
@@ -88,6 +100,8 @@ class Release:
             "router.replicas=2",
             "router.clientAuth.existingSecret=e2e-client-keys",
             "sidecar.serviceAccount.create=true",
+            "tracing.enabled=true",
+            f"tracing.endpoint={self.jaeger.endpoint}",
             *FAST_PROBES,
             *extra,
         ]
@@ -105,9 +119,10 @@ def _ready(release: Release, name: str) -> bool:
 
 
 @pytest.fixture(scope="session")
-def release(node: Cluster) -> Release:
-    """The chart installed with its own RBAC, the in-cluster backends, providers and a policy."""
-    rel = Release(node, NAMESPACE, RELEASE, f"sk-e2e-{secrets.token_hex(12)}")
+def release(node: Cluster, jaeger: Jaeger) -> Release:
+    """The chart installed with its own RBAC, the in-cluster backends, providers and a policy,
+    tracing to ``jaeger``."""
+    rel = Release(node, NAMESPACE, RELEASE, f"sk-e2e-{secrets.token_hex(12)}", jaeger)
     # a fresh namespace each session (a kept node may hold the last session's)
     node.kubectl(
         "delete", "namespace", NAMESPACE, "--ignore-not-found", "--timeout=180s", timeout=200

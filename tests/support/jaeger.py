@@ -3,12 +3,16 @@ loopback ports, keeping traces in memory; and the traces it holds, read back thr
 API (``/api/traces``) as plain trees.
 
 Its OTLP receivers (``otlp_http``, ``otlp_grpc``) are where a router, an operator and the fake
-provider send spans (``OTEL_EXPORTER_OTLP_ENDPOINT``); nothing else of Jaeger's listens.
+provider send spans (``OTEL_EXPORTER_OTLP_ENDPOINT``); nothing else of Jaeger's listens. With
+``netns`` it runs inside that network namespace (the project's node's), on ``host`` there, where
+the node's pods reach it; the tests read it back from inside the namespace too.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -64,6 +68,8 @@ class Trace:
 @dataclass
 class Jaeger:
     folder: Path
+    host: str = "127.0.0.1"
+    netns: str | None = None  # a network namespace (``ip netns``) to run and be read in
     otlp_http: int = field(default_factory=free_port)
     otlp_grpc: int = field(default_factory=free_port)
     query: int = field(default_factory=free_port)
@@ -73,11 +79,15 @@ class Jaeger:
     @property
     def endpoint(self) -> str:
         """``OTEL_EXPORTER_OTLP_ENDPOINT`` for OTLP over HTTP."""
-        return f"http://127.0.0.1:{self.otlp_http}"
+        return f"http://{self.host}:{self.otlp_http}"
 
     @property
     def grpc_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.otlp_grpc}"
+        return f"http://{self.host}:{self.otlp_grpc}"
+
+    def _inside(self) -> list[str]:
+        """The command prefix that runs a command where Jaeger listens."""
+        return [] if self.netns is None else ["nsenter", f"--net=/run/netns/{self.netns}"]
 
     def env(self, service: str, **more: str) -> dict[str, str]:
         """The environment a process exports its spans here with, as ``service``; spans leave
@@ -90,7 +100,7 @@ class Jaeger:
         }
 
     def config(self) -> dict[str, Any]:
-        local = "127.0.0.1"
+        local = self.host
         return {
             "service": {
                 "extensions": ["jaeger_storage", "jaeger_query", "healthcheckv2"],
@@ -131,7 +141,9 @@ class Jaeger:
         binary = built("jaeger")
         with (self.folder / "jaeger.log").open("ab") as log:
             self.proc = subprocess.Popen(
-                [str(binary), f"--config=file:{config}"], stdout=log, stderr=subprocess.STDOUT
+                [*self._inside(), str(binary), f"--config=file:{config}"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         wait_for(self._answers, 60, f"Jaeger's query API (log: {self.folder / 'jaeger.log'})")
         return self
@@ -140,40 +152,56 @@ class Jaeger:
         if self.proc is not None and self.proc.poll() is not None:
             log = (self.folder / "jaeger.log").read_text(errors="replace")
             raise AssertionError(f"jaeger exited with {self.proc.returncode}:\n{log[-3000:]}")
-        try:
-            return httpx.get(self._url("/api/services"), timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return self._get("/api/services")[0] == 200
 
     def stop(self) -> None:
         stop_process(self.proc)
 
-    def _url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.query}{path}"
+    def _get(self, path: str, params: Mapping[str, str] | None = None) -> tuple[int, Any]:
+        """Status and JSON body of a GET of the query API (0: nothing answered)."""
+        url = str(httpx.URL(f"http://{self.host}:{self.query}{path}", params=params))
+        if self.netns is None:
+            try:
+                resp = httpx.get(url, timeout=10)
+            except httpx.HTTPError:
+                return 0, None
+            return resp.status_code, resp.json() if resp.status_code == 200 else None
+        said = subprocess.run(
+            [*self._inside(), sys.executable, "-c", _FETCH, url],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        ).stdout
+        status, _, body = said.partition("\n")
+        code = int(status) if status.isdigit() else 0
+        return code, json.loads(body) if code == 200 else None
 
     def span(self, trace_id: str, span_id: str) -> Span | None:
         found = self.trace(trace_id)
         return next((s for s in found.spans if s.span_id == span_id), None) if found else None
 
     def services(self) -> list[str]:
-        return list(httpx.get(self._url("/api/services"), timeout=5).json()["data"] or [])
+        return list(self._json("/api/services")["data"] or [])
 
     def traces(self, service: str, **query: str) -> list[Trace]:
         """The traces holding a span of ``service`` (Jaeger's ``/api/traces`` search)."""
         params = {"service": service, "limit": "1000", "lookback": "1h", **query}
-        resp = httpx.get(self._url("/api/traces"), params=params, timeout=10)
-        if resp.status_code == 404:
-            return []
-        resp.raise_for_status()
-        return [_tree(t) for t in resp.json()["data"] or []]
+        found = self._json("/api/traces", params)
+        return [_tree(t) for t in (found or {}).get("data") or []]
 
     def trace(self, trace_id: str) -> Trace | None:
-        resp = httpx.get(self._url(f"/api/traces/{trace_id}"), timeout=10)
-        if resp.status_code == 404:
-            return None
-        resp.raise_for_status()
-        data = resp.json()["data"] or []
+        found = self._json(f"/api/traces/{trace_id}")
+        data = (found or {}).get("data") or []
         return _tree(data[0]) if data else None
+
+    def _json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
+        """The body of a GET; None for a 404 (nothing of that name yet)."""
+        code, body = self._get(path, params)
+        if code == 404:
+            return None
+        assert code == 200, f"Jaeger's query API answered {code} to {path}"
+        return body
 
     def wait_trace(
         self, trace_id: str, *, spans: int, timeout: float = 20, service: str | None = None
@@ -189,6 +217,19 @@ class Jaeger:
             return found if len(counted) >= spans else None
 
         return wait_for(whole, timeout, f"{spans} spans of trace {trace_id} in Jaeger")
+
+
+# Run inside the network namespace: print the status, a line break, the body.
+_FETCH = """
+import sys, urllib.error, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=10) as r:
+        print(r.status); print(r.read().decode())
+except urllib.error.HTTPError as e:
+    print(e.code)
+except OSError:
+    print(0)
+"""
 
 
 def _tree(data: Mapping[str, Any]) -> Trace:
@@ -222,8 +263,10 @@ def _tree(data: Mapping[str, Any]) -> Trace:
 
 
 @contextmanager
-def running_jaeger(folder: Path) -> Iterator[Jaeger]:
-    jaeger = Jaeger(folder)
+def running_jaeger(
+    folder: Path, *, host: str = "127.0.0.1", netns: str | None = None
+) -> Iterator[Jaeger]:
+    jaeger = Jaeger(folder, host=host, netns=netns)
     try:
         yield jaeger.start()
     finally:

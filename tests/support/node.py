@@ -23,6 +23,13 @@ IMAGE_REGISTRY = "signalbox.local"
 IMAGE_TAG = "dev"
 FAKE_IMAGE = f"{IMAGE_REGISTRY}/signalbox-dev/fake-provider:{IMAGE_TAG}"
 ROUTER_IMAGE = f"{IMAGE_REGISTRY}/signalbox-dev/router:{IMAGE_TAG}"
+# The node's own address, inside its network namespace: its pods reach a process listening there.
+NODE_IP = "198.18.255.1"
+
+
+def netns(name: str) -> str:
+    """The network namespace of node ``name`` (hack/node.sh's NETNS)."""
+    return f"sbx-{name[:11]}"
 
 
 class NodeError(RuntimeError):

@@ -83,3 +83,20 @@ the metrics port is open (client keys off, or metricsAuth off). */ -}}
 {{- default (printf "%s-router-metrics-token" (include "signalbox.fullname" .)) $r.metricsAuth.existingSecret -}}
 {{- end -}}
 {{- end -}}
+
+{{- /* The OTEL_* variables of a container that traces (.service: its service name), when
+tracing.enabled; nothing otherwise. */ -}}
+{{- define "signalbox.tracingEnv" -}}
+{{- $t := .root.Values.tracing }}
+{{- if $t.enabled }}
+- {name: OTEL_EXPORTER_OTLP_ENDPOINT, value: {{ $t.endpoint | quote }}}
+- {name: OTEL_EXPORTER_OTLP_PROTOCOL, value: {{ $t.protocol | quote }}}
+- {name: OTEL_SERVICE_NAME, value: {{ .service | quote }}}
+- {name: OTEL_TRACES_SAMPLER, value: {{ $t.sampler | quote }}}
+- {name: OTEL_TRACES_SAMPLER_ARG, value: {{ $t.samplerRatio | quote }}}
+- {name: OTEL_RESOURCE_ATTRIBUTES, value: {{ trimSuffix "," (printf "k8s.namespace.name=%s,%s" .root.Release.Namespace $t.resourceAttributes) | quote }}}
+{{- if $t.captureContent }}
+- {name: OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT, value: "true"}
+{{- end }}
+{{- end }}
+{{- end -}}
