@@ -2,6 +2,7 @@
 
     .venv/bin/python hack/bench_router.py [--duration 10] [--rounds 4] [--no-litellm]
     .venv/bin/python hack/bench_router.py --replicas 3 --redis   (hack/bench_shared.py)
+    .venv/bin/python hack/bench_router.py --tracing [--baseline DIR]   (hack/bench_tracing.py)
     .venv/bin/python hack/bench_router.py --baseline DIR   (DIR: another checkout's root)
 
 The system under test runs pinned to CPU 0; the fake provider and the load generators (wrk
@@ -348,6 +349,12 @@ def main() -> int:
         help="instead: shared limits through Redis against local ones, and a cache hit "
         "(hack/bench_shared.py)",
     )
+    parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="instead: the router with tracing off, and on at sampling ratios 1.0 and 0.01, "
+        "spans sent to a real Jaeger (hack/bench_tracing.py; --baseline adds another checkout)",
+    )
     args = parser.parse_args()
     raise_fd_limit(4 * args.streams + 1000)  # inherited by the servers started here
     if shutil.which("wrk") is None and args.only is None:
@@ -362,6 +369,10 @@ def main() -> int:
             import bench_shared
 
             return bench_shared.run(args, work, procs)
+        if args.tracing:
+            import bench_tracing
+
+            return bench_tracing.run(args, work, procs)
         return run(args, work, procs)
     finally:
         stop(procs)

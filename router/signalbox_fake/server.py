@@ -56,9 +56,7 @@ class FakeProvider:
         faults: Faults | None = None,
         tracer: trace.Tracer | None = None,
     ) -> None:
-        self.state = FakeState(
-            name=name, flavor=Flavor(flavor), models=list(models), tracer=tracer
-        )
+        self.state = FakeState(name=name, flavor=Flavor(flavor), models=list(models), tracer=tracer)
         if faults is not None:
             self.state.faults = faults
         self.host = host

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextvars import Token
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import orjson
 from multidict import CIMultiDict
 from opentelemetry import context, propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
 from opentelemetry.semconv.attributes import (
@@ -119,7 +121,9 @@ class RequestTrace:
 
     __slots__ = ("operation", "span", "token", "tracing", "waited")
 
-    def __init__(self, tracing: Tracing, span: trace.Span, operation: str, token: object) -> None:
+    def __init__(
+        self, tracing: Tracing, span: trace.Span, operation: str, token: Token[Context]
+    ) -> None:
         self.tracing, self.span, self.operation, self.token = tracing, span, operation, token
         self.waited = 0.0  # seconds spent in line for a rate limit
 
@@ -139,7 +143,7 @@ class RequestTrace:
             span.set_attribute(gen_ai.GEN_AI_REQUEST_STREAM, bool(body.get("stream")))
         if self.tracing.content:
             asked = {k: body[k] for k in ("messages", "prompt", "input") if k in body}
-            span.set_attribute(gen_ai.GEN_AI_INPUT_MESSAGES, self._masked(asked))
+            span.set_attribute(gen_ai.GEN_AI_INPUT_MESSAGES, self.masked(asked))
 
     def attempt(
         self, provider: str, provider_type: str, model: str, endpoint: str, number: int
@@ -174,7 +178,7 @@ class RequestTrace:
                 self._describe(span, access)
             span.end()
         finally:
-            context.detach(self.token)  # type: ignore[arg-type]
+            context.detach(self.token)
 
     def _describe(self, span: trace.Span, access: Access) -> None:
         if access.model:
@@ -204,7 +208,8 @@ class RequestTrace:
         if status >= 500:
             span.set_status(Status(StatusCode.ERROR))
 
-    def _masked(self, value: Any) -> str:
+    def masked(self, value: Any) -> str:
+        """``value`` as JSON, every Secret value the router holds masked."""
         return redaction.redact(orjson.dumps(value), self.tracing.secrets()).decode(
             "utf-8", errors="replace"
         )
@@ -252,7 +257,7 @@ class AttemptTrace:
         if reasons:
             span.set_attribute(gen_ai.GEN_AI_RESPONSE_FINISH_REASONS, reasons)
         if self.request.tracing.content:
-            span.set_attribute(gen_ai.GEN_AI_OUTPUT_MESSAGES, self.request._masked(answer))
+            span.set_attribute(gen_ai.GEN_AI_OUTPUT_MESSAGES, self.request.masked(answer))
 
     def end(
         self,

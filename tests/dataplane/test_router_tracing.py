@@ -17,6 +17,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from signalbox_fake import FakeProvider, Flavor
+from signalbox_fake import FakeProvider, Faults, Flavor
 from tests.support.jaeger import Jaeger, Span, Trace, running_jaeger
 from tests.support.router import (
     RouterProcess,
@@ -43,6 +44,8 @@ from tests.support.router import (
 )
 
 MODEL = "gpt-4o-mini"
+SLOW = "slow-model"
+CACHED = "cached-model"
 PROMPT = "a prompt that only content capture may record"
 PROVIDER_KEY = "sk-provider-key-never-in-a-trace"
 ROUTER = "signalbox-router"
@@ -69,8 +72,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         tracer = fakes.get_tracer("tests")
         primary = FakeProvider("primary", Flavor.OPENAI, [MODEL], tracer=tracer)
         backup = FakeProvider("backup", Flavor.OPENAI, [MODEL], tracer=tracer)
+        slow = FakeProvider("slow", Flavor.OPENAI, [SLOW], faults=Faults(latency=0.5))
         primary.state.faults = primary.state.faults.model_copy(update={"api_key": PROVIDER_KEY})
-        with running_fakes(primary, backup), ExitStack() as stack:
+        with running_fakes(primary, backup, slow), ExitStack() as stack:
             docs = [
                 secret("key", {"apiKey": PROVIDER_KEY}),
                 provider(
@@ -89,6 +93,18 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                     [MODEL],
                     ["primary", "backup"],
                     failover={"backoff": {"base": "10ms", "max": "20ms"}},
+                ),
+                # one request at a time: a second waits in line for the first
+                provider(
+                    "slow",
+                    "OpenAICompatible",
+                    slow.base_url,
+                    models=[SLOW],
+                    rateLimit={"maxConcurrency": 1},
+                ),
+                policy("one-at-a-time", [SLOW], ["slow"]),
+                policy(
+                    "cached", [CACHED], [{"name": "backup", "model": MODEL}], cache={"ttl": "1m"}
                 ),
             ]
             router = stack.enter_context(
@@ -233,6 +249,51 @@ def test_a_stream_says_its_time_to_first_token_and_commit_point(world: World) ->
     assert attempt.tags["gen_ai.usage.input_tokens"] == usage.prompt_tokens
     assert attempt.tags["gen_ai.usage.output_tokens"] == usage.completion_tokens
     assert request.duration >= attempt.duration  # the request's span ends with its stream
+
+
+def test_time_waited_in_line_for_a_limit_is_on_the_request_span(world: World) -> None:
+    parents = [_traceparent() for _ in range(2)]
+
+    def ask(parent: str) -> None:
+        _client(world.router).chat.completions.create(
+            model=SLOW,
+            messages=[{"role": "user", "content": "hi"}],
+            extra_headers={"traceparent": parent},
+        )
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(ask, [p for p, _, _ in parents]))
+    waits = sorted(
+        _request_span(world.jaeger.wait_trace(t, spans=2, service=ROUTER)).tag(
+            "signalbox.limiter_wait"
+        )
+        or 0.0
+        for _, t, _ in parents
+    )
+    assert waits[0] == 0.0  # the first went at once (no attribute)
+    assert 0.3 < waits[1] < 5  # the second waited for the first's 0.5 s answer
+
+
+def test_a_cache_hit_is_a_request_without_attempts(world: World) -> None:
+    body = {"model": CACHED, "messages": [{"role": "user", "content": "same"}], "temperature": 0}
+    spans = []
+    for _ in range(2):
+        parent, trace_id, _ = _traceparent()
+        resp = httpx.post(
+            world.router.url + "/v1/chat/completions",
+            json=body,
+            headers={"traceparent": parent},
+            timeout=10,
+        )
+        assert resp.status_code == 200
+        # a miss: the request and its attempt; a hit: the request alone
+        trace = world.jaeger.wait_trace(trace_id, spans=2 - len(spans), service=ROUTER)
+        spans.append((trace, _request_span(trace)))
+    (_, miss), (hit_trace, hit) = spans
+    assert miss.tags["signalbox.cache"] == "miss"
+    assert hit.tags["signalbox.cache"] == "hit"
+    assert hit.tags["signalbox.attempts"] == 0
+    assert hit_trace.children(hit) == []
 
 
 def _metered(router: RouterProcess) -> int:
