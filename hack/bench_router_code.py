@@ -47,8 +47,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "operator"), str(REPO / "router"), str(REPO / "hack")]
 
 from bench_router import BODY, MODEL, router_manifests  # noqa: E402
+from signalbox_api import tracing  # noqa: E402
 from signalbox_router.edge.router_app import RouterApp  # noqa: E402
 from signalbox_router.forwarding.failover import Forwarder  # noqa: E402
+from signalbox_router.request_trace import Tracing  # noqa: E402
 from signalbox_router.sources import manifests  # noqa: E402
 from signalbox_router.state import RouterState  # noqa: E402
 
@@ -152,6 +154,9 @@ def router_app() -> RouterApp:
     state.synced_at = time.monotonic()
     app = RouterApp(state)
     app.forwarder = Forwarder(_Upstream(), state)  # type: ignore[arg-type]
+    traced = tracing.provider("signalbox-router")  # as the OTEL_* variables say: off by default
+    if traced is not None:
+        app.tracing = Tracing.of(traced, state.secrets)
     return app
 
 

@@ -44,6 +44,7 @@ from signalbox_router import redaction
 from signalbox_router.access_log import Access
 
 CONTENT_VARIABLE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+MAX_ADDRESSES = 4096  # endpoints whose address attributes are kept (pods come and go)
 SCHEMA = Schemas.V1_44_0.value
 
 # The client API's path -> the GenAI operation it is.
@@ -88,6 +89,7 @@ class Tracing:
         content: bool = False,
     ) -> None:
         self.tracer, self.secrets, self.content = tracer, secrets, content
+        self._addresses: dict[str, dict[str, Any]] = {}
 
     @classmethod
     def of(cls, provider: trace.TracerProvider, secrets: Callable[[], Iterable[bytes]]) -> Tracing:
@@ -112,8 +114,26 @@ class Tracing:
                 url_attributes.URL_PATH: path,
             },
         )
-        token = context.attach(trace.set_span_in_context(span, parent))
+        # A span the sampler dropped is not made current: no log line names a trace that is
+        # nowhere to be found, and an unsampled request costs only the sampler's decision.
+        token = None
+        if span.is_recording():
+            token = context.attach(trace.set_span_in_context(span, parent))
         return RequestTrace(self, span, operation, token)
+
+    def address(self, endpoint: str) -> dict[str, Any]:
+        """``server.address`` and ``server.port`` of an endpoint URL, worked out once."""
+        found = self._addresses.get(endpoint)
+        if found is None:
+            parts = urlsplit(endpoint)
+            found = {}
+            if parts.hostname:
+                found[server_attributes.SERVER_ADDRESS] = parts.hostname
+            if parts.port:
+                found[server_attributes.SERVER_PORT] = parts.port
+            if len(self._addresses) < MAX_ADDRESSES:
+                self._addresses[endpoint] = found
+        return found
 
 
 class RequestTrace:
@@ -122,7 +142,11 @@ class RequestTrace:
     __slots__ = ("operation", "span", "token", "tracing", "waited")
 
     def __init__(
-        self, tracing: Tracing, span: trace.Span, operation: str, token: Token[Context]
+        self,
+        tracing: Tracing,
+        span: trace.Span,
+        operation: str,
+        token: Token[Context] | None,
     ) -> None:
         self.tracing, self.span, self.operation, self.token = tracing, span, operation, token
         self.waited = 0.0  # seconds spent in line for a rate limit
@@ -148,19 +172,19 @@ class RequestTrace:
     def attempt(
         self, provider: str, provider_type: str, model: str, endpoint: str, number: int
     ) -> AttemptTrace:
-        """The span of attempt ``number`` at ``provider`` (asking it for ``model``)."""
-        address = urlsplit(endpoint)
+        """The span of attempt ``number`` at ``provider`` (asking it for ``model``). Under a
+        request the sampler dropped, none: the request's own context goes upstream, so the
+        provider hears that the trace is not sampled."""
+        if not self.span.is_recording():
+            return AttemptTrace(self, self.span)
         attributes: dict[str, Any] = {
             gen_ai.GEN_AI_OPERATION_NAME: self.operation,
             gen_ai.GEN_AI_PROVIDER_NAME: PROVIDER_NAMES.get(provider_type, provider_type.lower()),
             gen_ai.GEN_AI_REQUEST_MODEL: model,
             "signalbox.provider": provider,
             "signalbox.attempt": number,
+            **self.tracing.address(endpoint),
         }
-        if address.hostname:
-            attributes[server_attributes.SERVER_ADDRESS] = address.hostname
-        if address.port:
-            attributes[server_attributes.SERVER_PORT] = address.port
         span = self.tracing.tracer.start_span(
             f"{self.operation} {model}",
             context=trace.set_span_in_context(self.span),
@@ -178,7 +202,8 @@ class RequestTrace:
                 self._describe(span, access)
             span.end()
         finally:
-            context.detach(self.token)
+            if self.token is not None:
+                context.detach(self.token)
 
     def _describe(self, span: trace.Span, access: Access) -> None:
         if access.model:

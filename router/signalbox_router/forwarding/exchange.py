@@ -86,7 +86,8 @@ async def send(
         headers = headers.copy()
         headers["X-Request-Id"] = request_id
     if attempt.trace is not None:  # an upstream that traces joins the trace
-        headers = headers.copy()
+        if headers is attempt.prepared.headers:  # never the shared one
+            headers = headers.copy()
         attempt.trace.inject(headers)
     try:
         with deadlines.at(attempt.first_byte_due) as deadline:
