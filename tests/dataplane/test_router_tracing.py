@@ -276,7 +276,7 @@ def test_time_waited_in_line_for_a_limit_is_on_the_request_span(world: World) ->
 
 def test_a_cache_hit_is_a_request_without_attempts(world: World) -> None:
     body = {"model": CACHED, "messages": [{"role": "user", "content": "same"}], "temperature": 0}
-    spans = []
+    spans: list[tuple[Trace, Span]] = []
     for _ in range(2):
         parent, trace_id, _ = _traceparent()
         resp = httpx.post(
