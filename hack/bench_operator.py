@@ -7,7 +7,9 @@ For each N it starts a fresh namespace and operator process on a local control p
 - seconds from the last apply until every provider is Ready (target: <= 2 probe intervals),
 - the operator's resident memory once all are Ready (target at 1,000: <= 300 MB),
 - status writes per provider per minute in steady state (target: <= 1),
-- API server requests per second in steady state, read from the API server's own metrics.
+- API server requests per second in steady state, read from the API server's own metrics,
+- the probes the fake providers received in steady state: per second in all, and the most any
+  one fake received in one second (the providers on one fake share their probes).
 Fake providers run as separate processes. It prints a table and one JSON line of the figures.
 """
 
@@ -32,7 +34,7 @@ sys.path[:0] = [str(REPO), str(REPO / "operator"), str(REPO / "router")]
 from tests.support import cluster as clusters  # noqa: E402
 from tests.support.operator import OperatorProcess, free_port, wait_for  # noqa: E402
 
-INTERVAL = 10.0
+INTERVAL = 10.0  # seconds between probes (--interval)
 MODEL = "gpt-4o-mini"
 
 
@@ -76,7 +78,7 @@ def _up(url: str) -> bool:
         return False
 
 
-def manifests(n: int, fakes: list[str]) -> str:
+def manifests(n: int, fakes: list[str], interval: float) -> str:
     items: list[dict[str, Any]] = [
         {
             "apiVersion": "signalbox.dev/v1alpha1",
@@ -86,7 +88,7 @@ def manifests(n: int, fakes: list[str]) -> str:
                 "type": "OpenAICompatible",
                 "endpoint": {"url": fakes[i % len(fakes)]},
                 "models": [{"name": MODEL}],
-                "healthCheck": {"interval": f"{INTERVAL:g}s", "timeout": "5s"},
+                "healthCheck": {"interval": f"{interval:g}s", "timeout": "5s"},
             },
         }
         for i in range(n)
@@ -123,8 +125,31 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def probes_seen(fakes: list[str], since: float) -> tuple[float, int]:
+    """Probes the fakes received since ``since`` (a wall-clock time): per second in all, and
+    the most one fake received in one second."""
+    total, peak = 0, 0
+    for url in fakes:
+        root = url.removesuffix("/v1")
+        with urllib.request.urlopen(root + "/_fake/requests", timeout=10) as resp:  # noqa: S310
+            seen = json.load(resp)["requests"]
+        times = [r["at"] for r in seen if r["at"] >= since and r["path"].endswith("/models")]
+        total += len(times)
+        per_second: dict[int, int] = {}
+        for t in times:
+            per_second[int(t)] = per_second.get(int(t), 0) + 1
+        peak = max([peak, *per_second.values()])
+    return total / max(time.time() - since, 1e-9), peak
+
+
 def run(
-    cluster: clusters.Cluster, n: int, fakes: list[str], steady: float, logs: Path
+    cluster: clusters.Cluster,
+    n: int,
+    fakes: list[str],
+    steady: float,
+    logs: Path,
+    *,
+    interval: float = INTERVAL,
 ) -> dict[str, float]:
     namespace = cluster.create_namespace(f"bench-{n}")
     client = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
@@ -134,11 +159,12 @@ def run(
     op = OperatorProcess(cluster, namespace, logs / f"operator-{n}.log").start()
     try:
         wait_for(op.metrics, 30, "operator metrics")
-        cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=manifests(n, fakes), timeout=300)
+        listing = manifests(n, fakes, interval)
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=listing, timeout=300)
         applied = time.monotonic()
         wait_for(
             lambda: ready_count(api, namespace) == n,
-            10 * INTERVAL + n / 5,
+            10 * interval + n / 5,
             f"{n} providers Ready",
             every=2.0,
         )
@@ -148,17 +174,21 @@ def run(
         writes_metric = 'signalbox_status_writes_total{kind="llmproviders"}'
         writes0 = op.metric(writes_metric) or 0.0
         requests0 = apiserver_requests(cluster)
+        steady_from = time.time()
         time.sleep(steady)
+        probes_per_s, peak = probes_seen(fakes, steady_from)
         writes = (op.metric(writes_metric) or 0.0) - writes0
         requests = apiserver_requests(cluster) - requests0 - 1  # minus our own metrics read
         return {
             "providers": n,
             "seconds_to_all_ready": round(to_ready, 1),
-            "intervals_to_all_ready": round(to_ready / INTERVAL, 2),
+            "intervals_to_all_ready": round(to_ready / interval, 2),
             "operator_rss_mb": round(memory, 1),
             "steady_writes_per_provider_per_min": round(writes / n / (steady / 60), 3),
             "apiserver_requests_per_s": round(requests / steady, 2),
             "operator_rss_mb_end": round(rss_mb(op.proc.pid), 1),
+            "probes_per_s_all_fakes": round(probes_per_s, 2),
+            "peak_probes_in_one_second_at_one_fake": peak,
         }
     finally:
         op.stop()
@@ -172,6 +202,7 @@ def main() -> int:
     parser.add_argument("--providers", type=int, nargs="+", default=[200, 1000])
     parser.add_argument("--fakes", type=int, default=4)
     parser.add_argument("--steady", type=float, default=60.0, help="seconds of steady state")
+    parser.add_argument("--interval", type=float, default=INTERVAL, help="probe interval, s")
     parser.add_argument(
         "--logs", type=Path, default=Path(tempfile.gettempdir()) / "signalbox-bench"
     )
@@ -180,7 +211,10 @@ def main() -> int:
     cluster = clusters.start("bench")
     fakes, procs = start_fakes(args.fakes)
     try:
-        rows = [run(cluster, n, fakes, args.steady, args.logs) for n in args.providers]
+        rows = [
+            run(cluster, n, fakes, args.steady, args.logs, interval=args.interval)
+            for n in args.providers
+        ]
     finally:
         for proc in procs:
             proc.terminate()
@@ -189,7 +223,7 @@ def main() -> int:
     print(" | ".join(keys))
     for row in rows:
         print(" | ".join(str(row[k]) for k in keys))
-    print(json.dumps({"interval_s": INTERVAL, "results": rows}))
+    print(json.dumps({"interval_s": args.interval, "results": rows}))
     return 0
 
 

@@ -26,7 +26,7 @@ from signalbox_operator import health, terms
 from signalbox_operator.leadership.fencing import Fence, always_open
 from signalbox_operator.leadership.leader import Elector, Timing
 from signalbox_operator.metrics import Metrics
-from signalbox_operator.probing import http_probe
+from signalbox_operator.probing import http_probe, probe_traffic
 
 log = logging.getLogger("signalbox_operator")
 # Loggers that print request or response headers (which carry keys) at DEBUG.
@@ -68,6 +68,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=http_probe.MAX_BODY,
         help=f"largest probe response body in bytes (default {http_probe.MAX_BODY})",
     )
+    p.add_argument(
+        "--probe-rate-per-host",
+        type=float,
+        default=probe_traffic.PER_HOST_RATE,
+        help="probes a second to one host, identical ones shared "
+        f"(default {probe_traffic.PER_HOST_RATE:g})",
+    )
+    p.add_argument(
+        "--max-probes-in-flight",
+        type=int,
+        default=probe_traffic.MAX_IN_FLIGHT,
+        help=f"probes out at once (default {probe_traffic.MAX_IN_FLIGHT})",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug lines, kopf's too")
     p.add_argument("--log-level", choices=log_format.LEVELS, default="info")
     p.add_argument(
@@ -83,6 +96,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error(str(exc))
     if args.probe_max_body < 1024:
         p.error("--probe-max-body must be at least 1024")
+    if args.probe_rate_per_host <= 0 or args.max_probes_in_flight < 1:
+        p.error("--probe-rate-per-host and --max-probes-in-flight must be positive")
     return args
 
 

@@ -54,6 +54,16 @@ class Metrics:
             registry=r,
         )
         self.probers = prom.Gauge("signalbox_probers", "Provider probe loops running.", registry=r)
+        self.probes_shared = prom.Counter(
+            "signalbox_probes_shared",
+            "Probes answered by an identical provider's probe (same endpoint, key and check).",
+            registry=r,
+        )
+        self.probe_waits = prom.Counter(
+            "signalbox_probe_waits",
+            "Probes that waited for their host's probe rate or a free slot before they began.",
+            registry=r,
+        )
 
     def set_provider(
         self, namespace: str, name: str, type_: str, ready: bool, state: CircuitState

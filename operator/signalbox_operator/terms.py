@@ -30,6 +30,7 @@ from signalbox_operator.leadership.leader import Elector, LostLeadership
 from signalbox_operator.metrics import Metrics
 from signalbox_operator.policies import Policies
 from signalbox_operator.probing import http_probe
+from signalbox_operator.probing.probe_traffic import ProbeTraffic
 from signalbox_operator.probing.prober import Runtime
 from signalbox_operator.probing.refs import Lookups
 from signalbox_operator.probing.secret_values import SecretValues
@@ -120,6 +121,11 @@ async def lead(
         limits=http_probe.ProbeLimits(max_body=args.probe_max_body),
         secrets=SecretValues(kube.read_secret),
         tracer=tracing.installed_tracer("signalbox_operator"),
+        traffic=ProbeTraffic(
+            per_host=args.probe_rate_per_host,
+            in_flight=args.max_probes_in_flight,
+            metrics=metrics,
+        ),
     )
     memo = kopf.Memo()
     memo[handlers.STATE_KEY] = handlers.OperatorState(runtime=runtime, policies=policies)

@@ -20,12 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import json
 import socket
 import ssl
 import time
 import zlib
-from collections.abc import Collection
+from collections.abc import Collection, Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -294,6 +295,29 @@ async def _describe(
                 except (ProbeFailed, *_UNREADABLE):
                     continue
     return dataclasses.replace(listed.found, facts=facts)
+
+
+def identity(spec: LLMProviderSpec, refs: Refs, known: Collection[str] = ()) -> Hashable:
+    """What a probe of ``spec`` at ``refs`` depends on: two providers of equal identities send
+    the same requests and get the same report (``probe_traffic`` shares it). The key is held as
+    its digest."""
+    key = hashlib.sha256(refs.api_key.encode()).digest() if refs.api_key else None
+    return (
+        spec.type,
+        refs.base_url,
+        key,
+        spec.auth.header if spec.auth else None,
+        spec.health_check.model_dump_json(),
+        tuple(sorted(dialects.dialect(spec.type).options(spec).items())),
+        frozenset(m.name for m in spec.models),
+        spec.discover_models,
+        frozenset(known),
+    )
+
+
+def host(refs: Refs) -> str:
+    """The host a probe at ``refs`` goes to (its rate is bounded per host)."""
+    return urlsplit(refs.base_url or "").netloc
 
 
 async def probe(

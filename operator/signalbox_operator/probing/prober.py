@@ -25,6 +25,7 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import httpx
@@ -49,6 +50,7 @@ from signalbox_operator.leadership.fencing import NotLeading
 from signalbox_operator.metrics import Metrics
 from signalbox_operator.probing import http_probe, refs, spec_reading
 from signalbox_operator.probing.probe_trace import ProbeTrace
+from signalbox_operator.probing.probe_traffic import ProbeTraffic
 from signalbox_operator.probing.secret_values import SecretValues
 from signalbox_operator.selftest import trigger
 from signalbox_operator.status import circuit as circuits
@@ -89,6 +91,7 @@ class Runtime:
     suites: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(trigger.MAX_SUITES))
     secrets: SecretValues = field(default_factory=SecretValues)
     tracer: trace.Tracer | None = None  # a span per probe and per status write, when tracing
+    traffic: ProbeTraffic = field(default_factory=ProbeTraffic)  # shared, paced, bounded
 
 
 @dataclass(frozen=True)
@@ -337,7 +340,11 @@ class Prober:
     async def _probe(self, spec: LLMProviderSpec, resolved: provider_status.Refs) -> None:
         known = self.discovered.facts if self.discovered is not None else {}
         with contextlib.nullcontext() if self.trace is None else self.trace.probe() as span:
-            report = await http_probe.probe(self.rt.http, spec, resolved, self.rt.limits, known)
+            report = await self.rt.traffic.probe(
+                http_probe.identity(spec, resolved, known),
+                http_probe.host(resolved),
+                partial(http_probe.probe, self.rt.http, spec, resolved, self.rt.limits, known),
+            )
             settings = circuits.CircuitSettings.from_spec(spec)
             self.circuit = circuits.observe(
                 self.circuit, report.outcome, report.at, settings, report.retry_after
