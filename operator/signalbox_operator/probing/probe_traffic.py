@@ -27,7 +27,7 @@ from signalbox_operator.metrics import Metrics
 from signalbox_operator.status.provider_status import ProbeReport
 
 SHARE_SECONDS = 1.0
-PER_HOST_RATE = 20.0
+PER_HOST_RATE = 50.0
 MAX_IN_FLIGHT = 256
 MAX_HOSTS = 10_000  # hosts whose rate is kept; the longest unprobed is forgotten past it
 
@@ -64,22 +64,30 @@ class ProbeTraffic:
         self._slots = asyncio.Semaphore(self.in_flight)
 
     async def probe(
-        self, identity: Hashable, host: str, run: Callable[[], Awaitable[ProbeReport]]
+        self,
+        identity: Hashable,
+        host: str,
+        run: Callable[[], Awaitable[ProbeReport]],
+        *,
+        fresh: bool = False,
     ) -> ProbeReport:
         """The report of the probe ``run`` sends to ``host``, or of an identical one (same
-        ``identity``) that is out or has just ended."""
+        ``identity``) that is out or has just ended. ``fresh``: a probe that began before now
+        will not do (something the probe depends on has just changed)."""
         self._forget_old()
-        recent = self._by_identity.get(identity)
+        recent = None if fresh else self._by_identity.get(identity)
         if recent is not None:
             self._count_shared()
             return recent
-        flight = self._flying.get(identity)
+        flight = None if fresh else self._flying.get(identity)
         if flight is not None:
             self._count_shared()
             flight.waiters += 1
         else:
             task = asyncio.ensure_future(self._send(identity, host, run))
-            flight = self._flying[identity] = _Flight(task)
+            flight = _Flight(task)
+            if identity not in self._flying:
+                self._flying[identity] = flight
         try:
             return await asyncio.shield(flight.task)
         finally:
@@ -101,7 +109,9 @@ class ProbeTraffic:
             self._remember(identity, report)
             return report
         finally:
-            self._flying.pop(identity, None)
+            flight = self._flying.get(identity)
+            if flight is not None and flight.task is asyncio.current_task():
+                del self._flying[identity]
 
     async def _turn(self, host: str) -> bool:
         """Wait until ``host`` may be probed again; whether that meant waiting."""

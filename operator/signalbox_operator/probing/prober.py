@@ -234,8 +234,11 @@ class Prober:
             return REFS_RETRY
         r = _Round(spec, generation, resolved, override, problem)
         if self.changed or self.next_probe is None or now >= self.next_probe:
+            # A referenced object changed: no probe begun before will do. (A changed spec or
+            # Secret changes the probe's identity: nothing older is shared with it anyway.)
+            fresh = self.poked
             self.changed = self.poked = False
-            await self._maybe_probe(r, now)
+            await self._maybe_probe(r, now, fresh=fresh)
             self.probed_at = self.rt.clock()
             self.next_probe = self.probed_at + timedelta(seconds=self._interval(spec))
             end = self.circuit.open_until
@@ -319,16 +322,16 @@ class Prober:
         base = last or trigger.started(self.rt.clock())
         return trigger.interrupted(base, f"the suite failed ({error})")
 
-    async def _maybe_probe(self, r: _Round, now: datetime) -> None:
+    async def _maybe_probe(self, r: _Round, now: datetime, *, fresh: bool) -> None:
         spec, resolved = r.spec, r.resolved
         if spec.suspend or not resolved.ok:
             return
         self.circuit = circuits.advance(self.circuit, now)
         if self.written is not None or self.body.get("status"):
-            await self._probe(spec, resolved)
+            await self._probe(spec, resolved, fresh=fresh)
             return
         # A new provider shows Unknown conditions, unless its first verdict comes quickly.
-        probing_ = asyncio.ensure_future(self._probe(spec, resolved))
+        probing_ = asyncio.ensure_future(self._probe(spec, resolved, fresh=fresh))
         try:
             done, _ = await asyncio.wait({probing_}, timeout=PENDING_AFTER)
             if not done:
@@ -337,13 +340,16 @@ class Prober:
         finally:
             probing_.cancel()  # the loop was cancelled: its probe goes with it
 
-    async def _probe(self, spec: LLMProviderSpec, resolved: provider_status.Refs) -> None:
+    async def _probe(
+        self, spec: LLMProviderSpec, resolved: provider_status.Refs, *, fresh: bool
+    ) -> None:
         known = self.discovered.facts if self.discovered is not None else {}
         with contextlib.nullcontext() if self.trace is None else self.trace.probe() as span:
             report = await self.rt.traffic.probe(
                 http_probe.identity(spec, resolved, known),
                 http_probe.host(resolved),
                 partial(http_probe.probe, self.rt.http, spec, resolved, self.rt.limits, known),
+                fresh=fresh,
             )
             settings = circuits.CircuitSettings.from_spec(spec)
             self.circuit = circuits.observe(

@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from signalbox_api.provider import LLMProviderSpec
+from signalbox_operator.probing import http_probe
 from signalbox_operator.probing.probe_traffic import ProbeTraffic
-from signalbox_operator.status.provider_status import ProbeReport
+from signalbox_operator.status.provider_status import ProbeReport, Refs
 from signalbox_providers.outcomes import Outcome
 
 
@@ -99,3 +101,32 @@ async def test_a_probe_nobody_waits_for_is_cancelled() -> None:
         await asker
     await asyncio.sleep(0.01)
     assert upstream.out == 0  # the probe itself was cancelled, not left running
+
+
+async def test_a_fresh_probe_takes_no_report_begun_before_it() -> None:
+    traffic, upstream = ProbeTraffic(), Upstream(0.01)
+    first = await traffic.probe("same", "h:1", upstream.run)
+    fresh = await traffic.probe("same", "h:1", upstream.run, fresh=True)
+    assert fresh is not first
+    assert upstream.sent == 2
+    assert await traffic.probe("same", "h:1", upstream.run) is fresh  # and others take its
+
+
+def test_a_probe_identity_tells_what_the_probe_sends() -> None:
+    def spec(**changes: object) -> LLMProviderSpec:
+        base: dict[str, object] = {
+            "type": "OpenAICompatible",
+            "endpoint": {"url": "http://h:1/v1"},
+            "models": [{"name": "m"}],
+        }
+        return LLMProviderSpec.model_validate({**base, **changes})
+
+    refs = Refs(base_url="http://h:1/v1", api_key="sk-one")
+    same = http_probe.identity(spec(), refs)
+    assert http_probe.identity(spec(priority=5), refs) == same  # routing, not probing
+    assert http_probe.identity(spec(), Refs(base_url="http://h:1/v1", api_key="sk-two")) != same
+    assert http_probe.identity(spec(), Refs(base_url="http://h:2/v1", api_key="sk-one")) != same
+    assert http_probe.identity(spec(healthCheck={"mode": "HTTPGet"}), refs) != same
+    assert http_probe.identity(spec(models=[{"name": "n"}]), refs) != same
+    assert "sk-one" not in repr(same)  # held as a digest
+    assert http_probe.host(refs) == "h:1"

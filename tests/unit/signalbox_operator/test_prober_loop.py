@@ -22,6 +22,7 @@ from signalbox_api.provider import (
 from signalbox_operator.kube import Current, Kube, ObjectRef, Render, Written
 from signalbox_operator.metrics import Metrics
 from signalbox_operator.probing import refs
+from signalbox_operator.probing.probe_traffic import ProbeTraffic
 from signalbox_operator.probing.prober import (
     ERROR_RETRY_SECONDS,
     NOT_LEADING_SECONDS,
@@ -93,6 +94,7 @@ def prober(kube: FakeKube, url: str, http: httpx.AsyncClient, secret: Any = None
         metrics=Metrics(),
         lookups=lookups,
         provider_changed=lambda _ns: None,
+        traffic=ProbeTraffic(share_seconds=0),  # every round probes: the loop is under test
     )
     return Prober(rt, body(url))
 
@@ -388,8 +390,8 @@ async def test_a_reference_changed_while_a_probe_is_out_is_probed_soon_after(
         p.body["spec"]["healthCheck"]["interval"] = "1h"
         probe = p._probe
 
-        async def probe_and_meanwhile_a_pod_turns_ready(*args: Any) -> None:
-            await probe(*args)
+        async def probe_and_meanwhile_a_pod_turns_ready(*args: Any, **kwargs: Any) -> None:
+            await probe(*args, **kwargs)
             p.poke()  # the EndpointSlice changed while the probe was out
 
         monkeypatch.setattr(p, "_probe", probe_and_meanwhile_a_pod_turns_ready)
