@@ -27,6 +27,7 @@ from signalbox_api.provider import LLMProviderSpec, LLMProviderStatus
 from signalbox_operator.kube import Current, Kube, ObjectRef, Written
 from signalbox_operator.leadership.fencing import NotLeading
 from signalbox_operator.metrics import Metrics
+from signalbox_operator.probing import spec_reading
 from signalbox_operator.status import policy_status
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ class Policies:
         if body is None:
             self.providers.pop(key, None)
         else:
-            self.providers[key] = body
+            self.providers[key] = spec_reading.kept(body)
         self._touch(key[0])
 
     def touch(self, namespace: str) -> None:

@@ -112,7 +112,7 @@ class Prober:
         self.ref = ObjectRef(
             "LLMProvider", "llmproviders", meta["namespace"], meta["name"], meta.get("uid")
         )
-        self.body = body
+        self.body = spec_reading.kept(body)
         self.wake = asyncio.Event()
         self.changed = True  # spec or annotation changed: probe at once
         self.circuit = spec_reading.restore(body.get("status"))
@@ -143,8 +143,9 @@ class Prober:
 
     def update(self, body: Mapping[str, Any]) -> None:
         old = self.body["metadata"]
-        new = body["metadata"]
-        self.body = body
+        # Once it has written a status, the loop holds what it wrote; the echo is not kept.
+        self.body = spec_reading.kept(body, status=self.written is None)
+        new = self.body["metadata"]
         if old.get("generation") != new.get("generation") or _annotation(old) != _annotation(new):
             self.depends_on = refs.references(body.get("spec"), self.ref.namespace)
             self.changed = True

@@ -17,6 +17,36 @@ from signalbox_operator.status import circuit as circuits
 from signalbox_operator.status import provider_status
 from signalbox_providers.outcomes import Outcome
 
+KEPT_METADATA = (
+    "namespace",
+    "name",
+    "uid",
+    "generation",
+    "resourceVersion",
+    "creationTimestamp",
+    "labels",
+)
+OUR_ANNOTATIONS = "signalbox.dev/"
+
+
+def kept(body: Mapping[str, Any], *, status: bool = True) -> dict[str, Any]:
+    """What the operator keeps of an LLMProvider the watch delivered (its probe loop, and the
+    policies that select it): names, generation, version, creation time, labels, Signalbox's
+    own annotations, spec and status. The rest (managed fields, ``kubectl``'s last-applied
+    copy, other tools' annotations) is kilobytes an object that thousands of providers would
+    hold twice for nothing. ``status=False``: without the status (a probe loop that wrote one
+    holds what it wrote)."""
+    meta = body.get("metadata") or {}
+    slim: dict[str, Any] = {k: meta[k] for k in KEPT_METADATA if k in meta}
+    annotations = meta.get("annotations") or {}
+    ours = {k: v for k, v in annotations.items() if k.startswith(OUR_ANNOTATIONS)}
+    if ours:
+        slim["annotations"] = ours
+    slim_body = {"metadata": slim, "spec": body.get("spec")}
+    if status and body.get("status") is not None:
+        slim_body["status"] = body.get("status")
+    return slim_body
+
 
 def parse_spec(raw: Any) -> tuple[LLMProviderSpec | None, str | None]:
     """The spec, or why it is unacceptable (for what the schema cannot check)."""

@@ -72,12 +72,14 @@ def test_a_long_absence_is_unobserved_not_down() -> None:
     assert s.uptime == pytest.approx(1.0)  # the two hours away counted neither way
 
 
-def test_memory_stays_within_a_day_of_minutes() -> None:
+def test_memory_stays_within_an_hour_of_minutes_and_a_day_of_hours() -> None:
     h = uptime.History()
     for i in range(3 * 24 * 60):  # three days, one probe a minute
         h.record(at(i * 60.0), i % 2 == 0)
-    assert len(h._buckets) <= 24 * 60 + 2
-    assert h.summary(at(3 * 86_400), uptime.DAY).probes <= 24 * 60 + 1
+    assert len(h._minutes) <= 60 + 2
+    assert len(h._hours) <= 24 + 2
+    assert h.summary(at(3 * 86_400), uptime.DAY).probes <= 25 * 60
+    assert h.summary(at(3 * 86_400), uptime.HOUR).probes <= 61
 
 
 @pytest.mark.parametrize(
