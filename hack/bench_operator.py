@@ -189,6 +189,9 @@ def run(
             "operator_rss_mb_end": round(rss_mb(op.proc.pid), 1),
             "probes_per_s_all_fakes": round(probes_per_s, 2),
             "peak_probes_in_one_second_at_one_fake": peak,
+            # Each term after the first began with a lost lease ("stopping all work").
+            "lease_losses": op.log().count("stopping all work"),
+            "status_write_timeouts": op.log().count("not written: TimeoutError"),
         }
     finally:
         op.stop()
