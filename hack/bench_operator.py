@@ -1,6 +1,6 @@
 """Scale benchmark of the operator (not a test): N LLMProviders against a few fake providers.
 
-    .venv/bin/python hack/bench_operator.py --providers 200 1000
+    .venv/bin/python hack/bench_operator.py --providers 1000 5000 [--interval 10] [--steady 60]
 
 For each N it starts a fresh namespace and operator process on a local control plane
 (SIGNALBOX_CLUSTER=bench), applies N providers at once, and measures:
@@ -9,7 +9,8 @@ For each N it starts a fresh namespace and operator process on a local control p
 - status writes per provider per minute in steady state (target: <= 1),
 - API server requests per second in steady state, read from the API server's own metrics,
 - the probes the fake providers received in steady state: per second in all, and the most any
-  one fake received in one second (the providers on one fake share their probes).
+  one fake received in one second (the providers on one fake share their probes),
+- the leases the operator lost and the status writes that timed out, read from its log.
 Fake providers run as separate processes. It prints a table and one JSON line of the figures.
 """
 
@@ -156,7 +157,9 @@ def run(
         str(cluster.kubeconfig)
     )
     api = kubernetes.client.CustomObjectsApi(client)
-    op = OperatorProcess(cluster, namespace, logs / f"operator-{n}.log").start()
+    log = logs / f"operator-{n}.log"
+    log.unlink(missing_ok=True)  # the counts below read this run's lines only
+    op = OperatorProcess(cluster, namespace, log).start()
     try:
         wait_for(op.metrics, 30, "operator metrics")
         listing = manifests(n, fakes, interval)

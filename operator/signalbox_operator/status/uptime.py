@@ -2,9 +2,9 @@
 
 The recent-probe success rate (the last twenty probes) reacts fast but forgets fast; people
 comparing providers ask how one did over an hour or a day. Probes are folded into buckets: one
-per minute for the last hour and one per hour for the last day, so a provider's history holds
-at most 86 buckets whatever its interval (a day of minutes, at thousands of providers, would
-hold gigabytes). The hour's figures start on a minute, the day's on an hour. Each gap between
+per minute for the last hour and one per hour for the last day, 86 in one fixed array a
+provider whatever its interval (a day of minute objects, at thousands of providers, would hold
+gigabytes). The hour's figures start on a minute, the day's on an hour. Each gap between
 two probes counts as up or down by the earlier probe's result: an open circuit, which sends no
 probes, counts as down until a probe succeeds. Gaps longer than ``MAX_GAP`` (the operator was
 away) count as unobserved. Pure, with the clock passed in; the history starts when this
@@ -13,6 +13,7 @@ operator process first probes the provider.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -23,18 +24,42 @@ _MINUTE = 60
 _HOUR = 3600
 
 
-@dataclass(slots=True)
-class _Bucket:
-    probes: int = 0
-    successes: int = 0
-    up: float = 0.0  # seconds observed up
-    seen: float = 0.0  # seconds observed at all
+class _Ring:
+    """``count`` buckets of ``size`` seconds each, in one flat array of doubles: the bucket of
+    time slot ``n`` (``t // size``) lives at ``n % count``, five numbers: its slot, probes,
+    successes, seconds up and seconds observed. A bucket holding another slot's numbers is
+    stale: overwritten when its place comes round again, skipped when summed."""
 
-    def add(self, ok: bool, gap: float, was_up: bool) -> None:
-        self.probes += 1
-        self.successes += ok
-        self.seen += gap
-        self.up += gap if was_up else 0.0
+    __slots__ = ("count", "size", "values")
+
+    def __init__(self, count: int, size: int) -> None:
+        self.count, self.size = count, size
+        self.values = array("d", [-1.0, 0.0, 0.0, 0.0, 0.0] * count)
+
+    def add(self, t: float, ok: bool, gap: float, was_up: bool) -> None:
+        slot = t // self.size
+        i = int(slot % self.count) * 5
+        v = self.values
+        if v[i] > slot:
+            return  # a late result whose place a newer slot already took
+        if v[i] != slot:
+            v[i], v[i + 1], v[i + 2], v[i + 3], v[i + 4] = slot, 0.0, 0.0, 0.0, 0.0
+        v[i + 1] += 1.0
+        v[i + 2] += 1.0 if ok else 0.0
+        v[i + 3] += gap if was_up else 0.0
+        v[i + 4] += gap
+
+    def totals(self, first: float, last: float) -> tuple[int, int, float, float]:
+        """Probes, successes, seconds up and seconds observed in slots ``first``..``last``."""
+        v = self.values
+        probes = successes = up = seen = 0.0
+        for i in range(0, len(v), 5):
+            if first <= v[i] <= last:
+                probes += v[i + 1]
+                successes += v[i + 2]
+                up += v[i + 3]
+                seen += v[i + 4]
+        return int(probes), int(successes), up, seen
 
 
 @dataclass(frozen=True)
@@ -48,11 +73,11 @@ class Summary:
 
 @dataclass(slots=True)
 class History:
-    """Buckets of probe results: per minute for the newest hour, per hour for the newest day.
-    Buckets are kept in time order (dicts keep insertion order), so the oldest go first."""
+    """Probe results in buckets: per minute for the newest hour, per hour for the newest day,
+    a fixed 3.5 KB a provider however long it runs."""
 
-    _minutes: dict[int, _Bucket] = field(default_factory=dict)
-    _hours: dict[int, _Bucket] = field(default_factory=dict)
+    _minutes: _Ring = field(default_factory=lambda: _Ring(61, _MINUTE))
+    _hours: _Ring = field(default_factory=lambda: _Ring(25, _HOUR))
     _last: tuple[float, bool] | None = None  # time and result of the latest probe
 
     def record(self, at: datetime, ok: bool) -> None:
@@ -63,18 +88,8 @@ class History:
             was_up = self._last[1]
             if not 0 < gap <= MAX_GAP:
                 gap = 0.0
-        for buckets, size, keep in ((self._minutes, _MINUTE, HOUR), (self._hours, _HOUR, DAY)):
-            slot = int(t // size)
-            bucket = buckets.get(slot)
-            if bucket is None:
-                bucket = buckets[slot] = _Bucket()
-            bucket.add(ok, gap, was_up)
-            oldest = int((t - keep) // size)
-            while buckets:
-                first = next(iter(buckets))
-                if first >= oldest:
-                    break
-                del buckets[first]
+        self._minutes.add(t, ok, gap, was_up)
+        self._hours.add(t, ok, gap, was_up)
         if self._last is None or t >= self._last[0]:
             self._last = (t, ok)
 
@@ -82,16 +97,8 @@ class History:
         """Figures over the ``window`` seconds up to ``now``, the time since the latest probe
         included (counted by that probe's result)."""
         t = now.timestamp()
-        buckets, size = (self._minutes, _MINUTE) if window <= HOUR else (self._hours, _HOUR)
-        first = int((t - window) // size)
-        probes = successes = 0
-        up = seen = 0.0
-        for slot, b in buckets.items():
-            if slot >= first:
-                probes += b.probes
-                successes += b.successes
-                up += b.up
-                seen += b.seen
+        ring = self._minutes if window <= HOUR else self._hours
+        probes, successes, up, seen = ring.totals((t - window) // ring.size, t // ring.size)
         if self._last is not None:
             pending = min(t - self._last[0], MAX_GAP)
             if pending > 0:
