@@ -175,12 +175,13 @@ def run(
         assert op.proc is not None
         memory = rss_mb(op.proc.pid)
         writes_metric = 'signalbox_status_writes_total{kind="llmproviders"}'
-        writes0 = op.metric(writes_metric) or 0.0
+        writes0 = wait_for(lambda: op.metric(writes_metric), 60, "the operator's metrics")
         requests0 = apiserver_requests(cluster)
         steady_from = time.time()
         time.sleep(steady)
         probes_per_s, peak = probes_seen(fakes, steady_from)
-        writes = (op.metric(writes_metric) or 0.0) - writes0
+        # a scrape that times out under load is tried again, never read as zero
+        writes = wait_for(lambda: op.metric(writes_metric), 60, "the operator's metrics") - writes0
         requests = apiserver_requests(cluster) - requests0 - 1  # minus our own metrics read
         return {
             "providers": n,
