@@ -27,7 +27,7 @@ from signalbox_operator.metrics import Metrics
 from signalbox_operator.status.provider_status import ProbeReport
 
 SHARE_SECONDS = 1.0
-PER_HOST_RATE = 50.0
+PER_HOST_RATE = 100.0
 MAX_IN_FLIGHT = 256
 MAX_HOSTS = 10_000  # hosts whose rate is kept; the longest unprobed is forgotten past it
 
@@ -70,13 +70,15 @@ class ProbeTraffic:
         run: Callable[[], Awaitable[ProbeReport]],
         *,
         fresh: bool = False,
+        had: ProbeReport | None = None,
     ) -> ProbeReport:
         """The report of the probe ``run`` sends to ``host``, or of an identical one (same
-        ``identity``) that is out or has just ended. ``fresh``: a probe that began before now
+        ``identity``) that is out or has just ended, never ``had`` (the asker's last report:
+        a provider is not told the same thing twice). ``fresh``: a probe that began before now
         will not do (something the probe depends on has just changed)."""
         self._forget_old()
         recent = None if fresh else self._by_identity.get(identity)
-        if recent is not None:
+        if recent is not None and recent is not had:
             self._count_shared()
             return recent
         flight = None if fresh else self._flying.get(identity)

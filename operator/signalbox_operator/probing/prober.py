@@ -351,6 +351,7 @@ class Prober:
                 http_probe.host(resolved),
                 partial(http_probe.probe, self.rt.http, spec, resolved, self.rt.limits, known),
                 fresh=fresh,
+                had=self.last_probe,
             )
             settings = circuits.CircuitSettings.from_spec(spec)
             self.circuit = circuits.observe(

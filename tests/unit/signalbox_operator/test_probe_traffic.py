@@ -130,3 +130,12 @@ def test_a_probe_identity_tells_what_the_probe_sends() -> None:
     assert http_probe.identity(spec(models=[{"name": "n"}]), refs) != same
     assert "sk-one" not in repr(same)  # held as a digest
     assert http_probe.host(refs) == "h:1"
+
+
+async def test_a_provider_is_never_handed_its_own_last_report_again() -> None:
+    traffic, upstream = ProbeTraffic(share_seconds=10), Upstream(0.01)
+    mine = await traffic.probe("same", "h:1", upstream.run)
+    again = await traffic.probe("same", "h:1", upstream.run, had=mine)
+    assert again is not mine
+    assert upstream.sent == 2
+    assert await traffic.probe("same", "h:1", upstream.run, had=mine) is again  # another's
