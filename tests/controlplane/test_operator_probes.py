@@ -78,7 +78,9 @@ def test_memory_and_probe_gaps_with_100_misbehaving_providers(
         for i in range(2):
             gaps = server.gaps("ok", f"c{i}", after=watched_from)
             assert len(gaps) >= 10
-            assert max(gaps) <= 3.0, f"a healthy provider went {max(gaps):.1f}s without a probe"
+            # Starved behind a misbehaving provider's probe (3 s and more), a gap would pass
+            # 5 s; the margin over the 2 s interval is for a machine running other suites.
+            assert max(gaps) <= 4.0, f"a healthy provider went {max(gaps):.1f}s without a probe"
         seen: dict[str, set[tuple[str, str]]] = {}
         listed = json.loads(cluster.kubectl("get", "llmp", "-n", namespace, "-o", "json").stdout)
         for obj in listed["items"]:
