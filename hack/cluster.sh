@@ -154,7 +154,7 @@ up() {
   echo "$KUBECONFIG_PATH"
 }
 
-write_audit_policy() {  # writes to leases, Events and status: enough to audit who wrote when
+write_audit_policy() {  # writes to leases, Events (whose) and status: who wrote what, when
   cat >"$STATE/audit-policy.yaml" <<'POLICY'
 apiVersion: audit.k8s.io/v1
 kind: Policy
@@ -165,11 +165,11 @@ rules:
     resources:
       - group: coordination.k8s.io
         resources: [leases]
+      - group: ""
+        resources: [events]
   - level: Metadata
     verbs: [create, update, patch]
     resources:
-      - group: ""
-        resources: [events]
       - group: signalbox.dev
         resources: [llmproviders/status, routingpolicies/status]
   - level: None

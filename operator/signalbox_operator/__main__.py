@@ -2,9 +2,11 @@
 
 With leader election (the default) the process campaigns for the Lease, works while it holds
 it, and when it loses it (a renewal missed its deadline: a paused process, an API outage)
-stops all work at once and campaigns again; it exits only on SIGTERM or SIGINT. Its own
-``/healthz`` and ``/readyz`` (``health``) answer for the whole life of the process, standby or
-leader.
+stops all work at once and campaigns again; it exits only on SIGTERM or SIGINT. With
+``--shards N`` the providers and policies are split into N shards, a Lease each, and the
+replicas share them out (``leadership.shard_elector``): each works on the shards it holds. Its
+own ``/healthz`` and ``/readyz`` (``health``) answer for the whole life of the process, standby
+or leader.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from signalbox_api import log_format, tracing
 from signalbox_operator import health, terms
 from signalbox_operator.leadership.fencing import Fence, always_open
 from signalbox_operator.leadership.leader import Elector, Timing
+from signalbox_operator.leadership.shard_elector import ShardElector
 from signalbox_operator.metrics import Metrics
 from signalbox_operator.probing import http_probe, probe_traffic
 
@@ -63,6 +66,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--retry-period", type=float, default=2.0, help="seconds (default 2)")
     p.add_argument(
+        "--shards",
+        type=int,
+        default=1,
+        help="split providers and policies into this many shards, a Lease each, spread over "
+        "the replicas (default 1: one leader does all)",
+    )
+    p.add_argument(
         "--probe-max-body",
         type=int,
         default=http_probe.MAX_BODY,
@@ -94,6 +104,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.timing = Timing(args.lease_duration, args.renew_deadline, args.retry_period)
     except ValueError as exc:
         p.error(str(exc))
+    if args.shards < 1 or (args.shards > 1 and not args.leader_election):
+        p.error("--shards must be at least 1, and more than 1 needs leader election")
     if args.probe_max_body < 1024:
         p.error("--probe-max-body must be at least 1024")
     if args.probe_rate_per_host <= 0 or args.max_probes_in_flight < 1:
@@ -120,22 +132,27 @@ async def run(args: argparse.Namespace) -> int:
     if args.metrics_port:
         prom.start_http_server(args.metrics_port, args.metrics_address, registry=metrics.registry)
     stop = asyncio.Event()
-    elector = None
-    if args.leader_election:
-        elector = Elector(
-            api,
-            namespace=args.lease_namespace,
-            name=args.lease_name,
-            identity=args.identity,
-            timing=args.timing,
-            fence=Fence(),
-        )
+    elector: Elector | ShardElector | None = None
+    lease = {
+        "namespace": args.lease_namespace,
+        "name": args.lease_name,
+        "identity": args.identity,
+        "timing": args.timing,
+    }
+    if args.shards > 1:
+        elector = ShardElector(api, count=args.shards, **lease)
+    elif args.leader_election:
+        elector = Elector(api, fence=Fence(), **lease)
     status = health.Status(elector)
     server = None
     if args.health_port:
         server = health.Server(status, _health_limits(args), args.health_address, args.health_port)
         await server.start()
     try:
+        if isinstance(elector, ShardElector):
+            return await terms.serve_shards(
+                args, api, metrics, elector=elector, status=status, stop=stop
+            )
         if elector is None:
             terms.on_signals(stop)
             await terms.lead(

@@ -8,19 +8,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Mapping, Sequence
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 
 from signalbox_api import GROUP, VERSION
+from signalbox_operator.kube import Kube
+from signalbox_operator.leadership import shards
+from signalbox_operator.leadership.fencing import Fence
 from signalbox_operator.policies import Policies
 from signalbox_operator.probing import refs
 from signalbox_operator.probing.prober import Prober, Runtime
 
 STATE_KEY = "signalbox"
 Key = tuple[str, str]
+
+
+@dataclass
+class Sharding:
+    """The shards of a replica that runs as one of several (``leadership.shard_elector``)."""
+
+    count: int
+    fence: Callable[[int], Fence]  # each shard's fence
+    held: dict[int, Runtime] = field(default_factory=dict)  # what each held shard's work uses
 
 
 @dataclass
@@ -32,19 +45,63 @@ class OperatorState:
     # Which providers refer to each Secret, Service and EndpointSlice: a change is told to
     # those alone, and a Secret no provider refers to any more is let go.
     users: dict[refs.Reference, set[Key]] = field(default_factory=dict)
+    # None: this process works on everything while its term lasts (one Lease, or none).
+    sharding: Sharding | None = None
+
+    def shard(self, key: Key) -> int:
+        return 0 if self.sharding is None else shards.shard_of(*key, self.sharding.count)
+
+    def runtime_for(self, key: Key) -> Runtime | None:
+        """What the work on ``key`` uses; None when another replica's shard holds it."""
+        if self.sharding is None:
+            return self.runtime
+        return self.sharding.held.get(self.shard(key))
+
+    def writer_for(self, key: Key) -> Kube | None:
+        runtime = self.runtime_for(key)
+        return None if runtime is None else runtime.kube
+
+    def resolve(self, lookups: refs.Lookups) -> None:
+        """kopf's indexes are up: references resolve from now on, in every shard."""
+        self.runtime.lookups = lookups
+        for runtime in self.sharding.held.values() if self.sharding else ():
+            runtime.lookups = lookups
+
+    def shards_changed(self, gained: set[int], lost: set[int]) -> None:
+        """Stop the work of the shards lost (their fences are closed already) and start the
+        work of those gained, from the objects the watches delivered: probe loops carry on
+        from the status the last holder wrote, and every policy of the shard is looked at."""
+        sharding = self.sharding
+        assert sharding is not None
+        for key in [k for k in self.probers if self.shard(k) in lost]:
+            self.stop_prober(key)
+        for shard in lost:
+            sharding.held.pop(shard, None)
+        for shard in gained:
+            kube = self.runtime.kube.under(sharding.fence(shard))
+            sharding.held[shard] = dataclasses.replace(self.runtime, kube=kube)
+        for key, body in list(self.policies.providers.items()):
+            if self.shard(key) in gained:
+                self.ensure_prober(key, body)
+        self.policies.take_over({k for k in self.policies.policies if self.shard(k) in gained})
 
     def ensure_prober(self, key: Key, body: Mapping[str, Any]) -> None:
+        runtime = self.runtime_for(key)
+        if runtime is None:
+            self.stop_prober(key)
+            return
         running = self.probers.get(key)
         if running is not None:
             prober, task = running
-            if not task.done() and prober.ref.uid == body["metadata"].get("uid"):
+            same = prober.rt is runtime and prober.ref.uid == body["metadata"].get("uid")
+            if not task.done() and same:
                 before = prober.depends_on
                 prober.update(body)
                 self._refer(key, prober.depends_on - before)
                 self._unrefer(key, before - prober.depends_on)
                 return
             self.stop_prober(key)  # ended, or another object of that name: a new loop
-        prober = Prober(self.runtime, body)
+        prober = Prober(runtime, body)
         task = asyncio.create_task(prober.run(), name=f"probe {key[0]}/{key[1]}")
         self.probers[key] = (prober, task)
         self._refer(key, prober.depends_on)
@@ -112,11 +169,13 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
         found = shape(key)
         return None if found is None else state.runtime.secrets.view(key, found)
 
-    state.runtime.lookups = refs.Lookups(
-        secret=secret,
-        shape=shape,
-        service=lambda key: _first(service_index, key),
-        endpoints=endpoints,
+    state.resolve(
+        refs.Lookups(
+            secret=secret,
+            shape=shape,
+            service=lambda key: _first(service_index, key),
+            endpoints=endpoints,
+        )
     )
     state.tasks.append(asyncio.create_task(state.policies.run(), name="policies"))
 

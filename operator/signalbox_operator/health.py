@@ -23,8 +23,6 @@ from typing import Protocol
 
 from aiohttp import web
 
-from signalbox_operator.leadership.fencing import Fence
-
 
 class Phase(enum.Enum):
     STANDBY = "standing by"
@@ -108,6 +106,12 @@ class Attempts(Protocol):
     def last_read(self) -> float | None: ...
 
 
+class Held(Protocol):
+    """What the endpoint reads of a lease (a ``Fence``, or a sharded replica's elector)."""
+
+    def remaining(self) -> float: ...
+
+
 class Status:
     """What the campaign loop tells the endpoint. Without an elector (no leader election) the
     loop counts as attempting and reading at every instant."""
@@ -118,13 +122,13 @@ class Status:
         self.started = clock()
         self.phase = Phase.STANDBY
         self.phase_since = self.started
-        self.fence: Fence | None = None
+        self.fence: Held | None = None
         self.working: Callable[[], bool] = lambda: False
 
     def now(self) -> float:
         return self._clock()
 
-    def enter(self, phase: Phase, fence: Fence | None = None) -> None:
+    def enter(self, phase: Phase, fence: Held | None = None) -> None:
         self.phase, self.phase_since = phase, self._clock()
         if fence is not None:
             self.fence = fence

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import copy
 import enum
 import functools
 import logging
@@ -99,6 +100,13 @@ class Kube:
         )
 
     # -- fencing ----------------------------------------------------------------------------
+
+    def under(self, fence: Fence) -> Kube:
+        """This writer, fenced by ``fence`` in its current term (a shard's): the same threads,
+        versions and Event memory, another lease to answer to."""
+        view = copy.copy(self)
+        view._fence, view._term = fence, fence.term
+        return view
 
     def may_write(self) -> bool:
         """Whether this process holds the lease now (and in the term this Kube was made for)."""

@@ -49,6 +49,8 @@ class Policies:
         self, kube: Kube, clock: Callable[[], datetime], metrics: Metrics | None = None
     ) -> None:
         self.kube = kube
+        # The writer for a policy, None when another replica's shard holds it (``handlers``).
+        self.writer: Callable[[Key], Kube | None] = lambda _key: self.kube
         self.metrics = metrics
         self.clock = clock
         self.policies: dict[Key, Mapping[str, Any]] = {}
@@ -77,6 +79,13 @@ class Policies:
         else:
             self.providers[key] = spec_reading.kept(body)
         self._touch(key[0])
+
+    def take_over(self, keys: set[Key]) -> None:
+        """This replica now writes these policies: what it wrote before (in an earlier hold of
+        their shard) may have been overwritten since, so each is computed and compared anew."""
+        for key in keys:
+            self.written.pop(key, None)
+            self._touch(key[0])
 
     def touch(self, namespace: str) -> None:
         self._touch(namespace)
@@ -162,7 +171,8 @@ class Policies:
 
     async def reconcile(self, key: Key) -> None:
         body = self.policies.get(key)
-        if body is None:
+        kube = self.writer(key)
+        if body is None or kube is None:
             return
         try:
             spec = RoutingPolicySpec.model_validate(body.get("spec"))
@@ -201,7 +211,7 @@ class Policies:
 
         try:
             uid = body["metadata"].get("uid")
-            written = await self.kube.write_status("routingpolicies", *key, render, uid)
+            written = await kube.write_status("routingpolicies", *key, render, uid)
         except NotLeading:
             return
         except Exception as exc:  # an outage: one line, and the next pass retries
@@ -211,10 +221,14 @@ class Policies:
         if written == Written.WRITTEN:
             self.written[key] = wire
             after = RoutingPolicyStatus.model_validate(wire).conditions
-            await self._tell(key, body, policy_status.changes(previous.conditions, after))
+            await self._tell(kube, key, body, policy_status.changes(previous.conditions, after))
 
     async def _tell(
-        self, key: Key, body: Mapping[str, Any], changes: Sequence[policy_status.Change]
+        self,
+        kube: Kube,
+        key: Key,
+        body: Mapping[str, Any],
+        changes: Sequence[policy_status.Change],
     ) -> None:
         """An Event (and a log line) for each condition that moved."""
         uid = body["metadata"].get("uid")
@@ -223,6 +237,4 @@ class Policies:
             said = f"{change.type} is {change.status}" + (
                 f": {change.message}" if change.message else ""
             )
-            await self.kube.event(
-                ref, "Warning" if change.warning else "Normal", change.reason, said
-            )
+            await kube.event(ref, "Warning" if change.warning else "Normal", change.reason, said)

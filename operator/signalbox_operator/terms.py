@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
 from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,7 @@ from signalbox_operator import handlers, health
 from signalbox_operator.kube import Kube
 from signalbox_operator.leadership.fencing import Fence
 from signalbox_operator.leadership.leader import Elector, LostLeadership
+from signalbox_operator.leadership.shard_elector import ShardElector
 from signalbox_operator.metrics import Metrics
 from signalbox_operator.policies import Policies
 from signalbox_operator.probing import http_probe
@@ -99,50 +101,15 @@ async def lead(
     """Work while the fence is open. True when the work ended for a reason that calls for a
     new campaign (the lease was lost, or kopf failed); False on SIGTERM or SIGINT."""
 
-    def clock() -> datetime:
-        return datetime.now(UTC)
-
     # Everything of this term is new: no memory of an earlier term is trusted.
     kube = Kube(api, metrics, args.identity, fence)
-    policies = Policies(kube, clock, metrics)
-    http = httpx.AsyncClient(
-        timeout=httpx.Timeout(None),  # each probe has its own deadline, body included
-        follow_redirects=False,
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
-    )
-    unresolved = Lookups(secret=lambda _k: None, service=lambda _k: None, endpoints=lambda _k: [])
-    runtime = Runtime(
-        kube=kube,
-        http=http,
-        metrics=metrics,
-        lookups=unresolved,
-        provider_changed=policies.touch,
-        clock=clock,
-        limits=http_probe.ProbeLimits(max_body=args.probe_max_body),
-        secrets=SecretValues(kube.read_secret),
-        tracer=tracing.installed_tracer("signalbox_operator"),
-        traffic=ProbeTraffic(
-            per_host=args.probe_rate_per_host,
-            in_flight=args.max_probes_in_flight,
-            metrics=metrics,
-        ),
-    )
-    memo = kopf.Memo()
-    memo[handlers.STATE_KEY] = handlers.OperatorState(runtime=runtime, policies=policies)
+    state = _state(args, kube, metrics)
     term_stop = asyncio.Event()
     # The lease task must exist before kopf starts: kopf cancels, when it stops, every task
     # created while it ran.
     holding = asyncio.create_task(elector.hold_apart()) if elector else None
     stopping = asyncio.create_task(stop.wait())
-    operator = asyncio.create_task(
-        kopf.operator(
-            clusterwide=args.all_namespaces,
-            namespaces=args.namespaces or (),
-            standalone=True,
-            memo=memo,
-            stop_flag=term_stop,
-        )
-    )
+    operator = asyncio.create_task(_kopf(args, state, term_stop))
     status.working = lambda: not operator.done()
     status.enter(health.Phase.LEADING, fence)
     tasks = {t for t in (operator, holding, stopping) if t is not None}
@@ -169,9 +136,113 @@ async def lead(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
     with contextlib.suppress(Exception):
-        await http.aclose()
+        await state.runtime.http.aclose()
     kube.close()
     return again and not stop.is_set()
+
+
+async def serve_shards(
+    args: argparse.Namespace,
+    api: kubernetes.client.ApiClient,
+    metrics: Metrics,
+    *,
+    elector: ShardElector,
+    status: health.Status,
+    stop: asyncio.Event,
+) -> int:
+    """Work as one replica of several, on the shards this one holds (``shard_elector``).
+
+    kopf watches everything for the life of the process (a shard changing hands costs no
+    re-list); the work of a shard starts when its Lease is won and stops the moment it is lost,
+    its fence closed first. The process ends on SIGTERM or SIGINT, giving its shards up so the
+    others take them at once, or when kopf fails (1: let the Deployment start it anew)."""
+    on_signals(stop)
+    kube = Kube(api, metrics, args.identity, Fence())  # writes only through a shard's fence
+    state = _state(args, kube, metrics)
+    state.sharding = handlers.Sharding(elector.count, elector.fence)
+    state.policies.writer = state.writer_for
+    loop = asyncio.get_running_loop()
+
+    def shards_changed(gained: set[int], lost: set[int]) -> None:
+        state.shards_changed(gained, lost)
+        status.enter(health.Phase.LEADING if elector.held else health.Phase.STANDBY, elector)
+
+    def changed(gained: set[int], lost: set[int]) -> None:  # on the elector's thread
+        loop.call_soon_threadsafe(shards_changed, gained, lost)
+
+    status.enter(health.Phase.STANDBY, elector)
+    log.info(
+        "campaigning for %d shard leases (%s) as %s", elector.count, elector.where, args.identity
+    )
+    electing_stop = threading.Event()
+    electing = asyncio.create_task(asyncio.to_thread(elector.run, electing_stop, changed))
+    stopping = asyncio.create_task(stop.wait())
+    term_stop = asyncio.Event()
+    operator = asyncio.create_task(_kopf(args, state, term_stop))
+    status.working = lambda: not operator.done()
+    await asyncio.wait({operator, electing, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    failed = operator.done() and not stop.is_set()
+    if failed:
+        exc = None if operator.cancelled() else operator.exception()
+        log.error("the operator failed: %s; giving every shard up", type(exc).__name__)
+    status.enter(health.Phase.STOPPING)
+    electing_stop.set()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await asyncio.wait_for(electing, elector.timing.retry_period * (elector.count + 2))
+    term_stop.set()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await asyncio.wait_for(operator, STOP_SECONDS)
+    stopping.cancel()
+    with contextlib.suppress(Exception):
+        await state.runtime.http.aclose()
+    kube.close()
+    return 1 if failed else 0
+
+
+def _state(args: argparse.Namespace, kube: Kube, metrics: Metrics) -> handlers.OperatorState:
+    """What a term's work shares: the policies, the probe client and pacing, the Secrets."""
+
+    def clock() -> datetime:
+        return datetime.now(UTC)
+
+    policies = Policies(kube, clock, metrics)
+    http = httpx.AsyncClient(
+        timeout=httpx.Timeout(None),  # each probe has its own deadline, body included
+        follow_redirects=False,
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+    )
+    unresolved = Lookups(secret=lambda _k: None, service=lambda _k: None, endpoints=lambda _k: [])
+    runtime = Runtime(
+        kube=kube,
+        http=http,
+        metrics=metrics,
+        lookups=unresolved,
+        provider_changed=policies.touch,
+        clock=clock,
+        limits=http_probe.ProbeLimits(max_body=args.probe_max_body),
+        secrets=SecretValues(kube.read_secret),
+        tracer=tracing.installed_tracer("signalbox_operator"),
+        traffic=ProbeTraffic(
+            per_host=args.probe_rate_per_host,
+            in_flight=args.max_probes_in_flight,
+            metrics=metrics,
+        ),
+    )
+    return handlers.OperatorState(runtime=runtime, policies=policies)
+
+
+def _kopf(
+    args: argparse.Namespace, state: handlers.OperatorState, stop_flag: asyncio.Event
+) -> Coroutine[Any, Any, None]:
+    memo = kopf.Memo()
+    memo[handlers.STATE_KEY] = state
+    return kopf.operator(
+        clusterwide=args.all_namespaces,
+        namespaces=args.namespaces or (),
+        standalone=True,
+        memo=memo,
+        stop_flag=stop_flag,
+    )
 
 
 def _describe(task: asyncio.Task[None] | None) -> str:

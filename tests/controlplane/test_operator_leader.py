@@ -5,11 +5,12 @@ server's own audit log), and a leader again soon after every outage."""
 from __future__ import annotations
 
 import bisect
+import json
 import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,10 @@ from typing import Any
 import pytest
 
 from signalbox_fake import FakeProvider, Flavor
+from signalbox_operator.leadership import shards
 from tests.controlplane.conftest import CLUSTER_NAME
 from tests.support import cluster as cluster_support
+from tests.support import router as router_support
 from tests.support.cluster import Cluster
 from tests.support.operator import (
     OperatorProcess,
@@ -59,37 +62,51 @@ def _time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def writes_without_the_lease(events: list[dict[str, Any]], namespace: str) -> list[str]:
-    """Status patches and Events by an operator that did not hold the Lease for the whole
-    time from the request's arrival to its response, from the API server's audit events."""
+def writes_without_the_lease(
+    events: list[dict[str, Any]],
+    namespace: str,
+    lease_of: Callable[[str], str] = lambda _name: "signalbox-operator",
+) -> list[str]:
+    """Status patches and Events by an operator that did not hold the Lease of the object
+    (``lease_of`` its name) for the whole time from the request's arrival to its response, from
+    the API server's audit events. A Lease write names the holder from then on."""
 
     def ok(e: dict[str, Any]) -> bool:
         code: int = e.get("responseStatus", {}).get("code", 0)
         return 200 <= code < 300
 
     mine = [e for e in events if e.get("objectRef", {}).get("namespace") == namespace and ok(e)]
-    leases = sorted(
-        (
-            (_time(e["stageTimestamp"]), e["requestObject"]["spec"].get("holderIdentity"))
-            for e in mine
-            if e["objectRef"].get("resource") == "leases" and e.get("requestObject")
-        ),
-        key=lambda x: x[0],
-    )
-    times = [t for t, _ in leases]
+    leases: dict[str, list[tuple[datetime, str | None]]] = {}
+    for e in mine:
+        if e["objectRef"].get("resource") == "leases" and e.get("requestObject"):
+            holder = e["requestObject"].get("spec", {}).get("holderIdentity")
+            leases.setdefault(e["objectRef"]["name"], []).append(
+                (_time(e["stageTimestamp"]), holder)
+            )
+    for history in leases.values():
+        history.sort(key=lambda x: x[0])
     bad = []
     for e in mine:
         ref = e["objectRef"]
-        is_status = ref.get("resource") == "llmproviders" and ref.get("subresource") == "status"
+        is_status = ref.get("resource") in ("llmproviders", "routingpolicies") and (
+            ref.get("subresource") == "status"
+        )
         if not (is_status or ref.get("resource") == "events"):
             continue
+        name = ref.get("name") or ""
+        if ref.get("resource") == "events":  # named "<object>.<suffix>"; a create says whose
+            involved = (e.get("requestObject") or {}).get("involvedObject") or {}
+            name = involved.get("name") or name.rsplit(".", 1)[0]
+        history = leases.get(lease_of(name), [])
+        times = [t for t, _ in history]
         writer = e.get("userAgent", "").removeprefix(AGENT)
         start, end = _time(e["requestReceivedTimestamp"]), _time(e["stageTimestamp"])
         first = bisect.bisect_right(times, start) - 1
         last = bisect.bisect_right(times, end)
-        holders = {h for _, h in leases[max(first, 0) : last]} if first >= 0 else {None}
+        holders = {h for _, h in history[max(first, 0) : last]} if first >= 0 else {None}
         if holders != {writer}:
-            bad.append(f"{e['verb']} {ref.get('resource')} by {writer} at {end}: held {holders}")
+            what = f"{ref.get('resource')} {name}"
+            bad.append(f"{e['verb']} {what} by {writer} at {end}: held {holders}")
     return bad
 
 
@@ -271,3 +288,164 @@ def test_deleting_the_lease_under_write_load_never_makes_two_writers(
     assert again, "the Lease was re-created"
     # The standby last saw it renewed at most a retry period (1 s) before the delete.
     assert (again[0] - deleted).total_seconds() >= 6 - 1 - 0.5
+
+
+SHARDS = 6
+SHARD_REPLICAS = ("shard-a", "shard-b", "shard-c")
+
+
+def shard_holders(cluster: Cluster, namespace: str) -> dict[int, str | None]:
+    listed = json.loads(cluster.kubectl("get", "lease", "-n", namespace, "-o", "json").stdout)
+    holders = {}
+    for item in listed["items"]:
+        name = item["metadata"]["name"]
+        if "-shard-" in name:
+            holders[int(name.rsplit("-", 1)[1])] = item["spec"].get("holderIdentity")
+    return holders
+
+
+def expected_holders(members: list[str]) -> dict[int, str | None]:
+    return dict(shards.assignment(SHARDS, members))
+
+
+def test_three_replicas_share_the_providers_by_shard_and_hand_over(
+    audited: Cluster, tmp_path: Path
+) -> None:
+    """Three replicas, six shards, 48 providers and two policies: each replica probes the
+    providers of the shards rendezvous hashing gives it; a paused replica's shards pass to the
+    others within the lease duration and come back when it wakes; a killed one's pass on; one
+    stopped gives its shards up at once. Throughout, the audit log shows no status write or
+    Event by a replica that did not hold the object's shard."""
+    cluster = audited
+    namespace = cluster.create_namespace("shards")
+    names = [f"p-{i}" for i in range(48)]
+    with FakeProvider(
+        "cloud", Flavor.OPENAI, [MODEL], host="127.0.0.2"
+    ).running_in_thread() as fake:
+        items = [
+            router_support.provider(
+                name,
+                "OpenAICompatible",
+                fake.base_url,
+                models=[MODEL],
+                healthCheck={"interval": "2s", "timeout": "1s"},
+            )
+            for name in names
+        ]
+        items += [router_support.policy(f"pol-{i}", [MODEL], names[i::2]) for i in range(2)]
+        cluster.apply({"apiVersion": "v1", "kind": "List", "items": items}, namespace)
+        ops = {
+            who: OperatorProcess(
+                cluster,
+                namespace,
+                tmp_path / f"{who}.log",
+                identity=who,
+                extra=[*LEASE, "--shards", str(SHARDS)],
+            ).start()
+            for who in SHARD_REPLICAS
+        }
+        a, b, c = (ops[w] for w in SHARD_REPLICAS)
+        everyone = sorted(SHARD_REPLICAS)
+
+        def ready() -> int:
+            listed = json.loads(
+                cluster.kubectl("get", "llmp", "-n", namespace, "-o", "json").stdout
+            )
+            return sum(
+                (condition(o, "Ready") or {}).get("status") == "True" for o in listed["items"]
+            )
+
+        def fault_seen_and_healed(by: str) -> None:
+            """Every provider is probed, and its verdict written, by whoever holds it now."""
+            fake.set_faults(status=503)
+            wait_for(lambda: ready() == 0 or None, 20, f"every provider Ready=False ({by})")
+            fake.clear_faults()
+            wait_for(lambda: ready() == len(names) or None, 20, f"every provider Ready ({by})")
+
+        def probing(who: OperatorProcess) -> int:
+            return int(who.metric("signalbox_probers") or 0)
+
+        def share(who: str, members: list[str]) -> int:
+            mine = {i for i, h in expected_holders(members).items() if h == who}
+            return sum(1 for n in names if shards.shard_of(namespace, n, SHARDS) in mine)
+
+        try:
+            wait_for(
+                lambda: shard_holders(cluster, namespace) == expected_holders(everyone) or None,
+                40,
+                "each shard held by its replica",
+            )
+            wait_for(lambda: ready() == len(names) or None, 60, "every provider Ready")
+            for who in SHARD_REPLICAS:
+                assert probing(ops[who]) == share(who, everyone), who
+            for i in range(2):
+                pol = cluster.get("llmrp", f"pol-{i}", namespace)
+                listed = pol.get("status", {}).get("providers", [])
+                assert len(listed) == 24, pol
+                assert all(p.get("eligible") for p in listed), pol
+
+            # A pauses past its lease: B and C take its shards, and probe its providers.
+            a.pause()
+            paused = time.monotonic()
+            wait_for(
+                lambda: (
+                    shard_holders(cluster, namespace) == expected_holders(["shard-b", "shard-c"])
+                    or None
+                ),
+                20,
+                "A's shards held by B and C",
+            )
+            handed = time.monotonic() - paused
+            fault_seen_and_healed("B and C")
+            # A wakes: it must write nothing for the shards it lost, then gets its own back.
+            a.resume()
+            wait_for(
+                lambda: shard_holders(cluster, namespace) == expected_holders(everyone) or None,
+                30,
+                "A's shards back with A",
+            )
+            wait_for(lambda: probing(a) == share("shard-a", everyone) or None, 10, "A probing")
+
+            # B is killed: its shards pass on within the lease duration and a retry or two.
+            b.stop(kill=True)
+            killed = time.monotonic()
+            wait_for(
+                lambda: (
+                    shard_holders(cluster, namespace) == expected_holders(["shard-a", "shard-c"])
+                    or None
+                ),
+                20,
+                "B's shards with A and C",
+            )
+            taken = time.monotonic() - killed
+            # C stops: it gives its shards up, and A takes them at once.
+            c.stop()
+            stopped = time.monotonic()
+            wait_for(
+                lambda: set(shard_holders(cluster, namespace).values()) == {"shard-a"} or None,
+                10,
+                "every shard with A",
+            )
+            given = time.monotonic() - stopped
+            wait_for(lambda: probing(a) == len(names) or None, 10, "A probing everything")
+            fault_seen_and_healed("A alone")
+        finally:
+            for op in ops.values():
+                if op.alive():
+                    op.resume()
+                op.stop()
+    print(
+        f"paused: shards held by others after {handed:.1f}s; killed: {taken:.1f}s; "
+        f"stopped: {given:.1f}s (lease 6s, retry 1s)"
+    )
+    assert handed < 6 + 3, "a hand-over took longer than the lease and 3 retries"
+    assert taken < 6 + 3, "a hand-over took longer than the lease and 3 retries"
+    assert given < 3
+    events = audit_log(cluster)
+
+    def lease_of(name: str) -> str:
+        return shards.shard_lease("signalbox-operator", shards.shard_of(namespace, name, SHARDS))
+
+    assert writes_without_the_lease(events, namespace, lease_of) == []
+    logs = "".join(op.log() for op in ops.values())
+    assert "signalbox_operator/" not in logs, "a traceback through the operator's code"

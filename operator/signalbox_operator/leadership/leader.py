@@ -108,9 +108,11 @@ class Elector:
         timing: Timing | None = None,
         fence: Fence | None = None,
         clock: Callable[[], float] = time.monotonic,
+        labels: dict[str, str] | None = None,
     ) -> None:
         self.api = kubernetes.client.CoordinationV1Api(api)
         self.namespace, self.name, self.identity = namespace, name, identity
+        self.labels = labels  # on the Lease when this process creates or writes it
         self.timing = timing or Timing()
         self.fence = fence or Fence(clock)
         self._clock = clock
@@ -133,6 +135,10 @@ class Elector:
             if exc.status == 404:
                 return None
             raise
+        return self.view(lease)
+
+    def view(self, lease: Any) -> LeaseView:
+        """What the rule reads of a Lease object (as read, or as listed)."""
         spec = lease.spec
         return LeaseView(
             holder=spec.holder_identity,
@@ -151,6 +157,8 @@ class Elector:
         if acquired:
             spec["acquireTime"] = now
         meta: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
+        if self.labels:
+            meta["labels"] = self.labels
         if version:
             meta["resourceVersion"] = version
         return {
@@ -159,6 +167,11 @@ class Elector:
             "metadata": meta,
             "spec": spec,
         }
+
+    def note(self, lease: LeaseView | None) -> float:
+        """Record the Lease as read (or listed) without acting on it; how long its record has
+        been seen unchanged. A replica that may take the Lease later counts from here."""
+        return self._unchanged_for(lease, self._clock())
 
     def _unchanged_for(self, lease: LeaseView | None, now: float) -> float:
         if lease is None:  # gone: the time since it was last seen renewed, if ever
@@ -174,6 +187,10 @@ class Elector:
         """
         lease = self._read()
         self.last_read = self._clock()
+        return self.act(lease)
+
+    def act(self, lease: LeaseView | None) -> bool:
+        """``try_once`` on a Lease just read (or listed): True when this process holds it."""
         unchanged_for = self._unchanged_for(lease, self._clock())
         action = decide(lease, self.identity, unchanged_for, self.timing.duration)
         timeout = self.timing.retry_period
@@ -254,22 +271,24 @@ class Elector:
         finally:
             stop.set()
 
+    def give_up(self) -> None:
+        """Clear the Lease's holder if it is this process (after closing the fence), so
+        another takes it at once. Raises whatever the client raises."""
+        self.fence.close()
+        lease = self._read()
+        if lease is None or lease.holder != self.identity:
+            return
+        body = self._body(lease.version, False, None)
+        self.api.replace_namespaced_lease(
+            self.name, self.namespace, body, _request_timeout=self.timing.retry_period
+        )
+
     async def release(self) -> None:
         """Stop writing, then give the lease up so a standby takes over at once. Never raises."""
         self.fence.close()
-
-        def clear() -> None:
-            lease = self._read()
-            if lease is None or lease.holder != self.identity:
-                return
-            body = self._body(lease.version, False, None)
-            self.api.replace_namespaced_lease(
-                self.name, self.namespace, body, _request_timeout=self.timing.retry_period
-            )
-
         try:
             async with asyncio.timeout(self.timing.retry_period * 2):
-                await asyncio.to_thread(clear)
+                await asyncio.to_thread(self.give_up)
         except kubernetes.client.ApiException as exc:
             log.warning("could not release the lease %s: HTTP %s", self.where, exc.status)
         except Exception as exc:  # shutting down: say what happened, go on
