@@ -27,7 +27,7 @@ from signalbox_api import log_format, tracing
 from signalbox_operator import health, terms
 from signalbox_operator.leadership.fencing import Fence, always_open
 from signalbox_operator.leadership.leader import Elector, Timing
-from signalbox_operator.leadership.shard_elector import ShardElector
+from signalbox_operator.leadership.shard_elector import LeaseRecords, ShardElector
 from signalbox_operator.metrics import Metrics
 from signalbox_operator.probing import http_probe, probe_traffic
 
@@ -143,6 +143,9 @@ async def run(args: argparse.Namespace) -> int:
         elector = ShardElector(api, count=args.shards, **lease)
     elif args.leader_election:
         elector = Elector(api, fence=Fence(), **lease)
+        elector.yield_to = LeaseRecords(
+            elector.api, args.lease_namespace, args.lease_name, args.timing
+        )
     status = health.Status(elector)
     server = None
     if args.health_port:

@@ -299,8 +299,10 @@ def shard_holders(cluster: Cluster, namespace: str) -> dict[int, str | None]:
     holders = {}
     for item in listed["items"]:
         name = item["metadata"]["name"]
-        if "-shard-" in name:
-            holders[int(name.rsplit("-", 1)[1])] = item["spec"].get("holderIdentity")
+        if name.endswith(f"-of-{SHARDS}"):
+            holders[int(name.split("-shard-")[1].split("-")[0])] = item["spec"].get(
+                "holderIdentity"
+            )
     return holders
 
 
@@ -444,7 +446,8 @@ def test_three_replicas_share_the_providers_by_shard_and_hand_over(
     events = audit_log(cluster)
 
     def lease_of(name: str) -> str:
-        return shards.shard_lease("signalbox-operator", shards.shard_of(namespace, name, SHARDS))
+        shard = shards.shard_of(namespace, name, SHARDS)
+        return shards.shard_lease("signalbox-operator", shard, SHARDS)
 
     assert writes_without_the_lease(events, namespace, lease_of) == []
     logs = "".join(op.log() for op in ops.values())

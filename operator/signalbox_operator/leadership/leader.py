@@ -113,6 +113,10 @@ class Elector:
         self.api = kubernetes.client.CoordinationV1Api(api)
         self.namespace, self.name, self.identity = namespace, name, identity
         self.labels = labels  # on the Lease when this process creates or writes it
+        # True while replicas of another configuration (sharded ones) still hold Leases: this
+        # one does not campaign meanwhile (``shard_elector.LeaseRecords``).
+        self.yield_to: Callable[[], bool] | None = None
+        self._yielded = False
         self.timing = timing or Timing()
         self.fence = fence or Fence(clock)
         self._clock = clock
@@ -230,12 +234,31 @@ class Elector:
     async def acquire(self) -> None:
         """Wait until this process is the leader; then open the fence."""
         while True:
+            if await self._yielding():
+                await asyncio.sleep(self.timing.retry_period)
+                continue
             started = self._clock()
             if await self._attempt():
                 self.fence.open(started + self.timing.renew_deadline)
                 log.info("acquired lease %s as %s", self.where, self.identity)
                 return
             await asyncio.sleep(self.timing.retry_period)
+
+    async def _yielding(self) -> bool:
+        """Whether to wait for another configuration's replicas; a failed check does not wait
+        (the attempt that follows meets the same API server, and is fenced as ever)."""
+        if self.yield_to is None:
+            return False
+        try:
+            async with asyncio.timeout(self.timing.retry_period * 1.5):
+                waiting = await asyncio.to_thread(self.yield_to)
+        except Exception as exc:
+            log.warning("lease %s: could not list the shard leases: %s", self.where, exc)
+            return False
+        if waiting and not self._yielded:
+            log.info("sharded replicas still hold shard leases: waiting for them to stop")
+        self._yielded = waiting
+        return waiting
 
     async def hold(self, stop: threading.Event | None = None) -> None:
         """Renew every retry period; close the fence and raise once the renew deadline of the

@@ -46,10 +46,89 @@ Changed = Callable[[set[int], set[int]], None]  # gained, lost
 
 
 @dataclass
-class _Peer:
+class _Seen:
+    """Another Lease of the operator's, as this replica has seen it (times on its own clock)."""
+
+    role: str  # "member", "shard", or "leader" (the one Lease of replicas run unsharded)
+    count: str  # the shard count of the replica that wrote it
     record: tuple[str | None, datetime | None]
-    changed_at: float  # when this replica first saw the record as it is (own clock)
-    live_since: float  # when this replica first saw the member live
+    changed_at: float  # when this replica first saw the record as it is
+    live_since: float  # when this replica first saw it live
+
+    def live(self, now: float, duration: float) -> bool:
+        return bool(self.record[0]) and now - self.changed_at < duration
+
+
+class LeaseRecords:
+    """The operator's Leases of one name as listed, each record timed on this process's own
+    clock: a Lease is live while its record has changed within the lease duration."""
+
+    def __init__(
+        self,
+        api: kubernetes.client.CoordinationV1Api,
+        namespace: str,
+        name: str,
+        timing: Timing,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.api, self.namespace, self.name, self.timing = api, namespace, name, timing
+        self._clock = clock
+        self.seen: dict[str, _Seen] = {}
+
+    def refresh(self) -> list[Any]:
+        """List the Leases (and read the unsharded one); the Lease objects listed."""
+        found: Any = self.api.list_namespaced_lease(
+            self.namespace,
+            label_selector=f"{shards.LEASE_LABEL}={self.name}",
+            _request_timeout=self.timing.retry_period,
+        )
+        items = list(found.items)
+        try:
+            items.append(
+                self.api.read_namespaced_lease(
+                    self.name, self.namespace, _request_timeout=self.timing.retry_period
+                )
+            )
+        except kubernetes.client.ApiException as exc:
+            if exc.status != 404:
+                raise
+        now = self._clock()
+        names = set()
+        for item in items:
+            name = item.metadata.name
+            names.add(name)
+            labels = item.metadata.labels or {}
+            role = "leader" if name == self.name else labels.get(shards.ROLE_LABEL, "")
+            record = (item.spec.holder_identity, item.spec.renew_time)
+            seen = self.seen.get(name)
+            if seen is None or seen.record != record:
+                was_live = seen is not None and seen.live(now, self.timing.duration)
+                since = seen.live_since if seen is not None and was_live else now
+                count = labels.get(shards.COUNT_LABEL, "1")
+                self.seen[name] = _Seen(role, count, record, now, since)
+        for name in set(self.seen) - names:
+            del self.seen[name]
+        return items
+
+    def live(self, role: str) -> list[tuple[str, _Seen]]:
+        now = self._clock()
+        return [
+            (name, s)
+            for name, s in self.seen.items()
+            if s.role == role and s.live(now, self.timing.duration)
+        ]
+
+    def others_working(self, count: int) -> bool:
+        """Whether replicas of another configuration hold a live Lease: the unsharded one, or
+        a shard of another count."""
+        return bool(self.live("leader")) or any(
+            s.count != str(count) for _, s in self.live("shard")
+        )
+
+    def __call__(self) -> bool:
+        """For an unsharded replica: whether sharded ones still work (it waits while they do)."""
+        self.refresh()
+        return bool(self.live("shard"))
 
 
 class ShardElector:
@@ -72,6 +151,7 @@ class ShardElector:
         self._clock = clock
 
         def lease(lease_name: str, role: str) -> Elector:
+            labels = {shards.LEASE_LABEL: name, shards.ROLE_LABEL: role}
             return Elector(
                 api,
                 namespace=namespace,
@@ -80,21 +160,22 @@ class ShardElector:
                 timing=self.timing,
                 fence=Fence(clock),
                 clock=clock,
-                labels={shards.LEASE_LABEL: name, shards.ROLE_LABEL: role},
+                labels={**labels, shards.COUNT_LABEL: str(count)},
             )
 
-        self.shards = [lease(shards.shard_lease(name, i), "shard") for i in range(count)]
+        self.shards = [lease(shards.shard_lease(name, i, count), "shard") for i in range(count)]
         self.member = lease(shards.member_lease(name, identity), "member")
+        self.records = LeaseRecords(self.api, namespace, name, self.timing, clock)
         self.held: set[int] = set()
-        self._peers: dict[str, _Peer] = {}  # membership Lease name -> what was seen of it
         self._joined: float | None = None  # when this replica's membership was first written
+        self._waiting = False  # for another configuration's replicas to stop
         # For the health endpoint, as ``Elector``'s.
         self.last_attempt: float | None = None
         self.last_read: float | None = None
 
     @property
     def where(self) -> str:
-        return f"{self.namespace}/{shards.shard_lease(self.name, 0)}…{self.count - 1}"
+        return f"{self.namespace}/{self.name}-shard-*-of-{self.count}"
 
     def fence(self, shard: int) -> Fence:
         return self.shards[shard].fence
@@ -104,66 +185,54 @@ class ShardElector:
         return max((self.fence(i).remaining() for i in self.held), default=0.0)
 
     def members(self) -> list[str]:
-        """The replicas this one counts as live, itself included, sorted."""
-        now = self._clock()
+        """The replicas of this configuration this one counts as live, itself included."""
         live = {self.identity}
-        for peer in self._peers.values():
-            if peer.record[0] and now - peer.changed_at < self.timing.duration:
-                live.add(peer.record[0])
+        for name, seen in self.records.live("member"):
+            if name != self.member.name and seen.count == str(self.count) and seen.record[0]:
+                live.add(seen.record[0])
         return sorted(live)
 
     # -- one round ----------------------------------------------------------------------------
 
     def step(self) -> tuple[set[int], set[int]]:
         """One round, as the module says: the shards gained and lost."""
-        gained: set[int] = set()
-        lost: set[int] = set()
         started = self._clock()
         try:
             listed = self._list()
         except Exception as exc:  # API errors, timeouts: no shard is renewed this round
             log.warning("shard leases %s: %s", self.where, _why(exc))
-            lost = {i for i in self.held if self.fence(i).remaining() <= 0}
-            self._lose(lost)
-            return gained, lost
+            expired = {i for i in self.held if self.fence(i).remaining() <= 0}
+            self._lose(expired)
+            return set(), expired
         finally:
             self.last_attempt = self._clock()
         self.last_read = self._clock()
-        member = listed.get(self.member.name)
         try:
-            if self.member.act(member) and self._joined is None:
+            if self.member.act(listed.get(self.member.name)) and self._joined is None:
                 self._joined = started
         except Exception as exc:
             log.warning("membership lease %s: %s", self.member.name, _why(exc))
         members = self.members()
         assigned = shards.assignment(self.count, members)
+        waiting = self.records.others_working(self.count)
+        if waiting != self._waiting:
+            self._waiting = waiting
+            if waiting:
+                log.info("replicas with another number of shards still work: waiting for them")
+        may_take = self._ready(started) and not waiting
+        gained: set[int] = set()
+        lost: set[int] = set()
         for shard, elector in enumerate(self.shards):
-            view = listed.get(elector.name)
             named = assigned.get(shard)
             try:
-                if shard in self.held:
-                    if named != self.identity and self._settled(named):
-                        self._lose({shard})
-                        lost.add(shard)
-                        elector.give_up()
-                        log.info("handed shard %d over to %s", shard, named)
-                    elif elector.act(view):
-                        elector.fence.extend(started + self.timing.renew_deadline)
-                    else:
-                        self._lose({shard})
-                        lost.add(shard)
-                elif named == self.identity and self._ready(started):
-                    if elector.act(view):
-                        elector.fence.open(started + self.timing.renew_deadline)
-                        self.held.add(shard)
-                        gained.add(shard)
-                else:
-                    elector.note(view)
+                moved = self._step_shard(shard, listed.get(elector.name), named, may_take, started)
             except Exception as exc:
                 log.warning("shard lease %s: %s", elector.name, _why(exc))
-                if shard in self.held and elector.fence.remaining() <= 0:
+                moved = shard in self.held and elector.fence.remaining() <= 0
+                if moved:
                     self._lose({shard})
-                    lost.add(shard)
+            if moved:
+                (gained if shard in self.held else lost).add(shard)
         if gained or lost:
             log.info(
                 "shards held: %s (gained %s, lost %s; members %d)",
@@ -174,31 +243,43 @@ class ShardElector:
             )
         return gained, lost
 
+    def _step_shard(
+        self, shard: int, view: LeaseView | None, named: str | None, may_take: bool, started: float
+    ) -> bool:
+        """Renew, hand over, take or only note one shard's Lease; whether it changed hands."""
+        elector = self.shards[shard]
+        if shard in self.held:
+            if named != self.identity and self._settled(named):
+                self._lose({shard})
+                elector.give_up()
+                log.info("handed shard %d over to %s", shard, named)
+                return True
+            if elector.act(view):
+                elector.fence.extend(started + self.timing.renew_deadline)
+                return False
+            self._lose({shard})
+            return True
+        if named == self.identity and may_take:
+            if elector.act(view):
+                elector.fence.open(started + self.timing.renew_deadline)
+                self.held.add(shard)
+                return True
+            return False
+        elector.note(view)
+        return False
+
     def _list(self) -> dict[str, LeaseView | None]:
-        """The operator's Leases by name, remembering each member's record as seen."""
-        found: Any = self.api.list_namespaced_lease(
-            self.namespace,
-            label_selector=f"{shards.LEASE_LABEL}={self.name}",
-            _request_timeout=self.timing.retry_period,
-        )
+        """The operator's Leases by name; membership Leases silent for long are deleted."""
+        listed: dict[str, LeaseView | None] = {
+            item.metadata.name: self.member.view(item) for item in self.records.refresh()
+        }
         now = self._clock()
-        listed: dict[str, LeaseView | None] = {}
-        for item in found.items:
-            view = self.member.view(item)
-            name = item.metadata.name
-            listed[name] = view
-            labels = item.metadata.labels or {}
-            if labels.get(shards.ROLE_LABEL) != "member" or name == self.member.name:
-                continue
-            peer = self._peers.get(name)
-            if peer is None or peer.record != view.record:
-                was_live = peer is not None and now - peer.changed_at < self.timing.duration
-                since = peer.live_since if peer is not None and was_live else now
-                self._peers[name] = _Peer(view.record, now, since)
-            elif now - peer.changed_at > FORGET_AFTER * self.timing.duration:
+        for name, seen in self.records.seen.items():
+            if (
+                seen.role == "member"
+                and now - seen.changed_at > FORGET_AFTER * self.timing.duration
+            ):
                 self._forget(name)
-        for name in set(self._peers) - set(listed):
-            del self._peers[name]
         return listed
 
     def _forget(self, name: str) -> None:
@@ -217,8 +298,8 @@ class ShardElector:
         """Whether ``identity`` has been seen live long enough to hand a shard over to."""
         now = self._clock()
         return any(
-            p.record[0] == identity and now - p.live_since >= self.timing.retry_period
-            for p in self._peers.values()
+            seen.record[0] == identity and now - seen.live_since >= self.timing.retry_period
+            for _, seen in self.records.live("member")
         )
 
     def _lose(self, lost: set[int]) -> None:

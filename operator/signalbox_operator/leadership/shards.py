@@ -9,6 +9,10 @@ every replica computes the same answer from the same list, nothing else is share
 holds its fair share (within one shard), and a replica joining or leaving moves few shards
 besides those it gains or held.
 
+Replicas run with another number of shards (a rollout that changes it), or with one Lease
+for all, are another configuration: a replica campaigns only while no other configuration
+holds a live Lease, so the old replicas work until they stop and give their Leases up.
+
 This is how Kubernetes' own components find their peers (the API servers' identity Leases in
 ``kube-system``, renewed by each instance and collected by the others once expired), joined to
 one ordinary leader-election Lease per shard, so that handing a shard over is the same rule,
@@ -22,6 +26,7 @@ from collections.abc import Iterable
 
 LEASE_LABEL = "signalbox.dev/lease-of"  # on shard and membership Leases: the lease name
 ROLE_LABEL = "signalbox.dev/lease-role"  # "shard" or "member"
+COUNT_LABEL = "signalbox.dev/shards"  # how many shards the replica that wrote it runs
 
 
 def _hash(text: str) -> int:
@@ -62,8 +67,9 @@ def assignment(count: int, members: Iterable[str]) -> dict[int, str]:
     return placed
 
 
-def shard_lease(name: str, shard: int) -> str:
-    return f"{name}-shard-{shard}"
+def shard_lease(name: str, shard: int, count: int) -> str:
+    """Named for the count too: shard 1 of 4 and shard 1 of 6 hold different objects."""
+    return f"{name}-shard-{shard}-of-{count}"
 
 
 def member_lease(name: str, identity: str) -> str:

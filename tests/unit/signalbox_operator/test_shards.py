@@ -13,7 +13,7 @@ import pytest
 
 from signalbox_operator.leadership import shards
 from signalbox_operator.leadership.leader import Timing
-from signalbox_operator.leadership.shard_elector import ShardElector
+from signalbox_operator.leadership.shard_elector import LeaseRecords, ShardElector
 
 COUNT = 6
 TIMING = Timing(duration=6, renew_deadline=4, retry_period=1)
@@ -59,7 +59,7 @@ def test_assignment_is_balanced_the_same_everywhere_and_moves_little(
 
 
 def test_lease_names_are_valid_object_names() -> None:
-    assert shards.shard_lease("signalbox-operator", 3) == "signalbox-operator-shard-3"
+    assert shards.shard_lease("signalbox-operator", 3, 6) == "signalbox-operator-shard-3-of-6"
     name = shards.member_lease("signalbox-operator", "Pod_Name.example-1234")
     assert name.startswith("signalbox-operator-member-")
     assert name == name.lower()
@@ -134,23 +134,23 @@ class LeaseStore:
 
     def holders(self) -> dict[int, str | None]:
         return {
-            int(n.rsplit("-", 1)[1]): lease.spec.holder_identity
+            int(n.split("-shard-")[1].split("-")[0]): lease.spec.holder_identity
             for n, lease in self.leases.items()
-            if "-shard-" in n
+            if f"-of-{COUNT}" in n
         }
 
 
-def replica(store: LeaseStore, identity: str, clock: Clock) -> ShardElector:
+def replica(store: LeaseStore, identity: str, clock: Clock, count: int = COUNT) -> ShardElector:
     e = ShardElector(
         kubernetes.client.ApiClient(),
         namespace="ns",
         name="op",
         identity=identity,
-        count=COUNT,
+        count=count,
         timing=TIMING,
         clock=clock,
     )
-    e.api = store  # type: ignore[assignment]
+    e.api = e.records.api = store  # type: ignore[assignment]
     for elector in (*e.shards, e.member):
         elector.api = store  # type: ignore[assignment]
     return e
@@ -225,6 +225,44 @@ def test_a_replica_alone_holds_every_shard_and_a_failing_api_closes_its_fences()
     assert lost == set(range(COUNT))
     assert not a.held
     assert a.remaining() == 0
+
+
+def test_a_new_shard_count_waits_for_the_old_replicas_to_stop() -> None:
+    """A rollout from 4 shards to 6: the new replica takes nothing while an old one holds a
+    live shard Lease, and everything once the old one gives its shards up."""
+    store, clock = LeaseStore(), Clock()
+    old, new = replica(store, "old", clock, count=4), replica(store, "new", clock)
+    rounds([old], clock, 3)
+    assert old.held == {0, 1, 2, 3}
+    moved = rounds([old, new], clock, 10)
+    assert moved["new"] == set()
+    assert old.held == {0, 1, 2, 3}  # the old configuration counts only its own members
+    old.release_all(lambda gained, lost: None)
+    moved = rounds([new], clock, 3)
+    assert moved["new"] == set(range(COUNT))
+
+
+def test_sharded_and_unsharded_replicas_wait_for_each_other() -> None:
+    store, clock = LeaseStore(), Clock()
+    leader = LeaseRecords(store, "ns", "op", TIMING, clock)
+    assert leader() is False  # nothing sharded: the single Lease may be campaigned for
+    sharded = replica(store, "s", clock)
+    rounds([sharded], clock, 3)
+    assert leader() is True
+    sharded.release_all(lambda gained, lost: None)
+    assert leader() is False  # given up: the holders are empty
+    # The single Lease held and renewed: a sharded replica takes nothing.
+    store.create_namespaced_lease(
+        "ns",
+        {
+            "metadata": {"name": "op"},
+            "spec": {"holderIdentity": "single", "renewTime": "", "leaseDurationSeconds": 6},
+        },
+    )
+    again = replica(store, "t", clock)
+    assert rounds([again], clock, 4)["t"] == set()
+    clock.now += TIMING.duration  # the single leader stopped renewing long ago
+    assert rounds([again], clock, 3)["t"] == set(range(COUNT))
 
 
 @pytest.mark.parametrize("count", [0, -1])
