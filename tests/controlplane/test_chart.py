@@ -77,6 +77,24 @@ def _refused(helm: Path, value: str) -> str:
 
 def test_values_schema_rejects_bad_values(helm: Path) -> None:
     assert "replicas" in _refused(helm, "operator.replicas=9")
+    assert "shards" in _refused(helm, "operator.shards=0")
+
+
+def _operator_args(rendered: str) -> list[str]:
+    dep = next(
+        d
+        for d in _docs(rendered)
+        if d["kind"] == "Deployment" and str(d["metadata"]["name"]).endswith("-operator")
+    )
+    args: list[str] = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    return args
+
+
+def test_operator_shards_only_when_asked(helm: Path) -> None:
+    plain = run_helm(helm, None, "template", "sb", str(CHART), *KUBE)
+    assert not [a for a in _operator_args(plain) if a.startswith("--shards")]
+    full = run_helm(helm, None, "template", "sb", str(CHART), *KUBE, "-f", str(FULL))
+    assert "--shards=6" in _operator_args(full)
 
 
 def _docs(rendered: str) -> list[dict[str, object]]:
@@ -360,6 +378,7 @@ def test_install_upgrade_and_rbac(helm: Path, cluster: Cluster, installed: str) 
         (operator, ["list", "endpointslices.discovery.k8s.io", "-n", ns]),
         (operator, ["get", "services", "-n", ns]),
         (operator, ["update", "leases.coordination.k8s.io", "-n", ns]),
+        (operator, ["list", "leases.coordination.k8s.io", "-n", ns]),
         (router, ["watch", "llmproviders.signalbox.dev", "-n", ns]),
         (router, ["list", "secrets", "-n", ns]),
         (router, ["list", "endpointslices.discovery.k8s.io", "-n", ns]),
@@ -370,6 +389,7 @@ def test_install_upgrade_and_rbac(helm: Path, cluster: Cluster, installed: str) 
         (operator, ["get", "secrets", "-n", "elsewhere"]),
         (operator, ["create", "secrets", "-n", ns]),
         (operator, ["update", "leases.coordination.k8s.io", "-n", "elsewhere"]),
+        (operator, ["list", "leases.coordination.k8s.io", "-n", "elsewhere"]),
         (operator, ["create", "pods", "-n", ns]),
         (operator, ["update", "services", "-n", ns]),
         (router, ["patch", "llmproviders.signalbox.dev", "--subresource=status", "-n", ns]),
