@@ -1,16 +1,20 @@
 """Scale benchmark of the operator (not a test): N LLMProviders against a few fake providers.
 
     .venv/bin/python hack/bench_operator.py --providers 1000 5000 [--interval 10] [--steady 60]
+    .venv/bin/python hack/bench_operator.py --providers 15000 --replicas 3 --shards 6
 
-For each N it starts a fresh namespace and operator process on a local control plane
-(SIGNALBOX_CLUSTER=bench), applies N providers at once, and measures:
+For each N it starts a fresh namespace and operator process (or ``--replicas`` of them, sharing
+``--shards`` shards) on a local control plane (bench), applies N providers at once, and
+measures:
 - seconds from the last apply until every provider is Ready (target: <= 2 probe intervals),
-- the operator's resident memory once all are Ready (target at 1,000: <= 300 MB),
+- the operator's resident memory once all are Ready (target at 1,000: <= 300 MB); with
+  replicas, the largest replica's and all of them together,
 - status writes per provider per minute in steady state (target: <= 1),
 - API server requests per second in steady state, read from the API server's own metrics,
 - the probes the fake providers received in steady state: per second in all, and the most any
   one fake received in one second (the providers on one fake share their probes),
-- the leases the operator lost and the status writes that timed out, read from its log.
+- the leases (or shards) the operator lost and the status writes that timed out, read from its
+  log; with shards, how the shards were spread and how many providers each replica probed.
 Fake providers run as separate processes. It prints a table and one JSON line of the figures.
 """
 
@@ -119,6 +123,11 @@ def apiserver_requests(cluster: clusters.Cluster) -> float:
     )
 
 
+def pid(op: OperatorProcess) -> int:
+    assert op.proc is not None
+    return op.proc.pid
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -151,19 +160,36 @@ def run(
     logs: Path,
     *,
     interval: float = INTERVAL,
-) -> dict[str, float]:
+    replicas: int = 1,
+    shards: int = 1,
+) -> dict[str, Any]:
     namespace = cluster.create_namespace(f"bench-{n}")
     client = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
         str(cluster.kubeconfig)
     )
     api = kubernetes.client.CustomObjectsApi(client)
-    log = logs / f"operator-{n}.log"
-    log.unlink(missing_ok=True)  # the counts below read this run's lines only
-    op = OperatorProcess(cluster, namespace, log).start()
+    extra = ["--shards", str(shards)] if shards > 1 else []
+    ops = []
+    for r in range(replicas):
+        log = logs / f"operator-{n}-{r}.log"
+        log.unlink(missing_ok=True)  # the counts below read this run's lines only
+        ops.append(OperatorProcess(cluster, namespace, log, identity=f"bench-{r}", extra=extra))
+    for op in ops:
+        op.start()
+    writes_metric = 'signalbox_status_writes_total{kind="llmproviders"}'
+
+    def writes_of(op: OperatorProcess) -> float:
+        # a scrape that times out under load is tried again, never read as zero
+        return wait_for(lambda: op.metric(writes_metric), 60, "the operator's metrics")
+
+    def writes() -> float:
+        return sum(writes_of(op) for op in ops)
+
     try:
-        wait_for(op.metrics, 30, "operator metrics")
+        for op in ops:
+            wait_for(op.metrics, 30, "operator metrics")
         listing = manifests(n, fakes, interval)
-        cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=listing, timeout=300)
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=listing, timeout=600)
         applied = time.monotonic()
         wait_for(
             lambda: ready_count(api, namespace) == n,
@@ -172,33 +198,43 @@ def run(
             every=2.0,
         )
         to_ready = time.monotonic() - applied
-        assert op.proc is not None
-        memory = rss_mb(op.proc.pid)
-        writes_metric = 'signalbox_status_writes_total{kind="llmproviders"}'
-        writes0 = wait_for(lambda: op.metric(writes_metric), 60, "the operator's metrics")
+        memory = [rss_mb(pid(op)) for op in ops]
+        writes0 = writes()
         requests0 = apiserver_requests(cluster)
         steady_from = time.time()
         time.sleep(steady)
         probes_per_s, peak = probes_seen(fakes, steady_from)
-        # a scrape that times out under load is tried again, never read as zero
-        writes = wait_for(lambda: op.metric(writes_metric), 60, "the operator's metrics") - writes0
+        written = writes() - writes0
         requests = apiserver_requests(cluster) - requests0 - 1  # minus our own metrics read
-        return {
+        logs_text = [op.log() for op in ops]
+        row: dict[str, Any] = {
             "providers": n,
+            "replicas": replicas,
+            "shards": shards,
             "seconds_to_all_ready": round(to_ready, 1),
             "intervals_to_all_ready": round(to_ready / interval, 2),
-            "operator_rss_mb": round(memory, 1),
-            "steady_writes_per_provider_per_min": round(writes / n / (steady / 60), 3),
+            "operator_rss_mb": round(max(memory), 1),
+            "steady_writes_per_provider_per_min": round(written / n / (steady / 60), 3),
             "apiserver_requests_per_s": round(requests / steady, 2),
-            "operator_rss_mb_end": round(rss_mb(op.proc.pid), 1),
+            "operator_rss_mb_end": round(max(rss_mb(pid(op)) for op in ops), 1),
             "probes_per_s_all_fakes": round(probes_per_s, 2),
             "peak_probes_in_one_second_at_one_fake": peak,
-            # Each term after the first began with a lost lease ("stopping all work").
-            "lease_losses": op.log().count("stopping all work"),
-            "status_write_timeouts": op.log().count("not written: TimeoutError"),
+            # Each term after the first began with a lost lease ("stopping all work"); a shard
+            # lost without being handed over says "lost shard".
+            "lease_losses": sum(
+                t.count("stopping all work") + t.count("lost shard") for t in logs_text
+            ),
+            "status_write_timeouts": sum(t.count("not written: TimeoutError") for t in logs_text),
         }
+        if replicas > 1:
+            row["rss_mb_all_replicas"] = round(sum(memory), 1)
+            row["probe_loops_per_replica"] = [
+                int(op.metric("signalbox_probers") or 0) for op in ops
+            ]
+        return row
     finally:
-        op.stop()
+        for op in ops:
+            op.stop()
         cluster.kubectl("delete", "llmp", "--all", "-n", namespace, "--wait=false", check=False)
 
 
@@ -210,6 +246,8 @@ def main() -> int:
     parser.add_argument("--fakes", type=int, default=4)
     parser.add_argument("--steady", type=float, default=60.0, help="seconds of steady state")
     parser.add_argument("--interval", type=float, default=INTERVAL, help="probe interval, s")
+    parser.add_argument("--replicas", type=int, default=1, help="operator processes")
+    parser.add_argument("--shards", type=int, default=1, help="shards the replicas share")
     parser.add_argument(
         "--logs", type=Path, default=Path(tempfile.gettempdir()) / "signalbox-bench"
     )
@@ -219,7 +257,16 @@ def main() -> int:
     fakes, procs = start_fakes(args.fakes)
     try:
         rows = [
-            run(cluster, n, fakes, args.steady, args.logs, interval=args.interval)
+            run(
+                cluster,
+                n,
+                fakes,
+                args.steady,
+                args.logs,
+                interval=args.interval,
+                replicas=args.replicas,
+                shards=args.shards,
+            )
             for n in args.providers
         ]
     finally:

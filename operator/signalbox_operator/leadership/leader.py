@@ -255,6 +255,9 @@ class Elector:
         except Exception as exc:
             log.warning("lease %s: could not list the shard leases: %s", self.where, exc)
             return False
+        finally:
+            self.last_attempt = self._clock()
+        self.last_read = self._clock()  # the API server answered: a standby that waits is ready
         if waiting and not self._yielded:
             log.info("sharded replicas still hold shard leases: waiting for them to stop")
         self._yielded = waiting

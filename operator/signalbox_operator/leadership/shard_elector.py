@@ -42,6 +42,7 @@ from signalbox_operator.leadership.leader import Elector, LeaseView, Timing
 
 log = logging.getLogger(__name__)
 FORGET_AFTER = 20  # lease durations after which a silent member's Lease is deleted
+LATE = "not renewed within the renew deadline"
 Changed = Callable[[set[int], set[int]], None]  # gained, lost
 
 
@@ -202,7 +203,7 @@ class ShardElector:
         except Exception as exc:  # API errors, timeouts: no shard is renewed this round
             log.warning("shard leases %s: %s", self.where, _why(exc))
             expired = {i for i in self.held if self.fence(i).remaining() <= 0}
-            self._lose(expired)
+            self._lose(expired, LATE)
             return set(), expired
         finally:
             self.last_attempt = self._clock()
@@ -230,7 +231,7 @@ class ShardElector:
                 log.warning("shard lease %s: %s", elector.name, _why(exc))
                 moved = shard in self.held and elector.fence.remaining() <= 0
                 if moved:
-                    self._lose({shard})
+                    self._lose({shard}, LATE)
             if moved:
                 (gained if shard in self.held else lost).add(shard)
         if gained or lost:
@@ -257,7 +258,7 @@ class ShardElector:
             if elector.act(view):
                 elector.fence.extend(started + self.timing.renew_deadline)
                 return False
-            self._lose({shard})
+            self._lose({shard}, "the lease is another's, or was deleted")
             return True
         if named == self.identity and may_take:
             if elector.act(view):
@@ -302,10 +303,13 @@ class ShardElector:
             for _, seen in self.records.live("member")
         )
 
-    def _lose(self, lost: set[int]) -> None:
+    def _lose(self, lost: set[int], why: str = "") -> None:
+        """Close the fences of ``lost`` first; ``why``: lost, not handed over or given up."""
         for shard in lost:
             self.fence(shard).close()
         self.held -= lost
+        for shard in sorted(lost) if why else ():
+            log.warning("lost shard %d (%s): %s", shard, self.shards[shard].name, why)
 
     # -- the thread ---------------------------------------------------------------------------
 

@@ -287,3 +287,31 @@ async def test_renewals_go_on_while_the_operators_loop_is_busy() -> None:
     renewed = leases.version
     await asyncio.sleep(0.5)
     assert leases.version <= renewed + 1, "the thread stops renewing once cancelled"
+
+
+async def test_a_replica_waits_while_sharded_replicas_work_and_stays_ready() -> None:
+    """While ``yield_to`` says sharded replicas hold shards, no attempt is made, and each check
+    counts as an answer from the API server (a standby that waits is ready)."""
+    leases, clock = FakeLeases(), Clock()
+    e = elector(leases, "a", clock)
+    checks = []
+
+    def sharded_still_working() -> bool:
+        checks.append(clock.now)
+        clock.now += 1
+        return len(checks) < 3
+
+    e.yield_to = sharded_still_working
+    await e.acquire()
+    assert len(checks) == 3
+    assert leases.lease.spec.holder_identity == "a"
+    assert e.last_read is not None
+    assert e.last_read >= checks[1]
+
+    def broken() -> bool:
+        raise kubernetes.client.ApiException(status=403)
+
+    other = elector(FakeLeases(), "b", clock)
+    other.yield_to = broken  # a check that fails does not keep a replica from leading
+    await other.acquire()
+    assert other.fence.valid()
