@@ -121,8 +121,9 @@ class Prober:
         self.poked = False
         self.written: dict[str, Any] | None = None
         self.written_at: datetime | None = None
-        # The status last written, parsed: the next round's transition times and Events start
-        # from it without parsing the wire form again.
+        # What the next round needs of the status last written, parsed (``_slim``): its
+        # conditions (their transition times), circuit and self-test, without parsing the wire
+        # form again; the rest of it (health, models, uptime) only as ``written``.
         self.status: LLMProviderStatus | None = None
         self.last_probe: provider_status.ProbeReport | None = None
         self.last_success: datetime | None = None
@@ -309,9 +310,8 @@ class Prober:
         self, spec: LLMProviderSpec, resolved: provider_status.Refs
     ) -> SelfTestStatus:
         async with self.rt.suites:  # at most MAX_SUITES at once in the operator
-            return await trigger.run(
-                self.rt.http, spec, resolved, self._previous(), self.rt.clock()
-            )
+            known = spec_reading.parse_status(self.written or self.body.get("status"))
+            return await trigger.run(self.rt.http, spec, resolved, known, self.rt.clock())
 
     def _suite_result(
         self, task: asyncio.Task[SelfTestStatus], last: SelfTestStatus | None
@@ -393,12 +393,16 @@ class Prober:
     def _previous(self) -> LLMProviderStatus:
         return self.status or spec_reading.parse_status(self.body.get("status"))
 
+    def _wrote(self, wire: dict[str, Any], at: datetime, status: LLMProviderStatus) -> None:
+        """``status`` (``wire`` on the wire) is what the API server holds now."""
+        self.written, self.written_at, self.status = wire, at, _slim(status)
+
     async def _publish(self, facts: provider_status.Facts, min_gap: float) -> None:
         previous = self._previous()
         status = provider_status.compute(facts, previous.conditions)
         wire = status.to_wire()
         if self.written is None and wire == self.body.get("status"):
-            self.written, self.written_at, self.status = wire, facts.now, status
+            self._wrote(wire, facts.now, status)
         if not worth_writing.should_write(self.written, wire, self.written_at, facts.now, min_gap):
             self.write_after = None
             if self.written is not None and self.written_at is not None and wire != self.written:
@@ -429,7 +433,7 @@ class Prober:
         if written != Written.WRITTEN:
             return
         self.write_after = None
-        self.written, self.written_at, self.status = wire, facts.now, status
+        self._wrote(wire, facts.now, status)
         await self._announce(previous, status)
         self.rt.metrics.set_provider(
             self.ref.namespace,
@@ -457,7 +461,7 @@ class Prober:
                     *self._key(), lambda _: wire, self.ref.uid
                 )
                 if written == Written.WRITTEN:
-                    self.written, self.written_at, self.status = wire, now, status
+                    self._wrote(wire, now, status)
                     self.rt.provider_changed(self.ref.namespace)
                 await self.rt.kube.event(
                     self.ref,
@@ -526,6 +530,14 @@ class Prober:
         if not wake_at:
             return IDLE_SECONDS
         return max(0.05, (min(wake_at) - now).total_seconds())
+
+
+def _slim(status: LLMProviderStatus) -> LLMProviderStatus:
+    """What a round reads of the last status: a third of its memory (thousands of providers
+    hold one each)."""
+    return LLMProviderStatus.model_construct(
+        conditions=status.conditions, circuit=status.circuit, self_test=status.self_test
+    )
 
 
 def _circuit_state(status: LLMProviderStatus) -> CircuitState:
