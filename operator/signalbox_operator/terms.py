@@ -162,8 +162,12 @@ async def serve_shards(
     state.sharding = handlers.Sharding(elector.count, elector.fence)
     state.policies.writer = state.writer_for
     loop = asyncio.get_running_loop()
+    stopping_work = False
 
     def shards_changed(gained: set[int], lost: set[int]) -> None:
+        if stopping_work:  # kopf has stopped: no work starts, shards won meanwhile are given up
+            state.shards_changed(set(), lost)
+            return
         state.shards_changed(gained, lost)
         status.enter(health.Phase.LEADING if elector.held else health.Phase.STANDBY, elector)
 
@@ -181,10 +185,15 @@ async def serve_shards(
     operator = asyncio.create_task(_kopf(args, state, term_stop))
     status.working = lambda: not operator.done()
     await asyncio.wait({operator, electing, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    failed = operator.done() and not stop.is_set()
-    if failed:
+    failed = False
+    if operator.done() and not stop.is_set():
         exc = None if operator.cancelled() else operator.exception()
-        log.error("the operator failed: %s; giving every shard up", type(exc).__name__)
+        if exc is None:  # kopf stops by itself only on SIGTERM or SIGINT: so does this process
+            stop.set()
+        else:
+            log.error("the operator failed: %s; giving every shard up", type(exc).__name__)
+            failed = True
+    stopping_work = True
     status.enter(health.Phase.STOPPING)
     electing_stop.set()
     with contextlib.suppress(asyncio.CancelledError, Exception):
