@@ -120,13 +120,9 @@ async def lead(
     if holding is not None and holding in done:
         log.error("%s; stopping all work", _describe(holding))
         again = True
-    elif operator in done and not stop.is_set():
-        exc = None if operator.cancelled() else operator.exception()
-        if exc is None:  # kopf stops by itself only on SIGTERM or SIGINT: so does this process
-            stop.set()
-        else:
-            log.error("the operator failed: %s; stopping all work", type(exc).__name__)
-            again = True
+    elif operator in done and not stop.is_set() and (failure := _kopf_failure(operator, stop)):
+        log.error("the operator failed: %s; stopping all work", failure)
+        again = True
     term_stop.set()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await asyncio.wait_for(operator, STOP_SECONDS)
@@ -185,14 +181,9 @@ async def serve_shards(
     operator = asyncio.create_task(_kopf(args, state, term_stop))
     status.working = lambda: not operator.done()
     await asyncio.wait({operator, electing, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    failed = False
-    if operator.done() and not stop.is_set():
-        exc = None if operator.cancelled() else operator.exception()
-        if exc is None:  # kopf stops by itself only on SIGTERM or SIGINT: so does this process
-            stop.set()
-        else:
-            log.error("the operator failed: %s; giving every shard up", type(exc).__name__)
-            failed = True
+    failure = _kopf_failure(operator, stop) if operator.done() and not stop.is_set() else None
+    if failure:
+        log.error("the operator failed: %s; giving every shard up", failure)
     stopping_work = True
     status.enter(health.Phase.STOPPING)
     electing_stop.set()
@@ -205,7 +196,7 @@ async def serve_shards(
     with contextlib.suppress(Exception):
         await state.runtime.http.aclose()
     kube.close()
-    return 1 if failed else 0
+    return 1 if failure else 0
 
 
 def _state(args: argparse.Namespace, kube: Kube, metrics: Metrics) -> handlers.OperatorState:
@@ -252,6 +243,16 @@ def _kopf(
         memo=memo,
         stop_flag=stop_flag,
     )
+
+
+def _kopf_failure(operator: asyncio.Task[None], stop: asyncio.Event) -> str | None:
+    """Why kopf's task, ended on its own, failed; None when it stopped on SIGTERM or SIGINT,
+    the only way kopf stops by itself (then so does this process: ``stop`` is set)."""
+    exc = None if operator.cancelled() else operator.exception()
+    if exc is None:
+        stop.set()
+        return None
+    return type(exc).__name__
 
 
 def _describe(task: asyncio.Task[None] | None) -> str:

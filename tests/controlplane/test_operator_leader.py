@@ -29,6 +29,7 @@ from tests.support.operator import (
     audit_log,
     condition,
     lease_holder,
+    shard_holders,
     wait_for,
 )
 
@@ -294,18 +295,6 @@ SHARDS = 6
 SHARD_REPLICAS = ("shard-a", "shard-b", "shard-c")
 
 
-def shard_holders(cluster: Cluster, namespace: str) -> dict[int, str | None]:
-    listed = json.loads(cluster.kubectl("get", "lease", "-n", namespace, "-o", "json").stdout)
-    holders = {}
-    for item in listed["items"]:
-        name = item["metadata"]["name"]
-        if name.endswith(f"-of-{SHARDS}"):
-            holders[int(name.split("-shard-")[1].split("-")[0])] = item["spec"].get(
-                "holderIdentity"
-            )
-    return holders
-
-
 def expected_holders(members: list[str]) -> dict[int, str | None]:
     return dict(shards.assignment(SHARDS, members))
 
@@ -373,7 +362,9 @@ def test_three_replicas_share_the_providers_by_shard_and_hand_over(
 
         try:
             wait_for(
-                lambda: shard_holders(cluster, namespace) == expected_holders(everyone) or None,
+                lambda: (
+                    shard_holders(cluster, namespace, SHARDS) == expected_holders(everyone) or None
+                ),
                 40,
                 "each shard held by its replica",
             )
@@ -391,7 +382,8 @@ def test_three_replicas_share_the_providers_by_shard_and_hand_over(
             paused = time.monotonic()
             wait_for(
                 lambda: (
-                    shard_holders(cluster, namespace) == expected_holders(["shard-b", "shard-c"])
+                    shard_holders(cluster, namespace, SHARDS)
+                    == expected_holders(["shard-b", "shard-c"])
                     or None
                 ),
                 20,
@@ -402,7 +394,9 @@ def test_three_replicas_share_the_providers_by_shard_and_hand_over(
             # A wakes: it must write nothing for the shards it lost, then gets its own back.
             a.resume()
             wait_for(
-                lambda: shard_holders(cluster, namespace) == expected_holders(everyone) or None,
+                lambda: (
+                    shard_holders(cluster, namespace, SHARDS) == expected_holders(everyone) or None
+                ),
                 30,
                 "A's shards back with A",
             )
@@ -413,7 +407,8 @@ def test_three_replicas_share_the_providers_by_shard_and_hand_over(
             killed = time.monotonic()
             wait_for(
                 lambda: (
-                    shard_holders(cluster, namespace) == expected_holders(["shard-a", "shard-c"])
+                    shard_holders(cluster, namespace, SHARDS)
+                    == expected_holders(["shard-a", "shard-c"])
                     or None
                 ),
                 20,
@@ -424,7 +419,9 @@ def test_three_replicas_share_the_providers_by_shard_and_hand_over(
             c.stop()
             stopped = time.monotonic()
             wait_for(
-                lambda: set(shard_holders(cluster, namespace).values()) == {"shard-a"} or None,
+                lambda: (
+                    set(shard_holders(cluster, namespace, SHARDS).values()) == {"shard-a"} or None
+                ),
                 10,
                 "every shard with A",
             )

@@ -13,29 +13,21 @@ from tests.e2e.conftest import CHART, Release
 from tests.e2e.test_node_chart import loop_counts, pods, request_loop_pod
 from tests.e2e.workloads import VLLM_MODEL
 from tests.support.node import helm
-from tests.support.operator import lease_holder, wait_for
+from tests.support.operator import lease_holder, shard_holders, wait_for
 
 SHARDS = 4
 EXTRA = 24  # providers beyond the release's three, all on the vLLM pods
 OPERATORS = "app.kubernetes.io/component=operator"
 
 
-def shard_holders(release: Release) -> dict[int, str | None]:
-    listed = json.loads(release.kubectl("get", "lease", "-o", "json"))
-    holders = {}
-    for item in listed["items"]:
-        name = item["metadata"]["name"]
-        if name.endswith(f"-of-{SHARDS}"):
-            holders[int(name.split("-shard-")[1].split("-")[0])] = item["spec"].get(
-                "holderIdentity"
-            )
-    return holders
+def holders(release: Release) -> dict[int, str | None]:
+    return shard_holders(release.cluster, release.namespace, SHARDS)
 
 
 def settled(release: Release) -> dict[int, str] | None:
     """The holders, once every shard is held by the pod the assignment names."""
     expected = shards.assignment(SHARDS, pods(release, OPERATORS))
-    return expected if shard_holders(release) == expected else None
+    return expected if holders(release) == expected else None
 
 
 def ready_count(release: Release, names: list[str]) -> int:
@@ -92,9 +84,7 @@ def test_three_operator_replicas_share_shards_and_survive_a_kill_under_traffic(
         victim = before[0]
         release.kubectl("delete", "pod", victim, "--grace-period=0", "--force")
         killed = time.monotonic()
-        wait_for(
-            lambda: victim not in shard_holders(release).values() or None, 60, "shards passed on"
-        )
+        wait_for(lambda: victim not in holders(release).values() or None, 60, "shards passed on")
         handed = time.monotonic() - killed
         release.kubectl("rollout", "status", f"deploy/{release.name}-operator", "--timeout=180s")
         after = wait_for(lambda: settled(release), 90, "each shard held by a live pod")
@@ -122,4 +112,4 @@ def test_three_operator_replicas_share_shards_and_survive_a_kill_under_traffic(
         lambda: lease_holder(release.cluster, release.namespace), 90, "one leader again"
     )
     assert leader in pods(release, OPERATORS)
-    assert all(holder is None for holder in shard_holders(release).values())
+    assert all(holder is None for holder in holders(release).values())

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from signalbox_operator.leadership import shards
 from tests.support.cluster import CLUSTER_SCRIPT, REPO, Cluster
 
 T = TypeVar("T")
@@ -221,3 +222,18 @@ def lease_holder(cluster: Cluster, namespace: str) -> str | None:
         return None
     holder: str | None = json.loads(proc.stdout)["spec"].get("holderIdentity")
     return holder
+
+
+def shard_holders(
+    cluster: Cluster, namespace: str, count: int, name: str = "signalbox-operator"
+) -> dict[int, str | None]:
+    """Who holds each of ``count`` shard Leases (``--shards count``) that exist."""
+    listed = json.loads(cluster.kubectl("get", "lease", "-n", namespace, "-o", "json").stdout)
+    by_name = {
+        item["metadata"]["name"]: item["spec"].get("holderIdentity") for item in listed["items"]
+    }
+    return {
+        i: by_name[lease]
+        for i in range(count)
+        if (lease := shards.shard_lease(name, i, count)) in by_name
+    }

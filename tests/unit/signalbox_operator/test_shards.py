@@ -13,7 +13,7 @@ import pytest
 
 from signalbox_operator.leadership import shards
 from signalbox_operator.leadership.leader import Timing
-from signalbox_operator.leadership.shard_elector import LeaseRecords, ShardElector
+from signalbox_operator.leadership.shard_elector import FORGET_AFTER, LeaseRecords, ShardElector
 
 COUNT = 6
 TIMING = Timing(duration=6, renew_deadline=4, retry_period=1)
@@ -134,9 +134,9 @@ class LeaseStore:
 
     def holders(self) -> dict[int, str | None]:
         return {
-            int(n.split("-shard-")[1].split("-")[0]): lease.spec.holder_identity
-            for n, lease in self.leases.items()
-            if f"-of-{COUNT}" in n
+            i: lease.spec.holder_identity
+            for i in range(COUNT)
+            if (lease := self.leases.get(shards.shard_lease("op", i, COUNT))) is not None
         }
 
 
@@ -263,6 +263,19 @@ def test_sharded_and_unsharded_replicas_wait_for_each_other() -> None:
     assert rounds([again], clock, 4)["t"] == set()
     clock.now += TIMING.duration  # the single leader stopped renewing long ago
     assert rounds([again], clock, 3)["t"] == set(range(COUNT))
+
+
+def test_a_member_gone_for_long_is_forgotten() -> None:
+    store, clock = LeaseStore(), Clock()
+    a, b = replica(store, "a", clock), replica(store, "b", clock)
+    rounds([a, b], clock, 3)
+    assert shards.member_lease("op", "b") in store.leases
+    rounds([a], clock, int(FORGET_AFTER * TIMING.duration) - 1)
+    assert shards.member_lease("op", "b") in store.leases  # not yet
+    rounds([a], clock, 3)
+    assert shards.member_lease("op", "b") not in store.leases
+    assert shards.member_lease("op", "a") in store.leases
+    assert a.held == set(range(COUNT))
 
 
 @pytest.mark.parametrize("count", [0, -1])
