@@ -77,6 +77,7 @@ class OperatorState:
             self.stop_prober(key)
         for shard in lost:
             sharding.held.pop(shard, None)
+        self.policies.let_go({k for k in self.policies.policies if self.shard(k) in lost})
         for shard in gained:
             kube = self.runtime.kube.under(sharding.fence(shard))
             sharding.held[shard] = dataclasses.replace(self.runtime, kube=kube)

@@ -64,11 +64,8 @@ class Policies:
     def policy_event(self, key: Key, body: Mapping[str, Any] | None) -> None:
         if body is None:
             self.policies.pop(key, None)
-            self.written.pop(key, None)
             self._specs.pop(key, None)
-            if self.metrics is not None:
-                with contextlib.suppress(KeyError):
-                    self.metrics.policy_eligible.remove(*key)
+            self.let_go({key})
         else:
             self.policies[key] = body
         self._touch(key[0])
@@ -79,6 +76,15 @@ class Policies:
         else:
             self.providers[key] = spec_reading.kept(body)
         self._touch(key[0])
+
+    def let_go(self, keys: set[Key]) -> None:
+        """This replica no longer writes these policies (deleted, or their shard is another's):
+        it forgets what it wrote and stops exporting their figures."""
+        for key in keys:
+            self.written.pop(key, None)
+            if self.metrics is not None:
+                with contextlib.suppress(KeyError):
+                    self.metrics.policy_eligible.remove(*key)
 
     def take_over(self, keys: set[Key]) -> None:
         """This replica now writes these policies: what it wrote before (in an earlier hold of

@@ -4,16 +4,19 @@ in-memory Lease store on a shared clock (joining, dying, pausing, leaving)."""
 from __future__ import annotations
 
 import collections
-from datetime import datetime
+from datetime import UTC, datetime
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import kubernetes
 import pytest
 
+from signalbox_operator.kube import Kube
 from signalbox_operator.leadership import shards
 from signalbox_operator.leadership.leader import Timing
 from signalbox_operator.leadership.shard_elector import FORGET_AFTER, LeaseRecords, ShardElector
+from signalbox_operator.metrics import Metrics
+from signalbox_operator.policies import Policies
 
 COUNT = 6
 TIMING = Timing(duration=6, renew_deadline=4, retry_period=1)
@@ -284,3 +287,20 @@ def test_shards_must_be_positive(count: int) -> None:
         ShardElector(
             kubernetes.client.ApiClient(), namespace="n", name="o", identity="a", count=count
         )
+
+
+def test_a_replica_that_loses_a_policys_shard_stops_exporting_it() -> None:
+    metrics = Metrics()
+    policies = Policies(cast(Kube, None), lambda: datetime.now(UTC), metrics)
+    policies.policy_event(("team-a", "chat"), {"metadata": {"name": "chat"}, "spec": {}})
+    metrics.policy_eligible.labels("team-a", "chat").set(2)
+    policies.written[("team-a", "chat")] = {"conditions": []}
+    policies.let_go({("team-a", "chat")})
+    assert ("team-a", "chat") not in policies.written
+    assert (
+        metrics.registry.get_sample_value(
+            "signalbox_policy_eligible_providers", {"namespace": "team-a", "policy": "chat"}
+        )
+        is None
+    )
+    assert ("team-a", "chat") in policies.policies  # still watched, for when the shard returns
